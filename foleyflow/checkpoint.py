@@ -1,0 +1,134 @@
+"""Self-describing safetensors checkpoints.
+
+Every file foleyflow writes holds its tensors plus string metadata:
+  `foleyflow.kind`        what it is ("vae", "vocoder", "generator", "train_state/generator", ...): loading checks it;
+  `foleyflow.config`      the model's resolved config as JSON (a model is rebuilt from this alone, no YAML needed);
+  `foleyflow.provenance`  JSON: code version, training data, command, seed, step... (free form, for people);
+  `foleyflow.version`     the foleyflow version that wrote it.
+Writes are atomic (temporary file + rename), so a crash never leaves a half-written checkpoint. Nothing is unpickled.
+Nested state (optimizer state, EMA, RNG) is flattened with `flatten_state` into tensors + a JSON skeleton.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foleyflow.errors import CheckpointError
+
+KIND, CONFIG, PROVENANCE, VERSION = "foleyflow.kind", "foleyflow.config", "foleyflow.provenance", "foleyflow.version"
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str, config: str | dict | None = None,
+                    provenance: dict | None = None, extra: dict[str, str] | None = None) -> Path:
+    """Writes `tensors` to `path` atomically with the metadata above. `config` is a JSON string or a dict."""
+    from safetensors.torch import save_file
+
+    from foleyflow import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {KIND: kind, VERSION: __version__, PROVENANCE: json.dumps(provenance or {}, sort_keys=True)}
+    if config is not None:
+        meta[CONFIG] = config if isinstance(config, str) else json.dumps(config, sort_keys=True)
+    meta.update(extra or {})
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(clean, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, without reading its tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({type(e).__name__})") from None
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Returns (tensors, metadata). If `kind` is given, a checkpoint of another kind is refused with a clear message."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    found = meta.get(KIND)
+    if kind is not None and found != kind:
+        raise CheckpointError(f"{path} is a '{found or 'unknown'}' checkpoint, expected '{kind}'")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:
+        raise CheckpointError(f"{path} could not be read ({type(e).__name__}: {e})") from None
+    return tensors, meta
+
+
+def checkpoint_config(meta: dict[str, str]) -> dict:
+    """The config dict stored in a checkpoint's metadata."""
+    if CONFIG not in meta:
+        raise CheckpointError("checkpoint has no embedded config")
+    return json.loads(meta[CONFIG])
+
+
+def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, what: str = "model") -> None:
+    """Strict `load_state_dict` whose errors name the first missing, unexpected or mis-shaped key in one line."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(f"{what} checkpoint does not fit: {len(missing)} missing keys (e.g. "
+                              f"{missing[:1]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:1]})")
+    for k, v in own.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{what} checkpoint does not fit: '{k}' has shape {tuple(tensors[k].shape)}, "
+                                  f"the model expects {tuple(v.shape)}")
+    module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
+
+
+def flatten_state(state: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
+    """Splits nested dicts/lists holding tensors into (flat tensors, JSON-able skeleton with '@tensor:key' leaves)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, key: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[key] = node
+            return f"@tensor:{key}"
+        if isinstance(node, dict):
+            return {"@dict": [[walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")] for i, (k, v) in enumerate(node.items())]}
+        if isinstance(node, (list, tuple)):
+            return {"@list" if isinstance(node, list) else "@tuple": [walk(v, f"{key}.{i}") for i, v in enumerate(node)]}
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        raise TypeError(f"cannot store a {type(node).__name__} in a checkpoint")
+
+    skeleton = walk(state, prefix or "s")
+    return tensors, skeleton
+
+
+def unflatten_state(tensors: dict[str, torch.Tensor], skeleton: Any) -> Any:
+    """Inverse of `flatten_state`."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, str) and node.startswith("@tensor:"):
+            return tensors[node[len("@tensor:"):]]
+        if isinstance(node, dict):
+            if "@dict" in node:
+                return {walk(k): walk(v) for k, v in node["@dict"]}
+            if "@list" in node:
+                return [walk(v) for v in node["@list"]]
+            if "@tuple" in node:
+                return tuple(walk(v) for v in node["@tuple"])
+        return node
+
+    return walk(skeleton)

@@ -1,0 +1,55 @@
+"""The `foleyflow` command line: a thin layer over the library.
+
+Each subcommand lives in `foleyflow/commands/<name>.py` and provides `register(subparsers)`, which adds its parser and
+sets `func` to a function taking the parsed arguments. Subcommand modules import heavy dependencies inside `func`, so
+`foleyflow --help` stays fast. Any `FoleyError` becomes a one-line `error: ...` on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from foleyflow import __version__
+from foleyflow.errors import FoleyError
+
+# Subcommand modules, in the order `--help` lists them.
+COMMANDS = ("info",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foleyflow", description="foleyflow: sound for pictures (video-to-audio and text-to-audio generation)."
+    )
+    parser.add_argument("--version", action="version", version=f"foleyflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"foleyflow.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FoleyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: one line unless asked for the traceback
+        if os.environ.get("FOLEYFLOW_DEBUG"):
+            raise
+        print(f"error: internal error ({type(e).__name__}: {e}); set FOLEYFLOW_DEBUG=1 for the traceback",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

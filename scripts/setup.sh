@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up everything foleyflow needs on a Debian machine: system packages, then a virtual environment.
+# Usage: bash scripts/setup.sh [VENV_DIR]
+# Environment:
+#   FOLEYFLOW_TORCH   pip requirement for torch (default torch==2.13.0, the CPU build of the reference machine).
+#                     GPU users set e.g. FOLEYFLOW_TORCH="torch==2.9.1" (a CUDA build) or pre-install torch and set
+#                     FOLEYFLOW_TORCH=skip.
+set -euo pipefail
+VENV=${1:-.venv}
+PKGS=(fluidsynth fluid-soundfont-gm libmysofa1)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "foleyflow setup: installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "foleyflow setup: missing system packages: ${missing[*]}" >&2
+    echo "Install them with:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    echo "then run the command again." >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "foleyflow setup: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+TORCH=${FOLEYFLOW_TORCH:-torch==2.13.0}
+if [ "$TORCH" != "skip" ]; then
+  # torch first, so that nothing that depends on it pulls a multi-GB CUDA build on a CPU machine.
+  "${PIP[@]}" install "$TORCH" 2>&1 | grep -v "is ignored: it is neither" || true
+fi
+"$VENV/bin/python" -c "import torch" || { echo "foleyflow setup: torch failed to install" >&2; exit 1; }
+"${PIP[@]}" install -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
+"$VENV/bin/python" -c "import foleyflow, av, soundfile, safetensors" || { echo "foleyflow setup: install failed" >&2; exit 1; }
+echo "foleyflow setup: ready ($VENV)"
