@@ -37,3 +37,25 @@ def mmaudio_fixtures(shared_dir) -> Path:
     if not path.is_dir():
         pytest.skip(f"MMAudio parity fixtures not found at {path}")
     return path
+
+
+class CliResult:
+    def __init__(self, proc):
+        self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def run_cli():
+    """Runs `python -m foleyflow ARGS...` from this checkout; returns .code, .out, .err."""
+    import os
+    import subprocess
+    import sys
+
+    def run(*args, timeout=300, cwd=None):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FOLEYFLOW_TEST="1")
+        env.pop("FOLEYFLOW_DEBUG", None)
+        proc = subprocess.run([sys.executable, "-m", "foleyflow", *map(str, args)], capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd=cwd)
+        return CliResult(proc)
+
+    return run

@@ -1,0 +1,5 @@
+import sys
+
+from foleyflow.cli import main
+
+sys.exit(main())
