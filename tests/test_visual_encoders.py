@@ -177,3 +177,16 @@ def test_checkpoints_round_trip_and_refuse_wrong_kind(tmp_path):
         load_sync_encoder(p_sem)
     with pytest.raises(CheckpointError, match="expected 'semantic_av'"):
         load_semantic_encoder(p_syn)
+
+
+def test_first_last_offsets_cover_clip_ends():
+    torch.manual_seed(0)
+    model = SyncAVModel(SyncAVConfig(visual=tiny_sync(), audio=tiny_audio(), head_width=32, head_depth=1,
+                                     head_heads=2, window_s=1.28)).eval()
+    frames, audio = torch.rand(2, 60, 3, 32, 32), torch.randn(2, 2, 38400) * 0.1  # 2.4 s
+    with torch.no_grad():
+        out = model.first_last_offsets_s(frames, audio)
+        last = model.predict_offset_s(frames[:, 28:60], audio[..., 17920:17920 + 20480])
+    assert out.shape == (2, 2) and torch.equal(out[:, 1], last)
+    with pytest.raises(ValueError, match="at least 1.28 s"):
+        model.first_last_offsets_s(frames[:, :20], audio)

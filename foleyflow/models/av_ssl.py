@@ -235,6 +235,22 @@ class SyncAVModel(nn.Module):
         grid = torch.tensor(self.cfg.offsets_s, device=frames.device)
         return grid[self.forward(frames, audio).argmax(-1)]
 
+    def first_last_offsets_s(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 2) predicted offsets of the first and the last window_s seconds of whole clips (av-benchmark's DeSync
+        protocol: DeSync = mean absolute value). frames (B, T, 3, H, W) at 25 fps, audio (B, [C,] N) at the
+        encoder's sample rate; both must cover at least window_s seconds."""
+        fps, sr, w = self.cfg.visual.fps, self.cfg.audio.sample_rate, self.cfg.window_s
+        nf, na = int(round(w * fps)), int(round(w * sr))
+        t_frames, t_audio = frames.shape[1], audio.shape[-1]
+        if t_frames < nf or t_audio < na:
+            raise ValueError(f"clips must be at least {w} s long for offset prediction")
+        duration = min(t_frames / fps, t_audio / sr)
+        last_f = int((duration - w) * fps + 1e-6)
+        last_a = int(round(last_f / fps * sr))
+        first = self.predict_offset_s(frames[:, :nf], audio[..., :na])
+        last = self.predict_offset_s(frames[:, last_f:last_f + nf], audio[..., last_a:last_a + na])
+        return torch.stack([first, last], dim=1)
+
 
 # ---------------------------------------------------------------- checkpoints
 def save_av_model(path: str | Path, model: SemanticAVModel | SyncAVModel, provenance: dict | None = None) -> Path:
