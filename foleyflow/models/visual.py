@@ -16,7 +16,6 @@ Frames are (B, T, 3, H, W), uint8 in [0, 255] or float in [0, 1], any H and W; e
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
