@@ -190,3 +190,14 @@ def test_first_last_offsets_cover_clip_ends():
     assert out.shape == (2, 2) and torch.equal(out[:, 1], last)
     with pytest.raises(ValueError, match="at least 1.28 s"):
         model.first_last_offsets_s(frames[:, :20], audio)
+
+
+def test_prepare_frames_chunking_is_exact():
+    from foleyflow.models.visual import normalize_frames, prepare_frames
+
+    frames = torch.randint(0, 256, (2, 70, 3, 24, 40), dtype=torch.uint8)
+    whole = normalize_frames(resize_frames(frames.float() / 255, 16, "center_crop"), (0.5,) * 3, (0.5,) * 3)
+    chunked = prepare_frames(frames, 16, "center_crop", (0.5,) * 3, (0.5,) * 3, chunk_frames=8)
+    assert chunked.shape == (2, 70, 3, 16, 16) and torch.allclose(chunked, whole, atol=1e-6)
+    with pytest.raises(FrameError):
+        prepare_frames([1, 2], 16, "stretch", (0.5,) * 3, (0.5,) * 3)
