@@ -173,6 +173,9 @@ def test_checkpoints_round_trip_and_refuse_wrong_kind(tmp_path):
         assert torch.equal(load_sync_encoder(p_syn)(frames25), syn.visual(frames25))
         assert torch.equal(load_sync_model(p_syn)(frames25, torch.zeros(1, 15360)), syn(frames25, torch.zeros(1, 15360)))
     assert load_semantic_model(p_sem).cfg == sem.cfg
+    ident = load_sync_encoder(p_syn).identity
+    assert ident["kind"] == "sync" and ident["fps"] == 25 and ident["dim"] == 20 and len(ident["sha256"]) == 64
+    assert load_semantic_encoder(p_sem).identity["sha256"] != ident["sha256"]
     with pytest.raises(CheckpointError, match="is a 'semantic_av' checkpoint, expected 'sync_av'"):
         load_sync_encoder(p_sem)
     with pytest.raises(CheckpointError, match="expected 'semantic_av'"):

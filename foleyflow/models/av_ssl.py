@@ -293,10 +293,13 @@ def save_av_model(path: str | Path, model: SemanticAVModel | SyncAVModel, proven
 def _load(path, kind, cfg_cls, model_cls):
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
+    from foleyflow.models.adapters import file_sha256
 
     tensors, meta = load_checkpoint(path, kind=kind)
     model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)))
     load_into(model, tensors, what=kind)
+    model.identity = {"kind": kind, "impl": "foleyflow", "weights": str(Path(path).resolve()),
+                      "sha256": file_sha256(path)}
     return model.eval()
 
 
@@ -308,11 +311,18 @@ def load_sync_model(path: str | Path) -> SyncAVModel:
     return _load(path, SYNC_KIND, SyncAVConfig, SyncAVModel)
 
 
+def _visual(model, kind: str):
+    enc = model.visual
+    enc.identity = {**model.identity, "kind": kind, "dim": enc.out_dim, "fps": enc.fps}
+    return enc
+
+
 def load_semantic_encoder(path: str | Path) -> SemanticEncoder:
-    """The visual (8 fps) encoder of a semantic_av checkpoint, in eval mode."""
-    return load_semantic_model(path).visual
+    """The visual (8 fps) encoder of a semantic_av checkpoint, in eval mode. Its `identity` (kind, weights path,
+    sha256, dim, fps) is what a feature cache records."""
+    return _visual(load_semantic_model(path), "semantic")
 
 
 def load_sync_encoder(path: str | Path) -> SyncEncoder:
-    """The visual (25 fps) sync encoder of a sync_av checkpoint, in eval mode."""
-    return load_sync_model(path).visual
+    """The visual (25 fps) sync encoder of a sync_av checkpoint, in eval mode, with its `identity`."""
+    return _visual(load_sync_model(path), "sync")
