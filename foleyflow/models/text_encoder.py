@@ -149,8 +149,12 @@ class TextEncoder(torch.nn.Module):
             short = text if len(text) <= 60 else text[:57] + "..."
             msg = f"{what} has {n} wordpieces, more than its budget of {budget} ({short!r})"
             if self.cfg.overflow == "error":
-                hint = "; shorten it, raise the budget, or split it into CoT parts" if n > MODEL_MAX_TOKENS or \
-                    what == "text" else "; shorten it or raise part_seq_len"
+                if what == "text" and n > MODEL_MAX_TOKENS:
+                    hint = (f"; MiniLM reads at most {MODEL_MAX_TOKENS}: shorten it, or give it as a chain of thought "
+                            "whose four parts are encoded separately")
+                else:
+                    knob = "seq_len" if what == "text" else "part_seq_len"
+                    hint = f"; shorten it or raise {knob} (at most {MODEL_MAX_TOKENS})"
                 raise TextTooLongError(msg + hint)
             warnings.warn(msg + f"; cut to {budget}", TextTruncationWarning, stacklevel=3)
 
