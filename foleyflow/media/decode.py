@@ -35,6 +35,7 @@ MAX_FPS = Fraction(1000)
 MAX_SAMPLE_RATE = 384_000
 MIN_SAMPLE_RATE = 1000
 _SQRT_HALF = math.sqrt(0.5)
+_DEFAULT_LAYOUTS = {6: ["FL", "FR", "FC", "LFE", "BL", "BR"], 8: ["FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"]}
 
 
 class DecodedFrames(NamedTuple):
@@ -234,11 +235,14 @@ def downmix_matrix(channel_names: list[str], channels: int) -> np.ndarray:
 
     Stereo: L' = FL + 0.7071 FC + 0.7071 (BL|SL) (+ 0.7071 for other left channels), R' likewise; back/top centre
     0.5 to each side; LFE dropped; each row then normalised to sum to 1 (no clipping). Mono = (L' + R') / 2.
-    Unnamed layouts: 1 channel is mono, 2 are L/R, more are averaged.
+    Unnamed layouts: 1 channel is mono, 2 are L/R, 6 and 8 are taken as 5.1 and 7.1 in WAV/SMPTE order
+    (FL FR FC LFE BL BR [SL SR]), other counts are averaged.
     """
     m = len(channel_names)
     left, right = np.zeros(m), np.zeros(m)
-    named = all(n and n not in ("NA", "USR") for n in channel_names)
+    named = all(n and n not in ("NA", "NONE") and not n.startswith("USR") for n in channel_names)
+    if not named and m in _DEFAULT_LAYOUTS:  # e.g. a 6-channel wav without a channel mask: WAV/SMPTE order
+        channel_names, named = _DEFAULT_LAYOUTS[m], True
     for j, name in enumerate(channel_names):
         if not named:
             if m == 1:
