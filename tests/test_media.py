@@ -163,6 +163,24 @@ def test_resampling_length_rule_and_quality(tmp_path):
     assert padded.shape == (1, 22050) and (padded[0, n - 39690:] == 0).all()
 
 
+@pytest.mark.parametrize("sr_in,sr_out", [(48000, 16000), (44100, 16000), (16000, 44100), (48000, 44100)])
+def test_streaming_resampler_equals_whole_signal_resampling(sr_in, sr_out):
+    from scipy.signal import resample_poly
+
+    from foleyflow.media.decode import StreamingResampler
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 30011)).astype(np.float32)
+    r = StreamingResampler(sr_in, sr_out, 2, block=2048)
+    i = 0
+    while i < x.shape[1]:  # blocks of random sizes, as audio frames arrive
+        k = int(rng.integers(1, 1500))
+        r.feed(x[:, i:i + k])
+        i += k
+    g = math.gcd(sr_in, sr_out)
+    np.testing.assert_allclose(r.finish(), resample_poly(x, sr_out // g, sr_in // g, axis=1), atol=1e-5)
+
+
 # ---------------------------------------------------------------- mux
 
 @pytest.mark.parametrize("fps,n", [(Fraction(25), 40), (NTSC, 47), (FILM, 41)])

@@ -14,7 +14,8 @@ Audio rules:
 - The output covers the audio stream's own length (no padding to the video); `duration_s` pads with silence.
 - Channels are downmixed with ITU-R BS.775 style gains (front 1, centre and surround 0.7071, LFE dropped),
   each output channel's gains normalised to sum to 1 so a full-scale input can never clip.
-- Resampling: scipy.signal.resample_poly (Kaiser-windowed polyphase FIR); output length ceil(N * sr_out / sr_in).
+- Resampling: scipy.signal.resample_poly (Kaiser-windowed polyphase FIR), applied block by block with exactly the
+  same result as on the whole signal; output length ceil(N * sr_out / sr_in).
 """
 from __future__ import annotations
 
@@ -299,7 +300,6 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 2, start_s=
     duration_s = N_source / source_rate.
     """
     import av
-    from scipy.signal import resample_poly
 
     if not (isinstance(sample_rate, (int, np.integer)) and MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
         raise MediaError(f"sample rate {sample_rate!r} is out of range [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
@@ -328,13 +328,14 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 2, start_s=
             end = None
         if start > 0:
             container.seek(int((start + t0) / tb), stream=stream, backward=True)
-        chunks, pos, matrix = [], None, None
+        out = StreamingResampler(src_sr, int(sample_rate), channels)
+        pos, matrix = None, None
         for frame in container.decode(stream):
             if pos is None:
                 pos = round((Fraction(frame.pts) * tb - t0) * src_sr) if frame.pts is not None else round(
                     s_start * src_sr)
                 if pos > first:
-                    chunks.append(np.zeros((channels, pos - first), np.float32))
+                    out.feed(np.zeros((channels, pos - first), np.float32))
             x = _frame_to_float(frame)
             if matrix is None:
                 names = [ch.name for ch in frame.layout.channels]
@@ -342,7 +343,7 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 2, start_s=
             lo, hi = max(first - pos, 0), x.shape[1] if end is None else min(x.shape[1], end - pos)
             if hi > lo:
                 block = x[:, lo:hi]
-                chunks.append(matrix @ block if matrix is not None else block)
+                out.feed(matrix @ block if matrix is not None else block)
             pos += x.shape[1]
             if end is not None and pos >= end:
                 break
@@ -353,11 +354,59 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 2, start_s=
     if duration is None and end is not None and (pos is None or pos < end - src_sr):
         got = 0.0 if pos is None else pos / src_sr
         raise MediaError(f"{path}: truncated or corrupt audio (samples stop at {got:.2f} s of {end / src_sr:.2f} s)")
-    audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-    if duration is not None and audio.shape[1] < end - first:
-        audio = np.pad(audio, ((0, 0), (0, end - first - audio.shape[1])))
-    n_src = audio.shape[1]
-    if src_sr != sample_rate and n_src:
-        g = math.gcd(int(sample_rate), int(src_sr))
-        audio = resample_poly(audio, int(sample_rate) // g, int(src_sr) // g, axis=1)
-    return DecodedAudio(np.ascontiguousarray(audio, dtype=np.float32), n_src / src_sr)
+    if duration is not None and out.n_in < end - first:
+        out.feed(np.zeros((channels, end - first - out.n_in), np.float32))
+    return DecodedAudio(out.finish(), out.n_in / src_sr)
+
+
+class StreamingResampler:
+    """Resamples (C, n) blocks as they arrive, giving exactly what scipy.signal.resample_poly gives on the whole
+    signal (ceil(N * sr_out / sr_in) samples) while holding only the output and a short input tail.
+
+    resample_poly's output m depends on inputs j with |j up - m down| <= half_len (half_len = 10 max(up, down));
+    each step resamples the buffered input from a multiple of `down` (so output indices stay integers) and keeps
+    only the outputs whose whole support has arrived.
+    """
+
+    def __init__(self, sr_in: int, sr_out: int, channels: int, block: int = 1 << 16):
+        g = math.gcd(sr_in, sr_out)
+        self.up, self.down = sr_out // g, sr_in // g
+        self.half = 10 * max(self.up, self.down)
+        self.channels, self.block = channels, block
+        self.buf, self.buf_start, self.n_in = [], 0, 0  # buffered input blocks; global index of the first
+        self.outs, self.n_out = [], 0
+
+    def feed(self, x: np.ndarray) -> None:
+        self.buf.append(np.asarray(x, np.float32))
+        self.n_in += x.shape[1]
+        if self.n_in - self.buf_start >= self.block:
+            self._step(final=False)
+
+    def _step(self, final: bool) -> None:
+        from scipy.signal import resample_poly
+
+        x = np.concatenate(self.buf, axis=1) if len(self.buf) > 1 else self.buf[0] if self.buf else np.zeros(
+            (self.channels, 0), np.float32)
+        if self.up == self.down:
+            y, first_out = x, self.buf_start
+        else:
+            y = resample_poly(x, self.up, self.down, axis=1) if x.shape[1] else x
+            first_out = self.buf_start * self.up // self.down
+        if final:
+            stop = -(-self.n_in * self.up // self.down)
+        else:  # outputs whose support lies inside the input received so far
+            stop = max(self.n_out, (self.n_in * self.up - self.half - 1) // self.down)
+        self.outs.append(y[:, self.n_out - first_out:stop - first_out])
+        self.n_out = stop
+        # keep the input that later outputs still need, from a multiple of `down`
+        need = max(self.buf_start, (self.n_out * self.down - self.half) // self.up - 1)
+        keep_from = need // self.down * self.down if self.up != self.down else need
+        keep_from = max(keep_from, self.buf_start)
+        self.buf = [x[:, keep_from - self.buf_start:]]
+        self.buf_start = keep_from
+
+    def finish(self) -> np.ndarray:
+        """All output samples, (C, ceil(N * sr_out / sr_in)) float32."""
+        self._step(final=True)
+        out = np.concatenate(self.outs, axis=1) if self.outs else np.zeros((self.channels, 0), np.float32)
+        return np.ascontiguousarray(out, dtype=np.float32)
