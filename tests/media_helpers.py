@@ -6,18 +6,26 @@ from pathlib import Path
 
 import numpy as np
 
-LEVEL0, LEVEL_STEP = 16, 3  # frame j is a flat grey picture of level 16 + 3 j (up to j = 72)
+BITS_W, BITS_H = 4, 2  # frame j shows j in binary on a 4 x 2 grid of black/white cells (up to 255 frames)
 
 
 def level_frames(n: int, size=(32, 32)):
     w, h = size
+    ys, xs = np.mgrid[0:h, 0:w]
+    cell = (ys * BITS_H // h) * BITS_W + xs * BITS_W // w
     for j in range(n):
-        yield np.full((h, w, 3), LEVEL0 + LEVEL_STEP * j, np.uint8)
+        bits = (j >> cell) & 1
+        yield np.repeat((20 + 215 * bits).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def frame_index(img: np.ndarray) -> int:
-    """Which source frame a decoded flat frame shows."""
-    return int(round((float(img.mean()) - LEVEL0) / LEVEL_STEP))
+    """Which source frame a decoded frame (any size, stretched) shows: reads the bits at the cell centres."""
+    h, w = img.shape[:2]
+    j = 0
+    for b in range(BITS_W * BITS_H):
+        y, x = int((b // BITS_W + 0.5) * h / BITS_H), int((b % BITS_W + 0.5) * w / BITS_W)
+        j |= int(img[y, x].mean() > 128) << b
+    return j
 
 
 def make_video(path: Path, n: int, fps, size=(32, 32), audio=None, sample_rate=None) -> Path:

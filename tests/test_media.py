@@ -32,6 +32,15 @@ def test_video_round_trip_at_rational_rate(tmp_path, fps, n):
     assert [frame_index(f) for f in out.frames] == list(range(n))
 
 
+def test_matroska_without_per_stream_counts(tmp_path):
+    path = make_video(tmp_path / "v.mkv", 31, NTSC)  # Matroska headers carry no frame count: probe scans packets
+    info = media.probe(path)
+    assert info.video.frame_count == 31 and info.video.duration_s == pytest.approx(31 * 1001 / 30000, abs=2e-3)
+    out = media.decode_frames(path, np.float32(8.0), 16)
+    assert len(out.frames) == math.floor(31 / NTSC * 8) == 8
+    assert [frame_index(f) for f in out.frames] == [math.floor(i * NTSC / 8) for i in range(8)]
+
+
 @pytest.mark.parametrize("src_fps", [FILM, Fraction(25), NTSC, Fraction(60)])
 @pytest.mark.parametrize("target", [Fraction(8), Fraction(25)])
 def test_resampling_counts_and_frames_shown(tmp_path, src_fps, target):

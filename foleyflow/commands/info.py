@@ -36,7 +36,8 @@ def _describe(info) -> list[str]:
     else:
         lines.append("  video      none")
     if a is not None:
-        lines.append(f"  audio      {a.codec or 'unsupported codec'}, {a.sample_rate} Hz, {a.channels} channels "
+        plural = "s" if a.channels != 1 else ""
+        lines.append(f"  audio      {a.codec or 'unsupported codec'}, {a.sample_rate} Hz, {a.channels} channel{plural} "
                      f"({a.layout}: {' '.join(a.channel_names)}), {a.num_samples} samples = {a.duration_s:.3f} s "
                      f"from {a.start_s:.3f} s")
     else:

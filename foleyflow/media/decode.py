@@ -70,7 +70,7 @@ def _check_size(size) -> tuple[int, int] | None:
         return None
     w, h = (size, size) if isinstance(size, (int, np.integer)) else tuple(size) if len(size) == 2 else (0, 0)
     if not all(isinstance(v, (int, np.integer)) and 1 <= v <= MAX_SIZE for v in (w, h)):
-        raise MediaError(f"frame size {size!r} is out of range: give 1..{MAX_SIZE} pixels per side")
+        raise MediaError(f"frame size {size!r} is out of range: give whole numbers of 1..{MAX_SIZE} pixels per side")
     return int(w), int(h)
 
 
@@ -153,17 +153,14 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
         require_decoder(path, stream)
         t0 = container_start(container)
         tb = stream.time_base
-        declared_end = None
         if stream.duration:
             s0 = Fraction(stream.start_time or 0) * tb - t0
             declared_end = s0 + Fraction(stream.duration) * tb
-        elif container.duration:
-            declared_end = Fraction(container.duration, 1_000_000)
+        else:  # e.g. Matroska: no per-stream duration in the header; probe scans the packets
+            from foleyflow.media.probe import probe
+            info = probe(path).video
+            declared_end = to_fraction(info.start_s) + to_fraction(info.duration_s)
         if duration is None:
-            if declared_end is None:
-                from foleyflow.media.probe import probe
-                info = probe(path).video
-                declared_end = Fraction(info.start_s) + Fraction(info.duration_s)
             duration = max(Fraction(0), declared_end - start)
         n = num_frames(duration, fps)
         stream.thread_type = "AUTO"
@@ -227,7 +224,8 @@ def decode_frames(path: str | Path, fps, size=None, resize: str = "stretch", sta
         ts.append(t)
         src.append(st)
     if not frames:
-        return DecodedFrames(np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0), np.zeros(0))
+        w, h = _check_size(size) or (0, 0)
+        return DecodedFrames(np.zeros((0, h, w, 3), np.uint8), np.zeros(0), np.zeros(0))
     return DecodedFrames(np.stack(frames), np.asarray(ts), np.asarray(src))
 
 

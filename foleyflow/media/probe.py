@@ -69,10 +69,14 @@ def container_start(container) -> Fraction:
 def to_fraction(x, max_den: int = 1_000_000) -> Fraction:
     """Exact Fraction from int/Fraction/str ('30000/1001'); floats are rounded to the nearest ratio with a denominator
     <= max_den (so 0.3 is 3/10, not its binary expansion)."""
+    import numbers
+
     if isinstance(x, Fraction):
         return x
-    if isinstance(x, float):
-        return Fraction(x).limit_denominator(max_den)
+    if isinstance(x, numbers.Rational):
+        return Fraction(int(x.numerator), int(x.denominator))
+    if isinstance(x, numbers.Real):  # float, numpy floats
+        return Fraction(float(x)).limit_denominator(max_den)
     return Fraction(x)
 
 

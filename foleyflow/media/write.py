@@ -146,7 +146,8 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
     if audio.ndim != 2 or audio.shape[0] not in (1, 2):
         raise MediaError(f"audio must be (channels, num_samples) with 1 or 2 channels, got {audio.shape}")
     if sample_rate not in AAC_RATES:
-        raise MediaError(f"AAC cannot store {sample_rate} Hz audio; resample to one of {', '.join(map(str, AAC_RATES))}")
+        raise MediaError(f"AAC cannot store {sample_rate} Hz audio; resample to one of "
+                         f"{', '.join(map(str, AAC_RATES))}")
     video_in = check_readable(video_in)
     out_path = _check_writable(out_path)
     if out_path.exists() and out_path.resolve() == video_in.resolve():
