@@ -41,18 +41,24 @@ def cfg_apg(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float, eta: flo
 
 def multi_condition(v_full: torch.Tensor, v_no_text: torch.Tensor, v_no_video: torch.Tensor, v_none: torch.Tensor,
                     *, w_joint: float, w_text: float, w_video: float, apg_eta: float | None = None) -> torch.Tensor:
-    """ALIVE-style guidance with separate scales over four predictions: full (text + video), without text (negative
-    or empty text), without video (learned empty visual/sync), and with neither:
+    """Multi-condition guidance with separate scales (after ALIVE) over four predictions: full (text + video),
+    without text (negative or empty text), without video (learned empty visual/sync), and with neither:
 
-        v = v_none + w_joint A(v_full - v_none) + w_text A(v_full - v_no_text) + w_video A(v_full - v_no_video)
+        v = v_full + (w_joint - 1) A(v_full - v_none) + w_text A(v_full - v_no_text) + w_video A(v_full - v_no_video)
 
-    A is the identity, or APG against v_full with damping `apg_eta`. With w_text = w_video = 0 this is CFG of
-    scale w_joint; (w_joint, w_text, w_video) = (1, 0, 0) returns v_full. ALIVE's audio setting is (2, 10, 2) with
-    eta 0.2, for its own text/mutual-attention pair."""
+    A is the identity, or APG against v_full with damping `apg_eta`. Without APG this equals ALIVE's
+    v_none + w_joint (v_full - v_none) + ...; we write it around v_full so that (w_joint, w_text, w_video) =
+    (1, 0, 0) returns v_full also with APG (ALIVE applies A to the whole joint term). With w_text = w_video = 0 it
+    is CFG of scale w_joint. ALIVE's audio setting is (2, 10, 2) with eta 0.2, for its text/mutual-attention pair."""
     def a(d):
         return d if apg_eta is None else apg(d, v_full, apg_eta)
 
-    return v_none + w_joint * a(v_full - v_none) + w_text * a(v_full - v_no_text) + w_video * a(v_full - v_no_video)
+    out = v_full + (w_joint - 1) * a(v_full - v_none)
+    if w_text:
+        out = out + w_text * a(v_full - v_no_text)
+    if w_video:
+        out = out + w_video * a(v_full - v_no_video)
+    return out
 
 
 def batched_cfg(batched_velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scale: float, *,
