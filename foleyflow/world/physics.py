@@ -278,7 +278,7 @@ def _simulate_bodies(scene: Scene, cfg: WorldConfig, sim: Simulation) -> None:
                 pan_track=[(round(f / cfg.fps, 4), round(pan_of(poses[i][f, 0]), 4)) for f in fr],
                 param_track={"speed": [(round(f / cfg.fps, 4), round(float(speed_fr[i][f]), 4)) for f in fr]},
                 params={"material": b.material, "shape": b.shape, "size": round(b.size_m, 4),
-                        "mode": "roll" if b.shape == "ball" else "slide"}))
+                        "mode": "roll" if b.shape == "ball" else "slide", "sliding": b.shape != "ball"}))
     sim.bodies.update(poses)
     sim.events.extend(events)
 
@@ -305,7 +305,8 @@ def _vehicle_event(v: Vehicle, times: np.ndarray, duration_s: float) -> tuple[np
                     param_track={"speed": [(tr[k], round(abs(v.speed_mps), 4)) for k in f],
                                  "radial_velocity": [(tr[k], round(float(radial[k]), 4)) for k in f],
                                  "distance": [(tr[k], round(float(dist[k]), 4)) for k in f]},
-                    params={"vehicle": v.kind, "depth_m": round(v.depth_m, 4), "speed_mps": round(v.speed_mps, 4)})
+                    params={"vehicle": v.kind, "depth_m": round(v.depth_m, 4), "speed_mps": round(v.speed_mps, 4),
+                            "f0_hz": {"car": 48.0, "van": 40.0, "truck": 30.0}[v.kind]})
     return x, ev
 
 

@@ -22,8 +22,8 @@ SHAPES = ("ball", "box", "wedge", "plank")
 SILENT_MATERIAL = "foam"  # a visible material that makes no sound
 
 # GM percussion keys and pitched ranges (the sound bank maps class + midi_note to a sample).
-PITCHED = {"marimba": (48, 84), "xylophone": (60, 96), "glockenspiel": (72, 103), "tubular_bells": (60, 77),
-           "steel_drum": (55, 79), "piano_key": (48, 84)}
+PITCHED = {"marimba": (48, 84), "xylophone": (60, 96), "glockenspiel": (72, 96), "tubular_bells": (60, 77),
+           "steel_drum": (52, 76), "piano_key": (48, 84)}
 BAR_CLASSES = ("marimba", "xylophone", "glockenspiel")
 KIT_NOTES = {"wood_block": (76, 77), "cowbell": (56, 56), "claves": (75, 75), "hand_clap": (39, 39),
              "snare": (38, 40), "tom": (41, 50)}
@@ -156,7 +156,7 @@ def _instrument(rng, iid: int, cls: str, x_m: float, rate: float, duration_s: fl
 def _body(rng, bid: int, silent: bool, slide: bool, duration_s: float) -> Body:
     material = SILENT_MATERIAL if silent else str(rng.choice(MATERIALS))
     shape = str(rng.choice(SHAPES if not slide else ("box", "plank")))
-    size = float(rng.uniform(0.2, 0.45)) if shape != "plank" else float(rng.uniform(0.45, 0.7))
+    size = float(rng.uniform(0.25, 0.5)) if shape != "plank" else float(rng.uniform(0.5, 0.8))
     colors = PALETTE[material]
     color = tuple(int(c) for c in colors[int(rng.integers(0, len(colors)))])
     if slide:  # starts on the floor, pushed sideways: slides with friction

@@ -236,8 +236,10 @@ class _Writer:
                     clauses.append(f"the {o['kind']}'s engine is heard{off} {span}")
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
         if amb:
+            verbs = [" goes on throughout", " lasts the whole clip"] if len(amb) == 1 else \
+                [" go on throughout", " last the whole clip"]
             clauses.append(" and ".join({"rain": "the rain", "wind": "the wind", "room_tone": "the room hum"}[a]
-                                        for a in amb) + self.pick([" go on throughout", " last the whole clip"]))
+                                        for a in amb) + self.pick(verbs))
         return ("; ".join(clauses) or "nothing sounds") + "."
 
     def aesthetic(self) -> str:
