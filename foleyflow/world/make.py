@@ -43,9 +43,8 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     to out_dir)."""
     from foleyflow.media import write_audio, write_video
     from foleyflow.world.mixer import render_scene_audio
-    from foleyflow.world.physics import simulate
+    from foleyflow.world.physics import plan_clip
     from foleyflow.world.render import render_frames
-    from foleyflow.world.scene import sample_scene
     from foleyflow.world.text import write_texts
     from foleyflow.world.truth import build_truth, write_truth
 
@@ -53,8 +52,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     folder = out_dir / split
     folder.mkdir(parents=True, exist_ok=True)
     cid = clip_id(split, seed)
-    scene = sample_scene(seed, split, cfg)
-    sim = simulate(scene, cfg)
+    scene, sim = plan_clip(seed, split, cfg)
     audio = render_scene_audio(sim.events, cfg.duration_s, cfg.sample_rate, scene.room, cfg.binaural, seed, bank,
                                soundfont=cfg.soundfont, hrtf_path=cfg.hrtf, cache_dir=cfg.cache_dir or None)
     truth = build_truth(cid, scene, sim, audio.events, cfg)

@@ -17,7 +17,7 @@ from foleyflow.world.events import SoundEvent
 from foleyflow.world.scene import BAR_CLASSES, DENSITY, ELASTICITY, FLOOR_Y, FRICTION, WORLD_W, Body, Instrument, \
     Scene, Vehicle
 
-MIN_IMPACT_SPEED = 0.45      # m/s: slower first contacts are silent
+MIN_IMPACT_SPEED = 0.6       # m/s: slower first contacts are silent
 MIN_EVENT_GAP_S = 0.06       # contacts of one body closer than this are one event
 STRIKER_LIFT_M = 0.35
 ROLL_MIN_SPEED = 0.25        # m/s
@@ -341,3 +341,21 @@ def simulate(scene: Scene, cfg: WorldConfig) -> Simulation:
                                          params={"intensity": round(level, 4)}))
     sim.events.sort(key=lambda e: (e.onset_s, e.source_id or 0, e.sound_class))
     return sim
+
+
+HARD_MIN_CONCURRENT = 3
+
+
+def plan_clip(seed: int, split: str, cfg: WorldConfig) -> tuple[Scene, Simulation]:
+    """Scene and simulation of clip `seed`; in test-hard, redraws (deterministically) until at least
+    HARD_MIN_CONCURRENT sources sound at the same time."""
+    from foleyflow.world.scene import sample_scene
+    from foleyflow.world.truth import event_stats
+
+    for attempt in range(50):
+        scene = sample_scene(seed, split, cfg, attempt)
+        sim = simulate(scene, cfg)
+        if split != "test-hard" or event_stats(sim.events, cfg.duration_s)["max_concurrent_sources"] >= \
+                HARD_MIN_CONCURRENT:
+            break
+    return scene, sim

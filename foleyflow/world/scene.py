@@ -172,9 +172,10 @@ def _body(rng, bid: int, silent: bool, slide: bool, duration_s: float) -> Body:
                 float(rng.uniform(-4, 4)), silent, release)
 
 
-def sample_scene(seed: int, split: str, cfg: WorldConfig) -> Scene:
-    """The scene of clip `seed` in `split` (the split only changes the profile; seeds of splits never overlap)."""
-    rng = np.random.default_rng([seed, 0x5CE2E])
+def sample_scene(seed: int, split: str, cfg: WorldConfig, attempt: int = 0) -> Scene:
+    """The scene of clip `seed` in `split` (the split only changes the profile; seeds of splits never overlap).
+    `attempt` > 0 draws another scene for the same seed (used when a split's requirement is not met)."""
+    rng = np.random.default_rng([seed, 0x5CE2E] + ([attempt] if attempt else []))
     hard, offscreen = split == "test-hard", split == "test-offscreen"
     room = str(rng.choice(ROOMS, p=[0.45, 0.3, 0.25]))
     scene = Scene(int(seed), split, room, float(cfg.duration_s))
