@@ -95,9 +95,9 @@ def modal_impact(material: str, size: float, impact_speed: float, sample_rate: i
     phase = rng.uniform(0, 0.3, size=k).astype(np.float32)   # near-zero phase: sharp, click-free start
     x = (gains[:, None].astype(np.float32) * np.exp(-decay[:, None].astype(np.float32) * t)
          * np.sin(2 * np.pi * freqs[:, None].astype(np.float32) * t + phase[:, None])).sum(0)
-    burst_n = max(4, int(4 * tau * sample_rate) + 8)          # contact noise: a few ms, brighter when faster
+    burst_n = max(8, int(0.002 * sample_rate))              # contact noise: 2 ms, relatively louder when faster
     burst = rng.standard_normal(burst_n).astype(np.float32) * np.exp(-np.arange(burst_n) / (burst_n / 4))
-    x[:burst_n] += 0.15 * np.abs(x).max() * burst
+    x[:burst_n] += 0.1 * min(1.0, impact_speed / REF_SPEED) * np.abs(x).max() * burst
     fade = min(n, int(0.01 * sample_rate))
     x[n - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
     peak = float(np.abs(x).max()) or 1.0
@@ -191,11 +191,11 @@ def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity
     """Rain bed (2, N): decorrelated band-limited hiss plus random droplet clicks (Poisson, ~80/s at intensity 1)."""
     n = num_samples
     hiss = _filt("bandpass", (600.0, 6000.0), rng.standard_normal((2, n), dtype=np.float32), sample_rate)
-    out = 0.08 * hiss
+    out = 0.05 * hiss
     drops = rng.poisson(80.0 * intensity * n / sample_rate)
     if drops:
         pos = rng.integers(0, n, size=drops)
-        amp = rng.lognormal(-1.5, 0.6, size=drops).astype(np.float32)
+        amp = np.minimum(rng.lognormal(-1.6, 0.5, size=drops), 0.6).astype(np.float32)
         pan = rng.uniform(0, np.pi / 2, size=drops)
         kernel_of = rng.integers(0, 4, size=drops)
         klen = int(0.006 * sample_rate)
@@ -206,7 +206,7 @@ def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity
         keep = idx < n
         shape = kernels[kernel_of]                                     # (drops, klen)
         for ch, g in enumerate((np.cos(pan), np.sin(pan))):
-            w = (0.25 * (amp * g)[:, None] * shape).ravel()
+            w = ((amp * g)[:, None] * shape).ravel()
             out[ch] += np.bincount(idx[keep], weights=w[keep], minlength=n).astype(np.float32)
     return (intensity * out).astype(np.float32)
 
