@@ -15,7 +15,11 @@ from foleyflow import __version__
 from foleyflow.errors import FoleyError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("info", "mux")
+COMMANDS: tuple[str, ...] = (
+    "info",
+    "mux",
+    "world",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
