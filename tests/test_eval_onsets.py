@@ -100,3 +100,10 @@ def test_bad_audio_raises():
         detect_onsets(np.zeros((16000, 2)), SR)
     with pytest.raises(EvalError):
         score_onsets([np.nan], [1.0])
+
+
+def test_optional_onsets_are_not_false_positives():
+    s = score_onsets([1.0], [1.0, 2.01, 3.0], optional=[2.0])
+    assert (s.counts[0.05].tp, s.counts[0.05].fp, s.counts[0.05].fn) == (1, 1, 0)
+    s = score_onsets([1.0], [1.0], optional=[2.0])       # an undetected optional onset is no miss
+    assert s.counts[0.05].fn == 0
