@@ -32,6 +32,7 @@ def synthetic_clip(seed: int, *, duration_s: float = 8.0, sample_rate: int = 160
             s = np.sin(2 * np.pi * TONE_HZ * t) * np.exp(-t / 0.12) * np.minimum(1.0, t / 0.002)
         else:
             s = rng.standard_normal(len(t)) * np.exp(-t / 0.04)
+            s /= np.abs(s).max()
         gain = float(rng.uniform(0.2, 0.6))
         pan = float(rng.uniform(-0.9, 0.9))
         gl, gr = pan_gains(pan)
