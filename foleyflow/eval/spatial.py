@@ -6,12 +6,14 @@
   (L = cos((p + 1) pi / 4), R = sin((p + 1) pi / 4)), so p = 4 / pi * atan(rms_R / rms_L) - 1 in [-1, 1].
   A source rendered through an HRTF instead of that law has frequency-dependent ILDs; the pan estimate then measures
   the broadband level balance, not the azimuth.
-- Per-event pan error: the estimated pan in a window after each labelled onset, with the background power of the
-  window just before the onset subtracted per channel (so an ambience bed does not pull the estimate toward its own
-  pan). Scoring of overlapping events: the window ends 2 ms before the next labelled onset of another event; an event
-  whose window would be shorter than `min_window_s` (another event starts within it, e.g. simultaneous impacts at
-  different pans) cannot be attributed and is counted as `overlapped`, not scored; an event with no power above the
-  background in either channel is counted as `silent`, not scored (its absence is the onset metrics' business).
+- Per-event pan error: the estimated pan in a 100 ms window after each labelled onset, with the power of the 18 ms
+  just before the onset subtracted per channel (so an ambience bed or the tail of an earlier sound does not pull
+  the estimate toward its own pan). Scoring of overlapping events: the window ends 2 ms before the next labelled
+  onset of another event; an event whose window would be shorter than `min_window_s` (another event starts within
+  it, e.g. simultaneous impacts at different pans) cannot be attributed and is counted as `overlapped`; an event
+  whose window holds less than `min_event_share` of power above the background (or less than the background in one
+  channel) is `masked`; a silent window is `silent`. None of these is scored: a missing event is the onset metrics'
+  business. Continuous events are measured the same way after their onset, so a slow fade-in is usually `masked`.
 - Aesthetic proxies: integrated loudness in LUFS (ITU-R BS.1770 via pyloudnorm; silence reports the -70 LUFS gate),
   clipping ratio (share of samples with |x| >= 0.999), noise floor (10th percentile of 20 ms frame power, dBFS).
 """
@@ -105,8 +107,9 @@ def _label_pan(event, t: float) -> float:
     return float(event.pan)
 
 
-def event_pans(audio, sample_rate: int, events, *, window_s: float = 0.15, pre_s: float = 0.1,
-               min_window_s: float = 0.02, subtract_background: bool = True) -> list[PanMeasure]:
+def event_pans(audio, sample_rate: int, events, *, window_s: float = 0.1, pre_s: float = 0.02,
+               min_window_s: float = 0.02, min_event_share: float = 0.3, subtract_background: bool = True
+               ) -> list[PanMeasure]:
     """Estimated vs labelled pan for each non-ambience event (`SoundEvent`s) of one (2, num_samples) clip."""
     x = _stereo(audio)
     n = x.shape[1]
@@ -128,14 +131,18 @@ def event_pans(audio, sample_rate: int, events, *, window_s: float = 0.15, pre_s
             out.append(PanMeasure(label, None, "outside" if i0 >= n or i1 <= i0 else "overlapped"))
             continue
         p = (x[:, i0:i1] ** 2).mean(axis=1)
-        if subtract_background:
-            j0 = max(0, i0 - int(pre_s * sample_rate))
-            j1 = max(j0, i0 - int(0.005 * sample_rate))
-            if j1 - j0 >= int(0.01 * sample_rate):
-                p = p - (x[:, j0:j1] ** 2).mean(axis=1)
         if np.all(p <= 1e-12):
             out.append(PanMeasure(label, None, "silent"))
             continue
+        if subtract_background:
+            j0 = max(0, i0 - int(pre_s * sample_rate))
+            j1 = max(j0, i0 - int(0.002 * sample_rate))
+            if j1 - j0 >= int(0.005 * sample_rate):
+                q = p - (x[:, j0:j1] ** 2).mean(axis=1)
+                if np.any(q < 0) or q.sum() < min_event_share * p.sum():
+                    out.append(PanMeasure(label, None, "masked"))
+                    continue
+                p = q
         out.append(PanMeasure(label, pan_from_powers(float(p[0]), float(p[1])), "ok"))
     return out
 

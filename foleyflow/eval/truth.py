@@ -129,21 +129,36 @@ class ClipTruthResult:
 
 def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[SoundEvent], *,
                classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
-               tolerances_s=TOLERANCES_S) -> ClipTruthResult:
-    """All ground-truth metrics of one (2, num_samples) clip against its events."""
+               tolerances_s=TOLERANCES_S, timings: dict | None = None) -> ClipTruthResult:
+    """All ground-truth metrics of one (2, num_samples) clip against its events.
+    timings: if given, seconds spent are added under "onsets", "pan", "aesthetics", "class_accuracy"."""
+    from time import perf_counter
+
+    tick = [perf_counter()]
+
+    def lap(key):
+        if timings is not None:
+            now = perf_counter()
+            timings[key] = timings.get(key, 0.0) + now - tick[0]
+            tick[0] = now
+
     dur = audio.shape[1] / sample_rate
     discrete = [e.onset_s for e in events if e.kind == "discrete"]
     optional = [e.onset_s for e in events if e.kind == "continuous"]
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
+    lap("onsets")
     pans = event_pans(audio, sample_rate, events)
     status: dict[str, int] = {}
     for m in pans:
         status[m.status] = status.get(m.status, 0) + 1
+    lap("pan")
+    aes = aesthetics(audio, sample_rate)
+    lap("aesthetics")
     classes = classify_events(audio, sample_rate, events, classifier) if classifier is not None else []
+    lap("class_accuracy")
     return ClipTruthResult(name, dur, sorted(discrete), det.tolist(), scores,
-                           [m.error for m in pans if m.error is not None], status, aesthetics(audio, sample_rate),
-                           classes)
+                           [m.error for m in pans if m.error is not None], status, aes, classes)
 
 
 def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
@@ -158,7 +173,7 @@ def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
     clip_means = [float(np.mean(r.pan_errors)) for r in results if r.pan_errors]
     out["pan_error"] = float(np.mean(errs)) if errs else None
     out["pan_error_clip_mean"] = float(np.mean(clip_means)) if clip_means else None
-    for s in ("ok", "overlapped", "silent", "outside"):
+    for s in ("ok", "overlapped", "masked", "silent", "outside"):
         out[f"pan_events_{s}"] = sum(r.pan_status.get(s, 0) for r in results)
     for key in ("loudness_lufs", "clipping_ratio", "noise_floor_db"):
         out[key] = float(np.mean([r.aesthetics[key] for r in results]))
