@@ -60,7 +60,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     texts = write_texts(truth)
     truth["text"] = texts
     frames = render_frames(scene, sim, cfg)
-    write_audio(folder / f"{cid}.wav", audio.mix, cfg.sample_rate)
+    write_audio(folder / f"{cid}.wav", audio.mix, cfg.sample_rate, subtype=cfg.wav_subtype)
     write_video(folder / f"{cid}.mp4", frames, cfg.fps, audio=audio.mix, sample_rate=cfg.sample_rate, crf=cfg.crf)
     row = {"id": cid, "video": f"{split}/{cid}.mp4", "audio": f"{split}/{cid}.wav", "duration_s": cfg.duration_s,
            "caption": texts["caption"], "cot": texts["cot"], "alive": texts["alive"], "split": split,
@@ -70,7 +70,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
         stem_dir = folder / f"{cid}.stems"
         stem_dir.mkdir(exist_ok=True)
         for key, x in sorted(audio.stems.items()):
-            write_audio(stem_dir / f"{key}.wav", x, cfg.sample_rate)
+            write_audio(stem_dir / f"{key}.wav", x, cfg.sample_rate, subtype=cfg.wav_subtype)
         row["stems"] = f"{split}/{cid}.stems"
     write_truth(folder / f"{cid}.json", truth)
     return row
