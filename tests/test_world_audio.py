@@ -211,6 +211,9 @@ def test_binaural_uses_kemar_keeps_onsets_and_lateralises(bank):
         assert _rms(stem[louder]) > 1.5 * _rms(stem[1 - louder])          # KEMAR ILD at 1.4 kHz ~5 dB
         first = np.flatnonzero(np.abs(stem).max(0) > 1e-3 * np.abs(stem).max())[0]
         assert abs(first - SR) <= int(0.002 * SR)
+    x = synth.modal_impact("metal", 0.3, 2.0, SR, np.random.default_rng(0))
+    fixed, blocks = hrtf.render(x, 30.0), hrtf.render(x, lambda t: np.full(len(t), 30.0))
+    assert np.abs(fixed - blocks).max() < 1e-4 * np.abs(fixed).max() + 1e-6     # block OLA == one convolution
     moving = SoundEvent("engine", "continuous", 0.0, offset_s=2.0, source_id=3, pan_track=[(0, -1), (2, 1)])
     stem = render_scene_audio([moving], 2.0, SR, binaural=True, seed=0).stems["source_3"]
     assert _rms(stem[0, :SR // 2]) > _rms(stem[1, :SR // 2]) and _rms(stem[1, -SR // 2:]) > _rms(stem[0, -SR // 2:])

@@ -74,11 +74,16 @@ def decay_end(x: np.ndarray, db: float = DECAY_DB) -> int:
 
 
 def _track(ev: SoundEvent, name: str, times_s: np.ndarray, default: float) -> np.ndarray:
+    """A parameter at the given absolute times: param_track[name] interpolated (held at its ends), else params."""
     track = (ev.param_track or {}).get(name)
     if track:
         tt, vv = np.asarray(track, dtype=np.float64).T
         return np.interp(times_s, tt, vv)
     return np.full(len(times_s), float(ev.params.get(name, default)))
+
+
+def _per_sample(values: np.ndarray, step: int, num_samples: int) -> np.ndarray:
+    return np.repeat(values, step)[:num_samples]
 
 
 def _engine_distance(ev: SoundEvent, times_s: np.ndarray) -> np.ndarray:
@@ -104,13 +109,15 @@ def render_event_mono(ev: SoundEvent, num_samples: int, sample_rate: int, rng: n
     if c in SYNTH_CLASSES[:4]:
         return SYNTH_LEVEL * synth.modal_impact(c.split("_", 1)[1], float(p.get("size", synth.REF_SIZE)),
                                                 float(p.get("impact_speed", synth.REF_SPEED)), sample_rate, rng)
-    times = ev.onset_s + np.arange(num_samples) / sample_rate
+    times, step = spatial.control_times(ev.onset_s, num_samples, sample_rate)
     if c == "rolling":
-        return synth.friction_noise(_track(ev, "speed", times, 1.0), sample_rate, rng,
+        speed = _per_sample(_track(ev, "speed", times, 1.0), step, num_samples)
+        return synth.friction_noise(speed, sample_rate, rng,
                                     material=p.get("material", "wood"), size=float(p.get("size", synth.REF_SIZE)),
                                     rolling=not p.get("sliding", False))
     if c == "engine":
-        return synth.engine_hum(_engine_distance(ev, times), sample_rate, rng, f0_hz=float(p.get("f0_hz", 45.0)),
+        distance = _per_sample(_engine_distance(ev, times), step, num_samples)
+        return synth.engine_hum(distance, sample_rate, rng, f0_hz=float(p.get("f0_hz", 45.0)),
                                 ref_distance_m=float(p.get("ref_distance", 5.0)))
     raise ConfigError(f"sound class {c!r} is not a mono source")
 
@@ -172,11 +179,11 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
         x = x[:n - start]
         if hrtf is not None:
             if ev.pan_track:
-                az = spatial.pan_to_azimuth(spatial.pan_at(ev.onset_s + np.arange(len(x)) / sample_rate,
-                                                           ev.pan, ev.pan_track), max_azimuth_deg)
+                def az(times_s, ev=ev):
+                    return spatial.pan_to_azimuth(spatial.pan_at(times_s, ev.pan, ev.pan_track), max_azimuth_deg)
             else:
                 az = float(spatial.pan_to_azimuth(ev.pan, max_azimuth_deg))
-            y = hrtf.render(x, az)
+            y = hrtf.render(x, az, ev.onset_s)
         else:
             y = spatial.pan_mono(x, ev.pan, ev.pan_track, ev.onset_s, sample_rate)
         stem[:, start:start + y.shape[1]] += np.float32(ev.gain) * y
