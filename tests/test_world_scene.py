@@ -59,6 +59,7 @@ def test_body_contacts_are_visible_at_the_labelled_frame():
             f = e.params["frame"]
             assert f == round(e.onset_s * CFG.fps)
             verts = world_vertices(bodies[e.source_id], sim.bodies[e.source_id][f])
+            assert verts[:, 1].min() < WORLD_W and 0 <= verts[:, 0].mean() <= WORLD_W   # in the picture
             if e.params["contact"] == "floor":
                 gap = verts[:, 1].min() - FLOOR_Y
             elif e.params["contact"] == "wall":

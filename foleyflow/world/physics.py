@@ -248,6 +248,8 @@ def _simulate_bodies(scene: Scene, cfg: WorldConfig, sim: Simulation) -> None:
         else:
             surface = other
         t = s * dt
+        if world_vertices(b, contact_pose[(bid, s)])[:, 1].min() >= WORLD_W:
+            continue    # still above the top of the frame: a contact nobody could see stays silent
         if bid in last and t - last[bid].onset_s < MIN_EVENT_GAP_S:
             if speed > last[bid].params["impact_speed"]:
                 last[bid].params["impact_speed"] = round(float(speed), 4)

@@ -225,13 +225,14 @@ class _Writer:
             elif disc:
                 verb = self.pick(["hits at", "lands and bounces at", "knocks at", "strikes the ground at"])
                 clauses.append(f"the {n} {verb} {_times(disc)}")
+            subject = "it" if disc else f"the {n}"
             for e in evs:
                 if e["kind"] != "continuous":
                     continue
                 span = f"from {e['onset_s']:.2f} s to {e['offset_s']:.2f} s"
                 if e["sound_class"] == "rolling":
                     mode = "rolls" if e["params"].get("mode") == "roll" else "slides"
-                    clauses.append(f"it {mode} along the floor {span}")
+                    clauses.append(f"{subject} {mode} along the floor {span}")
                 else:
                     clauses.append(f"the {o['kind']}'s engine is heard{off} {span}")
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
