@@ -199,3 +199,27 @@ def test_cot_file_format_and_errors():
                      ("hello Semantic: x", "before its first part"), ("Semantic: a\nsemantic: b", "twice")):
         with pytest.raises(CotFormatError, match=why):
             parse_cot(bad)
+
+
+def test_floor_contacts_touch_the_floor_in_the_pixels():
+    from foleyflow.world.render import backdrop, render_frames, to_px
+
+    floor_row = float(to_px(0, FLOOR_Y, CFG.size)[1])
+    checked = 0
+    for scene, sim in _clips(seeds=range(8)):
+        for b in scene.bodies:
+            alone = dataclasses.replace(scene, bodies=[b], instruments=[], vehicles=[], rain=0.0, wind=0.0)
+            hits = [e for e in sim.events if e.source_id == b.id and e.params.get("contact") == "floor"
+                    and e.params["impact_speed"] > 1.0]
+            if not hits:
+                continue
+            frames = render_frames(alone, sim, CFG).astype(np.int16)
+            bg = backdrop(alone, CFG.size).astype(np.uint8).astype(np.int16)
+            for e in hits:
+                rows = np.nonzero((np.abs(frames[e.params["frame"]] - bg).sum(-1) > 40).any(1))[0]
+                assert floor_row - 2.5 <= rows.max() <= floor_row + 1.5, (scene.seed, e.onset_s, rows.max())
+                if e.params["impact_speed"] > 3.0 and e.params["frame"] >= 2:   # two frames earlier: in the air
+                    rows = np.nonzero((np.abs(frames[e.params["frame"] - 2] - bg).sum(-1) > 40).any(1))[0]
+                    assert rows.max() < floor_row - 3
+                checked += 1
+    assert checked > 5
