@@ -156,6 +156,29 @@ def test_rolling_follows_speed_and_engine_has_doppler():
     assert _rms(y[3 * SR + SR // 2:4 * SR + SR // 2]) > 3 * _rms(y[SR // 2:3 * SR // 2])   # louder when close
 
 
+def test_engine_event_uses_distance_or_radial_velocity_tracks_alike():
+    t = np.round(np.arange(0, 8.0, 0.04), 4)
+    along = 20.0 * (t - 4.0)
+    dist = np.hypot(8.0, along)
+    tracks = {"distance": list(zip(t, dist))}
+    with_radial = dict(tracks, radial_velocity=list(zip(t, 20.0 * along / dist)))
+    peaks = []
+    for param_track in (tracks, with_radial):
+        ev = SoundEvent("engine", "continuous", 0.0, offset_s=8.0, source_id=1, param_track=param_track,
+                        params={"f0_hz": 45.0})
+        mono = render_scene_audio([ev], 8.0, SR, seed=0).stems["source_1"].sum(0)
+        peaks.append((_peak_hz_band(mono[SR // 2:3 * SR // 2], 30, 60),
+                      _peak_hz_band(mono[-3 * SR // 2:-SR // 2], 30, 60)))
+    assert peaks[0] == pytest.approx(peaks[1], abs=0.5)
+    assert peaks[0][0] > 46.5 > 45.0 > 43.5 > peaks[0][1]                    # higher approaching, lower receding
+
+
+def test_ambience_pan_leans_the_bed():
+    ev = SoundEvent("wind", "ambience", 0.0, offset_s=2.0, pan=0.5, gain=1.0)
+    stem = render_scene_audio([ev], 2.0, SR, seed=0).stems["wind"]
+    assert 20 * np.log10(_rms(stem[1]) / _rms(stem[0])) > 3.0
+
+
 def _peak_hz_band(x, lo, hi):
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), 1 << 18))
     f = np.fft.rfftfreq(1 << 18, 1 / SR)

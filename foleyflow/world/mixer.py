@@ -13,8 +13,9 @@ Event params read here (all optional):
   impact_*:         size (~metres, smaller = higher), impact_speed (m/s, louder and brighter)
   rolling:          material, size, speed (m/s) or param_track["speed"], sliding (bool)
   engine:           f0_hz, param_track["distance"] (m) or distance, or a straight pass: pass_speed (m/s),
-                    closest_s, closest_distance (m); level = min(1, ref_distance / distance) times `gain`
-  ambience:         intensity
+                    closest_s, closest_distance (m); level = min(1, ref_distance / distance) times `gain`;
+                    param_track["radial_velocity"] (m/s, + receding) for Doppler, else d(distance)/dt
+  ambience:         intensity (rain: droplet rate and level); pan != 0 leans the bed to one side
 """
 from __future__ import annotations
 
@@ -117,8 +118,11 @@ def render_event_mono(ev: SoundEvent, num_samples: int, sample_rate: int, rng: n
                                     rolling=not p.get("sliding", False))
     if c == "engine":
         distance = _per_sample(_engine_distance(ev, times), step, num_samples)
+        radial = None
+        if (ev.param_track or {}).get("radial_velocity"):
+            radial = _per_sample(_track(ev, "radial_velocity", times, 0.0), step, num_samples)
         return synth.engine_hum(distance, sample_rate, rng, f0_hz=float(p.get("f0_hz", 45.0)),
-                                ref_distance_m=float(p.get("ref_distance", 5.0)))
+                                ref_distance_m=float(p.get("ref_distance", 5.0)), radial_velocity=radial)
     raise ConfigError(f"sound class {c!r} is not a mono source")
 
 
@@ -167,7 +171,9 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
                 bed[:, :ramp] *= np.linspace(0, 1, ramp, dtype=np.float32)
             if ramp and end < n:
                 bed[:, -ramp:] *= np.linspace(1, 0, ramp, dtype=np.float32)
-            stem[:, start:end] += ev.gain * bed
+            if ev.pan:                              # a leaning bed (wind from one side): balance, centre = 1
+                bed *= (np.array(spatial.pan_gains(ev.pan), np.float32) / np.float32(np.sqrt(0.5)))[:, None]
+            stem[:, start:end] += np.float32(ev.gain) * bed
             out_events.append(dataclasses.replace(ev))
             keys.append(key)
             continue

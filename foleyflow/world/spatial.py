@@ -70,7 +70,8 @@ def pan_mono(x: np.ndarray, pan: float = 0.0, pan_track=None, onset_s: float = 0
 # --------------------------------------------------------------------------------------------------------- HRTF ---
 
 class Hrtf:
-    """Horizontal-plane HRIRs: `azimuths_deg` (M,) ascending in [-180, 180), `irs` (M, 2, L) float32 at `sample_rate`."""
+    """Horizontal-plane HRIRs: `azimuths_deg` (M,) ascending from -180 (wrapped), `irs` (M, 2, L) float32 at
+    `sample_rate`."""
 
     def __init__(self, azimuths_deg: np.ndarray, irs: np.ndarray, sample_rate: int):
         self.azimuths_deg, self.irs, self.sample_rate = azimuths_deg, irs, sample_rate

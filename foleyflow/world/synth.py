@@ -26,6 +26,7 @@ import numpy as np
 SPEED_OF_SOUND = 343.0
 REF_SIZE = 0.2            # size (world units, ~metres) at which a material sounds at its base frequency
 REF_SPEED = 3.0           # impact speed (m/s) that gives a peak of 1.0
+FRICTION_RAMP_S = 0.12    # fade in/out of friction noise
 
 # base_hz at REF_SIZE, mode ratios, relative mode gains, loss factor eta, contact time (s) at 1 m/s
 MATERIALS: dict[str, dict] = {
@@ -137,7 +138,8 @@ def friction_noise(speed: np.ndarray, sample_rate: int, rng: np.random.Generator
     """Rolling or sliding noise for a per-sample speed track (m/s, shape (num_samples,)). Returns float32 (N,).
 
     Level is proportional to speed, brightness rises with speed, the object's two lowest modes colour the noise, and
-    rolling adds a rumble at the rotation rate speed / (pi * size). Starts and ends with 30 ms ramps (no onset)."""
+    rolling adds a rumble at the rotation rate speed / (pi * size). Starts and ends with FRICTION_RAMP_S quadratic
+    ramps (no onset of its own)."""
     speed = np.maximum(np.asarray(speed, dtype=np.float32), 0.0)
     n = len(speed)
     if n == 0:
@@ -154,26 +156,31 @@ def friction_noise(speed: np.ndarray, sample_rate: int, rng: np.random.Generator
         rot = np.cumsum(speed / (np.pi * max(size, 0.01)), dtype=np.float64) / sample_rate
         level = level * (1.0 + 0.35 * np.sin(2 * np.pi * rot)).astype(np.float32)
     x = x * level / 0.5
-    ramp = min(n // 2, int(0.03 * sample_rate))
+    ramp = min(n // 2, int(FRICTION_RAMP_S * sample_rate))
     if ramp:
-        r = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, ramp, dtype=np.float32))
+        r = np.linspace(0, 1, ramp, dtype=np.float32) ** 2   # gradual start: friction builds up, no onset
         x[:ramp] *= r
         x[n - ramp:] *= r[::-1]
     return (0.3 * x).astype(np.float32)
 
 
 def engine_hum(distance_m: np.ndarray, sample_rate: int, rng: np.random.Generator, *, f0_hz: float = 45.0,
-               ref_distance_m: float = 5.0, harmonics: int = 10) -> np.ndarray:
+               ref_distance_m: float = 5.0, harmonics: int = 10,
+               radial_velocity: np.ndarray | None = None) -> np.ndarray:
     """An engine heard at a per-sample distance (metres, (num_samples,)); returns float32 (N,).
 
-    Doppler: the received frequency is f0 * c / (c + dr/dt); level: ref_distance / distance (capped at 1)."""
+    Doppler: the received frequency is f0 * c / (c + v_radial), v_radial the given per-sample radial velocity (m/s,
+    positive receding) or else dr/dt; level: ref_distance / distance (capped at 1)."""
     d = np.maximum(np.asarray(distance_m, dtype=np.float64), 0.5)
     n = len(d)
     if n == 0:
         return np.zeros(0, np.float32)
     step = max(1, sample_rate // 1000)                       # Doppler and level at a 1 kHz control rate
     dc = d[::step]
-    v_radial = np.gradient(dc) * (sample_rate / step) if len(dc) > 1 else np.zeros(1)
+    if radial_velocity is not None:
+        v_radial = np.asarray(radial_velocity, dtype=np.float64)[::step]
+    else:
+        v_radial = np.gradient(dc) * (sample_rate / step) if len(dc) > 1 else np.zeros(1)
     f = f0_hz * SPEED_OF_SOUND / (SPEED_OF_SOUND + np.clip(v_radial, -0.8 * SPEED_OF_SOUND, None))
     phase = np.cumsum(np.repeat(f / sample_rate, step)[:n]) + rng.uniform()       # in cycles
     ks = np.arange(1, harmonics + 1)
