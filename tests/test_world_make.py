@@ -145,6 +145,9 @@ def test_cli_make_and_preview(run_cli, tmp_path, bank):
     (["make", "--out", "{tmp}", "--split", "train", "--n", "1", "--config", "{tmp}/none.yaml"], "not found"),
     (["make", "--out", "{src}/out", "--split", "train", "--n", "1"], "source tree"),
     (["make", "--out", "{tmp}", "--split", "train", "--n", "1", "--set", "soundfont=/no/such.sf2"], "apt"),
+    (["make", "--out", "{tmp}", "--split", "val", "--n", "1", "--set", "binaural=true", "--set", "hrtf=/no/x.sofa"],
+     "libmysofa"),
+    (["make", "--out", "{tmp}", "--split", "val", "--n", "1", "--shard-size", "-1"], "--shard-size"),
     (["preview", "{tmp}/nothing"], "manifest not found"),
 ])
 def test_cli_bad_arguments_give_one_line_errors(run_cli, tmp_path, args, words):
