@@ -317,6 +317,16 @@ def test_peak_safe_normalisation_scales_mix_and_stems_alike(bank):
     assert quiet.gain == 1.0
 
 
+def test_returned_events_name_the_note_played_and_inputs_are_untouched(bank):
+    events = [SoundEvent("tom", "discrete", 0.5, source_id=1, params={"midi_note": 42}),
+              SoundEvent("marimba", "discrete", 1.0, source_id=2, params={"midi_note": 61}),
+              SoundEvent("snare", "discrete", 1.5, source_id=3)]
+    out = render_scene_audio(events, 2.0, SR, seed=0, bank=bank)
+    assert [e.params["midi_note"] for e in out.events] == [41, 61, 38]
+    assert events[0].params == {"midi_note": 42} and events[0].offset_s is None and "midi_note" not in events[2].params
+    assert out.stem_of_event == ["source_1", "source_2", "source_3"]
+
+
 def test_bad_events_are_refused():
     with pytest.raises(ConfigError, match="unknown sound class"):
         render_scene_audio([SoundEvent("kazoo", "discrete", 0.1)], 1.0)

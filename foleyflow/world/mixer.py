@@ -40,7 +40,8 @@ class SceneAudio:
     """mix (2, N) float32 with reverberation; stems {key: (2, N) float32} dry, before reverberation; both scaled by
     `gain` (the peak-safe normalisation). Stem keys: "source_<id>" for events with a source_id, the class name for
     ambience ("rain"), "offscreen_<class>" for other events without a source. `events` are copies of the input
-    events with offset_s filled in for discrete ones."""
+    events with offset_s filled in for discrete ones and, for recorded classes, params["midi_note"] set to the note
+    that actually sounds (pitched classes clip to their range, drum classes snap to their kit notes)."""
 
     mix: np.ndarray
     stems: dict[str, np.ndarray]
@@ -99,13 +100,17 @@ def _engine_distance(ev: SoundEvent, times_s: np.ndarray) -> np.ndarray:
 
 
 def render_event_mono(ev: SoundEvent, num_samples: int, sample_rate: int, rng: np.random.Generator,
-                      bank=None) -> np.ndarray:
-    """The event's own sound, mono float32, starting at its onset; continuous events last num_samples."""
+                      bank=None, info: dict | None = None) -> np.ndarray:
+    """The event's own sound, mono float32, starting at its onset; continuous events last num_samples.
+
+    For recorded classes, `info` (if given) receives the MIDI note actually played under "midi_note"."""
     c, p = ev.sound_class, ev.params
     if c in RECORDED_CLASSES:
         vel = p.get("velocity")
         vel = float(vel) if vel is not None else velocity_from_speed(float(p.get("impact_speed", 2.0)))
-        x, _ = bank.sample(c, p.get("midi_note"), vel)
+        x, played = bank.sample(c, p.get("midi_note"), vel)
+        if info is not None:
+            info["midi_note"] = played
         return x * RECORDED_LEVEL
     if c in SYNTH_CLASSES[:4]:
         return SYNTH_LEVEL * synth.modal_impact(c.split("_", 1)[1], float(p.get("size", synth.REF_SIZE)),
@@ -174,14 +179,16 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
             if ev.pan:                              # a leaning bed (wind from one side): balance, centre = 1
                 bed *= (np.array(spatial.pan_gains(ev.pan), np.float32) / np.float32(np.sqrt(0.5)))[:, None]
             stem[:, start:end] += np.float32(ev.gain) * bed
-            out_events.append(dataclasses.replace(ev))
+            out_events.append(dataclasses.replace(ev, params=dict(ev.params)))
             keys.append(key)
             continue
         if ev.kind == "continuous":
             end = n if ev.offset_s is None else min(n, int(round(ev.offset_s * sample_rate)))
-            x = render_event_mono(ev, max(0, end - start), sample_rate, rng, bank)
+            info = {}
+            x = render_event_mono(ev, max(0, end - start), sample_rate, rng, bank, info)
         else:
-            x = render_event_mono(ev, 0, sample_rate, rng, bank)
+            info: dict = {}
+            x = render_event_mono(ev, 0, sample_rate, rng, bank, info)
         x = x[:n - start]
         if hrtf is not None:
             if ev.pan_track:
@@ -193,7 +200,9 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
         else:
             y = spatial.pan_mono(x, ev.pan, ev.pan_track, ev.onset_s, sample_rate)
         stem[:, start:start + y.shape[1]] += np.float32(ev.gain) * y
-        done = dataclasses.replace(ev)
+        done = dataclasses.replace(ev, params=dict(ev.params))
+        if ev.kind == "discrete" and "midi_note" in info:
+            done.params["midi_note"] = info["midi_note"]      # the note that sounds (drums snap to kit notes)
         if ev.kind == "discrete":
             done.offset_s = round(min(duration_s, ev.onset_s + decay_end(x) / sample_rate), 4)
         out_events.append(done)

@@ -252,8 +252,8 @@ class SoundBank:
         scaled by the GM velocity curve to the requested velocity."""
         notes = self._notes[self._check(sound_class)]
         pitched = CLASS_SPECS.get(sound_class, (None,))[0] is not None
-        if midi_note is None:
-            midi_note = int(notes[len(notes) // 2])
+        if midi_note is None:                      # default: the middle of a pitched range, a kit's first note
+            midi_note = int(notes[len(notes) // 2]) if pitched else int(notes[0])
         if pitched:
             target = int(np.clip(midi_note, notes[0], notes[-1]))
         else:
