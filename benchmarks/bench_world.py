@@ -20,6 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children (all threads)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def profile(n: int, out: Path) -> dict:
     from foleyflow.media import write_audio, write_video
     from foleyflow.world.config import WorldConfig
@@ -78,20 +86,24 @@ def main() -> None:
     cfg = WorldConfig()
     load_bank(cfg)                       # the bank is rendered once per machine; not part of the clip rate
     out = Path(args.out)
-    rates, sizes = [], []
+    rates, sizes, cpus = [], [], []
     for r in range(args.repeats):
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
+        cpu0 = _cpu()
         make_split(out, "train", args.n, cfg, seed=r * args.n, workers=args.workers)
         dt = time.perf_counter() - t0
+        cpus.append((_cpu() - cpu0) / args.n)
         rates.append(args.n / dt)
         files = [p for p in (out / "train").glob("train_*") if p.suffix in (".mp4", ".wav", ".json")]
         sizes.append(sum(p.stat().st_size for p in files) / args.n / 1e6)
-        print(f"run {r + 1}: {args.n} clips in {dt:.2f} s = {rates[-1]:.2f} clips/s, {sizes[-1]:.3f} MB/clip")
+        print(f"run {r + 1}: {args.n} clips in {dt:.2f} s = {rates[-1]:.2f} clips/s, {sizes[-1]:.3f} MB/clip, "
+              f"{cpus[-1]:.3f} CPU s/clip (all processes)")
     rate = statistics.median(rates)
     print(f"median: {rate:.2f} clips/s with {args.workers} workers (target 5), {statistics.median(sizes):.3f} MB per "
           f"clip (mp4 + wav + JSON); 20,000 clips: {20000 / rate / 3600:.2f} h, "
-          f"{20000 * statistics.median(sizes) / 1000:.1f} GB")
+          f"{20000 * statistics.median(sizes) / 1000:.1f} GB; {statistics.median(cpus):.3f} CPU s per clip, i.e. "
+          f"{2 / statistics.median(cpus):.2f} clips/s if 2 cores were free")
     if args.profile:
         wall, cpu = profile(min(args.n, 20), out / "profile")
         for name, prof in (("wall", wall), ("CPU (all threads of the process)", cpu)):
