@@ -330,6 +330,10 @@ def test_returned_events_name_the_note_played_and_inputs_are_untouched(bank):
 def test_bad_events_are_refused():
     with pytest.raises(ConfigError, match="unknown sound class"):
         render_scene_audio([SoundEvent("kazoo", "discrete", 0.1)], 1.0)
+    with pytest.raises(ConfigError, match="cannot be discrete"):
+        render_scene_audio([SoundEvent("rain", "discrete", 0.1)], 1.0)
+    with pytest.raises(ConfigError, match="cannot be continuous"):
+        render_scene_audio([SoundEvent("marimba", "continuous", 0.1, offset_s=0.5)], 1.0)
     with pytest.raises(ConfigError, match="outside the clip"):
         render_scene_audio([SoundEvent("impact_wood", "discrete", 1.5)], 1.0)
 

@@ -3,8 +3,8 @@
 Each event is rendered mono (recorded classes from the sound bank, synthesized classes from `synth`), placed so its
 onset lands on sample round(onset_s * sample_rate), given its stereo position (constant-power pan or the KEMAR HRTF)
 and its gain, and summed into its source's stem. Ambience beds are already stereo (diffuse). The mix is the stems'
-sum plus the room's reverberation, then one peak-safe gain (never above 1, keeping the peak at or below -1 dBFS) is
-applied to the mix and the stems alike and recorded. Discrete events get `offset_s` = when their own sound has decayed
+sum plus the room's reverberation, then one peak-safe gain (never above 1, keeping the peaks of the mix and of every
+stem at or below -1 dBFS) is applied to the mix and the stems alike and recorded. Discrete events get `offset_s` = when their own sound has decayed
 60 dB below its peak. Everything random draws from numpy Generators seeded with (seed, event index), so a scene is
 rendered identically for a seed, and adding an event does not change how the others sound.
 
@@ -26,8 +26,8 @@ import numpy as np
 
 from foleyflow.errors import ConfigError
 from foleyflow.world import spatial, synth
-from foleyflow.world.events import (AMBIENCE_CLASSES, RECORDED_CLASSES, ROOMS, SOUND_CLASSES, SYNTH_CLASSES,
-                                    SoundEvent)
+from foleyflow.world.events import (AMBIENCE_CLASSES, DISCRETE_CLASSES, RECORDED_CLASSES, ROOMS, SOUND_CLASSES,
+                                    SYNTH_CLASSES, SoundEvent)
 
 RECORDED_LEVEL = 0.5       # peak of a recorded note at velocity 127, gain 1
 SYNTH_LEVEL = 0.5          # peak of an impact at REF_SPEED, gain 1
@@ -134,8 +134,12 @@ def render_event_mono(ev: SoundEvent, num_samples: int, sample_rate: int, rng: n
 def _check_event(ev: SoundEvent, duration_s: float) -> None:
     if ev.sound_class not in SOUND_CLASSES:
         raise ConfigError(f"unknown sound class {ev.sound_class!r}; known: {', '.join(SOUND_CLASSES)}")
-    if ev.kind not in ("discrete", "continuous", "ambience"):
+    allowed = {"discrete": DISCRETE_CLASSES, "continuous": ("rolling", "engine"), "ambience": AMBIENCE_CLASSES}
+    if ev.kind not in allowed:
         raise ConfigError(f"unknown event kind {ev.kind!r} for {ev.sound_class}")
+    if ev.sound_class not in allowed[ev.kind]:
+        raise ConfigError(f"a {ev.sound_class} event cannot be {ev.kind}; {ev.kind} classes: "
+                          f"{', '.join(allowed[ev.kind])}")
     if not (0.0 <= ev.onset_s < duration_s):
         raise ConfigError(f"{ev.sound_class} event onset {ev.onset_s} s lies outside the clip [0, {duration_s}) s")
 
@@ -167,7 +171,7 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
         start = int(round(ev.onset_s * sample_rate))
         key = stem_key(ev)
         stem = stems.setdefault(key, np.zeros((2, n), np.float32))
-        if ev.kind == "ambience" or ev.sound_class in AMBIENCE_CLASSES:
+        if ev.kind == "ambience":
             end = n if ev.offset_s is None else min(n, int(round(ev.offset_s * sample_rate)))
             bed = synth.AMBIENCE[ev.sound_class](end - start, sample_rate, rng,
                                                  float(ev.params.get("intensity", 1.0)))
@@ -182,12 +186,11 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
             out_events.append(dataclasses.replace(ev, params=dict(ev.params)))
             keys.append(key)
             continue
+        info: dict = {}
         if ev.kind == "continuous":
             end = n if ev.offset_s is None else min(n, int(round(ev.offset_s * sample_rate)))
-            info = {}
             x = render_event_mono(ev, max(0, end - start), sample_rate, rng, bank, info)
         else:
-            info: dict = {}
             x = render_event_mono(ev, 0, sample_rate, rng, bank, info)
         x = x[:n - start]
         if hrtf is not None:
@@ -212,7 +215,7 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
     for s in stems.values():
         dry += s
     mix = spatial.apply_room(dry, room, sample_rate)
-    peak = float(np.abs(mix).max()) if n else 0.0
+    peak = max([float(np.abs(a).max()) for a in (mix, *stems.values())]) if n else 0.0   # no stem clips either
     gain = min(1.0, PEAK_LIMIT / peak) if peak > 0 else 1.0
     if gain != 1.0:
         mix *= np.float32(gain)
