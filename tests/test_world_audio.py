@@ -156,6 +156,29 @@ def test_rolling_follows_speed_and_engine_has_doppler():
     assert _rms(y[3 * SR + SR // 2:4 * SR + SR // 2]) > 3 * _rms(y[SR // 2:3 * SR // 2])   # louder when close
 
 
+def test_engine_event_uses_distance_or_radial_velocity_tracks_alike():
+    t = np.round(np.arange(0, 8.0, 0.04), 4)
+    along = 20.0 * (t - 4.0)
+    dist = np.hypot(8.0, along)
+    tracks = {"distance": list(zip(t, dist))}
+    with_radial = dict(tracks, radial_velocity=list(zip(t, 20.0 * along / dist)))
+    peaks = []
+    for param_track in (tracks, with_radial):
+        ev = SoundEvent("engine", "continuous", 0.0, offset_s=8.0, source_id=1, param_track=param_track,
+                        params={"f0_hz": 45.0})
+        mono = render_scene_audio([ev], 8.0, SR, seed=0).stems["source_1"].sum(0)
+        peaks.append((_peak_hz_band(mono[SR // 2:3 * SR // 2], 30, 60),
+                      _peak_hz_band(mono[-3 * SR // 2:-SR // 2], 30, 60)))
+    assert peaks[0] == pytest.approx(peaks[1], abs=0.5)
+    assert peaks[0][0] > 46.5 > 45.0 > 43.5 > peaks[0][1]                    # higher approaching, lower receding
+
+
+def test_ambience_pan_leans_the_bed():
+    ev = SoundEvent("wind", "ambience", 0.0, offset_s=2.0, pan=0.5, gain=1.0)
+    stem = render_scene_audio([ev], 2.0, SR, seed=0).stems["wind"]
+    assert 20 * np.log10(_rms(stem[1]) / _rms(stem[0])) > 3.0
+
+
 def _peak_hz_band(x, lo, hi):
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), 1 << 18))
     f = np.fft.rfftfreq(1 << 18, 1 / SR)
@@ -211,6 +234,9 @@ def test_binaural_uses_kemar_keeps_onsets_and_lateralises(bank):
         assert _rms(stem[louder]) > 1.5 * _rms(stem[1 - louder])          # KEMAR ILD at 1.4 kHz ~5 dB
         first = np.flatnonzero(np.abs(stem).max(0) > 1e-3 * np.abs(stem).max())[0]
         assert abs(first - SR) <= int(0.002 * SR)
+    x = synth.modal_impact("metal", 0.3, 2.0, SR, np.random.default_rng(0))
+    fixed, blocks = hrtf.render(x, 30.0), hrtf.render(x, lambda t: np.full(len(t), 30.0))
+    assert np.abs(fixed - blocks).max() < 1e-4 * np.abs(fixed).max() + 1e-6     # block OLA == one convolution
     moving = SoundEvent("engine", "continuous", 0.0, offset_s=2.0, source_id=3, pan_track=[(0, -1), (2, 1)])
     stem = render_scene_audio([moving], 2.0, SR, binaural=True, seed=0).stems["source_3"]
     assert _rms(stem[0, :SR // 2]) > _rms(stem[1, :SR // 2]) and _rms(stem[1, -SR // 2:]) > _rms(stem[0, -SR // 2:])
@@ -291,8 +317,42 @@ def test_peak_safe_normalisation_scales_mix_and_stems_alike(bank):
     assert quiet.gain == 1.0
 
 
+def test_returned_events_name_the_note_played_and_inputs_are_untouched(bank):
+    events = [SoundEvent("tom", "discrete", 0.5, source_id=1, params={"midi_note": 42}),
+              SoundEvent("marimba", "discrete", 1.0, source_id=2, params={"midi_note": 61}),
+              SoundEvent("snare", "discrete", 1.5, source_id=3)]
+    out = render_scene_audio(events, 2.0, SR, seed=0, bank=bank)
+    assert [e.params["midi_note"] for e in out.events] == [41, 61, 38]
+    assert events[0].params == {"midi_note": 42} and events[0].offset_s is None and "midi_note" not in events[2].params
+    assert out.stem_of_event == ["source_1", "source_2", "source_3"]
+
+
 def test_bad_events_are_refused():
     with pytest.raises(ConfigError, match="unknown sound class"):
         render_scene_audio([SoundEvent("kazoo", "discrete", 0.1)], 1.0)
+    with pytest.raises(ConfigError, match="cannot be discrete"):
+        render_scene_audio([SoundEvent("rain", "discrete", 0.1)], 1.0)
+    with pytest.raises(ConfigError, match="cannot be continuous"):
+        render_scene_audio([SoundEvent("marimba", "continuous", 0.1, offset_s=0.5)], 1.0)
     with pytest.raises(ConfigError, match="outside the clip"):
         render_scene_audio([SoundEvent("impact_wood", "discrete", 1.5)], 1.0)
+
+
+@pytest.mark.slow
+def test_44k_bank_and_binaural_onsets(tmp_path):
+    """The 44.1 kHz bank (about 10 s to render) keeps onsets exact and detectable, also through the HRTF."""
+    if not (shutil.which("fluidsynth") and soundbank.Path(soundbank.DEFAULT_SOUNDFONT).is_file()):
+        pytest.skip(f"fluidsynth or the FluidR3 soundfont is missing ({soundbank.INSTALL_HINT})")
+    rate = 44100
+    bank44 = soundbank.load_soundbank(rate, cache_dir=tmp_path)
+    assert set(bank44.classes) == set(RECORDED_CLASSES) and bank44.sample_rate == rate
+    hits = misses = false = 0
+    for seed in range(4):
+        for binaural in (False, True):
+            out = render_scene_audio(_random_scene(seed), 8.0, rate, room="small_room", binaural=binaural, seed=seed,
+                                     bank=bank44)
+            for key, stem in out.stems.items():
+                ref = [e.onset_s for e in out.events if f"source_{e.source_id}" == key]
+                m = match_onsets(ref, detect_onsets(stem, rate))
+                hits, misses, false = hits + m["hits"], misses + m["misses"], false + m["false_alarms"]
+    assert hits / (hits + misses) >= 0.95 and false / (hits + false) <= 0.05, (hits, misses, false)

@@ -93,6 +93,21 @@ def test_manifest_updates_replace_rows_and_reject_bad_lines(world_dir, tmp_path)
             read_manifest(bad)
 
 
+def test_shards_hold_every_clip_of_the_split(world_dir):
+    import tarfile
+
+    from foleyflow.world.make import read_manifest, write_shards
+
+    shards = write_shards(world_dir, "train", 1)
+    ids = [r["id"] for r in read_manifest(world_dir) if r["split"] == "train"]
+    assert [p.name for p in shards] == ["train-000000.tar", "train-000001.tar"]
+    for path, cid in zip(shards, ids):
+        with tarfile.open(path) as tar:
+            names = tar.getnames()
+            assert names == [f"{cid}.{e}" for e in ("mp4", "wav", "json", "caption.txt", "cot.txt")]
+            assert tar.extractfile(f"{cid}.wav").read() == (world_dir / "train" / f"{cid}.wav").read_bytes()
+
+
 def test_dataset_card_counts_classes(world_dir):
     from foleyflow.world.events import SOUND_CLASSES
     from foleyflow.world.make import read_manifest
@@ -108,9 +123,9 @@ def test_dataset_card_counts_classes(world_dir):
 def test_cli_make_and_preview(run_cli, tmp_path, bank):
     out = tmp_path / "w"
     r = run_cli("world", "make", "--out", out, "--split", "val", "--n", "2", "--seed", "10", "--set", "duration_s=1.5",
-                "--set", "size=64", "--workers", "2")
+                "--set", "size=64", "--workers", "2", "--shard-size", "5")
     assert r.code == 0, r.err
-    assert "made 2 val clips" in r.out
+    assert "made 2 val clips" in r.out and "wrote 1 shards" in r.out
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 2
     r = run_cli("world", "preview", out, "-o", tmp_path / "sheet.png")
     assert r.code == 0, r.err
@@ -130,6 +145,9 @@ def test_cli_make_and_preview(run_cli, tmp_path, bank):
     (["make", "--out", "{tmp}", "--split", "train", "--n", "1", "--config", "{tmp}/none.yaml"], "not found"),
     (["make", "--out", "{src}/out", "--split", "train", "--n", "1"], "source tree"),
     (["make", "--out", "{tmp}", "--split", "train", "--n", "1", "--set", "soundfont=/no/such.sf2"], "apt"),
+    (["make", "--out", "{tmp}", "--split", "val", "--n", "1", "--set", "binaural=true", "--set", "hrtf=/no/x.sofa"],
+     "libmysofa"),
+    (["make", "--out", "{tmp}", "--split", "val", "--n", "1", "--shard-size", "-1"], "--shard-size"),
     (["preview", "{tmp}/nothing"], "manifest not found"),
 ])
 def test_cli_bad_arguments_give_one_line_errors(run_cli, tmp_path, args, words):

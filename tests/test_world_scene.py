@@ -59,6 +59,7 @@ def test_body_contacts_are_visible_at_the_labelled_frame():
             f = e.params["frame"]
             assert f == round(e.onset_s * CFG.fps)
             verts = world_vertices(bodies[e.source_id], sim.bodies[e.source_id][f])
+            assert verts[:, 1].min() < WORLD_W and 0 <= verts[:, 0].mean() <= WORLD_W   # in the picture
             if e.params["contact"] == "floor":
                 gap = verts[:, 1].min() - FLOOR_Y
             elif e.params["contact"] == "wall":
@@ -198,3 +199,28 @@ def test_cot_file_format_and_errors():
                      ("hello Semantic: x", "before its first part"), ("Semantic: a\nsemantic: b", "twice")):
         with pytest.raises(CotFormatError, match=why):
             parse_cot(bad)
+
+
+def test_floor_contacts_touch_the_floor_in_the_pixels():
+    from foleyflow.world.render import backdrop, render_frames, to_px
+
+    floor_row = float(to_px(0, FLOOR_Y, CFG.size)[1])
+    checked = 0
+    for scene, sim in _clips(seeds=range(8)):
+        for b in scene.bodies:
+            alone = dataclasses.replace(scene, bodies=[b], instruments=[], vehicles=[], rain=0.0, wind=0.0)
+            hits = [e for e in sim.events if e.source_id == b.id and e.params.get("contact") == "floor"
+                    and e.params["impact_speed"] > 1.0]
+            if not hits:
+                continue
+            frames = render_frames(alone, sim, CFG).astype(np.int16)
+            bg = backdrop(alone, CFG.size).astype(np.uint8).astype(np.int16)
+            for e in hits:
+                rows = np.nonzero((np.abs(frames[e.params["frame"]] - bg).sum(-1) > 40).any(1))[0]
+                assert floor_row - 2.5 <= rows.max() <= floor_row + 1.5, (scene.seed, e.onset_s, rows.max())
+                # A ball's impact speed is its centre's speed: two frames earlier it was in the air.
+                if b.shape == "ball" and e.params["impact_speed"] > 3.0 and e.params["frame"] >= 2:
+                    rows = np.nonzero((np.abs(frames[e.params["frame"] - 2] - bg).sum(-1) > 40).any(1))[0]
+                    assert rows.max() < floor_row - 3
+                checked += 1
+    assert checked > 5

@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     m.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set size=256 (repeatable)")
     m.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    m.add_argument("--shard-size", type=int, default=0, metavar="K",
+                   help="also pack the split into WebDataset-style tar shards of K clips in OUT/shards/")
     m.set_defaults(func=_make)
     v = sub.add_parser("preview", help="write a PNG contact sheet (frames, spectrogram, events) for a few clips")
     v.add_argument("dir", help="a folder made by `world make`")
@@ -41,19 +43,27 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
+    import sys
     import time
 
     from foleyflow.config import load_config
+    from foleyflow.errors import ConfigError
     from foleyflow.world.config import WorldConfig, split_seed_range
-    from foleyflow.world.make import make_split
+    from foleyflow.world.make import make_split, write_shards
 
     split_seed_range(args.split)          # a clear error for an unknown split before anything else
+    if args.shard_size < 0:
+        raise ConfigError(f"--shard-size must be 0 (no shards) or more, got {args.shard_size}")
     cfg = load_config(WorldConfig, args.config, args.overrides)
     t0 = time.time()
-    rows = make_split(args.out, args.split, args.n, cfg, seed=args.seed, workers=args.workers, progress=False)
+    rows = make_split(args.out, args.split, args.n, cfg, seed=args.seed, workers=args.workers,
+                      progress=sys.stderr.isatty())
     dt = time.time() - t0
     print(f"made {len(rows)} {args.split} clips in {args.out} ({dt:.1f} s, {len(rows) / max(dt, 1e-9):.2f} clips/s); "
           f"manifest {args.out}/manifest.jsonl")
+    if args.shard_size:
+        shards = write_shards(args.out, args.split, args.shard_size)
+        print(f"wrote {len(shards)} shards in {args.out}/shards")
     return 0
 
 

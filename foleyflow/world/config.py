@@ -23,6 +23,7 @@ class WorldConfig:
     Densities: objects / instruments per scene (min, max), probability of a vehicle, an off-screen source, a silent
     object, rain, wind; strike rate in strikes per second per instrument.
     binaural: use the HRTF instead of constant-power panning. stems: also write a wav per source.
+    crf: H.264 quality of the mp4. wav_subtype: FLOAT (lossless, default), PCM_24 or PCM_16 (smaller).
     """
 
     duration_s: float = 8.0
@@ -44,6 +45,7 @@ class WorldConfig:
     strike_rate: float = 1.2
     physics_hz: int = 500
     crf: int = 23
+    wav_subtype: str = "FLOAT"
 
     def __post_init__(self):
         if not 0.5 <= self.duration_s <= 60:
@@ -63,6 +65,8 @@ class WorldConfig:
                 raise ConfigError(f"world {name} must be a probability in [0, 1], got {getattr(self, name)}")
         if not 0.1 <= self.strike_rate <= 8:
             raise ConfigError(f"world strike_rate must be in [0.1, 8] per second, got {self.strike_rate}")
+        if self.wav_subtype not in ("FLOAT", "PCM_24", "PCM_16"):
+            raise ConfigError(f"world wav_subtype must be FLOAT, PCM_24 or PCM_16, got {self.wav_subtype!r}")
         if self.physics_hz < 4 * self.fps or self.physics_hz % self.fps:
             raise ConfigError(f"world physics_hz must be a multiple of fps and at least 4 x fps, got {self.physics_hz}")
 

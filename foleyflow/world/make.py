@@ -7,6 +7,8 @@ Layout of an output folder DIR:
   DIR/<split>/config.yaml             the WorldConfig that made the split
   DIR/<split>/<id>.mp4 .wav .json     video with sound, float32 wav of the mix, ground truth
   DIR/<split>/<id>.stems/<key>.wav    per-source stems (with `stems: true`), keys as in the truth's events
+  DIR/shards/<split>-NNNNNN.tar       optional WebDataset-style shards (`write_shards`): per clip the members
+                                      <id>.mp4, <id>.wav, <id>.json, <id>.caption.txt, <id>.cot.txt
 
 Manifest format (the same one users write for their own data): UTF-8 JSON Lines; each line an object with
   id (str, unique), video (path, relative to the manifest's folder or absolute), duration_s (float),
@@ -60,7 +62,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     texts = write_texts(truth)
     truth["text"] = texts
     frames = render_frames(scene, sim, cfg)
-    write_audio(folder / f"{cid}.wav", audio.mix, cfg.sample_rate)
+    write_audio(folder / f"{cid}.wav", audio.mix, cfg.sample_rate, subtype=cfg.wav_subtype)
     write_video(folder / f"{cid}.mp4", frames, cfg.fps, audio=audio.mix, sample_rate=cfg.sample_rate, crf=cfg.crf)
     row = {"id": cid, "video": f"{split}/{cid}.mp4", "audio": f"{split}/{cid}.wav", "duration_s": cfg.duration_s,
            "caption": texts["caption"], "cot": texts["cot"], "alive": texts["alive"], "split": split,
@@ -70,7 +72,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
         stem_dir = folder / f"{cid}.stems"
         stem_dir.mkdir(exist_ok=True)
         for key, x in sorted(audio.stems.items()):
-            write_audio(stem_dir / f"{key}.wav", x, cfg.sample_rate)
+            write_audio(stem_dir / f"{key}.wav", x, cfg.sample_rate, subtype=cfg.wav_subtype)
         row["stems"] = f"{split}/{cid}.stems"
     write_truth(folder / f"{cid}.json", truth)
     return row
@@ -138,6 +140,36 @@ def make_split(out_dir: str | Path, split: str, n: int, cfg: WorldConfig, seed: 
     update_manifest(out_dir, rows)
     write_card(out_dir)
     return rows
+
+
+def write_shards(out_dir: str | Path, split: str, clips_per_shard: int) -> list[Path]:
+    """Packs the split's clips (manifest order) into WebDataset-style tar shards of `clips_per_shard` clips each, in
+    DIR/shards/. Members of a clip share its id as the key; the loose files stay where they are."""
+    import io
+    import tarfile
+
+    if clips_per_shard < 1:
+        raise ConfigError(f"--shard-size must be at least 1, got {clips_per_shard}")
+    out_dir = Path(out_dir)
+    rows = [r for r in read_manifest(out_dir / MANIFEST) if r.get("split") == split]
+    shard_dir = out_dir / "shards"
+    shard_dir.mkdir(exist_ok=True)
+    for old in shard_dir.glob(f"{split}-*.tar"):
+        old.unlink()
+    paths = []
+    for k in range(0, len(rows), clips_per_shard):
+        path = shard_dir / f"{split}-{k // clips_per_shard:06d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for r in rows[k:k + clips_per_shard]:
+                for key, ext in (("video", "mp4"), ("audio", "wav"), ("truth", "json")):
+                    tar.add(out_dir / r[key], arcname=f"{r['id']}.{ext}")
+                for name in ("caption", "cot"):
+                    data = r.get(name, "").encode()
+                    info = tarfile.TarInfo(f"{r['id']}.{name}.txt")
+                    info.size, info.mtime = len(data), 0
+                    tar.addfile(info, io.BytesIO(data))
+        paths.append(path)
+    return paths
 
 
 def _progress(it, on: bool, total: int | None = None):

@@ -248,6 +248,8 @@ def _simulate_bodies(scene: Scene, cfg: WorldConfig, sim: Simulation) -> None:
         else:
             surface = other
         t = s * dt
+        if world_vertices(b, contact_pose[(bid, s)])[:, 1].min() >= WORLD_W:
+            continue    # still above the top of the frame: a contact nobody could see stays silent
         if bid in last and t - last[bid].onset_s < MIN_EVENT_GAP_S:
             if speed > last[bid].params["impact_speed"]:
                 last[bid].params["impact_speed"] = round(float(speed), 4)
@@ -289,6 +291,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _vehicle_event(v: Vehicle, times: np.ndarray, duration_s: float) -> tuple[np.ndarray, SoundEvent | None]:
+    """Frame positions and the engine event; its level follows param_track["distance"] (the renderer's
+    ref_distance / distance), so `gain` stays 1; Doppler follows the distance's rate of change."""
     x = v.x_frac(times)
     audible = np.abs(x - 0.5) < 1.5
     if not audible.any():
@@ -300,13 +304,13 @@ def _vehicle_event(v: Vehicle, times: np.ndarray, duration_s: float) -> tuple[np
     pans = np.clip(2 * x - 1, -1, 1)
     tr = [round(float(t), 4) for t in times]
     ev = SoundEvent("engine", "continuous", round(float(times[f[0]]), 6), offset_s=round(float(times[f[-1]]), 6),
-                    source_id=v.id, on_screen=v.on_screen, gain=round(float(np.clip(12 / v.depth_m, 0.4, 1.0)), 4),
+                    source_id=v.id, on_screen=v.on_screen, gain=1.0,
                     pan=round(float(pans[f[0]]), 4), pan_track=[(tr[k], round(float(pans[k]), 4)) for k in f],
                     param_track={"speed": [(tr[k], round(abs(v.speed_mps), 4)) for k in f],
                                  "radial_velocity": [(tr[k], round(float(radial[k]), 4)) for k in f],
                                  "distance": [(tr[k], round(float(dist[k]), 4)) for k in f]},
                     params={"vehicle": v.kind, "depth_m": round(v.depth_m, 4), "speed_mps": round(v.speed_mps, 4),
-                            "f0_hz": {"car": 48.0, "van": 40.0, "truck": 30.0}[v.kind]})
+                            "f0_hz": {"car": 48.0, "van": 40.0, "truck": 30.0}[v.kind], "ref_distance": 8.0})
     return x, ev
 
 

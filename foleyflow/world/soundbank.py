@@ -208,7 +208,8 @@ def render_soundbank(cfg: SoundBankConfig, soundfont: str | Path = DEFAULT_SOUND
 
 @dataclass
 class SoundBank:
-    """Rendered notes: `audio` int16 (num_samples,) concatenated; `index` rows (class, note, velocity, start, length)."""
+    """Rendered notes: `audio` int16 (num_samples,), all notes concatenated; `index` rows are
+    (class, note, velocity, start, length)."""
 
     sample_rate: int
     audio: np.ndarray
@@ -251,9 +252,12 @@ class SoundBank:
         scaled by the GM velocity curve to the requested velocity."""
         notes = self._notes[self._check(sound_class)]
         pitched = CLASS_SPECS.get(sound_class, (None,))[0] is not None
-        if midi_note is None:
-            midi_note = int(notes[len(notes) // 2])
-        target = int(np.clip(midi_note, notes[0], notes[-1])) if pitched else int(notes[np.abs(notes - midi_note).argmin()])
+        if midi_note is None:                      # default: the middle of a pitched range, a kit's first note
+            midi_note = int(notes[len(notes) // 2]) if pitched else int(notes[0])
+        if pitched:
+            target = int(np.clip(midi_note, notes[0], notes[-1]))
+        else:
+            target = int(notes[np.abs(notes - midi_note).argmin()])
         near = int(notes[np.abs(notes - target).argmin()])
         vels = self._vels[sound_class]
         layer = int(vels[np.abs(vels - velocity).argmin()])

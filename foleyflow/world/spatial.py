@@ -48,21 +48,30 @@ def pan_at(times_s: np.ndarray, pan: float, pan_track=None) -> np.ndarray | floa
     return np.interp(times_s, tt, pp)
 
 
+def control_times(onset_s: float, num_samples: int, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Absolute times of a 1 kHz control grid over an event: (times_s (ceil(N / step),), step in samples)."""
+    step = max(1, sample_rate // 1000)
+    return onset_s + np.arange(0, num_samples, step) / sample_rate, step
+
+
 def pan_mono(x: np.ndarray, pan: float = 0.0, pan_track=None, onset_s: float = 0.0,
              sample_rate: int = 16000) -> np.ndarray:
-    """Mono (N,) -> stereo (2, N) with the constant-power law; a pan_track (absolute times) moves the source."""
+    """Mono (N,) -> stereo (2, N) with the constant-power law; a pan_track (absolute times) moves the source
+    (its gains are evaluated at a 1 kHz control rate and held in between)."""
     if pan_track:
-        p = pan_at(onset_s + np.arange(len(x)) / sample_rate, pan, pan_track)
+        times, step = control_times(onset_s, len(x), sample_rate)
+        gl, gr = pan_gains(pan_at(times, pan, pan_track))
+        gl, gr = np.repeat(gl, step)[:len(x)], np.repeat(gr, step)[:len(x)]
     else:
-        p = pan
-    gl, gr = pan_gains(p)
+        gl, gr = pan_gains(pan)
     return np.stack([x * gl, x * gr]).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------------------------------------- HRTF ---
 
 class Hrtf:
-    """Horizontal-plane HRIRs: `azimuths_deg` (M,) ascending in [-180, 180), `irs` (M, 2, L) float32 at `sample_rate`."""
+    """Horizontal-plane HRIRs: `azimuths_deg` (M,) ascending from -180 (wrapped), `irs` (M, 2, L) float32 at
+    `sample_rate`."""
 
     def __init__(self, azimuths_deg: np.ndarray, irs: np.ndarray, sample_rate: int):
         self.azimuths_deg, self.irs, self.sample_rate = azimuths_deg, irs, sample_rate
@@ -74,24 +83,35 @@ class Hrtf:
         w = np.clip((az - grid[idx]) / (grid[idx + 1] - grid[idx]), 0.0, 1.0)
         return idx, w
 
-    def render(self, x: np.ndarray, azimuth_deg) -> np.ndarray:
-        """Mono (N,) -> binaural (2, N) for a fixed azimuth (scalar) or a per-sample azimuth array (N,)."""
+    def render(self, x: np.ndarray, azimuth_deg, onset_s: float = 0.0) -> np.ndarray:
+        """Mono (N,) -> binaural (2, N) for a fixed azimuth (scalar) or a moving one: a callable from absolute
+        times (s) to azimuths, applied per ~32 ms block (50%-overlapped Hann blocks, one interpolated HRIR each)."""
+        from scipy import fft
         from scipy.signal import oaconvolve
 
         n = len(x)
-        if np.ndim(azimuth_deg) == 0:
+        if not callable(azimuth_deg):
             i, w = self._neighbours(float(azimuth_deg))
             ir = (1 - w) * self.irs[i] + w * self.irs[i + 1]
             return oaconvolve(x[None], ir, axes=-1)[:, :n].astype(np.float32)
-        idx, w = self._neighbours(azimuth_deg)
-        out = np.zeros((2, n), np.float32)
-        for j in np.unique(np.concatenate([idx, idx + 1])):
-            weight = np.where(idx == j, 1 - w, 0.0) + np.where(idx + 1 == j, w, 0.0)
-            if weight.max() <= 0:
-                continue
-            y = oaconvolve(x[None], self.irs[j], axes=-1)[:, :n]
-            out += (y * weight).astype(np.float32)
-        return out
+        hop = 1 << int(round(np.log2(0.016 * self.sample_rate)))
+        ir_len = self.irs.shape[-1]
+        nfft = hop * (2 + -(-(ir_len - 1) // hop))              # block (2 hops) + HRIR tail, a multiple of hop
+        frames = -(-(n + hop) // hop)
+        pad = np.zeros((frames + 1) * hop, np.float32)
+        pad[hop:hop + n] = x
+        blocks = np.lib.stride_tricks.as_strided(pad, (frames, 2 * hop), (pad.strides[0] * hop, pad.strides[0]))
+        window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(2 * hop) / (2 * hop))).astype(np.float32)
+        centres = np.arange(frames) * hop / self.sample_rate + onset_s   # block f centred on sample f*hop of x
+        idx, w = self._neighbours(np.asarray(azimuth_deg(centres), dtype=np.float64))
+        irs = (1 - w)[:, None, None] * self.irs[idx] + w[:, None, None] * self.irs[idx + 1]   # (F, 2, L)
+        spec = fft.rfft(blocks * window, nfft, axis=-1)[:, None] * fft.rfft(irs, nfft, axis=-1)
+        y = fft.irfft(spec, nfft, axis=-1).astype(np.float32)        # (F, 2, nfft)
+        k = nfft // hop
+        out = np.zeros((2, frames + k, hop), np.float32)
+        for j in range(k):
+            out[:, j:j + frames] += y[:, :, j * hop:(j + 1) * hop].transpose(1, 0, 2)
+        return out.reshape(2, -1)[:, hop:hop + n]
 
 
 def pan_to_azimuth(pan, max_azimuth_deg: float = MAX_AZIMUTH_DEG):

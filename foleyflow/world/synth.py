@@ -13,7 +13,9 @@ integrates the Doppler-shifted frequency f * c / (c + v_radial), v_radial the ti
 (propagation delay is ignored), with level proportional to 1/distance. Ambience beds are filtered noise: rain with
 random droplet clicks, wind with slow gusts, room tone with mains hum.
 
-All functions are numpy-vectorised, return float32, and take a numpy Generator for every random choice.
+All functions are numpy-vectorised, return float32, and take a numpy Generator for every random choice. Stationary
+noise comes from per-process pools of pre-filtered noise (fixed seeds) read at random offsets, which keeps a scene's
+audio within a few tens of milliseconds.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 SPEED_OF_SOUND = 343.0
 REF_SIZE = 0.2            # size (world units, ~metres) at which a material sounds at its base frequency
 REF_SPEED = 3.0           # impact speed (m/s) that gives a peak of 1.0
+FRICTION_RAMP_S = 0.12    # fade in/out of friction noise
 
 # base_hz at REF_SIZE, mode ratios, relative mode gains, loss factor eta, contact time (s) at 1 m/s
 MATERIALS: dict[str, dict] = {
@@ -60,6 +63,32 @@ def _filt(kind: str, freqs, x: np.ndarray, sample_rate: int, order: int = 2) -> 
 
     key = tuple(float(f) for f in freqs) if np.ndim(freqs) else float(freqs)
     return sosfilt(_sos(kind, key, sample_rate, order), x, axis=-1).astype(np.float32)
+
+
+POOL_SAMPLES = 1 << 19   # length of each cached filtered-noise pool (~33 s at 16 kHz)
+
+
+@lru_cache(maxsize=32)
+def _noise_pool(kind: str, freqs: tuple[float, ...] | float, sample_rate: int) -> np.ndarray:
+    """(2, POOL_SAMPLES) float32 noise through a fixed filter, made once per process from a fixed seed."""
+    seed = [sample_rate, len(kind), *np.atleast_1d(freqs).astype(int).tolist()]
+    noise = np.random.default_rng(seed).standard_normal((2, POOL_SAMPLES), dtype=np.float32)
+    return _filt(kind, freqs, noise, sample_rate)
+
+
+def filtered_noise(kind: str, freqs, channels: int, num_samples: int, sample_rate: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """(channels, N) stationary filtered Gaussian noise: a window at a random offset of a cached pool (fast)."""
+    pool = _noise_pool(kind, tuple(float(f) for f in np.atleast_1d(freqs)) if np.ndim(freqs) else float(freqs),
+                       sample_rate)
+    reps = -(-num_samples // (POOL_SAMPLES // 2))
+    out = np.empty((channels, num_samples), np.float32)
+    for c in range(channels):
+        row = pool[(c + int(rng.integers(2))) % 2]
+        off = int(rng.integers(0, POOL_SAMPLES // 2))
+        seg = row[off:off + num_samples] if reps <= 1 else np.tile(row, reps + 1)[off:off + num_samples]
+        out[c] = seg
+    return out
 
 
 def mode_frequencies(material: str, size: float, sample_rate: int) -> np.ndarray:
@@ -109,53 +138,62 @@ def friction_noise(speed: np.ndarray, sample_rate: int, rng: np.random.Generator
     """Rolling or sliding noise for a per-sample speed track (m/s, shape (num_samples,)). Returns float32 (N,).
 
     Level is proportional to speed, brightness rises with speed, the object's two lowest modes colour the noise, and
-    rolling adds a rumble at the rotation rate speed / (pi * size). Starts and ends with 30 ms ramps (no onset)."""
+    rolling adds a rumble at the rotation rate speed / (pi * size). Starts and ends with FRICTION_RAMP_S quadratic
+    ramps (no onset of its own)."""
     speed = np.maximum(np.asarray(speed, dtype=np.float32), 0.0)
     n = len(speed)
     if n == 0:
         return np.zeros(0, np.float32)
+    low = filtered_noise("lowpass", 300.0 if rolling else 800.0, 1, n, sample_rate, rng)[0]
+    high = filtered_noise("bandpass", (1000.0, 4000.0) if rolling else (1500.0, 6000.0), 1, n, sample_rate, rng)[0]
     noise = rng.standard_normal(n, dtype=np.float32)
-    low = _filt("lowpass", 300.0 if rolling else 800.0, noise, sample_rate)
-    high = _filt("bandpass", (1000.0, 4000.0) if rolling else (1500.0, 6000.0), noise, sample_rate)
     bright = np.clip(speed / 3.0, 0.0, 1.0)
     x = (1.0 - 0.7 * bright) * low + bright * 0.5 * high
     for f in mode_frequencies(material, size, sample_rate)[:2]:
         x = x + 0.5 * _filt("bandpass", (f / 1.08, f * 1.08), noise, sample_rate)
     level = np.minimum(speed / REF_SPEED, 2.0)
     if rolling:
-        rot = np.cumsum(speed / (np.pi * max(size, 0.01))) / sample_rate
+        rot = np.cumsum(speed / (np.pi * max(size, 0.01)), dtype=np.float64) / sample_rate
         level = level * (1.0 + 0.35 * np.sin(2 * np.pi * rot)).astype(np.float32)
     x = x * level / 0.5
-    ramp = min(n // 2, int(0.03 * sample_rate))
+    ramp = min(n // 2, int(FRICTION_RAMP_S * sample_rate))
     if ramp:
-        r = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, ramp, dtype=np.float32))
+        r = np.linspace(0, 1, ramp, dtype=np.float32) ** 2   # gradual start: friction builds up, no onset
         x[:ramp] *= r
         x[n - ramp:] *= r[::-1]
     return (0.3 * x).astype(np.float32)
 
 
 def engine_hum(distance_m: np.ndarray, sample_rate: int, rng: np.random.Generator, *, f0_hz: float = 45.0,
-               ref_distance_m: float = 5.0, harmonics: int = 10) -> np.ndarray:
+               ref_distance_m: float = 5.0, harmonics: int = 10,
+               radial_velocity: np.ndarray | None = None) -> np.ndarray:
     """An engine heard at a per-sample distance (metres, (num_samples,)); returns float32 (N,).
 
-    Doppler: the received frequency is f0 * c / (c + dr/dt); level: ref_distance / distance (capped at 1)."""
+    Doppler: the received frequency is f0 * c / (c + v_radial), v_radial the given per-sample radial velocity (m/s,
+    positive receding) or else dr/dt; level: ref_distance / distance (capped at 1)."""
     d = np.maximum(np.asarray(distance_m, dtype=np.float64), 0.5)
     n = len(d)
     if n == 0:
         return np.zeros(0, np.float32)
-    v_radial = np.gradient(d) * sample_rate if n > 1 else np.zeros(1)
+    step = max(1, sample_rate // 1000)                       # Doppler and level at a 1 kHz control rate
+    dc = d[::step]
+    if radial_velocity is not None:
+        v_radial = np.asarray(radial_velocity, dtype=np.float64)[::step]
+    else:
+        v_radial = np.gradient(dc) * (sample_rate / step) if len(dc) > 1 else np.zeros(1)
     f = f0_hz * SPEED_OF_SOUND / (SPEED_OF_SOUND + np.clip(v_radial, -0.8 * SPEED_OF_SOUND, None))
-    phase = np.cumsum(f) / sample_rate + rng.uniform()          # in cycles
+    phase = np.cumsum(np.repeat(f / sample_rate, step)[:n]) + rng.uniform()       # in cycles
     ks = np.arange(1, harmonics + 1)
     amps = ks ** -0.8 * np.exp(0.15 * rng.standard_normal(harmonics))
     amps[ks * f0_hz * 1.3 > 0.45 * sample_rate] = 0.0
     # one period of the harmonic waveform as a wavetable, read at the Doppler-shifted phase
     theta = np.linspace(0, 2 * np.pi, _TABLE + 1)
     table = (amps[:, None] * np.sin(ks[:, None] * theta + rng.uniform(0, 2 * np.pi, (harmonics, 1)))).sum(0)
-    x = _wavetable(table / amps.sum(), phase)
-    rough = _filt("lowpass", 1500.0, rng.standard_normal(n, dtype=np.float32), sample_rate)
-    x = x + 0.3 * rough * (0.6 + 0.4 * _wavetable(np.sin(theta), phase))
-    level = np.minimum(1.0, ref_distance_m / d)
+    i, frac = _table_index(phase)
+    x = _wavetable(table / amps.sum(), i, frac)
+    rough = filtered_noise("lowpass", 1500.0, 1, n, sample_rate, rng)[0]
+    x = x + 0.3 * rough * (0.6 + 0.4 * _wavetable(np.sin(theta), i, frac))
+    level = np.repeat(np.minimum(1.0, ref_distance_m / dc), step)[:n]
     ramp = min(n // 2, int(0.05 * sample_rate))
     if ramp:
         level[:ramp] *= np.linspace(0, 1, ramp)
@@ -166,11 +204,15 @@ def engine_hum(distance_m: np.ndarray, sample_rate: int, rng: np.random.Generato
 _TABLE = 4096
 
 
-def _wavetable(table: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """Reads a one-period table (len _TABLE + 1, last = first) at phases in cycles, linearly interpolated."""
+def _table_index(phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Phases in cycles -> (table index (N,) int32, fraction (N,) float32) for _wavetable."""
     pos = (phase - np.floor(phase)) * _TABLE
     i = pos.astype(np.int32)
-    frac = (pos - i).astype(np.float32)
+    return i, (pos - i).astype(np.float32)
+
+
+def _wavetable(table: np.ndarray, i: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Reads a one-period table (len _TABLE + 1, last = first) at _table_index positions, linearly interpolated."""
     t32 = table.astype(np.float32)
     return t32[i] + frac * (t32[i + 1] - t32[i])
 
@@ -190,7 +232,7 @@ def _slow_envelope(n: int, sample_rate: int, rate_hz: float, rng: np.random.Gene
 def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity: float = 1.0) -> np.ndarray:
     """Rain bed (2, N): decorrelated band-limited hiss plus random droplet clicks (Poisson, ~80/s at intensity 1)."""
     n = num_samples
-    hiss = _filt("bandpass", (600.0, 6000.0), rng.standard_normal((2, n), dtype=np.float32), sample_rate)
+    hiss = filtered_noise("bandpass", (600.0, 6000.0), 2, n, sample_rate, rng)
     out = 0.05 * hiss
     drops = rng.poisson(80.0 * intensity * n / sample_rate)
     if drops:
@@ -214,9 +256,8 @@ def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity
 def wind(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity: float = 1.0) -> np.ndarray:
     """Wind bed (2, N): low rumble plus a whistling band whose level follows slow random gusts."""
     n = num_samples
-    noise = rng.standard_normal((2, n), dtype=np.float32)
-    low = _filt("lowpass", 250.0, noise, sample_rate)
-    mid = _filt("bandpass", (400.0, 1200.0), noise, sample_rate)
+    low = filtered_noise("lowpass", 250.0, 2, n, sample_rate, rng)
+    mid = filtered_noise("bandpass", (400.0, 1200.0), 2, n, sample_rate, rng)
     gust = _slow_envelope(n, sample_rate, 0.7, rng)
     shift = int(0.15 * sample_rate)
     gusts = np.stack([gust, np.roll(gust, shift)])
@@ -227,7 +268,7 @@ def wind(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity
 def room_tone(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity: float = 1.0) -> np.ndarray:
     """Room tone (2, N): quiet low-passed noise (ventilation) with a faint 50 Hz mains hum and its harmonic."""
     n = num_samples
-    air = _filt("lowpass", 400.0, rng.standard_normal((2, n), dtype=np.float32), sample_rate)
+    air = filtered_noise("lowpass", 400.0, 2, n, sample_rate, rng)
     t = np.arange(n, dtype=np.float32) / sample_rate
     ph = rng.uniform(0, 2 * np.pi)
     hum = 0.004 * np.sin(2 * np.pi * 50 * t + ph) + 0.002 * np.sin(2 * np.pi * 100 * t + 2 * ph)

@@ -154,6 +154,10 @@ def _where(pan: float) -> str:
     return p if p.endswith("of centre") else ("in " if p == "the centre" else "on ") + p
 
 
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _times(ts: list[float]) -> str:
     s = [f"{t:.2f} s" for t in ts]
     return s[0] if len(s) == 1 else ", ".join(s[:-1]) + " and " + s[-1]
@@ -225,13 +229,14 @@ class _Writer:
             elif disc:
                 verb = self.pick(["hits at", "lands and bounces at", "knocks at", "strikes the ground at"])
                 clauses.append(f"the {n} {verb} {_times(disc)}")
+            subject = "it" if disc else f"the {n}"
             for e in evs:
                 if e["kind"] != "continuous":
                     continue
                 span = f"from {e['onset_s']:.2f} s to {e['offset_s']:.2f} s"
                 if e["sound_class"] == "rolling":
                     mode = "rolls" if e["params"].get("mode") == "roll" else "slides"
-                    clauses.append(f"it {mode} along the floor {span}")
+                    clauses.append(f"{subject} {mode} along the floor {span}")
                 else:
                     clauses.append(f"the {o['kind']}'s engine is heard{off} {span}")
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
@@ -277,13 +282,14 @@ class _Writer:
 
     def caption(self, names) -> str:
         room = {"dry": self.pick(["outdoors", "by a road"]), "small_room": "in a small room", "hall": "in a hall"}
-        things = [("the " if False else "a ") + names[o["id"]] for o in self.sources()]
-        if not things:
-            return f"A quiet scene {room[self.t['room']]}."
+        seen = ["a " + names[o["id"]] for o in self.sources() if o["visible"]]
+        unseen = ["a " + names[o["id"]] for o in self.sources() if not o["visible"]]
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience" and e["sound_class"] != "room_tone"]
         tail = (" in the " + " and ".join(amb)) if amb else ""
-        s = ", ".join(things[:-1]) + (" and " if len(things) > 1 else "") + things[-1]
-        return f"{s[0].upper() + s[1:]} {room[self.t['room']]}{tail}."
+        s = (_and(seen) if seen else self.pick(["a quiet scene", "an empty stage"])) + f" {room[self.t['room']]}{tail}"
+        if unseen:
+            s += self.pick([f", with {_and(unseen)} heard off-screen", f", while {_and(unseen)} sounds out of view"])
+        return s[0].upper() + s[1:] + "."
 
     def alive(self, names) -> str:
         subj = [names[o["id"]] for o in self.t["objects"] if o["visible"]]

@@ -2,7 +2,7 @@
 
 Layout (version 1): id, seed, split, duration_s, fps, size, sample_rate, room, ambience {rain, wind, room_tone},
 objects [{id, type: body | instrument | vehicle, visible, silent, description fields, trajectory}], events
-[SoundEvent.to_json() ...] sorted by onset (offset_s filled by the renderer), stats {num_discrete, num_sources,
+[SoundEvent.to_json() ...] sorted by onset (offset_s filled by the renderer; params gains azimuth_deg), stats {num_discrete, num_sources,
 event_density_per_s, max_concurrent_sources}, config (the WorldConfig that made the clip).
 Trajectories are per frame (frame k at k / fps): bodies [x_m, y_m, angle_rad], strikers [x_m, y_m, note_index],
 vehicles [x as a fraction of the frame width]; world x spans 0..4 m across the frame, y up, floor at 0.5 m.
@@ -70,6 +70,16 @@ def event_stats(events: list[SoundEvent], duration_s: float) -> dict:
             "event_density_per_s": round(len(discrete) / duration_s, 4), "max_concurrent_sources": conc}
 
 
+def _event_json(e: SoundEvent) -> dict:
+    """The event as JSON, with params["azimuth_deg"]: the direction binaural mode renders it from (SOFA convention,
+    positive = left; the constant-power pan maps -1..1 to +90..-90 degrees)."""
+    from foleyflow.world.spatial import pan_to_azimuth
+
+    d = e.to_json()
+    d["params"] = dict(d["params"], azimuth_deg=round(float(pan_to_azimuth(e.pan)), 3))
+    return d
+
+
 def build_truth(clip_id: str, scene: Scene, sim: Simulation, events: list[SoundEvent], cfg: WorldConfig) -> dict:
     """The clip's ground truth as a JSON-ready dict (events: the renderer's copies, with offset_s filled)."""
     from foleyflow.config import to_dict
@@ -81,7 +91,7 @@ def build_truth(clip_id: str, scene: Scene, sim: Simulation, events: list[SoundE
         "ambience": {"rain": round(scene.rain, 4), "wind": round(scene.wind, 4), "room_tone": round(scene.room_tone, 4)},
         "world": {"width_m": WORLD_W, "floor_y_m": FLOOR_Y},
         "objects": objects_json(scene, sim),
-        "events": [e.to_json() for e in sorted(events, key=lambda e: (e.onset_s, e.source_id or 0, e.sound_class))],
+        "events": [_event_json(e) for e in sorted(events, key=lambda e: (e.onset_s, e.source_id or 0, e.sound_class))],
         "stats": event_stats(events, cfg.duration_s),
         "config": to_dict(cfg),
     }
