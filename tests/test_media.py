@@ -280,7 +280,8 @@ def test_truncated_stream_with_index_at_front(tmp_path):
 def test_bad_audio_input(bad_files):
     with pytest.raises(MediaError, match="no audio stream"):
         media.decode_audio(bad_files["good"], 16000)
-    for kwargs in [dict(sample_rate=0), dict(sample_rate=10 ** 7), dict(sample_rate=16000, channels=6)]:
+    for kwargs in [dict(sample_rate=0), dict(sample_rate=10 ** 7), dict(sample_rate=16000, channels=6),
+                   dict(sample_rate=8000, duration_s=1e9), dict(sample_rate=8000, start_s=3.0)]:
         with pytest.raises(MediaError):
             media.decode_audio(bad_files["audio_only"], **kwargs)
     for case in ("missing", "empty", "text", "truncated"):
@@ -290,7 +291,8 @@ def test_bad_audio_input(bad_files):
 
 @pytest.mark.parametrize("kwargs", [dict(fps=0), dict(fps=-8), dict(fps=1e9), dict(fps=float("nan")),
                                     dict(fps="abc"), dict(size=0), dict(size=100_000), dict(size=(224, -1)),
-                                    dict(size=(1, 2, 3)), dict(resize="zoom"), dict(start_s=-1)])
+                                    dict(size=(1, 2, 3)), dict(resize="zoom"), dict(start_s=-1),
+                                    dict(start_s=5.0), dict(duration_s=1e9)])
 def test_absurd_decode_arguments(bad_files, kwargs):
     args = dict(fps=8, size=32) | kwargs
     with pytest.raises(MediaError):
@@ -329,6 +331,9 @@ def test_bigbuckbunny(shared_media):
     np.testing.assert_allclose(frames.timestamps, np.arange(42) / 8)
     np.testing.assert_allclose(frames.source_timestamps, np.floor(np.arange(42) / 8 * 25) / 25)
     assert frames.frames.std() > 10  # real pictures, not blank frames
+    part = media.decode_frames(path, 8, 224, "center_crop", start_s=2.0, duration_s=1.0)  # seeks: same frames
+    np.testing.assert_array_equal(part.frames, frames.frames[16:24])
+    np.testing.assert_allclose(part.timestamps, frames.timestamps[16:24])
     audio = media.decode_audio(path, 16000, 2)
     assert audio.samples.shape == (2, math.ceil(254976 * 16000 / 48000)) == (2, 84992)
     assert audio.duration_s == pytest.approx(5.312) and 0.01 < np.abs(audio.samples).max() <= 1.0

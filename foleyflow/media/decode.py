@@ -34,6 +34,7 @@ RESIZE_MODES = ("stretch", "center_crop", "pad")
 MAX_SIZE = 8192  # pixels per side
 MAX_FPS = Fraction(1000)
 MAX_SAMPLE_RATE = 384_000
+MAX_SPAN_S = 24 * 3600  # longest start_s / duration_s accepted (a typo like 1e9 must not run for ever)
 MIN_SAMPLE_RATE = 1000
 _SQRT_HALF = math.sqrt(0.5)
 _DEFAULT_LAYOUTS = {6: ["FL", "FR", "FC", "LFE", "BL", "BR"], 8: ["FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"]}
@@ -82,6 +83,8 @@ def _check_span(start_s, duration_s) -> tuple[Fraction, Fraction | None]:
         raise MediaError(f"invalid time span start_s={start_s!r}, duration_s={duration_s!r}") from None
     if start < 0 or (duration is not None and duration < 0):
         raise MediaError(f"start_s and duration_s must be >= 0, got {start_s} and {duration_s}")
+    if start > MAX_SPAN_S or (duration is not None and duration > MAX_SPAN_S):
+        raise MediaError(f"start_s and duration_s must be at most {MAX_SPAN_S} s, got {start_s} and {duration_s}")
     return start, duration
 
 
@@ -162,6 +165,9 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
             declared_end = to_fraction(info.start_s) + to_fraction(info.duration_s)
         if duration is None:
             duration = max(Fraction(0), declared_end - start)
+        if start > 0 and start >= declared_end:
+            raise MediaError(f"{path}: start_s {float(start):.3f} s is past the end of the video "
+                             f"({float(declared_end):.3f} s)")
         n = num_frames(duration, fps)
         stream.thread_type = "AUTO"
         rotation = first_frame_rotation(path, container, stream)
@@ -324,6 +330,9 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 2, start_s=
             end = round((s_start + Fraction(stream.duration) * tb) * src_sr)
         else:
             end = None
+        if start > 0 and end is not None and duration is None and first >= end:
+            raise MediaError(f"{path}: start_s {float(start):.3f} s is past the end of the audio "
+                             f"({end / src_sr:.3f} s)")
         if start > 0:
             container.seek(int((start + t0) / tb), stream=stream, backward=True)
         out = StreamingResampler(src_sr, int(sample_rate), channels)
