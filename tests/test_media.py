@@ -73,6 +73,9 @@ def test_start_duration_and_streaming(tmp_path):
     # a span running past the end repeats the last frame; the iterator yields the same frames one by one
     tail = list(media.iter_frames(path, 4, start_s=1.5, duration_s=1.0))
     assert len(tail) == 4 and [frame_index(f) for _, _, f in tail] == [37, 43, 49, 49]
+    assert tail[2][2] is tail[3][2] and not tail[3][2].flags.writeable  # a repeat is the same read-only array
+    with pytest.raises(MediaError):  # bad arguments fail at the call, before any iteration
+        media.iter_frames(path, 0)
     assert media.num_frames(0.3, 10) == 3 and media.num_frames(5.28, 8) == 42 and media.num_frames(0.1, 8) == 0
 
 
