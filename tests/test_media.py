@@ -39,6 +39,12 @@ def test_matroska_without_per_stream_counts(tmp_path):
     out = media.decode_frames(path, np.float32(8.0), 16)
     assert len(out.frames) == math.floor(31 / NTSC * 8) == 8
     assert [frame_index(f) for f in out.frames] == [math.floor(i * NTSC / 8) for i in range(8)]
+    # Matroska stores no decode timestamps: muxing into mp4 must still copy every packet (B-frames included)
+    import av
+    muxed = media.mux_audio(path, np.zeros((1, 8000), np.float32), 16000, tmp_path / "o.mp4").path
+    with av.open(str(path)) as a, av.open(str(muxed)) as b:
+        assert [bytes(p) for p in a.demux(video=0) if p.size] == [bytes(p) for p in b.demux(video=0) if p.size]
+    assert media.probe(muxed).video.frame_count == 31 and len(media.decode_frames(muxed, 8).frames) == 8
 
 
 @pytest.mark.parametrize("src_fps", [FILM, Fraction(25), NTSC, Fraction(60)])
