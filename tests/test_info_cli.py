@@ -45,6 +45,11 @@ def test_info_text_and_json(run_cli, files):
     assert d["has_audio"] and d["audio"]["channels"] == 2 and d["audio"]["num_samples"] == 8000
 
 
+def test_info_describes_a_file_it_cannot_decode(run_cli, files):
+    r = run_cli("info", files["unknown_codec"])
+    assert r.code == 0 and "unsupported codec" in r.out and "aac" in r.out
+
+
 def test_info_decode(run_cli, files):
     r = run_cli("info", files["good"], "--decode", "--fps", "8", "--size", "16", "--json")
     assert r.code == 0, r.err

@@ -39,6 +39,12 @@ def test_matroska_without_per_stream_counts(tmp_path):
     out = media.decode_frames(path, np.float32(8.0), 16)
     assert len(out.frames) == math.floor(31 / NTSC * 8) == 8
     assert [frame_index(f) for f in out.frames] == [math.floor(i * NTSC / 8) for i in range(8)]
+    # Matroska stores no decode timestamps: muxing into mp4 must still copy every packet (B-frames included)
+    import av
+    muxed = media.mux_audio(path, np.zeros((1, 8000), np.float32), 16000, tmp_path / "o.mp4").path
+    with av.open(str(path)) as a, av.open(str(muxed)) as b:
+        assert [bytes(p) for p in a.demux(video=0) if p.size] == [bytes(p) for p in b.demux(video=0) if p.size]
+    assert media.probe(muxed).video.frame_count == 31 and len(media.decode_frames(muxed, 8).frames) == 8
 
 
 @pytest.mark.parametrize("src_fps", [FILM, Fraction(25), NTSC, Fraction(60)])
@@ -73,6 +79,9 @@ def test_start_duration_and_streaming(tmp_path):
     # a span running past the end repeats the last frame; the iterator yields the same frames one by one
     tail = list(media.iter_frames(path, 4, start_s=1.5, duration_s=1.0))
     assert len(tail) == 4 and [frame_index(f) for _, _, f in tail] == [37, 43, 49, 49]
+    assert tail[2][2] is tail[3][2] and not tail[3][2].flags.writeable  # a repeat is the same read-only array
+    with pytest.raises(MediaError):  # bad arguments fail at the call, before any iteration
+        media.iter_frames(path, 0)
     assert media.num_frames(0.3, 10) == 3 and media.num_frames(5.28, 8) == 42 and media.num_frames(0.1, 8) == 0
 
 
@@ -280,7 +289,8 @@ def test_truncated_stream_with_index_at_front(tmp_path):
 def test_bad_audio_input(bad_files):
     with pytest.raises(MediaError, match="no audio stream"):
         media.decode_audio(bad_files["good"], 16000)
-    for kwargs in [dict(sample_rate=0), dict(sample_rate=10 ** 7), dict(sample_rate=16000, channels=6)]:
+    for kwargs in [dict(sample_rate=0), dict(sample_rate=10 ** 7), dict(sample_rate=16000, channels=6),
+                   dict(sample_rate=8000, duration_s=1e9), dict(sample_rate=8000, start_s=3.0)]:
         with pytest.raises(MediaError):
             media.decode_audio(bad_files["audio_only"], **kwargs)
     for case in ("missing", "empty", "text", "truncated"):
@@ -290,7 +300,8 @@ def test_bad_audio_input(bad_files):
 
 @pytest.mark.parametrize("kwargs", [dict(fps=0), dict(fps=-8), dict(fps=1e9), dict(fps=float("nan")),
                                     dict(fps="abc"), dict(size=0), dict(size=100_000), dict(size=(224, -1)),
-                                    dict(size=(1, 2, 3)), dict(resize="zoom"), dict(start_s=-1)])
+                                    dict(size=(1, 2, 3)), dict(resize="zoom"), dict(start_s=-1),
+                                    dict(start_s=5.0), dict(duration_s=1e9)])
 def test_absurd_decode_arguments(bad_files, kwargs):
     args = dict(fps=8, size=32) | kwargs
     with pytest.raises(MediaError):
@@ -329,6 +340,9 @@ def test_bigbuckbunny(shared_media):
     np.testing.assert_allclose(frames.timestamps, np.arange(42) / 8)
     np.testing.assert_allclose(frames.source_timestamps, np.floor(np.arange(42) / 8 * 25) / 25)
     assert frames.frames.std() > 10  # real pictures, not blank frames
+    part = media.decode_frames(path, 8, 224, "center_crop", start_s=2.0, duration_s=1.0)  # seeks: same frames
+    np.testing.assert_array_equal(part.frames, frames.frames[16:24])
+    np.testing.assert_allclose(part.timestamps, frames.timestamps[16:24])
     audio = media.decode_audio(path, 16000, 2)
     assert audio.samples.shape == (2, math.ceil(254976 * 16000 / 48000)) == (2, 84992)
     assert audio.duration_s == pytest.approx(5.312) and 0.01 < np.abs(audio.samples).max() <= 1.0

@@ -28,10 +28,10 @@ def _describe(info) -> list[str]:
         rate = v.frame_rate
         rate_s = f"{rate.numerator}/{rate.denominator} fps ({float(rate):.3f})" if rate.denominator != 1 else \
             f"{rate.numerator} fps"
-        size = f"{v.width}x{v.height}"
+        size = f"{v.width}x{v.height}" if v.width else "size unknown"
         if (v.display_width, v.display_height) != (v.width, v.height):
             size += f" (displayed {v.display_width}x{v.display_height})"
-        lines.append(f"  video      {v.codec or 'unsupported codec'}, {size}, {rate_s}, {v.frame_count} frames, "
+        lines.append(f"  video      {v.codec or 'unsupported codec (cannot be decoded)'}, {size}, {rate_s}, {v.frame_count} frames, "
                      f"{v.duration_s:.3f} s from {v.start_s:.3f} s, rotation {v.rotation}")
     else:
         lines.append("  video      none")

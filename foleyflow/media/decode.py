@@ -34,6 +34,7 @@ RESIZE_MODES = ("stretch", "center_crop", "pad")
 MAX_SIZE = 8192  # pixels per side
 MAX_FPS = Fraction(1000)
 MAX_SAMPLE_RATE = 384_000
+MAX_SPAN_S = 24 * 3600  # longest start_s / duration_s accepted (a typo like 1e9 must not run for ever)
 MIN_SAMPLE_RATE = 1000
 _SQRT_HALF = math.sqrt(0.5)
 _DEFAULT_LAYOUTS = {6: ["FL", "FR", "FC", "LFE", "BL", "BR"], 8: ["FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"]}
@@ -82,6 +83,8 @@ def _check_span(start_s, duration_s) -> tuple[Fraction, Fraction | None]:
         raise MediaError(f"invalid time span start_s={start_s!r}, duration_s={duration_s!r}") from None
     if start < 0 or (duration is not None and duration < 0):
         raise MediaError(f"start_s and duration_s must be >= 0, got {start_s} and {duration_s}")
+    if start > MAX_SPAN_S or (duration is not None and duration > MAX_SPAN_S):
+        raise MediaError(f"start_s and duration_s must be at most {MAX_SPAN_S} s, got {start_s} and {duration_s}")
     return start, duration
 
 
@@ -117,14 +120,16 @@ class _Converter:
         if self.k:
             img = np.rot90(img, self.k)
         if (sw, sh) == (ow, oh):
-            return np.ascontiguousarray(img)
-        if self.resize == "center_crop":
+            out = np.ascontiguousarray(img)
+        elif self.resize == "center_crop":
             y, x = (sh - oh) // 2, (sw - ow) // 2
-            return np.ascontiguousarray(img[y:y + oh, x:x + ow])
-        canvas = np.zeros((oh, ow, 3), np.uint8)
-        y, x = (oh - sh) // 2, (ow - sw) // 2
-        canvas[y:y + sh, x:x + sw] = img
-        return canvas
+            out = np.ascontiguousarray(img[y:y + oh, x:x + ow])
+        else:
+            out = np.zeros((oh, ow, 3), np.uint8)
+            y, x = (oh - sh) // 2, (ow - sw) // 2
+            out[y:y + sh, x:x + sw] = img
+        out.flags.writeable = False
+        return out
 
 
 def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start_s=0, duration_s=None
@@ -135,16 +140,20 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
     ("stretch", "center_crop" or "pad"). Yields exactly num_frames(duration, fps) frames, where duration is
     `duration_s` or the video's duration minus `start_s`; t_i = start_s + i / fps and the frame shown is the last
     source frame with presentation time <= t_i (see the module docstring). Memory stays bounded by a few frames.
-    Raises MediaError for bad files (missing, not media, no video stream, unsupported codec, truncated) and
-    out-of-range arguments.
+    A source frame shown several times is yielded as the same read-only array.
+    Raises MediaError for out-of-range arguments and missing files at once, and for bad content (not media, no
+    video stream, unsupported codec, truncated or corrupt) when iteration starts or reaches the damage.
     """
-    import av
-
     fps, size = _check_fps(fps), _check_size(size)
     if resize not in RESIZE_MODES:
         raise MediaError(f"unknown resize mode {resize!r}: choose from {', '.join(RESIZE_MODES)}")
     start, duration = _check_span(start_s, duration_s)
-    path = check_readable(path)
+    return _iter_frames(check_readable(path), fps, size, resize, start, duration)
+
+
+def _iter_frames(path: Path, fps: Fraction, size, resize: str, start: Fraction, duration: Fraction | None):
+    import av
+
     container = open_media(path)
     try:
         if not container.streams.video:
@@ -162,6 +171,9 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
             declared_end = to_fraction(info.start_s) + to_fraction(info.duration_s)
         if duration is None:
             duration = max(Fraction(0), declared_end - start)
+        if start > 0 and start >= declared_end:
+            raise MediaError(f"{path}: start_s {float(start):.3f} s is past the end of the video "
+                             f"({float(declared_end):.3f} s)")
         n = num_frames(duration, fps)
         stream.thread_type = "AUTO"
         rotation = first_frame_rotation(path, container, stream)
@@ -194,7 +206,8 @@ def _resample(path, container, stream, t0, start, fps, n, convert, declared_end)
             i += 1
         if i >= n:
             return
-        cur, cur_t, cur_img = frame, ft, None
+        if cur is not frame:
+            cur, cur_t, cur_img = frame, ft, None
     if cur is None:
         raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
     if declared_end is not None and last_end is not None and last_end < min(declared_end, start + n * step) - 1:
@@ -324,6 +337,9 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 2, start_s=
             end = round((s_start + Fraction(stream.duration) * tb) * src_sr)
         else:
             end = None
+        if start > 0 and end is not None and duration is None and first >= end:
+            raise MediaError(f"{path}: start_s {float(start):.3f} s is past the end of the audio "
+                             f"({end / src_sr:.3f} s)")
         if start > 0:
             container.seek(int((start + t0) / tb), stream=stream, backward=True)
         out = StreamingResampler(src_sr, int(sample_rate), channels)

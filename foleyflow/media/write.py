@@ -199,9 +199,7 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
                             out.mux(packet)
                         written += block.shape[1]
 
-                for packet in inp.demux(vin):
-                    if packet.dts is None:
-                        continue
+                for packet in _with_dts(inp.demux(vin), vin):
                     t = Fraction(packet.dts) * packet.time_base - t0 - v_start
                     encode_until(round((t + 1) * sample_rate))  # keep the streams interleaved (bounded memory)
                     packet.stream = vout
@@ -219,3 +217,37 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
         if tmp.exists():
             tmp.unlink()
     return MuxResult(out_path, replaced, n, float(v_dur))
+
+
+def _with_dts(packets, stream, max_wait: int = 64):
+    """Yields the non-empty packets, giving a decode timestamp to those that lack one.
+
+    Matroska/WebM store no decode timestamps; with B-frames FFmpeg cannot give the first few packets one until it
+    sees later ones. Those packets are held back and given dts = (first known dts) - k * (frame duration), which
+    is what an encoder with that reordering delay writes; without any known dts, dts = pts.
+    """
+    held = []
+    for packet in packets:
+        if packet.size == 0:
+            continue
+        if packet.dts is None and packet.pts is not None and len(held) < max_wait:
+            held.append(packet)
+            continue
+        if held:
+            if packet.dts is not None:
+                step = packet.duration or (round(1 / (stream.average_rate * stream.time_base))
+                                           if stream.average_rate else 1)
+                for k, p in enumerate(held):
+                    p.dts = min(p.pts, packet.dts - (len(held) - k) * step)
+            else:
+                for p in held:
+                    p.dts = p.pts
+            yield from held
+            held = []
+        if packet.dts is None:
+            packet.dts = packet.pts
+        if packet.dts is not None:
+            yield packet
+    for p in held:
+        p.dts = p.pts
+    yield from held
