@@ -22,7 +22,7 @@ from foleyflow.errors import EvalError
 from foleyflow.eval.audio_io import list_audio
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_set, silence_set
 from foleyflow.eval.features import melstats_embedding
-from foleyflow.eval.metrics import frechet_distance, inception_score, kernel_audio_distance, kl_divergence
+from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
 from foleyflow.eval.truth import EventClassifier, load_truth, score_clip, summarize
 
@@ -130,11 +130,20 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
     return out
 
 
-def run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, truth_dir: str | Path | None = None,
+def run_evaluation(*args, **kwargs) -> dict:
+    """Scores the generated set and the baselines; returns the report dict (see report.write_report). BLAS runs on
+    one thread (see metrics._one_blas_thread). Arguments: see _run_evaluation."""
+    with _one_blas_thread():
+        return _run_evaluation(*args, **kwargs)
+
+
+def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, truth_dir: str | Path | None = None,
                    baseline_set_dir: str | Path | None = None, video_dir=None, text_file=None, train_dir=None,
                    models: EvalModels = EvalModels(), baselines: bool = True, seed: int = 0,
                    extrapolate_fd: bool = False, num_examples: int = 3, progress: bool = False) -> dict:
-    """Scores the generated set and the baselines; returns the report dict (see report.write_report)."""
+    """generated_dir/reference_dir: audio matched by file stem; truth_dir: <stem>.json ground truth; baseline_set_dir:
+    an independent set (FD/KAD noise floor); video_dir, text_file, train_dir: only recorded until the models that
+    use them exist; models: optional evaluation models; extrapolate_fd: also FD at N -> inf."""
     reference, ref_paths = folder_set(reference_dir), list_audio(reference_dir)
     generated, gen_paths = folder_set(generated_dir), list_audio(generated_dir)
     missing = [n for n in generated if n not in reference]
