@@ -56,7 +56,7 @@ def _progress(items, desc, on):
 
 
 def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer, desc, progress,
-          keep_onsets=()):
+          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True):
     """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results."""
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
     for name in _progress(names, desc, progress):
@@ -71,6 +71,9 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if models.audio_classifier is not None:
             logits.append(np.asarray(models.audio_classifier(audio, sr), np.float64).ravel())
             t = timer.add("classifier_outputs", t)
+        if spatial_out is not None and name in spatial_out:
+            spatial_out[name] = clip_spatial(audio, sr)
+            t = timer.add("spatial_vs_reference", t)
         if reference_spatial is not None:
             s = clip_spatial(audio, sr)
             r = reference_spatial[name]
@@ -84,7 +87,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             if name in keep_onsets:
                 onsets[name] = res.detected_onsets
             t = perf_counter()
-        else:
+        elif with_aesthetics:
             aes.append(aesthetics(audio, sr))
             t = timer.add("aesthetics", t)
     return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
@@ -164,13 +167,9 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     systems: dict[str, dict] = {}
     ref_timer = _Timer()
     ref_all = sorted(reference)
+    ref_spatial: dict = {n: None for n in names}
     ref_scan = _scan(reference, ref_all, truth=None, reference_spatial=None, models=models, timer=ref_timer,
-                     desc="reference", progress=progress)
-    t = perf_counter()
-    ref_spatial = {}
-    for n in names:
-        ref_spatial[n] = clip_spatial(*reference[n]())
-    ref_timer.add("spatial_vs_reference", t)
+                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False)
     timers["reference_features"] = ref_timer.seconds
     # paired reference outputs (KL) restricted and ordered like the generated names
     idx = {n: i for i, n in enumerate(ref_all)}
