@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "mux",
     "world",
+    "evaluate",
 )
 
 

@@ -80,3 +80,14 @@ def test_mismatched_sets_raise(sets, tmp_path):
         run_evaluation(sets / "other", sets / "ref")
     with pytest.raises(EvalError, match="no scored systems"):
         write_report({"systems": {}}, tmp_path)
+
+
+def test_evaluate_command(sets, tmp_path, run_cli):
+    r = run_cli("evaluate", "--generated", sets / "gen", "--reference", sets / "ref", "--truth", sets / "truth",
+                "-o", tmp_path / "rep", "--no-plots")
+    assert r.code == 0, r.err
+    assert "onset F1 +-50 ms" in r.out and "skipped desync" in r.out
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert set(data["systems"]) == {"generated", "reference", "shuffled", "silence", "noise"}
+    bad = run_cli("evaluate", "--generated", sets / "other", "--reference", sets / "ref", "-o", tmp_path / "x")
+    assert bad.code == 2 and bad.err.startswith("error: ") and bad.err.count("\n") == 1

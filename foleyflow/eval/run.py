@@ -22,7 +22,7 @@ from foleyflow.errors import EvalError
 from foleyflow.eval.audio_io import list_audio
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_set, silence_set
 from foleyflow.eval.features import melstats_embedding
-from foleyflow.eval.metrics import frechet_distance, inception_score, kernel_audio_distance, kl_divergence
+from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
 from foleyflow.eval.truth import EventClassifier, load_truth, score_clip, summarize
 
@@ -56,7 +56,7 @@ def _progress(items, desc, on):
 
 
 def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer, desc, progress,
-          keep_onsets=()):
+          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True):
     """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results."""
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
     for name in _progress(names, desc, progress):
@@ -71,6 +71,9 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if models.audio_classifier is not None:
             logits.append(np.asarray(models.audio_classifier(audio, sr), np.float64).ravel())
             t = timer.add("classifier_outputs", t)
+        if spatial_out is not None and name in spatial_out:
+            spatial_out[name] = clip_spatial(audio, sr)
+            t = timer.add("spatial_vs_reference", t)
         if reference_spatial is not None:
             s = clip_spatial(audio, sr)
             r = reference_spatial[name]
@@ -84,7 +87,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             if name in keep_onsets:
                 onsets[name] = res.detected_onsets
             t = perf_counter()
-        else:
+        elif with_aesthetics:
             aes.append(aesthetics(audio, sr))
             t = timer.add("aesthetics", t)
     return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
@@ -130,11 +133,20 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
     return out
 
 
-def run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, truth_dir: str | Path | None = None,
+def run_evaluation(*args, **kwargs) -> dict:
+    """Scores the generated set and the baselines; returns the report dict (see report.write_report). BLAS runs on
+    one thread (see metrics._one_blas_thread). Arguments: see _run_evaluation."""
+    with _one_blas_thread():
+        return _run_evaluation(*args, **kwargs)
+
+
+def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, truth_dir: str | Path | None = None,
                    baseline_set_dir: str | Path | None = None, video_dir=None, text_file=None, train_dir=None,
                    models: EvalModels = EvalModels(), baselines: bool = True, seed: int = 0,
                    extrapolate_fd: bool = False, num_examples: int = 3, progress: bool = False) -> dict:
-    """Scores the generated set and the baselines; returns the report dict (see report.write_report)."""
+    """generated_dir/reference_dir: audio matched by file stem; truth_dir: <stem>.json ground truth; baseline_set_dir:
+    an independent set (FD/KAD noise floor); video_dir, text_file, train_dir: only recorded until the models that
+    use them exist; models: optional evaluation models; extrapolate_fd: also FD at N -> inf."""
     reference, ref_paths = folder_set(reference_dir), list_audio(reference_dir)
     generated, gen_paths = folder_set(generated_dir), list_audio(generated_dir)
     missing = [n for n in generated if n not in reference]
@@ -155,13 +167,9 @@ def run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, trut
     systems: dict[str, dict] = {}
     ref_timer = _Timer()
     ref_all = sorted(reference)
+    ref_spatial: dict = {n: None for n in names}
     ref_scan = _scan(reference, ref_all, truth=None, reference_spatial=None, models=models, timer=ref_timer,
-                     desc="reference", progress=progress)
-    t = perf_counter()
-    ref_spatial = {}
-    for n in names:
-        ref_spatial[n] = clip_spatial(*reference[n]())
-    ref_timer.add("spatial_vs_reference", t)
+                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False)
     timers["reference_features"] = ref_timer.seconds
     # paired reference outputs (KL) restricted and ordered like the generated names
     idx = {n: i for i, n in enumerate(ref_all)}
