@@ -158,6 +158,13 @@ class SemanticEncoder(nn.Module):
     def out_dim(self) -> int:
         return self.cfg.embed_dim
 
+    @property
+    def fps(self) -> float:
+        return self.cfg.fps
+
+    def num_tokens(self, num_frames: int) -> int:
+        return num_frames
+
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8/float -> (B, T, 3, S, S) normalised float, S = image_size."""
         x = resize_frames(frames_to_float(frames), self.cfg.image_size, "stretch")
@@ -259,6 +266,10 @@ class SyncEncoder(nn.Module):
     @property
     def out_dim(self) -> int:
         return self.cfg.out_dim
+
+    @property
+    def fps(self) -> float:
+        return self.cfg.fps
 
     def num_tokens(self, num_frames: int) -> int:
         return num_sync_segments(num_frames, self.cfg.segment_frames, self.cfg.segment_stride) * \
