@@ -15,7 +15,7 @@ from foleyflow import __version__
 from foleyflow.errors import FoleyError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("extract_latents",)
 
 
 def build_parser() -> argparse.ArgumentParser:
