@@ -16,9 +16,12 @@ from foleyflow.errors import FoleyError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "generate",
     "info",
     "mux",
     "world",
+    "extract_latents",
+    "extract_features",
     "evaluate",
 )
 
