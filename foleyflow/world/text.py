@@ -127,11 +127,28 @@ SHAPE_NOUN = {"ball": ["ball", "sphere"], "box": ["box", "cube"], "wedge": ["wed
               "plank": ["plank", "slab"]}
 MATERIAL_ADJ = {"wood": "wooden", "metal": "metal", "glass": "glass", "plastic": "plastic", "foam": "foam"}
 ROOM_VISUAL = {"dry": ["outdoors beside a road under an open sky", "an open-air scene by a road with hills behind"],
-               "small_room": ["a small papered room with a wooden floor", "a cosy little room with floorboards"],
+               "small_room": ["a small papered room with floorboards", "a cosy little room with a parquet floor"],
                "hall": ["a tall hall with columns and high windows", "a large hall with a checkered floor"]}
 ROOM_AESTHETIC = {"dry": ["dry and close, with no reverberation", "open-air and dry, every hit short and clean"],
                   "small_room": ["a short, boxy room reverberation", "close, with a brief small-room reflection"],
                   "hall": ["a long, spacious hall reverberation", "ringing out with a long hall tail"]}
+
+
+TIMBRE = {  # how each class sounds; only the class's own words and neutral ones
+    "marimba": ["mellow, woody marimba tones", "soft, round marimba notes"],
+    "xylophone": ["bright, dry xylophone notes", "hard, short xylophone notes"],
+    "glockenspiel": ["sparkling glockenspiel pings", "high, bell-like glockenspiel notes"],
+    "tubular_bells": ["long-ringing tubular bell tolls", "deep, sustained tubular bell tones"],
+    "steel_drum": ["round, shimmering steel drum notes"], "piano_key": ["clear piano notes", "soft piano tones"],
+    "wood_block": ["hollow wood block knocks", "dry, hollow woodblock clicks"],
+    "cowbell": ["clanky cowbell hits", "a bright, nasal cowbell"], "claves": ["sharp clicks of the claves"],
+    "hand_clap": ["crisp hand claps", "dry, fleshy claps"], "snare": ["a snappy snare drum", "a rattling snare"],
+    "tom": ["deep tom thuds", "a booming floor tom"], "impact_wood": ["dull wooden knocks", "warm wooden thuds"],
+    "impact_metal": ["ringing metal clangs", "a metallic ring"], "impact_glass": ["bright glass clinks",
+                                                                              "thin, high glass chimes"],
+    "impact_plastic": ["light plastic clacks", "hollow plastic taps"],
+    "rolling": ["a low rolling rumble", "a gritty, sliding scrape"], "engine": ["a low engine drone",
+                                                                              "a throaty engine"]}
 
 
 def _color_name(rgb) -> str:
@@ -251,6 +268,10 @@ class _Writer:
         speeds = [e["params"].get("impact_speed", 0) for e in self.events if e["kind"] == "discrete"]
         loud = "loud, sharp hits" if speeds and max(speeds) > 4 else "moderate, clean hits" if speeds else "soft"
         parts = [self.pick(ROOM_AESTHETIC[self.t["room"]]), loud]
+        present = sorted({e["sound_class"] for e in self.events if e["kind"] != "ambience"})
+        if present:
+            chosen = self.rng.permutation(present)[:3]
+            parts.append(_and([self.pick(TIMBRE[c]) for c in chosen]))
         if self.t["ambience"]["rain"] > 0:
             parts.append("a hiss of rain underneath")
         dense = self.t["stats"]["event_density_per_s"]
@@ -322,7 +343,7 @@ SOUND_TAG = {"marimba": "warm marimba notes", "xylophone": "bright xylophone not
              "wood_block": "wood block knocks", "cowbell": "cowbell clanks", "claves": "claves clicks",
              "hand_clap": "hand claps", "snare": "snare drum cracks", "tom": "tom thuds",
              "impact_wood": "wooden knocks", "impact_metal": "metal clangs", "impact_glass": "glass clinks",
-             "impact_plastic": "plastic clacks", "rolling": "rolling rumble", "engine": "engine hum",
+             "impact_plastic": "plastic clacks", "rolling": "rolling rumble", "engine": "engine drone",
              "rain": "rain patter", "wind": "wind gusts", "room_tone": "room hum"}
 
 
