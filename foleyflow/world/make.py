@@ -29,6 +29,21 @@ MANIFEST = "manifest.jsonl"
 REQUIRED_KEYS = ("id", "video", "duration_s")
 
 
+def write_wav(path: Path, audio, sample_rate: int, subtype: str) -> Path:
+    """media.write_audio, made byte-reproducible: libsndfile stamps float wavs' PEAK chunk with the wall-clock
+    time, so its timestamp field is zeroed (readers ignore it; the peak values themselves are kept)."""
+    from foleyflow.media import write_audio
+
+    write_audio(path, audio, sample_rate, subtype=subtype)
+    with open(path, "r+b") as f:
+        head = f.read(512)
+        at = head.find(b"PEAK")
+        if at >= 0:
+            f.seek(at + 12)     # "PEAK", chunk size (4), version (4), then the timestamp (4)
+            f.write(b"\0\0\0\0")
+    return path
+
+
 def clip_id(split: str, seed: int) -> str:
     return f"{split}_{seed:09d}"
 
@@ -43,7 +58,7 @@ def load_bank(cfg: WorldConfig):
 def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank=None) -> dict:
     """Makes clip `seed` (absolute) of `split` into out_dir/<split>/ and returns its manifest row (paths relative
     to out_dir)."""
-    from foleyflow.media import write_audio, write_video
+    from foleyflow.media import write_video
     from foleyflow.world.mixer import render_scene_audio
     from foleyflow.world.physics import plan_clip
     from foleyflow.world.render import render_frames
@@ -62,7 +77,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     texts = write_texts(truth)
     truth["text"] = texts
     frames = render_frames(scene, sim, cfg)
-    write_audio(folder / f"{cid}.wav", audio.mix, cfg.sample_rate, subtype=cfg.wav_subtype)
+    write_wav(folder / f"{cid}.wav", audio.mix, cfg.sample_rate, cfg.wav_subtype)
     write_video(folder / f"{cid}.mp4", frames, cfg.fps, audio=audio.mix, sample_rate=cfg.sample_rate, crf=cfg.crf)
     row = {"id": cid, "video": f"{split}/{cid}.mp4", "audio": f"{split}/{cid}.wav", "duration_s": cfg.duration_s,
            "caption": texts["caption"], "cot": texts["cot"], "alive": texts["alive"], "split": split,
@@ -72,7 +87,7 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
         stem_dir = folder / f"{cid}.stems"
         stem_dir.mkdir(exist_ok=True)
         for key, x in sorted(audio.stems.items()):
-            write_audio(stem_dir / f"{key}.wav", x, cfg.sample_rate, subtype=cfg.wav_subtype)
+            write_wav(stem_dir / f"{key}.wav", x, cfg.sample_rate, cfg.wav_subtype)
         row["stems"] = f"{split}/{cid}.stems"
     write_truth(folder / f"{cid}.json", truth)
     return row
