@@ -118,6 +118,7 @@ def test_dataset_card_counts_classes(world_dir):
     for c in SOUND_CLASSES:
         assert f"| {c} | {sum(c in r['classes'] for r in rows)} |" in card
     assert "Event density" in card and "Duration" in card
+    assert f"Clips with an off-screen source: {sum(r['offscreen'] for r in rows)};" in card and rows[2]["offscreen"]
 
 
 def test_cli_make_and_preview(run_cli, tmp_path, bank):

@@ -13,7 +13,8 @@ Layout of an output folder DIR:
 Manifest format (the same one users write for their own data): UTF-8 JSON Lines; each line an object with
   id (str, unique), video (path, relative to the manifest's folder or absolute), duration_s (float),
   and optionally audio (wav/flac path), caption (str), cot (str, the four-part chain of thought in one line),
-  split (str), truth (ground-truth JSON path), alive (str), classes (list of sound classes), num_discrete (int).
+  split (str), truth (ground-truth JSON path), alive (str), classes (list of sound classes), num_discrete (int),
+  max_concurrent_sources (int), offscreen (bool: some source is heard but not seen).
 Splits draw seeds from disjoint ranges (config.split_seed_range); a clip's id is "<split>_<absolute seed>", and the
 same seed and config always give byte-identical wav and JSON files.
 """
@@ -82,7 +83,9 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     row = {"id": cid, "video": f"{split}/{cid}.mp4", "audio": f"{split}/{cid}.wav", "duration_s": cfg.duration_s,
            "caption": texts["caption"], "cot": texts["cot"], "alive": texts["alive"], "split": split,
            "truth": f"{split}/{cid}.json", "classes": sorted({e.sound_class for e in audio.events}),
-           "num_discrete": truth["stats"]["num_discrete"]}
+           "num_discrete": truth["stats"]["num_discrete"],
+           "max_concurrent_sources": truth["stats"]["max_concurrent_sources"],
+           "offscreen": any(not e.on_screen for e in audio.events)}
     if cfg.stems:
         stem_dir = folder / f"{cid}.stems"
         stem_dir.mkdir(exist_ok=True)
@@ -264,6 +267,9 @@ def write_card(out_dir: Path) -> Path:
     lines += [f"| {s} | {c} |" for s, c in per_split.items() if c]
     lines += ["", "## Clips per sound class (clips in which the class sounds)", "", "| class | clips |", "|---|---:|"]
     lines += [f"| {c} | {counts[c]} |" for c in SOUND_CLASSES]
+    off = sum(bool(r.get("offscreen")) for r in rows)
+    lines += ["", f"Clips with an off-screen source: {off}; clips with 3 or more sources sounding at once: "
+              f"{sum(r.get('max_concurrent_sources', 0) >= 3 for r in rows)}."]
     lines += ["", "## Event density (discrete events per second)", ""]
     lines += _hist(dens, np.array([0, 0.5, 1, 2, 3, 4, 6, 8, 100.0]), "events/s")
     lines += ["", "## Duration (seconds)", ""]
