@@ -288,7 +288,8 @@ class _Writer:
                 if e and e[0]["pan_track"]:
                     a, b = e[0]["pan_track"][0][1], e[0]["pan_track"][-1][1]
                     d = "left to right" if b > a else "right to left"
-                    parts.append(f"the {n}{'' if o['visible'] else ' (unseen)'} moves from {d}")
+                    far = ", far away" if o["depth_m"] > 18 else (", close by" if o["depth_m"] < 13 else "")
+                    parts.append(f"the {n}{'' if o['visible'] else ' (unseen)'} moves from {d}{far}")
                 continue
             pans = [e["pan"] for e in evs]
             lo, hi = min(pans), max(pans)
