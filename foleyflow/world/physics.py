@@ -47,7 +47,7 @@ def body_vertices(body: Body) -> np.ndarray:
     if body.shape == "box":
         return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * s / 2
     if body.shape == "plank":
-        return np.array([[-1, -0.125], [1, -0.125], [1, 0.125], [-1, 0.125]]) * s / 2
+        return np.array([[-1, -0.22], [1, -0.22], [1, 0.22], [-1, 0.22]]) * s / 2
     return np.array([[-0.5, -0.4], [0.5, -0.4], [0.0, 0.5]]) * s  # wedge
 
 
