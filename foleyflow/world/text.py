@@ -215,23 +215,34 @@ class _Writer:
         for o in self.sources():
             n = names[o["id"]]
             if o["type"] == "instrument":
-                parts.append(f"a {n} {'struck off-screen' if not o['visible'] else 'hit by a ' + self.striker(o)}")
+                if not o["visible"]:
+                    how = self.pick(["struck off-screen", "played out of view", "heard but not seen"])
+                elif o["sound_class"] == "hand_clap":
+                    how = self.pick(["meeting again and again", "coming together"])
+                else:
+                    how = self.pick(["hit by a", "played with a", "struck with a"]) + " " + self.striker(o)
+                parts.append(f"a {n} {how}")
             elif o["type"] == "vehicle":
-                parts.append(f"a {n} {'passing off-screen' if not o['visible'] else 'driving past'}, engine humming")
+                how = self.pick(["passing off-screen", "going by out of view"]) if not o["visible"] else \
+                    self.pick(["driving past", "crossing the picture", "passing by"])
+                parts.append(f"a {n} {how}, {self.pick(['engine humming', 'its engine running'])}")
             else:
                 kinds = {e["sound_class"] for e in self.by_src[o["id"]]}
-                verb = "that bounces and rolls" if "rolling" in kinds else self.pick(["that falls", "that drops"])
+                verb = self.pick(["that bounces and rolls", "bouncing, then rolling"]) if "rolling" in kinds else \
+                    self.pick(["that falls", "that drops", "dropping to the floor", "tumbling down"])
                 parts.append(f"a {n} {verb}")
         silent = [o for o in self.t["objects"] if o["silent"] and o["visible"]]
-        parts += [f"a {names[o['id']]} that makes no sound" for o in silent]
+        parts += [f"a {names[o['id']]} {self.pick(['that makes no sound', 'that lands silently', 'moving without a sound'])}"
+                  for o in silent]
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
-        amb_words = {"rain": "steady rain", "wind": "gusts of wind", "room_tone": "a quiet room hum"}
-        parts += [amb_words[a] for a in amb]
+        amb_words = {"rain": ["steady rain", "falling rain"], "wind": ["gusts of wind", "a blowing wind"],
+                     "room_tone": ["a quiet room hum", "a faint electrical hum"]}
+        parts += [self.pick(amb_words[a]) for a in amb]
         return "; ".join(parts) + "."
 
     def striker(self, o) -> str:
-        return {"hand_clap": "pair of hands", "piano_key": "finger", "claves": "second clave",
-                "tubular_bells": "hammer"}.get(o["sound_class"], self.pick(["mallet", "stick"]))
+        """What hits the instrument, as drawn."""
+        return {"clave": "second clave", "hand": "pair of hands"}.get(o.get("striker"), o.get("striker", "stick"))
 
     def temporal(self, names) -> str:
         clauses = []
@@ -266,7 +277,8 @@ class _Writer:
 
     def aesthetic(self) -> str:
         speeds = [e["params"].get("impact_speed", 0) for e in self.events if e["kind"] == "discrete"]
-        loud = "loud, sharp hits" if speeds and max(speeds) > 4 else "moderate, clean hits" if speeds else "soft"
+        loud = self.pick(["loud, sharp hits", "hard, punchy impacts"]) if speeds and max(speeds) > 4 else \
+            self.pick(["moderate, clean hits", "gentle, clear hits"]) if speeds else self.pick(["soft", "smooth"])
         parts = [self.pick(ROOM_AESTHETIC[self.t["room"]]), loud]
         present = sorted({e["sound_class"] for e in self.events if e["kind"] != "ambience"})
         if present:
