@@ -338,7 +338,9 @@ class _Writer:
             kinds = sorted({e["sound_class"] for e in self.by_src[o["id"]]})
             sounds = ", ".join(SOUND_TAG[k] for k in kinds)
             if o["type"] == "instrument":
-                who = f"Off-screen, a {n} is played" if not o["visible"] else f"A {self.striker(o)} strikes the {n}"
+                who = f"Off-screen, a {n} is played" if not o["visible"] else \
+                    ("Two hands come together" if o["sound_class"] == "hand_clap" else
+                     f"A {self.striker(o)} strikes the {n}")
             elif o["type"] == "vehicle":
                 who = f"A {n} passes{'' if o['visible'] else ' off-screen'}"
             else:
