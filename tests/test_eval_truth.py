@@ -62,3 +62,15 @@ def test_truth_input_errors(world, tmp_path):
         evaluate_truth(tmp_path / "gen", world / "truth")
     with pytest.raises(EvalError, match="no .wav"):
         evaluate_truth(tmp_path, world / "truth")
+
+
+def test_events_marked_inaudible_are_optional():
+    x, events = synthetic_clip(3, duration_s=4.0, num_events=4)
+    silent = np.zeros_like(x)
+    base = score_clip("a", silent, SR, events)
+    for e in events:
+        if e.kind == "discrete":
+            e.params["audible"] = False
+    r = score_clip("a", silent, SR, events)
+    assert base.onsets.counts[0.05].fn == 4 and r.onsets.counts[0.05].fn == 0
+    assert r.onsets.counts[0.05].f1 == 1.0          # nothing expected, nothing found

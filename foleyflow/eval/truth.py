@@ -5,7 +5,9 @@ folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "ev
 
 - Onsets: the detector of `onsets.py` on the generated audio against the onsets of the clip's **discrete** events
   (near-simultaneous ones merged, see `onsets.py`); starts of continuous events are optional (a detection there is
-  neither a hit nor a false alarm); ambience is ignored; the first and last 20 ms are not scored. Counts are summed
+  neither a hit nor a false alarm), and so is a discrete event the ground truth marks inaudible in the mix
+  (`params["audible"] == False`, e.g. a soft bounce under a loud engine: no detector can hear it); ambience is
+  ignored; the first and last 20 ms are not scored. Counts are summed
   over clips (micro average) before P/R/F1; the mean absolute onset error is over pairs matched at +-100 ms.
 - Pan: `spatial.event_pans` per non-ambience event (overlap rules there); reported as the mean absolute error over
   scored events and as the mean of per-clip means.
@@ -101,6 +103,11 @@ def classify_events(audio: np.ndarray, sample_rate: int, events: list[SoundEvent
     return out
 
 
+def _audible(event: SoundEvent) -> bool:
+    """False only when the ground truth marks the event inaudible in the mix (params["audible"] is False)."""
+    return (event.params or {}).get("audible", True) is not False
+
+
 def _accuracy(classes: list[dict]) -> float | None:
     known = [c for c in classes if c["predicted"] is not None]
     return float(np.mean([c["label"] == c["predicted"] for c in known])) if known else None
@@ -143,8 +150,8 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
             tick[0] = now
 
     dur = audio.shape[1] / sample_rate
-    discrete = [e.onset_s for e in events if e.kind == "discrete"]
-    optional = [e.onset_s for e in events if e.kind == "continuous"]
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
     lap("onsets")
