@@ -49,6 +49,7 @@ def test_report_from_small_synthetic_inputs(sets, tmp_path):
     assert s["generated"]["fd_melstats"] < s["noise"]["fd_melstats"]
     assert s["generated"]["kad_melstats"] < s["silence"]["kad_melstats"]
     assert "fd_melstats" not in s["reference"] and "onset_f1@50ms" not in s["baseline_set"]
+    assert "fd_melstats" not in s["shuffled"] and s["shuffled"]["pan_error"] > s["generated"]["pan_error"]
     assert s["generated"]["kl"] < s["noise"]["kl"] and "is" in s["generated"]
     assert s["generated"]["class_accuracy"] >= 0.8
     assert "desync" in report["skipped"] and "retrieval" in report["skipped"]

@@ -6,7 +6,7 @@ spatial errors against the reference audio (ITD by GCC-PHAT and ILD, whole clip)
 computed when they are passed in `EvalModels` and otherwise listed under "skipped" with the reason.
 Systems scored: "generated", then the baselines of `baselines.py`: "reference" (the reference audio itself: the
 ceiling of the paired and ground-truth metrics; its distribution metrics against itself are trivially 0 and are not
-reported), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
+reported; nor are those of "shuffled", the same clips in another order), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
 and aesthetics only), "shuffled", "silence", "noise"; "retrieval" is listed as skipped until a visual encoder exists.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_s
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
-from foleyflow.eval.truth import EventClassifier, load_truth, score_clip, summarize
+from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_flags, score_clip, summarize
 
 NO_MODEL = "needs a trained evaluation model (none given)"
 
@@ -56,7 +56,8 @@ def _progress(items, desc, on):
 
 
 def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer, desc, progress,
-          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True):
+          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True,
+          pan_flags: dict | None = None, truth_for_flags: dict | None = None):
     """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results."""
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
     for name in _progress(names, desc, progress):
@@ -74,6 +75,9 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if spatial_out is not None and name in spatial_out:
             spatial_out[name] = clip_spatial(audio, sr)
             t = timer.add("spatial_vs_reference", t)
+        if truth_for_flags is not None and name in truth_for_flags:
+            pan_flags[name] = reference_pan_flags(audio, sr, truth_for_flags[name])
+            t = timer.add("pan", t)
         if reference_spatial is not None:
             s = clip_spatial(audio, sr)
             r = reference_spatial[name]
@@ -81,7 +85,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("spatial_vs_reference", t)
         if truth is not None:
             res = score_clip(name, audio, sr, truth[name], classifier=models.event_classifier,
-                             timings=timer.seconds)
+                             timings=timer.seconds, pan_scored=(pan_flags or {}).get(name))
             truth_res.append(res)
             aes.append(res.aesthetics)
             if name in keep_onsets:
@@ -111,9 +115,9 @@ def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, ex
 
 
 def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, seed: int, extrapolate: bool,
-                 event_classifier: bool) -> dict:
+                 event_classifier: bool, distribution: bool = True) -> dict:
     out: dict = {"clips": len(scan["emb"])}
-    if ref is not None:
+    if ref is not None and distribution:
         _distribution(out, scan, ref, timer, seed, extrapolate)
     if scan["logits"] is not None:
         t = perf_counter()
@@ -168,8 +172,10 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     ref_timer = _Timer()
     ref_all = sorted(reference)
     ref_spatial: dict = {n: None for n in names}
+    pan_flags: dict = {}
     ref_scan = _scan(reference, ref_all, truth=None, reference_spatial=None, models=models, timer=ref_timer,
-                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False)
+                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False,
+                     pan_flags=pan_flags, truth_for_flags=truth)
     timers["reference_features"] = ref_timer.seconds
     # paired reference outputs (KL) restricted and ordered like the generated names
     idx = {n: i for i, n in enumerate(ref_all)}
@@ -189,10 +195,12 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         timer = _Timer()
         scan = _scan(aset, snames, truth=truth if paired else None,
                      reference_spatial=ref_spatial if paired else None, models=models, timer=timer, desc=sys_name,
-                     progress=progress, keep_onsets=examples)
+                     progress=progress, keep_onsets=examples,
+                     pan_flags=None if sys_name == "reference" else pan_flags)
         figures = _set_figures(scan, None if sys_name == "reference" else ref_paired, paired=paired, timer=timer,
                                seed=seed, extrapolate=extrapolate_fd,
-                               event_classifier=models.event_classifier is not None)
+                               event_classifier=models.event_classifier is not None,
+                               distribution=sys_name != "shuffled")
         if sys_name == "reference" and scan["logits"] is not None and len(scan["logits"]) >= 10:
             figures["is"], figures["is_std"] = inception_score(scan["logits"])
         systems[sys_name] = figures

@@ -5,10 +5,13 @@ folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "ev
 
 - Onsets: the detector of `onsets.py` on the generated audio against the onsets of the clip's **discrete** events
   (near-simultaneous ones merged, see `onsets.py`); starts of continuous events are optional (a detection there is
-  neither a hit nor a false alarm); ambience is ignored; the first and last 20 ms are not scored. Counts are summed
+  neither a hit nor a false alarm), and so is a discrete event the ground truth marks inaudible in the mix
+  (`params["audible"] == False`, e.g. a soft bounce under a loud engine: no detector can hear it); ambience is
+  ignored; the first and last 20 ms are not scored. Counts are summed
   over clips (micro average) before P/R/F1; the mean absolute onset error is over pairs matched at +-100 ms.
-- Pan: `spatial.event_pans` per non-ambience event (overlap rules there); reported as the mean absolute error over
-  scored events and as the mean of per-clip means.
+- Pan: `spatial.event_pans` per non-ambience event (overlap rules there), at the events attributable in the
+  reference audio when it is given (else in the audio itself); the mean absolute error over scored events and the
+  mean of per-clip means.
 - Class accuracy: an `EventClassifier` (an evaluation model, trained elsewhere) is shown the generated audio around
   each non-ambience event; top-1 accuracy against the label, and the mean posterior of the true class. Events of a
   class the classifier does not know are counted apart (`class_events_not_covered`). Without a classifier the figure
@@ -101,6 +104,16 @@ def classify_events(audio: np.ndarray, sample_rate: int, events: list[SoundEvent
     return out
 
 
+def reference_pan_flags(reference_audio: np.ndarray, sample_rate: int, events: list[SoundEvent]) -> list[bool]:
+    """Per non-ambience event: can its pan be attributed in the reference audio (see spatial.event_pans)?"""
+    return [m.status == "ok" for m in event_pans(reference_audio, sample_rate, events)]
+
+
+def _audible(event: SoundEvent) -> bool:
+    """False only when the ground truth marks the event inaudible in the mix (params["audible"] is False)."""
+    return (event.params or {}).get("audible", True) is not False
+
+
 def _accuracy(classes: list[dict]) -> float | None:
     known = [c for c in classes if c["predicted"] is not None]
     return float(np.mean([c["label"] == c["predicted"] for c in known])) if known else None
@@ -129,9 +142,12 @@ class ClipTruthResult:
 
 def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[SoundEvent], *,
                classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
-               tolerances_s=TOLERANCES_S, timings: dict | None = None) -> ClipTruthResult:
+               tolerances_s=TOLERANCES_S, timings: dict | None = None,
+               pan_scored: list[bool] | None = None) -> ClipTruthResult:
     """All ground-truth metrics of one (2, num_samples) clip against its events.
-    timings: if given, seconds spent are added under "onsets", "pan", "aesthetics", "class_accuracy"."""
+    timings: if given, seconds spent are added under "onsets", "pan", "aesthetics", "class_accuracy".
+    pan_scored: which non-ambience events the pan error covers, decided on the reference audio
+    (`reference_pan_flags`); None: decided on this audio (right for the reference itself)."""
     from time import perf_counter
 
     tick = [perf_counter()]
@@ -143,12 +159,12 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
             tick[0] = now
 
     dur = audio.shape[1] / sample_rate
-    discrete = [e.onset_s for e in events if e.kind == "discrete"]
-    optional = [e.onset_s for e in events if e.kind == "continuous"]
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
     lap("onsets")
-    pans = event_pans(audio, sample_rate, events)
+    pans = event_pans(audio, sample_rate, events, scored=pan_scored)
     status: dict[str, int] = {}
     for m in pans:
         status[m.status] = status.get(m.status, 0) + 1
@@ -173,7 +189,7 @@ def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
     clip_means = [float(np.mean(r.pan_errors)) for r in results if r.pan_errors]
     out["pan_error"] = float(np.mean(errs)) if errs else None
     out["pan_error_clip_mean"] = float(np.mean(clip_means)) if clip_means else None
-    for s in ("ok", "overlapped", "masked", "silent", "outside"):
+    for s in ("ok", "overlapped", "masked", "silent", "outside", "not_scored"):
         out[f"pan_events_{s}"] = sum(r.pan_status.get(s, 0) for r in results)
     for key in ("loudness_lufs", "clipping_ratio", "noise_floor_db"):
         out[key] = float(np.mean([r.aesthetics[key] for r in results]))
@@ -190,11 +206,14 @@ def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
     return out
 
 
-def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, classifier: EventClassifier | None = None,
-                   onset_config: OnsetConfig = OnsetConfig(), progress: bool = False) -> tuple[dict, list]:
-    """Scores every audio file of `generated_dir` against `truth_dir/<stem>.json`.
-    Returns (summary dict, [ClipTruthResult])."""
+def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, reference_dir: str | Path | None = None,
+                   classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
+                   progress: bool = False) -> tuple[dict, list]:
+    """Scores every audio file of `generated_dir` against `truth_dir/<stem>.json`; with `reference_dir`, the events
+    the pan error covers are chosen on the reference audio of the same name. Returns (summary, [ClipTruthResult])."""
     pairs = pair_by_stem(list_audio(generated_dir), truth_dir, ".json", "ground truth")
+    refs = dict((n, r) for n, _, r in pair_by_stem(list_audio(generated_dir), reference_dir, None, "reference")) \
+        if reference_dir is not None else {}
     results = []
     it = pairs
     if progress:
@@ -202,6 +221,8 @@ def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, classifi
         it = tqdm(pairs, desc="ground truth", unit="clip")
     for name, wav, js in it:
         audio, sr = read_stereo(wav)
-        results.append(score_clip(name, audio, sr, load_truth(js), classifier=classifier,
-                                  onset_config=onset_config))
+        events = load_truth(js)
+        flags = reference_pan_flags(*read_stereo(refs[name], sr), events) if name in refs else None
+        results.append(score_clip(name, audio, sr, events, classifier=classifier, onset_config=onset_config,
+                                  pan_scored=flags))
     return summarize(results, classifier is not None), results
