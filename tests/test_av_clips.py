@@ -74,3 +74,21 @@ def test_clip_source_cache_is_bounded():
     assert len(src.cache) == 2
     assert torch.equal(src[0].frames, first.frames)  # regenerated identically
     assert np.isfinite(src[4].audio.numpy()).all()
+
+
+def test_real_clip_through_encoders(shared_media):
+    """A real 720p, 5.1-audio clip: decoded at 25 fps / 64 px, then through tiny semantic and sync encoders."""
+    from foleyflow.models.visual import (SemanticEncoder, SemanticEncoderConfig, SyncEncoder, SyncEncoderConfig,
+                                         clip_seq_len, sync_seq_len)
+
+    clip = load_clip(shared_media / "bigbuckbunny.mp4", size=64)
+    assert clip.frames.shape == (132, 3, 64, 64) and clip.audio.shape[0] == 2
+    assert abs(clip.audio.shape[1] / 16000 - 5.31) < 0.05
+    frames8 = frame_window(clip, 0.0, clip.duration_s, 8)[None]
+    sem = SemanticEncoder(SemanticEncoderConfig(image_size=32, channels=(8,), embed_dim=8)).eval()
+    syn = SyncEncoder(SyncEncoderConfig(image_size=32, width=16, depth=1, num_heads=2, out_dim=8)).eval()
+    with torch.no_grad():
+        assert sem(frames8).shape == (1, clip_seq_len(5.28), 8)
+        assert syn(clip.frames[None]).shape == (1, sync_seq_len(5.28), 8) == (1, 120, 8)
+    with pytest.raises(FoleyError, match="no audio stream"):
+        load_clip(shared_media / "carphone_pristine.mp4")

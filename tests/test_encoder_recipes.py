@@ -119,13 +119,15 @@ def test_sync_batch_audio_is_shifted_by_the_label():
     cfg = load_config(mod.TrainConfig, ROOT / "configs" / "train_sync_encoder" / "debug.yaml")
 
     clip = synthetic_clip(3, duration_s=2.0, size=32)
-    frames, audio, labels = mod.make_batch([clip], cfg, np.random.default_rng(1))
-    assert frames.shape == (4, 32, 3, 32, 32) and audio.shape == (4, 2, 20480) and labels.shape == (4,)
+    frames, audio, labels, aligned = mod.make_batch([clip], cfg, np.random.default_rng(1))
+    assert frames.shape == (4, 32, 3, 32, 32) and audio.shape == aligned.shape == (4, 2, 20480)
+    assert labels.shape == (4,)
     for b in range(4):
         starts = [i for i in range(clip.frames.shape[0] - 31) if torch.equal(clip.frames[i:i + 32], frames[b])]
         assert starts, "frames are a contiguous 25 fps window of the clip"
         off = cfg.model.offsets_s[int(labels[b])]
         assert any(torch.equal(audio[b], clip.audio[:, round((i / 25 + off) * 16000):][:, :20480]) for i in starts)
+        assert any(torch.equal(aligned[b], clip.audio[:, round(i / 25 * 16000):][:, :20480]) for i in starts)
 
 
 def test_final_sync_model_classifies(tmp_path):
