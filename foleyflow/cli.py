@@ -16,8 +16,10 @@ from foleyflow.errors import FoleyError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "generate",
     "info",
     "mux",
+    "extract_features",
     "world",
     "evaluate",
 )
