@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -211,8 +212,9 @@ class FoleyPipeline:
     def text_encoder(self):
         """MiniLM with the bundle's token budget, loaded on first use (only prompts, CoTs and negatives need it)."""
         if self._text_encoder is None:
-            from foleyflow.models.text_encoder import load_text_encoder
-            self._text_encoder = load_text_encoder(self.text_cfg, self.device)
+            import dataclasses
+            import json
+            self._text_encoder = _load_text_encoder(json.dumps(dataclasses.asdict(self.text_cfg)), str(self.device))
         if self._text_encoder.cfg.output_len != self.text_cfg.output_len:
             raise FoleyError("the text encoder given to the pipeline has another token budget than the bundle")
         return self._text_encoder
@@ -329,6 +331,15 @@ class FoleyPipeline:
             raise FoleyError(f"encoders gave {visual.shape[1]} visual and {sync.shape[1]} sync tokens, the generator "
                              f"expects {visual_len} and {sync_len}")
         return visual, sync
+
+
+@lru_cache(maxsize=2)
+def _load_text_encoder(cfg_json: str, device: str):
+    """MiniLM loads in seconds: pipelines of one process with the same token budget share one instance."""
+    import json
+
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+    return load_text_encoder(TextEncoderConfig(**json.loads(cfg_json)), device)
 
 
 def check_generation_args(steps: int, cfg: float, duration_s: float | None, sample_rate: int | None,

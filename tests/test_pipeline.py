@@ -152,6 +152,16 @@ def test_pipeline_refuses_models_that_do_not_fit(bundle, text_encoder, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """`foleyflow ARGS` in this process (MiniLM loads once per process); returns (exit code, stdout, stderr)."""
+    from foleyflow.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
 def test_cli_video_in_video_and_wav_out_replacing_the_soundtrack(run_cli, bundle, videos, tmp_path):
     out = tmp_path / "out.mp4"
     r = run_cli("generate", videos["short"], "-o", out, "--bundle", bundle, "--steps", "2", "--seed", "1")
@@ -166,14 +176,15 @@ def test_cli_video_in_video_and_wav_out_replacing_the_soundtrack(run_cli, bundle
     assert info.video.frame_count == media.probe(videos["short"]).video.frame_count
 
 
-def test_cli_text_only_with_cot_file_writes_wav(run_cli, bundle, tmp_path):
+def test_cli_text_only_with_cot_file_writes_wav(capsys, bundle, text_encoder, tmp_path):
     cot = tmp_path / "scene.cot.txt"
     cot.write_text("# a FoleyWorld-style chain of thought\nSemantic: a wooden ball that falls. Temporal: the "
                    "ball hits at 0.40 s. Aesthetic: dry, close. Spatial: centre.\n")
     out = tmp_path / "t2a.wav"
-    r = run_cli("generate", "--cot", cot, "--duration", "1.7", "-o", out, "--bundle", bundle, "--steps", "2",
-                "--sample-rate", "22050")
-    assert r.code == 0, r.err
+    code, stdout, err = cli(capsys, "generate", "--cot", cot, "--duration", "1.7", "-o", out, "--bundle", bundle,
+                            "--steps", "2", "--sample-rate", "22050")
+    assert code == 0, err
+    assert f"wrote {out}" in stdout
     wav, sr = sf.read(out, dtype="float32", always_2d=True)
     assert sr == 22050 and wav.shape == (round(1.7 * 22050), 2)
 
@@ -191,7 +202,7 @@ def test_cli_video_without_audio_and_other_frame_rate(run_cli, bundle, videos, t
 @pytest.mark.parametrize("case", ["missing_video", "bad_cot", "empty_cot", "steps", "cfg", "duration", "no_duration",
                                   "duration_with_video", "wrong_bundle", "no_bundle", "out_folder_missing",
                                   "out_is_folder", "not_a_video"])
-def test_cli_bad_inputs_give_one_line_errors(run_cli, bundle, videos, tmp_path, case):
+def test_cli_bad_inputs_give_one_line_errors(capsys, bundle, videos, tmp_path, case):
     bad_cot = tmp_path / "bad.txt"
     bad_cot.write_text("just some words without any part label\n")
     empty_cot = tmp_path / "empty.txt"
@@ -216,11 +227,16 @@ def test_cli_bad_inputs_give_one_line_errors(run_cli, bundle, videos, tmp_path, 
         "out_is_folder": (["generate", "--duration", "1", "--bundle", b, "-o", str(tmp_path)], "folder"),
         "not_a_video": (["generate", str(not_video), "--bundle", b, "-o", o], "notes.txt"),
     }[case]
-    r = run_cli(*args)
-    assert r.code != 0
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.err
+    code, _, err = cli(capsys, *args)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_error_in_a_real_process(run_cli, tmp_path):
+    r = run_cli("generate", tmp_path / "missing.mp4", "--steps", "3")
+    assert r.code == 2 and r.err.strip().count("\n") == 0 and r.err.startswith("error:") and "missing.mp4" in r.err
 
 
 # ------------------------------------------------------------------------------------------------ real clips
