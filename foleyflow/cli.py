@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "generate",
     "info",
     "mux",
+    "extract_features",
     "world",
     "extract_latents",
     "extract_features",

@@ -43,6 +43,9 @@ class DataConfig:
     latents: str = ""                  # latents cache folder
     features: str = ""                 # features cache folder
     text_fields: dict[str, float] = field(default_factory=lambda: {"text": 1.0})  # field -> probability per item
+    # role -> checkpoint the caches must have been made by, e.g. {semantic_encoder: PATH, sync_encoder: PATH,
+    # vae: PATH}: the generator is meant to run with these (in its bundle), so caches made by others are refused
+    producers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +99,7 @@ def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
     if missing:
         raise CacheError(f"{len(missing)} clips of the latents cache are not in the features cache (e.g. {missing[0]})")
     order = torch.tensor([index[k] for k in lat.ids])
+    check_producers(cfg, lat, feat)
     for name in cfg.data.text_fields:
         if name not in feat.fields:
             raise CacheError(f"features cache has no text field '{name}' (has {sorted(feat.fields)})")
@@ -114,6 +118,23 @@ def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
             data[k] = data[k][: cfg.overfit_items]
         data["texts"] = [t[: cfg.overfit_items] for t in data["texts"]]
     return data
+
+
+def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
+    """Refuses caches made by other checkpoints than `data.producers` names, or of different clip durations."""
+    from foleyflow.data.cache import file_sha256
+
+    for role, path in cfg.data.producers.items():
+        if not Path(path).is_file():
+            raise CacheError(f"data.producers.{role}: checkpoint not found: {path}")
+        cache = feat if role in feat.producers else lat if role in lat.producers else None
+        if cache is None:
+            raise CacheError(f"neither cache records a '{role}' producer (features: {sorted(feat.producers)}, "
+                             f"latents: {sorted(lat.producers)})")
+        cache.require_producer(role, file_sha256(path))
+    d_lat, d_feat = lat.info.get("duration_s"), feat.info.get("duration_s")
+    if d_feat is not None and abs(float(d_lat) - float(d_feat)) > 1e-6:
+        raise CacheError(f"the latents cache holds {d_lat} s clips but the features cache {d_feat} s clips")
 
 
 def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:
