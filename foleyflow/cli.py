@@ -19,7 +19,6 @@ COMMANDS: tuple[str, ...] = (
     "generate",
     "info",
     "mux",
-    "extract_features",
     "world",
     "extract_latents",
     "extract_features",
