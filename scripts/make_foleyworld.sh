@@ -28,6 +28,7 @@ make_chunks val 200
 make_chunks test 300
 make_chunks test-hard 200
 make_chunks test-offscreen 200
+make_chunks train $(( TRAIN < 2000 ? TRAIN : 2000 ))   # a first part of train early, so codec training can start
 make_chunks evaltrain 3000
 make_chunks train "$TRAIN"
 echo "FoleyWorld data ready in $OUT"
