@@ -1,13 +1,14 @@
 """Shared test fixtures. Tests run on CPU with few threads, so the suite behaves the same on the 2-core CI machine."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("FOLEYFLOW_SHARED", ROOT.parent / "shared"))  # override when run from a worktree
 
 
 @pytest.fixture(autouse=True, scope="session")

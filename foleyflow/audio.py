@@ -1,0 +1,149 @@
+"""Pure audio functions: the mel front-end of MMAudio's codec, a slaney mel filterbank, and resampling.
+
+The two mel settings are those of MMAudio (hkchengrex/MMAudio, `mmaudio/ext/mel_converter.py`, after
+Make-An-Audio 2): reflect-pad the waveform by (n_fft - hop) / 2 on both sides, STFT with `center=False` and a
+periodic Hann window, magnitude sqrt(re^2 + im^2 + 1e-9), a librosa-compatible (slaney) mel filterbank, and the log
+of clamp(., 1e-5) (log10 at 16 kHz, natural log at 44.1 kHz). The waveform is clamped to [-1, 1] first, as in the
+reference. With that padding a clip of `num_samples` gives exactly `num_samples // hop` frames.
+
+The filterbank is our own numpy code equal to `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)` with its
+defaults (slaney mel scale, slaney area normalisation), so librosa is not needed at run time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class MelSetting:
+    """One mel front-end setting. `log` is 'log10' or 'ln'."""
+
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    win_length: int
+    n_mels: int
+    f_min: float
+    f_max: float
+    log: str
+
+
+MEL_16K = MelSetting(16_000, 1024, 256, 1024, 80, 0.0, 8_000.0, "log10")
+MEL_44K = MelSetting(44_100, 2048, 512, 2048, 128, 0.0, 22_050.0, "ln")
+MEL_SETTINGS = {"16k": MEL_16K, "44k": MEL_44K}
+MAGNITUDE_EPS = 1e-9  # added to re^2 + im^2 before the square root
+LOG_CLAMP = 1e-5  # mel energies are clamped to this before the log
+
+
+def hz_to_mel(freq_hz: np.ndarray | float) -> np.ndarray:
+    """Slaney mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(freq_hz, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    mels = f / f_sp
+    above = f >= min_log_hz
+    return np.where(above, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
+
+
+def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
+    """Inverse of `hz_to_mel`."""
+    m = np.asarray(mels, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=16)
+def _mel_filterbank_cached(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]  # slaney: constant energy per band
+    out = weights.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
+                   f_max: float | None = None) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) float32 triangular filters on the slaney mel scale, slaney-normalised."""
+    f_max = sample_rate / 2.0 if f_max is None else float(f_max)
+    return _mel_filterbank_cached(int(sample_rate), int(n_fft), int(n_mels), float(f_min), f_max)
+
+
+def num_mel_frames(num_samples: int, hop_length: int) -> int:
+    """Frames the mel front-end gives for `num_samples` (reflect pad (n_fft - hop) / 2, center=False)."""
+    return int(num_samples) // int(hop_length)
+
+
+def stft_magnitude(wav: torch.Tensor, n_fft: int, hop_length: int, win_length: int) -> torch.Tensor:
+    """(..., num_samples) -> (..., n_fft // 2 + 1, num_samples // hop) linear magnitude, MMAudio padding."""
+    shape = wav.shape
+    x = wav.reshape(-1, shape[-1]).float()
+    pad = (n_fft - hop_length) // 2
+    if x.shape[-1] <= pad:
+        raise ValueError(f"audio of {x.shape[-1]} samples is too short for reflect padding of {pad}")
+    x = torch.nn.functional.pad(x[:, None], (pad, pad), mode="reflect")[:, 0]
+    window = torch.hann_window(win_length, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x, n_fft, hop_length=hop_length, win_length=win_length, window=window, center=False,
+                      normalized=False, onesided=True, return_complex=True)
+    spec = torch.view_as_real(spec)
+    mag = torch.sqrt(spec.pow(2).sum(-1) + MAGNITUDE_EPS)
+    return mag.reshape(*shape[:-1], *mag.shape[-2:])
+
+
+def log_mel_spectrogram(wav: torch.Tensor, setting: MelSetting | str = MEL_16K) -> torch.Tensor:
+    """(..., num_samples) waveform in [-1, 1] at `setting.sample_rate` -> (..., n_mels, num_samples // hop) log-mel.
+
+    Equal to MMAudio's `MelConverter` for the '16k' and '44k' settings. Any leading dims (batch, channels) are kept.
+    """
+    s = MEL_SETTINGS[setting] if isinstance(setting, str) else setting
+    wav = wav.clamp(-1.0, 1.0)
+    mag = stft_magnitude(wav, s.n_fft, s.hop_length, s.win_length)
+    fb = torch.from_numpy(np.array(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.f_min, s.f_max)))
+    mel = torch.matmul(fb.to(mag.device, mag.dtype), mag)
+    mel = mel.clamp(min=LOG_CLAMP)
+    return torch.log10(mel) if s.log == "log10" else torch.log(mel)
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """(..., num_samples) float array resampled along the last axis with a polyphase filter (scipy resample_poly).
+
+    Output length is ceil(num_samples * target_sr / orig_sr)."""
+    from scipy.signal import resample_poly
+
+    if orig_sr == target_sr:
+        return np.asarray(audio, dtype=np.float32)
+    g = math.gcd(int(orig_sr), int(target_sr))
+    out = resample_poly(np.asarray(audio, dtype=np.float64), int(target_sr) // g, int(orig_sr) // g, axis=-1)
+    return out.astype(np.float32)
+
+
+def load_audio(path, sample_rate: int, *, channels: int | None = None) -> np.ndarray:
+    """Reads a wav/flac file as float32 (C, num_samples) at `sample_rate`. `channels` = 1 or 2 mixes down / duplicates
+    mono to stereo; None keeps the file's channels."""
+    import soundfile as sf
+
+    from foleyflow.errors import MediaError
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types for unreadable files
+        raise MediaError(f"cannot read audio {path}: {e}") from None
+    audio = data.T
+    if channels == 1 and audio.shape[0] > 1:
+        audio = audio.mean(0, keepdims=True)
+    elif channels == 2 and audio.shape[0] == 1:
+        audio = np.concatenate([audio, audio], 0)
+    elif channels == 2 and audio.shape[0] > 2:
+        audio = audio[:2]
+    return resample(audio, sr, sample_rate)
