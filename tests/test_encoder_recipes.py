@@ -138,3 +138,23 @@ def test_final_sync_model_classifies(tmp_path):
     with torch.no_grad():
         off = model.predict_offset_s(clip.frames[None, :32], clip.audio[None, :, :20480])
     assert off.shape == (1,) and round(off.item(), 1) in model.cfg.offsets_s
+
+
+def test_recipes_read_a_manifest_of_real_files(tmp_path):
+    """Both recipes train from a JSONL manifest of mp4 files (decoded with foleyflow.media)."""
+    import json
+
+    from foleyflow.media import write_video
+
+    lines = []
+    for i in range(2):
+        clip = synthetic_clip(40 + i, duration_s=2.0, size=32)
+        write_video(tmp_path / f"c{i}.mp4", clip.frames.permute(0, 2, 3, 1).numpy(), 25, audio=clip.audio.numpy(),
+                    sample_rate=16000)
+        lines.append(json.dumps({"id": f"c{i}", "video": f"c{i}.mp4"}))
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    for name, kind, loader in RECIPES.values():
+        run_in_process(name, tmp_path / name, f"data.manifest={tmp_path / 'train.jsonl'}", "steps=1")
+        assert loader(tmp_path / name / f"{kind}.safetensors") is not None
+        assert str(tmp_path / "train.jsonl") in load_checkpoint(tmp_path / name / f"{kind}.safetensors")[1][
+            "foleyflow.provenance"]
