@@ -93,3 +93,21 @@ def test_real_clip_through_encoders(shared_media):
         assert syn(clip.frames[None]).shape == (1, sync_seq_len(5.28), 8) == (1, 120, 8)
     with pytest.raises(FoleyError, match="no audio stream"):
         load_clip(shared_media / "carphone_pristine.mp4")
+
+
+def test_synthetic_bounces_are_heard_when_seen():
+    """Every direction reversal of the square (seen in the frames) has a tone burst starting within one frame."""
+    clip = synthetic_clip(7, 4.0, size=64)
+    mask = (clip.frames.float().amax(1) > 40).float()  # (T, H, W): the square
+    ys, xs = torch.arange(64).float()[:, None], torch.arange(64).float()[None, :]
+    cx = (mask * xs).sum((1, 2)) / mask.sum((1, 2))
+    cy = (mask * ys).sum((1, 2)) / mask.sum((1, 2))
+    seen = []
+    for c in (cx, cy):
+        v = c.diff()
+        seen += [(i + 1) / 25 for i in range(len(v) - 1) if v[i] * v[i + 1] < 0]
+    env = clip.audio.abs().sum(0).unfold(0, 160, 160).amax(1)  # 10 ms peak envelope
+    onsets = [k * 0.01 for k in range(1, len(env)) if env[k] > 0.05 >= env[k - 1]]
+    assert len(seen) >= 3 and onsets
+    for t in seen:
+        assert min(abs(t - o) for o in onsets) <= 0.05, (t, onsets)
