@@ -10,8 +10,9 @@ folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "ev
   ignored; the first and last 20 ms are not scored. Counts are summed
   over clips (micro average) before P/R/F1; the mean absolute onset error is over pairs matched at +-100 ms.
 - Pan: `spatial.event_pans` per non-ambience event (overlap rules there), at the events attributable in the
-  reference audio when it is given (else in the audio itself); the mean absolute error over scored events and the
-  mean of per-clip means.
+  reference audio when it is given (else in the audio itself), each discrete event measured from the detected onset
+  matched to it (+-100 ms) when there is one, so a late event is not also a pan error; the mean absolute error over
+  scored events and the mean of per-clip means.
 - Class accuracy: an `EventClassifier` (an evaluation model, trained elsewhere) is shown the generated audio around
   each non-ambience event; top-1 accuracy against the label, and the mean posterior of the true class. Events of a
   class the classifier does not know are counted apart (`class_events_not_covered`). Without a classifier the figure
@@ -29,7 +30,8 @@ import numpy as np
 
 from foleyflow.errors import EvalError
 from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo, resample
-from foleyflow.eval.onsets import TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, score_onsets
+from foleyflow.eval.onsets import (TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, match_onsets,
+                                   score_onsets)
 from foleyflow.eval.spatial import aesthetics, event_pans
 from foleyflow.world.events import SoundEvent
 
@@ -164,7 +166,14 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
     lap("onsets")
-    pans = event_pans(audio, sample_rate, events, scored=pan_scored)
+    anchors = None
+    if pan_scored is not None:   # measure each discrete event where it was detected (matched at the widest tolerance)
+        timed = [e for e in events if e.kind != "ambience"]
+        anchors = [e.onset_s for e in timed]
+        idx = [i for i, e in enumerate(timed) if e.kind == "discrete"]
+        for a, j in match_onsets([timed[i].onset_s for i in idx], det, max(tolerances_s)):
+            anchors[idx[a]] = float(det[j])
+    pans = event_pans(audio, sample_rate, events, scored=pan_scored, anchors_s=anchors)
     status: dict[str, int] = {}
     for m in pans:
         status[m.status] = status.get(m.status, 0) + 1
