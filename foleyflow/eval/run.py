@@ -24,7 +24,7 @@ from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_s
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
-from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_flags, score_clip, summarize
+from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_info, score_clip, summarize
 
 NO_MODEL = "needs a trained evaluation model (none given)"
 
@@ -76,7 +76,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             spatial_out[name] = clip_spatial(audio, sr)
             t = timer.add("spatial_vs_reference", t)
         if truth_for_flags is not None and name in truth_for_flags:
-            pan_flags[name] = reference_pan_flags(audio, sr, truth_for_flags[name])
+            pan_flags[name] = reference_pan_info(audio, sr, truth_for_flags[name])
             t = timer.add("pan", t)
         if reference_spatial is not None:
             s = clip_spatial(audio, sr)
@@ -85,7 +85,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("spatial_vs_reference", t)
         if truth is not None:
             res = score_clip(name, audio, sr, truth[name], classifier=models.event_classifier,
-                             timings=timer.seconds, pan_scored=(pan_flags or {}).get(name))
+                             timings=timer.seconds, pan_reference=(pan_flags or {}).get(name))
             truth_res.append(res)
             aes.append(res.aesthetics)
             if name in keep_onsets:
