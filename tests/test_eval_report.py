@@ -93,3 +93,51 @@ def test_evaluate_command(sets, tmp_path, run_cli):
     assert set(data["systems"]) == {"generated", "reference", "shuffled", "silence", "noise"}
     bad = run_cli("evaluate", "--generated", sets / "other", "--reference", sets / "ref", "-o", tmp_path / "x")
     assert bad.code == 2 and bad.err.startswith("error: ") and bad.err.count("\n") == 1
+
+
+def test_fd_extrapolation_option(sets):
+    report = run_evaluation(sets / "gen", sets / "ref", baselines=False, extrapolate_fd=True)
+    g = report["systems"]["generated"]
+    assert "fd_melstats_inf" in g and np.isfinite(g["fd_melstats_inf"]) and g["fd_n"] == 10
+
+
+def test_alignment_metrics_with_fake_models(tmp_path):
+    """DeSync, IB and CLAP scores through the run, with fake models that see flashes at the labelled onsets."""
+    fps, dur = 25, 5.0
+    for d in ("ref", "truth"):
+        (tmp_path / d).mkdir()
+    for i in range(6):
+        x, events = synthetic_clip(50 + i, duration_s=dur, num_events=6, continuous=False)
+        write_audio(tmp_path / "ref" / f"v{i}.wav", x, SR)
+        (tmp_path / "truth" / f"v{i}.json").write_text(json.dumps([e.to_json() for e in events]))
+
+    def frames(name):
+        f = np.zeros((int(dur * fps), 2, 2, 3), np.uint8)
+        for e in json.loads((tmp_path / "truth" / f"{name}.json").read_text()):
+            if e["kind"] == "discrete":
+                f[int(e["onset_s"] * fps)] = 255
+        return f
+
+    class Offsets:
+        sample_rate, video_fps = SR, fps
+
+        def __call__(self, f, a):
+            v = f.reshape(len(f), -1).mean(1)
+            env = np.abs(a)[: len(f) * (SR // fps)].reshape(len(f), -1).max(1)
+            env = np.diff(env, prepend=0).clip(0)
+            return np.array([np.dot(v[: len(v) - k], env[k:]) if k >= 0 else np.dot(v[-k:], env[: len(env) + k])
+                             for k in np.round(np.linspace(-2, 2, 21) * fps).astype(int)])
+
+    def audio_emb(audio, sr):
+        return np.abs(audio).reshape(2, 10, -1).max(axis=(0, 2))      # loudness profile over 10 slices
+
+    def video_emb(name):
+        return frames(name).reshape(10, -1).max(1).astype(float) + 1
+
+    models = EvalModels(offset_classifier=Offsets(), video_frames=frames, video_embedding=video_emb,
+                        av_audio_embedder=audio_emb, text_embedding=video_emb, text_audio_embedder=audio_emb)
+    report = run_evaluation(tmp_path / "ref", tmp_path / "ref", models=models, truth_dir=tmp_path / "truth")
+    s = report["systems"]
+    assert s["reference"]["desync_s"] == 0.0 and s["shuffled"]["desync_s"] >= 0.4
+    assert s["reference"]["ib_score"] > s["shuffled"]["ib_score"] and "clap_score" in s["generated"]
+    assert not {"desync", "ib_score", "clap_score"} & set(report["skipped"])
