@@ -6,8 +6,9 @@ folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "ev
 - Onsets: the detector of `onsets.py` on the generated audio against the onsets of the clip's **discrete** events
   (near-simultaneous ones merged, see `onsets.py`); starts of continuous events are optional (a detection there is
   neither a hit nor a false alarm), and so is a discrete event the ground truth marks inaudible in the mix
-  (`params["audible"] == False`, e.g. a soft bounce under a loud engine: no detector can hear it); ambience is
-  ignored; the first and last 20 ms are not scored. Counts are summed
+  (`params["audible"] == False`, e.g. a soft bounce under a loud engine: no detector can hear it), and so are the
+  times an ambience or continuous event lists in `params["transients_s"]` (rain droplets: real, unlabelled onsets);
+  ambience is otherwise ignored; the first and last 20 ms are not scored. Counts are summed
   over clips (micro average) before P/R/F1; the mean absolute onset error is over pairs matched at +-100 ms.
 - Pan: `spatial.event_pans` per non-ambience event (overlap rules there), at the events attributable in the
   reference audio when it is given (else in the audio itself), each discrete event measured where it sounds (its
@@ -186,6 +187,7 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
     dur = audio.shape[1] / sample_rate
     discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
     optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
+    optional += [float(t) for e in events if e.kind != "discrete" for t in (e.params or {}).get("transients_s", ())]
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
     lap("onsets")
