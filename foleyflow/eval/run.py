@@ -27,7 +27,7 @@ from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception
 from foleyflow.eval.spatial import aesthetics, clip_spatial
 from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_info, score_clip, summarize
 
-NO_MODEL = "needs a trained evaluation model (none given)"
+NO_MODEL = "no trained evaluation model given"
 
 
 @dataclass
@@ -250,21 +250,20 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
 
     skipped = {}
     if models.audio_embedder is None:
-        skipped["fd_learned/kad_learned"] = f"FD/KAD on a learned audio embedding {NO_MODEL}; melstats used instead"
+        skipped["fd_learned/kad_learned"] = f"{NO_MODEL}: audio embedder; FD/KAD use the untrained melstats embedding"
     if models.audio_classifier is None:
-        skipped["kl/is"] = f"KL and IS {NO_MODEL} (audio event classifier)"
+        skipped["kl/is"] = f"{NO_MODEL}: audio event classifier"
     if models.event_classifier is None and truth is not None:
-        skipped["class_accuracy"] = f"class accuracy {NO_MODEL} (audio event classifier)"
+        skipped["class_accuracy"] = f"{NO_MODEL}: audio event classifier"
     if truth is None:
         skipped["ground_truth"] = "onset, pan and class metrics need --truth"
     if not models.desync:
-        skipped["desync"] = f"DeSync {NO_MODEL} (audio-visual offset classifier)" + (
-            "" if video_dir else "; and --video was not given")
+        skipped["desync"] = f"{NO_MODEL}: audio-visual offset classifier" + (
+            "" if video_dir else "; --video not given")
     if not models.ib:
-        skipped["ib_score"] = f"audio-visual similarity {NO_MODEL} (audio-visual embedding)"
+        skipped["ib_score"] = f"{NO_MODEL}: audio-visual embedding"
     if not models.clap:
-        skipped["clap_score"] = f"text-audio similarity {NO_MODEL} (text-audio embedding)" + (
-            "" if text_file else "; and --text was not given")
+        skipped["clap_score"] = f"{NO_MODEL}: text-audio embedding" + ("" if text_file else "; --text not given")
     if baselines:
         skipped["retrieval"] = "retrieval baseline needs the pipeline's trained visual encoder" + (
             "" if train_dir else " and --train")
