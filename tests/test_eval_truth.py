@@ -76,3 +76,15 @@ def test_events_marked_inaudible_are_optional():
     r = score_clip("a", silent, SR, events)
     assert base.onsets.counts[0.05].fn == 4 and r.onsets.counts[0.05].fn == 0
     assert r.onsets.counts[0.05].f1 == 1.0          # nothing expected, nothing found
+
+
+def test_listed_ambience_transients_are_not_false_positives():
+    x, events = synthetic_clip(4, duration_s=4.0, num_events=3, continuous=False)
+    drops = [0.5, 1.7, 3.1]
+    for t in drops:                                   # loud clicks in the bed, not labelled as events
+        i = int(t * SR)
+        x[:, i:i + 40] += 0.5
+    assert score_clip("a", x, SR, events).onsets.counts[0.05].fp >= 2
+    events[0].params["transients_s"] = drops          # events[0] is the rain bed
+    r = score_clip("a", x, SR, events).onsets.counts[0.05]
+    assert r.fp == 0 and r.tp == 3

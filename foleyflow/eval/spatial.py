@@ -119,34 +119,40 @@ def _label_pan(event, t: float) -> float:
 
 def event_pans(audio, sample_rate: int, events, *, window_s: float = 0.03, pre_s: float = 0.02,
                min_window_s: float = 0.02, min_event_share: float = 0.5, subtract_background: bool = True,
-               scored: list[bool] | None = None) -> list[PanMeasure]:
+               scored: list[bool] | None = None, anchors_s: list[float] | None = None) -> list[PanMeasure]:
     """Estimated vs labelled pan for each non-ambience event (`SoundEvent`s) of one (2, num_samples) clip.
 
     scored: one flag per non-ambience event, normally `[m.status == "ok" for m in event_pans(reference, ...)]`:
     whether an event is attributable is decided on the reference audio, and the audio under test is then measured
     at exactly those events, whatever it holds there (an absent event gives the pan of whatever sounds instead).
-    Events not flagged get status "not_scored". None: decide on this audio itself (for the reference)."""
+    Events not flagged get status "not_scored". None: decide on this audio itself (for the reference).
+    anchors_s: per non-ambience event, where its window starts in this audio (e.g. the detected onset matched to
+    the label, so a late event is measured where it is, and timing errors stay the onset metrics' business);
+    default: the labelled onsets."""
     x = _stereo(audio)
     n = x.shape[1]
     timed = [e for e in events if e.kind != "ambience"]
     if scored is not None and len(scored) != len(timed):
         raise EvalError(f"pan scoring flags: {len(scored)} given for {len(timed)} non-ambience events")
+    anchors = [e.onset_s for e in timed] if anchors_s is None else [float(a) for a in anchors_s]
+    if len(anchors) != len(timed):
+        raise EvalError(f"pan anchors: {len(anchors)} given for {len(timed)} non-ambience events")
     out = []
     for idx, ev in enumerate(timed):
-        t0 = ev.onset_s
+        t0 = anchors[idx]
         if scored is not None and not scored[idx]:
-            out.append(PanMeasure(_label_pan(ev, t0), None, "not_scored"))
+            out.append(PanMeasure(_label_pan(ev, ev.onset_s), None, "not_scored"))
             continue
-        others = [e.onset_s for j, e in enumerate(timed) if j != idx]
+        others = [a for j, a in enumerate(anchors) if j != idx]
         if any(abs(t - t0) < min_window_s for t in others):
-            out.append(PanMeasure(_label_pan(ev, t0), None, "overlapped"))
+            out.append(PanMeasure(_label_pan(ev, ev.onset_s), None, "overlapped"))
             continue
         end = t0 + window_s
         if ev.offset_s is not None and ev.kind == "continuous":
-            end = min(end, ev.offset_s)
+            end = min(end, ev.offset_s + t0 - ev.onset_s)
         end = min([end] + [t - 0.002 for t in others if t > t0])
         i0, i1 = int(round(t0 * sample_rate)), min(n, int(round(end * sample_rate)))
-        label = _label_pan(ev, (t0 + end) / 2)
+        label = _label_pan(ev, ev.onset_s + (end - t0) / 2)
         if i1 - i0 < int(min_window_s * sample_rate):
             out.append(PanMeasure(label, None, "outside" if i0 >= n or i1 <= i0 else "overlapped"))
             continue
