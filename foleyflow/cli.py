@@ -15,7 +15,15 @@ from foleyflow import __version__
 from foleyflow.errors import FoleyError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("extract_latents",)
+COMMANDS: tuple[str, ...] = (
+    "generate",
+    "info",
+    "mux",
+    "world",
+    "extract_latents",
+    "extract_features",
+    "evaluate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

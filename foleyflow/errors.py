@@ -25,3 +25,7 @@ class CacheError(FoleyError):
 
 class MissingResourceError(FoleyError):
     """A system resource (soundfont, HRTF file, optional package) is not installed; the message says how."""
+
+
+class EvalError(FoleyError):
+    """Evaluation inputs are unusable: empty or mismatched sets, wrong shapes, non-finite values, missing pairs."""

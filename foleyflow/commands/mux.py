@@ -1,0 +1,35 @@
+"""`foleyflow mux VIDEO AUDIO -o OUT`: put a soundtrack into a video without re-encoding the picture."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("mux", help="put a soundtrack (wav/flac) into a video without re-encoding the video",
+                       description="Copies the video stream of VIDEO unchanged and adds AUDIO as AAC, trimmed or "
+                                   "padded with silence to the video's duration. An audio stream already in VIDEO "
+                                   "is replaced.")
+    p.add_argument("video", metavar="VIDEO")
+    p.add_argument("audio", metavar="AUDIO", help="soundtrack file (wav or flac; mono or stereo)")
+    p.add_argument("-o", "--out", required=True, help="output video (.mp4, .mov or .mkv)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from foleyflow.errors import MediaError
+    from foleyflow.media import mux_audio
+    from foleyflow.media.probe import check_readable
+
+    import soundfile as sf
+
+    path = check_readable(args.audio)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise MediaError(f"{path}: not a readable wav/flac file ({' '.join(str(e).split())})") from None
+    if data.shape[1] > 2:
+        raise MediaError(f"{path}: has {data.shape[1]} channels; mux takes mono or stereo")
+    result = mux_audio(args.video, data.T, sr, args.out)
+    note = " (replaced the original audio)" if result.replaced_audio else ""
+    print(f"wrote {result.path}: {result.num_samples} samples at {sr} Hz = {result.video_duration_s:.3f} s{note}")
+    return 0

@@ -1,0 +1,236 @@
+"""One evaluation run: a generated set and the baselines scored against a reference set (and ground truth).
+
+Ties together the metric modules for `foleyflow evaluate`. What runs without trained evaluation models: FD and KAD on
+the fixed `melstats` embedding (features.py), the ground-truth metrics (onsets, pan, aesthetics; truth.py) and the
+spatial errors against the reference audio (ITD by GCC-PHAT and ILD, whole clip). What needs evaluation models is
+computed when they are passed in `EvalModels` and otherwise listed under "skipped" with the reason.
+Systems scored: "generated", then the baselines of `baselines.py`: "reference" (the reference audio itself: the
+ceiling of the paired and ground-truth metrics; its distribution metrics against itself are trivially 0 and are not
+reported; nor are those of "shuffled", the same clips in another order), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
+and aesthetics only), "shuffled", "silence", "noise"; "retrieval" is listed as skipped until a visual encoder exists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Callable
+
+import numpy as np
+
+from foleyflow.errors import EvalError
+from foleyflow.eval.audio_io import list_audio
+from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_set, silence_set
+from foleyflow.eval.features import melstats_embedding
+from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
+from foleyflow.eval.spatial import aesthetics, clip_spatial
+from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_flags, score_clip, summarize
+
+NO_MODEL = "needs a trained evaluation model (none given)"
+
+
+@dataclass
+class EvalModels:
+    """Optional evaluation models. audio_embedder(audio (2, N), sr) -> (D,) embedding (FD/KAD `learned`);
+    audio_classifier(audio, sr) -> (C,) logits (KL, IS); event_classifier: see truth.EventClassifier."""
+    audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
+    audio_classifier: Callable[[np.ndarray, int], np.ndarray] | None = None
+    event_classifier: EventClassifier | None = None
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, key: str, t0: float) -> float:
+        now = perf_counter()
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - t0
+        return now
+
+
+def _progress(items, desc, on):
+    if not on:
+        return items
+    from tqdm import tqdm
+    return tqdm(items, desc=desc, unit="clip")
+
+
+def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer, desc, progress,
+          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True,
+          pan_flags: dict | None = None, truth_for_flags: dict | None = None):
+    """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results."""
+    emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
+    for name in _progress(names, desc, progress):
+        t = perf_counter()
+        audio, sr = audio_set[name]()
+        t = timer.add("load", t)
+        emb.append(melstats_embedding(audio, sr))
+        t = timer.add("embedding_melstats", t)
+        if models.audio_embedder is not None:
+            learned.append(np.asarray(models.audio_embedder(audio, sr), np.float64).ravel())
+            t = timer.add("embedding_learned", t)
+        if models.audio_classifier is not None:
+            logits.append(np.asarray(models.audio_classifier(audio, sr), np.float64).ravel())
+            t = timer.add("classifier_outputs", t)
+        if spatial_out is not None and name in spatial_out:
+            spatial_out[name] = clip_spatial(audio, sr)
+            t = timer.add("spatial_vs_reference", t)
+        if truth_for_flags is not None and name in truth_for_flags:
+            pan_flags[name] = reference_pan_flags(audio, sr, truth_for_flags[name])
+            t = timer.add("pan", t)
+        if reference_spatial is not None:
+            s = clip_spatial(audio, sr)
+            r = reference_spatial[name]
+            spatial_err.append((abs(s["itd_ms"] - r["itd_ms"]), abs(s["ild_db"] - r["ild_db"])))
+            t = timer.add("spatial_vs_reference", t)
+        if truth is not None:
+            res = score_clip(name, audio, sr, truth[name], classifier=models.event_classifier,
+                             timings=timer.seconds, pan_scored=(pan_flags or {}).get(name))
+            truth_res.append(res)
+            aes.append(res.aesthetics)
+            if name in keep_onsets:
+                onsets[name] = res.detected_onsets
+            t = perf_counter()
+        elif with_aesthetics:
+            aes.append(aesthetics(audio, sr))
+            t = timer.add("aesthetics", t)
+    return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
+                logits=np.array(logits) if logits else None, spatial_err=spatial_err, truth=truth_res, aes=aes,
+                onsets=onsets)
+
+
+def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, extrapolate: bool) -> None:
+    for tag, key in (("melstats", "emb"), ("learned", "learned")):
+        if scan[key] is None or ref[key] is None:
+            continue
+        t = perf_counter()
+        fd = frechet_distance(scan[key], ref[key], extrapolate=extrapolate, seed=seed)
+        t = timer.add(f"fd_{tag}", t)
+        out[f"fd_{tag}"], out["fd_n"] = fd.value, fd.n_generated
+        if fd.extrapolated is not None:
+            out[f"fd_{tag}_inf"] = fd.extrapolated
+        kad = kernel_audio_distance(scan[key], ref[key], seed=seed)
+        timer.add(f"kad_{tag}", t)
+        out[f"kad_{tag}"], out[f"kad_{tag}_bandwidth"] = kad.value, kad.bandwidth
+
+
+def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, seed: int, extrapolate: bool,
+                 event_classifier: bool, distribution: bool = True) -> dict:
+    out: dict = {"clips": len(scan["emb"])}
+    if ref is not None and distribution:
+        _distribution(out, scan, ref, timer, seed, extrapolate)
+    if scan["logits"] is not None:
+        t = perf_counter()
+        if len(scan["logits"]) >= 10:
+            out["is"], out["is_std"] = inception_score(scan["logits"])
+        if paired and ref is not None and ref["logits"] is not None:
+            out["kl"] = kl_divergence(ref["logits"], scan["logits"])
+        timer.add("kl_is", t)
+    if scan["spatial_err"]:
+        e = np.array(scan["spatial_err"])
+        out["itd_error_ms"], out["ild_error_db"] = float(e[:, 0].mean()), float(e[:, 1].mean())
+    if scan["truth"]:
+        out.update(summarize(scan["truth"], event_classifier))
+    else:
+        for key in ("loudness_lufs", "clipping_ratio", "noise_floor_db"):
+            out[key] = float(np.mean([a[key] for a in scan["aes"]]))
+    return out
+
+
+def run_evaluation(*args, **kwargs) -> dict:
+    """Scores the generated set and the baselines; returns the report dict (see report.write_report). BLAS runs on
+    one thread (see metrics._one_blas_thread). Arguments: see _run_evaluation."""
+    with _one_blas_thread():
+        return _run_evaluation(*args, **kwargs)
+
+
+def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, truth_dir: str | Path | None = None,
+                   baseline_set_dir: str | Path | None = None, video_dir=None, text_file=None, train_dir=None,
+                   models: EvalModels = EvalModels(), baselines: bool = True, seed: int = 0,
+                   extrapolate_fd: bool = False, num_examples: int = 3, progress: bool = False) -> dict:
+    """generated_dir/reference_dir: audio matched by file stem; truth_dir: <stem>.json ground truth; baseline_set_dir:
+    an independent set (FD/KAD noise floor); video_dir, text_file, train_dir: only recorded until the models that
+    use them exist; models: optional evaluation models; extrapolate_fd: also FD at N -> inf."""
+    reference, ref_paths = folder_set(reference_dir), list_audio(reference_dir)
+    generated, gen_paths = folder_set(generated_dir), list_audio(generated_dir)
+    missing = [n for n in generated if n not in reference]
+    if missing:
+        raise EvalError(f"{len(missing)} generated clips have no reference of the same name in {reference_dir} "
+                        f"(e.g. {', '.join(missing[:3])})")
+    names = sorted(generated)
+    truth = None
+    if truth_dir is not None:
+        truth_dir = Path(truth_dir)
+        lost = [n for n in names if not (truth_dir / f"{n}.json").is_file()]
+        if lost:
+            raise EvalError(f"{len(lost)} clips have no ground truth in {truth_dir} (e.g. {', '.join(lost[:3])})")
+        truth = {n: load_truth(truth_dir / f"{n}.json") for n in names}
+    examples = names[:num_examples]
+
+    timers: dict[str, dict] = {}
+    systems: dict[str, dict] = {}
+    ref_timer = _Timer()
+    ref_all = sorted(reference)
+    ref_spatial: dict = {n: None for n in names}
+    pan_flags: dict = {}
+    ref_scan = _scan(reference, ref_all, truth=None, reference_spatial=None, models=models, timer=ref_timer,
+                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False,
+                     pan_flags=pan_flags, truth_for_flags=truth)
+    timers["reference_features"] = ref_timer.seconds
+    # paired reference outputs (KL) restricted and ordered like the generated names
+    idx = {n: i for i, n in enumerate(ref_all)}
+    ref_paired = dict(ref_scan, logits=None if ref_scan["logits"] is None
+                      else ref_scan["logits"][[idx[n] for n in names]])
+
+    plan: list[tuple[str, AudioSet, list[str], bool]] = [("generated", generated, names, True)]
+    if baselines:
+        plan += [("reference", reference, names, True), ("shuffled", shuffled_set({n: reference[n] for n in names},
+                 seed), names, True), ("silence", silence_set({n: reference[n] for n in names}), names, True),
+                 ("noise", noise_set({n: reference[n] for n in names}, seed), names, True)]
+        if baseline_set_dir is not None:
+            other = folder_set(baseline_set_dir)
+            plan.append(("baseline_set", other, sorted(other), False))
+    onsets_by_system: dict[str, dict] = {}
+    for sys_name, aset, snames, paired in plan:
+        timer = _Timer()
+        scan = _scan(aset, snames, truth=truth if paired else None,
+                     reference_spatial=ref_spatial if paired else None, models=models, timer=timer, desc=sys_name,
+                     progress=progress, keep_onsets=examples,
+                     pan_flags=None if sys_name == "reference" else pan_flags)
+        figures = _set_figures(scan, None if sys_name == "reference" else ref_paired, paired=paired, timer=timer,
+                               seed=seed, extrapolate=extrapolate_fd,
+                               event_classifier=models.event_classifier is not None,
+                               distribution=sys_name != "shuffled")
+        if sys_name == "reference" and scan["logits"] is not None and len(scan["logits"]) >= 10:
+            figures["is"], figures["is_std"] = inception_score(scan["logits"])
+        systems[sys_name] = figures
+        timers[sys_name] = timer.seconds
+        onsets_by_system[sys_name] = scan["onsets"]
+
+    skipped = {}
+    if models.audio_embedder is None:
+        skipped["fd_learned/kad_learned"] = f"FD/KAD on a learned audio embedding {NO_MODEL}; melstats used instead"
+    if models.audio_classifier is None:
+        skipped["kl/is"] = f"KL and IS {NO_MODEL} (audio event classifier)"
+    if models.event_classifier is None and truth is not None:
+        skipped["class_accuracy"] = f"class accuracy {NO_MODEL} (audio event classifier)"
+    if truth is None:
+        skipped["ground_truth"] = "onset, pan and class metrics need --truth"
+    skipped["desync"] = f"DeSync {NO_MODEL} (audio-visual offset classifier)" + (
+        "" if video_dir else "; and --video was not given")
+    skipped["ib_score"] = f"audio-visual similarity {NO_MODEL} (audio-visual embedding)"
+    skipped["clap_score"] = f"text-audio similarity {NO_MODEL} (text-audio embedding)" + (
+        "" if text_file else "; and --text was not given")
+    if baselines:
+        skipped["retrieval"] = "retrieval baseline needs the pipeline's trained visual encoder" + (
+            "" if train_dir else " and --train")
+        if baseline_set_dir is None:
+            skipped["baseline_set"] = "independent-set baseline needs --baseline-set"
+    examples_out = [{"name": n, "reference_onsets": sorted(e.onset_s for e in truth[n] if e.kind == "discrete")
+                     if truth else [], "detected_onsets": {s: o[n] for s, o in onsets_by_system.items() if n in o},
+                     "generated_path": str(gen_paths[n]), "reference_path": str(ref_paths[n])}
+                    for n in examples]
+    return {"systems": systems, "skipped": skipped, "timings_s": timers, "examples": examples_out,
+            "settings": {"generated": str(generated_dir), "reference": str(reference_dir),
+                         "truth": str(truth_dir) if truth_dir else None, "seed": seed,
+                         "onset_tolerances_ms": [25, 50, 100], "embedding": "melstats (untrained, see features.py)"}}

@@ -1,0 +1,228 @@
+"""Metrics against FoleyWorld's exact ground truth: onsets, event classes, pan, and aesthetic proxies.
+
+Not in the published systems (they have no ground truth); defined here. For each generated clip `NAME.wav` the truth
+folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "events" list (other keys ignored).
+
+- Onsets: the detector of `onsets.py` on the generated audio against the onsets of the clip's **discrete** events
+  (near-simultaneous ones merged, see `onsets.py`); starts of continuous events are optional (a detection there is
+  neither a hit nor a false alarm), and so is a discrete event the ground truth marks inaudible in the mix
+  (`params["audible"] == False`, e.g. a soft bounce under a loud engine: no detector can hear it); ambience is
+  ignored; the first and last 20 ms are not scored. Counts are summed
+  over clips (micro average) before P/R/F1; the mean absolute onset error is over pairs matched at +-100 ms.
+- Pan: `spatial.event_pans` per non-ambience event (overlap rules there), at the events attributable in the
+  reference audio when it is given (else in the audio itself); the mean absolute error over scored events and the
+  mean of per-clip means.
+- Class accuracy: an `EventClassifier` (an evaluation model, trained elsewhere) is shown the generated audio around
+  each non-ambience event; top-1 accuracy against the label, and the mean posterior of the true class. Events of a
+  class the classifier does not know are counted apart (`class_events_not_covered`). Without a classifier the figure
+  is skipped and the report says so.
+- Aesthetic proxies per clip (LUFS, clipping ratio, noise floor), averaged.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from foleyflow.errors import EvalError
+from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo, resample
+from foleyflow.eval.onsets import TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, score_onsets
+from foleyflow.eval.spatial import aesthetics, event_pans
+from foleyflow.world.events import SoundEvent
+
+EDGE_S = 0.02
+
+
+class EventClassifier(Protocol):
+    """An audio event classifier used for evaluation.
+
+    class_names: the C classes its posteriors cover, in order. sample_rate: the rate it expects (clips are resampled).
+    segment_s: length of the segment it takes; pre_s: how much of it precedes the labelled onset.
+    __call__(segment) takes float32 (2, round(segment_s * sample_rate)) audio (zero-padded at clip edges) and returns
+    (C,) class posteriors (non-negative, summing to 1).
+    """
+
+    class_names: Sequence[str]
+    sample_rate: int
+    segment_s: float
+    pre_s: float
+
+    def __call__(self, segment: np.ndarray) -> np.ndarray: ...
+
+
+def load_truth(path: str | Path) -> list[SoundEvent]:
+    """Reads a ground-truth JSON (a list of SoundEvent dicts or {"events": [...]})."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise EvalError(f"cannot read ground truth {path}: {e}") from None
+    if isinstance(data, dict):
+        data = data.get("events")
+    if not isinstance(data, list):
+        raise EvalError(f"ground truth {path} must be a list of events or an object with an 'events' list")
+    try:
+        return [SoundEvent.from_json(d) for d in data]
+    except (TypeError, ValueError, AttributeError) as e:
+        raise EvalError(f"ground truth {path} has a malformed event: {e}") from None
+
+
+def event_segment(audio: np.ndarray, sample_rate: int, onset_s: float, segment_s: float, pre_s: float
+                  ) -> np.ndarray:
+    """(2, round(segment_s * sample_rate)) float32 slice starting pre_s before onset_s, zero-padded outside."""
+    n = int(round(segment_s * sample_rate))
+    start = int(round((onset_s - pre_s) * sample_rate))
+    out = np.zeros((audio.shape[0], n), np.float32)
+    a, b = max(start, 0), min(start + n, audio.shape[1])
+    if b > a:
+        out[:, a - start: b - start] = audio[:, a:b]
+    return out
+
+
+def classify_events(audio: np.ndarray, sample_rate: int, events: list[SoundEvent], classifier: EventClassifier
+                    ) -> list[dict]:
+    """[{label, predicted, p_true}] for the non-ambience events of one clip; predicted is None for a label the
+    classifier does not cover (such events are counted apart, not scored)."""
+    names = list(classifier.class_names)
+    x = resample(audio, sample_rate, classifier.sample_rate)
+    out = []
+    for ev in events:
+        if ev.kind == "ambience":
+            continue
+        seg = event_segment(x, classifier.sample_rate, ev.onset_s, classifier.segment_s,
+                            getattr(classifier, "pre_s", 0.0))
+        post = np.asarray(classifier(seg), np.float64).ravel()
+        if post.shape != (len(names),) or not np.all(np.isfinite(post)):
+            raise EvalError(f"the event classifier returned shape {post.shape}; expected ({len(names)},) posteriors")
+        if ev.sound_class not in names:
+            out.append({"label": ev.sound_class, "predicted": None, "p_true": None})
+            continue
+        p_true = float(post[names.index(ev.sound_class)])
+        out.append({"label": ev.sound_class, "predicted": names[int(np.argmax(post))], "p_true": p_true})
+    return out
+
+
+def reference_pan_flags(reference_audio: np.ndarray, sample_rate: int, events: list[SoundEvent]) -> list[bool]:
+    """Per non-ambience event: can its pan be attributed in the reference audio (see spatial.event_pans)?"""
+    return [m.status == "ok" for m in event_pans(reference_audio, sample_rate, events)]
+
+
+def _audible(event: SoundEvent) -> bool:
+    """False only when the ground truth marks the event inaudible in the mix (params["audible"] is False)."""
+    return (event.params or {}).get("audible", True) is not False
+
+
+def _accuracy(classes: list[dict]) -> float | None:
+    known = [c for c in classes if c["predicted"] is not None]
+    return float(np.mean([c["label"] == c["predicted"] for c in known])) if known else None
+
+
+@dataclass
+class ClipTruthResult:
+    name: str
+    duration_s: float
+    reference_onsets: list[float]
+    detected_onsets: list[float]
+    onsets: OnsetScores
+    pan_errors: list[float]
+    pan_status: dict[str, int]
+    aesthetics: dict
+    classes: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "duration_s": self.duration_s,
+                "reference_onsets": self.reference_onsets, "detected_onsets": self.detected_onsets,
+                **{k: v for k, v in self.onsets.to_json().items() if "f1" in k or "error" in k},
+                "pan_error": float(np.mean(self.pan_errors)) if self.pan_errors else None,
+                "pan_status": self.pan_status, **self.aesthetics,
+                "class_accuracy": _accuracy(self.classes)}
+
+
+def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[SoundEvent], *,
+               classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
+               tolerances_s=TOLERANCES_S, timings: dict | None = None,
+               pan_scored: list[bool] | None = None) -> ClipTruthResult:
+    """All ground-truth metrics of one (2, num_samples) clip against its events.
+    timings: if given, seconds spent are added under "onsets", "pan", "aesthetics", "class_accuracy".
+    pan_scored: which non-ambience events the pan error covers, decided on the reference audio
+    (`reference_pan_flags`); None: decided on this audio (right for the reference itself)."""
+    from time import perf_counter
+
+    tick = [perf_counter()]
+
+    def lap(key):
+        if timings is not None:
+            now = perf_counter()
+            timings[key] = timings.get(key, 0.0) + now - tick[0]
+            tick[0] = now
+
+    dur = audio.shape[1] / sample_rate
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
+    det = detect_onsets(audio, sample_rate, onset_config)
+    scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
+    lap("onsets")
+    pans = event_pans(audio, sample_rate, events, scored=pan_scored)
+    status: dict[str, int] = {}
+    for m in pans:
+        status[m.status] = status.get(m.status, 0) + 1
+    lap("pan")
+    aes = aesthetics(audio, sample_rate)
+    lap("aesthetics")
+    classes = classify_events(audio, sample_rate, events, classifier) if classifier is not None else []
+    lap("class_accuracy")
+    return ClipTruthResult(name, dur, sorted(discrete), det.tolist(), scores,
+                           [m.error for m in pans if m.error is not None], status, aes, classes)
+
+
+def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
+    """Set-level figures from per-clip results (see the module docstring for the averaging)."""
+    if not results:
+        raise EvalError("no clips to summarise")
+    total = results[0].onsets
+    for r in results[1:]:
+        total = total + r.onsets
+    out = {"clips": len(results), **total.to_json()}
+    errs = [e for r in results for e in r.pan_errors]
+    clip_means = [float(np.mean(r.pan_errors)) for r in results if r.pan_errors]
+    out["pan_error"] = float(np.mean(errs)) if errs else None
+    out["pan_error_clip_mean"] = float(np.mean(clip_means)) if clip_means else None
+    for s in ("ok", "overlapped", "masked", "silent", "outside", "not_scored"):
+        out[f"pan_events_{s}"] = sum(r.pan_status.get(s, 0) for r in results)
+    for key in ("loudness_lufs", "clipping_ratio", "noise_floor_db"):
+        out[key] = float(np.mean([r.aesthetics[key] for r in results]))
+    cls = [c for r in results for c in r.classes]
+    if classifier_used:
+        known = [c for c in cls if c["predicted"] is not None]
+        out["class_accuracy"] = _accuracy(known)
+        out["class_p_true"] = float(np.mean([c["p_true"] for c in known])) if known else None
+        out["class_events"] = len(known)
+        out["class_events_not_covered"] = len(cls) - len(known)
+    else:
+        out["class_accuracy"] = None
+        out["class_accuracy_skipped"] = "no event classifier given (no trained evaluation model)"
+    return out
+
+
+def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, reference_dir: str | Path | None = None,
+                   classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
+                   progress: bool = False) -> tuple[dict, list]:
+    """Scores every audio file of `generated_dir` against `truth_dir/<stem>.json`; with `reference_dir`, the events
+    the pan error covers are chosen on the reference audio of the same name. Returns (summary, [ClipTruthResult])."""
+    pairs = pair_by_stem(list_audio(generated_dir), truth_dir, ".json", "ground truth")
+    refs = dict((n, r) for n, _, r in pair_by_stem(list_audio(generated_dir), reference_dir, None, "reference")) \
+        if reference_dir is not None else {}
+    results = []
+    it = pairs
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(pairs, desc="ground truth", unit="clip")
+    for name, wav, js in it:
+        audio, sr = read_stereo(wav)
+        events = load_truth(js)
+        flags = reference_pan_flags(*read_stereo(refs[name], sr), events) if name in refs else None
+        results.append(score_clip(name, audio, sr, events, classifier=classifier, onset_config=onset_config,
+                                  pan_scored=flags))
+    return summarize(results, classifier is not None), results

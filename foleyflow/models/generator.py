@@ -1,0 +1,301 @@
+"""The foleyflow generator: MMAudio's multimodal flow-matching transformer (Cheng et al., "MMAudio: Taming
+Multimodal Joint Training for High-Quality Video-to-Audio Synthesis", CVPR 2025), as our own code.
+
+    cfg = GeneratorConfig.preset("small_16k")
+    net = Generator(cfg)                        # sequence lengths and RoPE for cfg.duration_s
+    net.set_duration(5.0)                       # rebuild lengths + RoPE tables for another duration
+    cond = net.prepare_conditions(visual, sync, text)     # once per sample
+    uncond = net.empty_conditions(batch_size)             # learned empty visual/sync + empty-text features
+    v = net.velocity(x_t, t, cond)              # once per solver step; x_t (B, N, C) normalised latents
+
+Shapes: visual (B, Nv, visual_dim) at `visual_fps`; sync (B, Ns, sync_dim) made of segments of 8 tokens; text
+(B, Nt, text_dim) token features (any Nt; the empty text has `text_len` tokens, so pad prompts to it if the two
+guidance branches are batched together); latents (B, N, latent_channels); t (B,) or a float in [0, 1], noise at
+t = 0 and data at t = 1 (see foleyflow.flow).
+
+Same network and parameter names as the reference (so released weights load, see `mmaudio_convert.py`), with these
+departures, none of which changes the numbers:
+- the frozen latent mean/std and empty-text features are persistent buffers rather than frozen parameters;
+- the global-condition MLP over the pooled visual + text vectors is computed in `prepare_conditions` (it does
+  not depend on t) instead of at every step;
+- `Conditions.cat` batches the conditional and unconditional branches into one call (foleyflow.flow.guidance).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foleyflow.errors import ConfigError, FoleyError
+from foleyflow.nn.blocks import FinalBlock, JointBlock, StreamBlock
+from foleyflow.nn.layers import ChannelLastConv1d, ConvSwiGLU, SwiGLU, TimestepEmbedder
+from foleyflow.nn.rope import aligned_rope_tables, rope_tables
+
+SYNC_TOKENS_PER_SEGMENT = 8  # Synchformer: 8 feature frames per 16-frame segment (fixed by `sync_pos_emb`)
+
+
+@dataclass
+class GeneratorConfig:
+    """Widths and depth of the generator, and the time grid of its inputs. Defaults are MMAudio small_16k."""
+
+    latent_channels: int = 20
+    visual_dim: int = 1024          # per-frame visual features (CLIP in MMAudio)
+    sync_dim: int = 768             # synchronisation features (Synchformer in MMAudio)
+    text_dim: int = 1024            # per-token text features
+    text_len: int = 77              # tokens of the stored empty-text features
+    hidden_dim: int = 448
+    num_heads: int = 7
+    num_joint_blocks: int = 4       # audio + visual + text joint attention (the last one is pre-only for visual/text)
+    num_audio_blocks: int = 8       # audio-only blocks
+    mlp_ratio: float = 4.0
+    v2: bool = False                # v2: SiLU input projections and a D-frequency time embedding (max period 1)
+    sample_rate: int = 16000        # audio rate of the codec
+    samples_per_latent: int = 512   # audio samples per latent frame (31.25 latents/s at 16 kHz)
+    visual_fps: float = 8.0
+    sync_fps: float = 25.0
+    sync_segment_frames: int = 16
+    sync_segment_stride: int = 8
+    duration_s: float = 8.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_dim // self.num_heads
+
+    def check(self) -> None:
+        if self.hidden_dim % self.num_heads or self.head_dim % 2:
+            raise ConfigError(f"generator hidden_dim {self.hidden_dim} must split into {self.num_heads} heads "
+                              "of even width")
+        if self.num_joint_blocks < 1 or self.num_audio_blocks < 0:
+            raise ConfigError("generator needs at least one joint block and a non-negative number of audio blocks")
+        if self.duration_s <= 0:
+            raise ConfigError(f"generator duration_s must be positive, got {self.duration_s}")
+
+    def seq_lengths(self, duration_s: float | None = None) -> tuple[int, int, int]:
+        """(latent, visual, sync) token counts for `duration_s` (default: the config's), as MMAudio computes them."""
+        d = self.duration_s if duration_s is None else duration_s
+        latent = math.ceil(d * self.sample_rate / self.samples_per_latent)
+        visual = int(d * self.visual_fps)
+        segments = int((d * self.sync_fps - self.sync_segment_frames) // self.sync_segment_stride) + 1
+        if latent < 1 or visual < 1 or segments < 1:
+            raise FoleyError(f"duration {d} s is too short for the generator (needs at least "
+                             f"{self.sync_segment_frames / self.sync_fps:.2f} s)")
+        return latent, visual, segments * SYNC_TOKENS_PER_SEGMENT
+
+    @staticmethod
+    def preset(name: str, **overrides) -> "GeneratorConfig":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown generator preset '{name}' (known: {', '.join(PRESETS)})")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+
+_MMAUDIO_44K = dict(latent_channels=40, sample_rate=44100, samples_per_latent=1024)
+PRESETS: dict[str, GeneratorConfig] = {
+    "small_16k": GeneratorConfig(),
+    "small_44k": GeneratorConfig(**_MMAUDIO_44K),
+    "medium_44k": GeneratorConfig(hidden_dim=896, num_heads=14, **_MMAUDIO_44K),
+    "large_44k": GeneratorConfig(hidden_dim=896, num_heads=14, num_joint_blocks=7, num_audio_blocks=14,
+                                 **_MMAUDIO_44K),
+    "large_44k_v2": GeneratorConfig(hidden_dim=896, num_heads=14, num_joint_blocks=7, num_audio_blocks=14, v2=True,
+                                    **_MMAUDIO_44K),
+    # Our CPU default for FoleyWorld: stereo latents (2 channels x 20 of the 16 kHz mel VAE), MiniLM-L6 text tokens
+    # (384-d, padded to 32). The visual and sync widths are placeholders until our encoders land and may change.
+    "tiny": GeneratorConfig(latent_channels=40, visual_dim=384, sync_dim=256, text_dim=384, text_len=32,
+                            hidden_dim=128, num_heads=2, num_joint_blocks=2, num_audio_blocks=4, v2=True),
+}
+
+
+@dataclass
+class Conditions:
+    """Per-sample conditions, prepared once and reused at every solver step.
+    visual (B, Nv, D), text (B, Nt, D), sync (B, N, D) resized to the latent length, global_cond (B, D)."""
+
+    visual: torch.Tensor
+    sync: torch.Tensor
+    text: torch.Tensor
+    global_cond: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.visual.shape[0]
+
+    def cat(self, other: "Conditions") -> "Conditions":
+        """Stacks two condition sets along the batch (e.g. conditional then unconditional guidance branch)."""
+        if self.text.shape[1] != other.text.shape[1]:
+            raise FoleyError(f"cannot batch text conditions of {self.text.shape[1]} and {other.text.shape[1]} "
+                             "tokens; pad the prompt features to the same length")
+        return Conditions(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())))
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return self.visual, self.sync, self.text, self.global_cond
+
+    def to(self, *args, **kwargs) -> "Conditions":
+        return Conditions(*(f.to(*args, **kwargs) for f in self.fields()))
+
+
+class Generator(nn.Module):
+    """MMAudio's velocity network. See the module docstring for the call sequence and shapes."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        cfg.check()
+        self.cfg = cfg
+        d, act = cfg.hidden_dim, (nn.SiLU if cfg.v2 else nn.SELU)
+        self.audio_input_proj = nn.Sequential(ChannelLastConv1d(cfg.latent_channels, d, 7, padding=3), act(),
+                                              ConvSwiGLU(d, 4 * d, kernel_size=7))
+        sync_act = nn.SiLU() if cfg.v2 else nn.SELU()
+        self.sync_input_proj = nn.Sequential(ChannelLastConv1d(cfg.sync_dim, d, 7, padding=3), sync_act,
+                                             ConvSwiGLU(d, 4 * d, kernel_size=3))
+        if cfg.v2:  # v2 adds a SiLU between the Linear and the SwiGLU of the visual and text projections
+            self.clip_input_proj = nn.Sequential(nn.Linear(cfg.visual_dim, d), nn.SiLU(), ConvSwiGLU(d, 4 * d, 3))
+            self.text_input_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), SwiGLU(d, 4 * d))
+        else:
+            self.clip_input_proj = nn.Sequential(nn.Linear(cfg.visual_dim, d), ConvSwiGLU(d, 4 * d, 3))
+            self.text_input_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), SwiGLU(d, 4 * d))
+        self.clip_cond_proj = nn.Linear(d, d)
+        self.text_cond_proj = nn.Linear(d, d)
+        self.global_cond_mlp = SwiGLU(d, 4 * d)
+        self.sync_pos_emb = nn.Parameter(torch.zeros(1, 1, SYNC_TOKENS_PER_SEGMENT, cfg.sync_dim))
+        self.final_layer = FinalBlock(d, cfg.latent_channels)
+        if cfg.v2:
+            self.t_embed = TimestepEmbedder(d, num_freqs=d, max_period=1)
+        else:
+            self.t_embed = TimestepEmbedder(d, num_freqs=256, max_period=10000)
+        n = cfg.num_joint_blocks
+        self.joint_blocks = nn.ModuleList(JointBlock(d, cfg.num_heads, cfg.mlp_ratio, pre_only=(i == n - 1))
+                                          for i in range(n))
+        self.fused_blocks = nn.ModuleList(StreamBlock(d, cfg.num_heads, cfg.mlp_ratio, kernel_size=3)
+                                          for _ in range(cfg.num_audio_blocks))
+        # frozen statistics and features that come with a trained model (NaN mean/std until loaded or set)
+        self.register_buffer("latent_mean", torch.full((1, 1, cfg.latent_channels), float("nan")))
+        self.register_buffer("latent_std", torch.full((1, 1, cfg.latent_channels), float("nan")))
+        self.register_buffer("empty_string_feat", torch.zeros(cfg.text_len, cfg.text_dim))
+        # learned "no video" features used for classifier-free guidance and for clips without video
+        self.empty_clip_feat = nn.Parameter(torch.zeros(1, cfg.visual_dim))
+        self.empty_sync_feat = nn.Parameter(torch.zeros(1, cfg.sync_dim))
+        self.reset_parameters()
+        self.set_duration(cfg.duration_s)
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def reset_parameters(self) -> None:
+        """MMAudio's initialisation: Xavier-uniform Linear weights with zero biases, N(0, 0.02) time-embedding MLP,
+        zero adaLN modulation and output layers, zero sync position embedding and empty visual/sync features.
+        (Convolutions keep PyTorch's default initialisation, as in the reference.)"""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        for m in self.zero_initialised():
+            nn.init.zeros_(m)
+
+    def zero_initialised(self) -> list[torch.Tensor]:
+        """The tensors `reset_parameters` sets to zero (benchmarks and tests re-draw them to exercise every path)."""
+        mods = [s.adaLN_modulation[-1] for b in self.joint_blocks for s in (b.latent_block, b.clip_block, b.text_block)]
+        mods += [b.adaLN_modulation[-1] for b in self.fused_blocks]
+        mods += [self.final_layer.adaLN_modulation[-1], self.final_layer.conv]
+        out = [p for m in mods for p in (m.weight, m.bias)]
+        return out + [self.sync_pos_emb, self.empty_clip_feat, self.empty_sync_feat]
+
+    def set_duration(self, duration_s: float) -> None:
+        """Sets the sequence lengths for `duration_s` seconds and rebuilds the RoPE tables."""
+        self.set_seq_lengths(*self.cfg.seq_lengths(duration_s))
+
+    def set_seq_lengths(self, latent_len: int, visual_len: int, sync_len: int) -> None:
+        """Sets explicit token counts (sync_len a multiple of 8) and rebuilds the RoPE tables."""
+        if sync_len % SYNC_TOKENS_PER_SEGMENT:
+            raise FoleyError(f"sync_len must be a multiple of {SYNC_TOKENS_PER_SEGMENT}, got {sync_len}")
+        self.latent_len, self.visual_len, self.sync_len = latent_len, visual_len, sync_len
+        device = self.latent_mean.device
+        if device.type == "meta":
+            device = None
+        hd = self.cfg.head_dim
+        self.register_buffer("latent_rope", rope_tables(latent_len, hd, device=device), persistent=False)
+        self.register_buffer("clip_rope", aligned_rope_tables(visual_len, hd, latent_len, device=device),
+                             persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        # RoPE tables stay float32 on whatever device/dtype the module moves to
+        super()._apply(fn, recurse)
+        if hasattr(self, "latent_len"):
+            self.set_seq_lengths(self.latent_len, self.visual_len, self.sync_len)
+        return self
+
+    def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-channel latent statistics (C,) used by `normalize` / `unnormalize`."""
+        self.latent_mean.copy_(mean.reshape(1, 1, -1))
+        self.latent_std.copy_(std.reshape(1, 1, -1))
+
+    def set_empty_text(self, features: torch.Tensor) -> None:
+        """Text features (text_len, text_dim) of the empty prompt, used by the unconditional branch."""
+        self.empty_string_feat.copy_(features)
+
+    # -------------------------------------------------------------------------------------------- compute
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.latent_mean) / self.latent_std
+
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.latent_std + self.latent_mean
+
+    def prepare_conditions(self, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor) -> Conditions:
+        """Projects the condition features once: visual (B, Nv, visual_dim), sync (B, Ns, sync_dim),
+        text (B, Nt, text_dim) -> Conditions. Nv and Ns must match the current duration."""
+        self._check_input("visual", visual, self.visual_len, self.cfg.visual_dim)
+        self._check_input("sync", sync, self.sync_len, self.cfg.sync_dim)
+        self._check_input("text", text, None, self.cfg.text_dim)
+        b = sync.shape[0]
+        sync = (sync.view(b, -1, SYNC_TOKENS_PER_SEGMENT, sync.shape[-1]) + self.sync_pos_emb).flatten(1, 2)
+        visual = self.clip_input_proj(visual)
+        sync = self.sync_input_proj(sync)
+        text = self.text_input_proj(text)
+        sync = F.interpolate(sync.transpose(1, 2), size=self.latent_len, mode="nearest-exact").transpose(1, 2)
+        pooled = self.clip_cond_proj(visual.mean(dim=1)) + self.text_cond_proj(text.mean(dim=1))
+        return Conditions(visual=visual, sync=sync, text=text, global_cond=self.global_cond_mlp(pooled))
+
+    def empty_conditions(self, batch_size: int, *, text: torch.Tensor | None = None) -> Conditions:
+        """Unconditional branch: learned empty visual/sync features and the empty-text (or a negative prompt's,
+        (B or 1, Nt, text_dim)) features, prepared and expanded to `batch_size`."""
+        visual = self.empty_clip_feat[None].expand(1, self.visual_len, -1)
+        sync = self.empty_sync_feat[None].expand(1, self.sync_len, -1)
+        text = self.empty_string_feat[None] if text is None else text
+        if text.shape[0] not in (1, batch_size):
+            raise FoleyError(f"negative text features have batch {text.shape[0]}, expected 1 or {batch_size}")
+        c = self.prepare_conditions(visual.expand(text.shape[0], -1, -1), sync.expand(text.shape[0], -1, -1), text)
+        return Conditions(*(f.expand(batch_size, *f.shape[1:]) for f in c.fields()))
+
+    def velocity(self, latent: torch.Tensor, t: torch.Tensor | float, cond: Conditions) -> torch.Tensor:
+        """Flow velocity at normalised latents `latent` (B, N, C) and time t ((B,), (1,) or float) -> (B, N, C)."""
+        if latent.shape[1] != self.latent_len:
+            raise FoleyError(f"latent length {latent.shape[1]} does not match the generator's {self.latent_len} "
+                             "(call set_duration first)")
+        b = latent.shape[0]
+        t = torch.as_tensor(t, dtype=torch.float32, device=latent.device).reshape(-1).expand(b)
+        x = self.audio_input_proj(latent)
+        global_c = self.t_embed(t).unsqueeze(1) + cond.global_cond.unsqueeze(1)  # (B, 1, D)
+        frame_c = global_c + cond.sync                                          # (B, N, D)
+        visual, text = cond.visual, cond.text
+        for block in self.joint_blocks:
+            x, visual, text = block(x, visual, text, global_c, frame_c, self.latent_rope, self.clip_rope)
+        for block in self.fused_blocks:
+            x = block(x, frame_c, self.latent_rope)
+        return self.final_layer(x, global_c)  # global (not per-frame) condition, as the released weights expect
+
+    def forward(self, latent: torch.Tensor, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor,
+                t: torch.Tensor | float) -> torch.Tensor:
+        """One-shot velocity (training): prepares the conditions and evaluates the network."""
+        return self.velocity(latent, t, self.prepare_conditions(visual, sync, text))
+
+    def _check_input(self, name: str, x: torch.Tensor, length: int | None, dim: int) -> None:
+        if x.dim() != 3 or x.shape[-1] != dim or (length is not None and x.shape[1] != length):
+            want = f"(B, {length if length is not None else 'N'}, {dim})"
+            raise FoleyError(f"{name} features have shape {tuple(x.shape)}, the generator expects {want}")
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Parameters plus persistent buffers (the reference counts its frozen mean/std/empty-text as parameters)."""
+    return sum(v.numel() for v in net.state_dict().values())

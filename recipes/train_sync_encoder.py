@@ -1,0 +1,239 @@
+"""Trains the 25 fps sync encoder (Synchformer layout) by audio-visual offset classification, as Synchformer and
+av-benchmark's DeSync do: a video window of window_s seconds (4.8 s) and an audio window of the same length
+shifted by one of K offsets (21 classes, -2..+2 s in 0.2 s steps); the model classifies the offset.
+Class k: the audio window starts offsets_s[k] seconds after the video window (positive = the sound plays early).
+Offsets that do not fit inside the clip are not drawn for that window (so clips must be at least window_s long).
+With segment_loss_weight > 0 (and model.segment_embed_dim > 0) the loss adds Synchformer's stage-I objective,
+segment-level audio-visual InfoNCE on the aligned audio of the same window, trained jointly instead of first.
+
+    torchrun --nproc_per_node 2 recipes/train_sync_encoder.py --config configs/train_sync_encoder/default.yaml \
+        --out runs/sync data.manifest=/data/foleyworld/train.jsonl
+    (debug: --config configs/train_sync_encoder/debug.yaml: two steps on synthetic clips in seconds)
+
+Writes into --out: config.yaml, checkpoints/state_<step>.safetensors (crash-safe, resumable: rerunning the same
+command continues from the newest state), tb/ (TensorBoard) and sync_av.safetensors (the final model: the generator
+uses its visual part via foleyflow.models.av_ssl.load_sync_encoder; evaluation uses the whole offset classifier).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from foleyflow.config import config_to_json, load_config, save_config
+from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
+from foleyflow.errors import CheckpointError, ConfigError
+from foleyflow.models.av_ssl import SYNC_KIND, SyncAVConfig, SyncAVModel, save_av_model
+from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
+from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+
+
+@dataclass
+class DataConfig:
+    manifest: str | None = None  # JSONL with "video" (and optional "audio") paths; None -> synthetic clips
+    synthetic_clips: int = 0  # used when manifest is None
+    duration_s: float = 8.0  # synthetic clip length
+    size: int = 128  # frames are decoded / rendered at size x size
+    sample_rate: int = 16000
+    fps: float = 25.0  # frame rate of the sync encoder
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    model: SyncAVConfig = field(default_factory=lambda: SyncAVConfig(segment_embed_dim=128))
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 16  # per process
+    segment_loss_weight: float = 1.0  # weight of the segment-level contrastive loss (0 = offset loss only)
+    steps: int = 20000
+    log_every: int = 20
+    save_every: int = 1000
+    keep_states: int = 2
+    seed: int = 0
+    threads: int = 0  # torch threads per process (0 = leave torch's default)
+
+
+def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def sample_window(duration_s: float, cfg: TrainConfig, rng: np.random.Generator) -> tuple[int, float]:
+    """(class k, video start in s on the frame grid) such that video and shifted audio windows lie inside the clip."""
+    w, fps, offsets = cfg.model.window_s, cfg.data.fps, cfg.model.offsets_s
+    choices = []
+    for k, o in enumerate(offsets):
+        lo, hi = math.ceil(max(0.0, -o) * fps - 1e-6), math.floor(min(duration_s - w, duration_s - w - o) * fps + 1e-6)
+        if hi >= lo:
+            choices.append((k, lo, hi))
+    if not choices:
+        raise ValueError(f"a {duration_s:.2f} s clip is too short for {w} s windows")
+    k, lo, hi = choices[int(rng.integers(len(choices)))]
+    return k, int(rng.integers(lo, hi + 1)) / fps
+
+
+def make_batch(source: ClipSource, cfg: TrainConfig, rng: np.random.Generator):
+    """(B, window_s * 25, 3, S, S) uint8 frames, (B, 2, num_samples) shifted audio, (B,) offset classes and
+    (B, 2, num_samples) aligned audio of the video window."""
+    frames, audio, labels, aligned = [], [], [], []
+    for i in rng.choice(len(source), size=cfg.batch_size, replace=len(source) < cfg.batch_size):
+        clip = source[int(i)]
+        k, start = sample_window(clip.duration_s, cfg, rng)
+        frames.append(frame_window(clip, start, cfg.model.window_s, cfg.data.fps))
+        audio.append(audio_window(clip, start + cfg.model.offsets_s[k], cfg.model.window_s))
+        aligned.append(audio_window(clip, start, cfg.model.window_s))
+        labels.append(k)
+    return torch.stack(frames), torch.stack(audio), torch.tensor(labels), torch.stack(aligned)
+
+
+class TrainStep(torch.nn.Module):
+    """What DDP wraps: one forward computing every loss, so the gradients of all parts are synchronised and the
+    visual tokens are computed once for both objectives."""
+
+    def __init__(self, model: SyncAVModel, segment_loss_weight: float):
+        super().__init__()
+        self.model, self.segment_loss_weight = model, segment_loss_weight
+
+    def forward(self, frames, audio, labels, aligned) -> dict:
+        v = self.model.visual(frames)
+        losses = offset_losses(self.model.classify(v, self.model.audio(audio)), labels, self.model.cfg.offsets_s)
+        total = losses["sync/ce"]
+        if self.segment_loss_weight > 0:
+            seg = self.model.segment_contrastive(v, self.model.audio(aligned))
+            losses.update(seg)
+            total = total + self.segment_loss_weight * seg["sync/segment_infonce"]
+        losses["sync/total"] = total
+        return losses
+
+
+def offset_losses(logits: torch.Tensor, labels: torch.Tensor, offsets_s: tuple[float, ...]) -> dict:
+    pred = logits.argmax(-1)
+    grid = torch.tensor(offsets_s, device=logits.device)
+    return {"sync/ce": torch.nn.functional.cross_entropy(logits, labels),
+            "sync/acc": (pred == labels).float().mean(),
+            "sync/acc_within_1": ((pred - labels).abs() <= 1).float().mean(),
+            "sync/abs_offset_error_s": (grid[pred] - grid[labels]).abs().mean()}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 steps=100")
+    args = ap.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    ctx = setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    ckpt_dir = args.out / "checkpoints"
+    if ctx.is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, args.out / "config.yaml")
+
+    model = SyncAVModel(cfg.model).to(ctx.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                            weight_decay=cfg.optim.weight_decay)
+    step = 0
+    barrier(ctx)
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None:  # resume: every process reads the same file
+        state, meta = load_train_state(latest, kind=SYNC_KIND)
+        if json_model(meta) != json_model_cfg(cfg):
+            raise CheckpointError(f"{latest} was made with another model config; use a new --out folder")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
+        if ctx.is_main:
+            print(f"resumed from {latest.name} at step {step}", flush=True)
+    if cfg.segment_loss_weight > 0 and cfg.model.segment_embed_dim <= 0:
+        raise ConfigError("segment_loss_weight > 0 needs model.segment_embed_dim > 0")
+    ddp = wrap_ddp(TrainStep(model, cfg.segment_loss_weight), ctx)
+    source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
+                        duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
+                        seed=cfg.seed)
+
+    writer = bar = None
+    if ctx.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        writer = SummaryWriter(str(args.out / "tb"))
+        bar = tqdm(total=cfg.steps, initial=step, desc="sync", dynamic_ncols=True)
+    t0 = time.time()
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step, ctx.rank])  # data depends only on (seed, step, rank)
+        frames, audio, labels, aligned = make_batch(source, cfg, rng)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg.optim, cfg.steps)
+        losses = ddp(*(x.to(ctx.device) for x in (frames, audio, labels, aligned)))
+        opt.zero_grad(set_to_none=True)
+        losses["sync/total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        step += 1
+        logged = {k: all_reduce_mean(v, ctx).item() for k, v in losses.items()}
+        if ctx.is_main:
+            bar.update(1)
+            bar.set_postfix(loss=f"{logged['sync/ce']:.3f}", acc=f"{logged['sync/acc']:.2f}")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                for k, v in logged.items():
+                    writer.add_scalar(k, v, step)
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+                writer.add_scalar("train/samples_per_s", step * cfg.batch_size * ctx.world_size /
+                                  (time.time() - t0), step)
+        if ctx.is_main and (step % cfg.save_every == 0 or step == cfg.steps):
+            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=SYNC_KIND,
+                             config=config_to_json(cfg),
+                             state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                    "rng": rng_state()},
+                             provenance={"recipe": "train_sync_encoder", "step": step})
+            for old in sorted(ckpt_dir.glob("state_*.safetensors"))[:-cfg.keep_states]:
+                old.unlink()
+    if ctx.is_main:
+        bar.close()
+        writer.close()
+        data = cfg.data.manifest or f"synthetic bouncing squares x{cfg.data.synthetic_clips} (seed {cfg.seed})"
+        save_av_model(args.out / "sync_av.safetensors", model.eval(),
+                      provenance={"recipe": "train_sync_encoder", "steps": step, "data": data,
+                                  "world_size": ctx.world_size, "batch_size_per_process": cfg.batch_size})
+        print(f"wrote {args.out / 'sync_av.safetensors'} after {step} steps", flush=True)
+    barrier(ctx)
+    cleanup_distributed(ctx)
+
+
+def json_model(meta: dict) -> str:
+    import json
+
+    from foleyflow.checkpoint import checkpoint_config
+
+    return json.dumps(checkpoint_config(meta)["model"], sort_keys=True)
+
+
+def json_model_cfg(cfg: TrainConfig) -> str:
+    import json
+
+    return json.dumps(json.loads(config_to_json(cfg))["model"], sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+
+from foleyflow.errors import EvalError
+from foleyflow.eval.report import markdown_table, write_report
+from foleyflow.eval.run import EvalModels, run_evaluation
+from foleyflow.eval.synthetic import ToneClassifier, synthetic_clip
+from foleyflow.media import write_audio
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    for d in ("ref", "gen", "truth", "other"):
+        (root / d).mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        x, events = synthetic_clip(i, duration_s=2.5, num_events=4)
+        write_audio(root / "ref" / f"clip{i:02d}.wav", x, SR)
+        # "generated": the reference with onsets late by 20 ms and a little noise
+        g = np.roll(x, int(0.02 * SR), axis=1) + 0.003 * rng.standard_normal(x.shape)
+        write_audio(root / "gen" / f"clip{i:02d}.wav", g, SR)
+        (root / "truth" / f"clip{i:02d}.json").write_text(json.dumps([e.to_json() for e in events]))
+        write_audio(root / "other" / f"val{i:02d}.wav", synthetic_clip(100 + i, duration_s=2.5, num_events=4)[0], SR)
+    return root
+
+
+def fake_logits(audio, sr):
+    """A fake clip classifier: two logits from spectral balance (low vs high band power)."""
+    spec = np.abs(np.fft.rfft(audio.mean(0))) ** 2
+    half = len(spec) // 8
+    return np.array([np.log(spec[:half].sum() + 1e-9), np.log(spec[half:].sum() + 1e-9)])
+
+
+def test_report_from_small_synthetic_inputs(sets, tmp_path):
+    report = run_evaluation(sets / "gen", sets / "ref", truth_dir=sets / "truth", baseline_set_dir=sets / "other",
+                            models=EvalModels(audio_classifier=fake_logits, event_classifier=ToneClassifier()))
+    s = report["systems"]
+    assert list(s) == ["generated", "reference", "shuffled", "silence", "noise", "baseline_set"]
+    # ground-truth ceiling and floors
+    assert s["reference"]["onset_f1@50ms"] >= 0.95 and s["reference"]["pan_error"] <= 0.05
+    assert s["shuffled"]["onset_f1@50ms"] <= 0.3 and s["silence"]["onset_f1@50ms"] == 0.0
+    assert s["generated"]["onset_f1@50ms"] >= 0.9 and s["generated"]["onset_f1@25ms"] >= 0.9
+    assert 15 <= s["generated"]["onset_mean_abs_error_ms"] <= 25         # the 20 ms shift is measured
+    assert s["generated"]["fd_melstats"] < s["noise"]["fd_melstats"]
+    assert s["generated"]["kad_melstats"] < s["silence"]["kad_melstats"]
+    assert "fd_melstats" not in s["reference"] and "onset_f1@50ms" not in s["baseline_set"]
+    assert "fd_melstats" not in s["shuffled"] and s["shuffled"]["pan_error"] > s["generated"]["pan_error"]
+    assert s["generated"]["kl"] < s["noise"]["kl"] and "is" in s["generated"]
+    assert s["generated"]["class_accuracy"] >= 0.8
+    assert "desync" in report["skipped"] and "retrieval" in report["skipped"]
+    assert "fd_melstats" in report["timings_s"]["generated"]
+
+    written = write_report(report, tmp_path / "out")
+    for kind in ("json", "markdown", "metric_bars", "onset_timelines", "spectrograms"):
+        assert written[kind].is_file() and written[kind].stat().st_size > 100
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["systems"]["generated"]["onset_f1@50ms"] == pytest.approx(s["generated"]["onset_f1@50ms"])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| onset F1 +-50 ms (higher is better) |" in md and "## Not computed" in md
+    assert "![metric_bars](metric_bars.png)" in md
+
+
+def test_report_without_truth_or_baselines(sets, tmp_path):
+    report = run_evaluation(sets / "gen", sets / "ref", baselines=False)
+    assert list(report["systems"]) == ["generated"]
+    assert "ground_truth" in report["skipped"] and "kl/is" in report["skipped"]
+    assert "loudness_lufs" in report["systems"]["generated"]
+    table = markdown_table(report)
+    assert "FD (melstats)" in table and "onset" not in table
+    written = write_report(report, tmp_path / "r2", plots=False)
+    assert set(written) == {"json", "markdown"}
+
+
+def test_mismatched_sets_raise(sets, tmp_path):
+    with pytest.raises(EvalError, match="no reference of the same name"):
+        run_evaluation(sets / "other", sets / "ref")
+    with pytest.raises(EvalError, match="no scored systems"):
+        write_report({"systems": {}}, tmp_path)
+
+
+def test_evaluate_command(sets, tmp_path, run_cli):
+    r = run_cli("evaluate", "--generated", sets / "gen", "--reference", sets / "ref", "--truth", sets / "truth",
+                "-o", tmp_path / "rep", "--no-plots")
+    assert r.code == 0, r.err
+    assert "onset F1 +-50 ms" in r.out and "skipped desync" in r.out
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert set(data["systems"]) == {"generated", "reference", "shuffled", "silence", "noise"}
+    bad = run_cli("evaluate", "--generated", sets / "other", "--reference", sets / "ref", "-o", tmp_path / "x")
+    assert bad.code == 2 and bad.err.startswith("error: ") and bad.err.count("\n") == 1

