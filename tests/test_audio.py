@@ -8,6 +8,15 @@ import torch
 from foleyflow import audio
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread avoids OpenMP synchronisation costs that dominate (and explode on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_filterbank_matches_librosa():
     librosa = pytest.importorskip("librosa")
     for sr, n_fft, n_mels, fmax in [(16000, 1024, 80, 8000.0), (44100, 2048, 128, 22050.0), (22050, 512, 40, 6000.0)]:
