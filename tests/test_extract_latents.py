@@ -31,7 +31,7 @@ def test_extract_latents_writes_cache(setup, run_cli):
     from foleyflow.data.cache import Cache, file_sha256
 
     tmp, ckpt = setup
-    res = run_cli("extract-latents", tmp / "m.jsonl", "--out", tmp / "cache", "--vae", ckpt)
+    res = run_cli("extract-latents", tmp / "m.jsonl", "--out", tmp / "cache", "--vae", ckpt, "--threads", "1")
     assert res.code == 0, res.err
     cache = Cache(tmp / "cache", kind="vae_latents")
     cache.require_producer("vae", file_sha256(ckpt))
@@ -53,7 +53,7 @@ def test_extract_latents_writes_cache(setup, run_cli):
     want_std = ((m.square() + std.double().reshape(-1, 40).square()).mean(0) - m.mean(0).square()).sqrt()
     np.testing.assert_allclose(info["latent_mean"], m.mean(0).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(info["latent_std"], want_std.numpy(), rtol=1e-5, atol=1e-6)
-    again = run_cli("extract-latents", tmp / "m.jsonl", "--out", tmp / "cache", "--vae", ckpt)
+    again = run_cli("extract-latents", tmp / "m.jsonl", "--out", tmp / "cache", "--vae", ckpt, "--threads", "1")
     assert again.code != 0 and "already exists" in again.err and len(again.err.strip().splitlines()) == 1
 
 
