@@ -68,7 +68,7 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert code == 0, err
     assert "4 windows from 2 clips" in out
     cache = Cache(tmp_path / "feat", kind="features")
-    assert len(cache) == 4 and all(i.endswith(("@0", "@1")) for i in cache.ids)
+    assert len(cache) == 4 and sorted(cache.ids)[1::2] == [f"{i}@1" for i in sorted(cache.ids)[::2]]
     # shapes: 1 s windows -> 8 semantic frames, (25 - 16) // 8 + 1 = 2 sync segments of 8 tokens; 4 x 64 text tokens
     assert cache.fields["visual"]["shape"] == [8, 16] and cache.fields["sync"]["shape"] == [16, 16]
     assert cache.fields["caption"]["shape"] == cache.fields["cot"]["shape"] == [256, 384]
@@ -80,6 +80,7 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     cot = cache.load("cot").float()
     assert (cot.norm(dim=-1) > 0.5).sum(1).min() >= 8          # real tokens in every CoT (four parts)
     # the cache holds what the pipeline computes for the same window (training sees the inference features)
+    assert cache.ids[1].endswith("@1")
     video = Path(cache.info["manifest"]).parent / "train" / f"{cache.ids[1].split('@')[0]}.mp4"
     visual, sync = encode_window(video, load_semantic_encoder(sem_ckpt), load_sync_encoder(sync_ckpt), 1.0, 1.0,
                                  8, 16)
@@ -87,10 +88,11 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert torch.allclose(cache.load("sync")[1].float(), sync[0], atol=2e-2, rtol=1e-2)
 
     # a latents cache of the same windows, then the recipe's data loading with expected producers
-    lat = CacheWriter(tmp_path / "lat", "latents", {"vae": {"kind": "vae", "sha256": "0" * 64, "path": "v"}})
-    for i in cache.ids:
+    # (kind and info as `foleyflow extract-latents` writes them; only the first window of each clip, as it does)
+    lat = CacheWriter(tmp_path / "lat", "vae_latents", {"vae": {"kind": "vae", "sha256": "0" * 64, "path": "v"}})
+    for i in [i for i in cache.ids if "@" not in i]:
         lat.add(i, {"mean": torch.zeros(32, 40), "std": torch.ones(32, 40)})
-    lat.close(info={"duration_s": 1.0, "latent_mean": [0.0] * 40, "latent_std": [1.0] * 40})
+    lat.close(info={"duration_s": 1.024, "latent_mean": [0.0] * 40, "latent_std": [1.0] * 40})
     recipe = load_recipe()
     other_sem, _ = tiny_av_checkpoints(tmp_path / "other", seed=1)
 
@@ -101,7 +103,7 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
                                                              producers={k: str(v) for k, v in producers.items()}))
 
     data = recipe.load_data(cfg(semantic_encoder=sem_ckpt, sync_encoder=sync_ckpt))
-    assert data["visual"].shape == (4, 8, 16) and data["empty_text"].shape == (256, 384)
+    assert data["visual"].shape == (2, 8, 16) and data["empty_text"].shape == (256, 384)
     with pytest.raises(CacheError, match="another semantic_encoder checkpoint"):
         recipe.load_data(cfg(semantic_encoder=other_sem))
     with pytest.raises(CacheError, match="records no 'vocoder'|neither cache records"):

@@ -4,8 +4,9 @@ caches) and `FoleyPipeline` (generation), so a generator sees at inference exact
 Windows. The generator works on windows of a fixed duration W (its training clip length). `cache_windows` cuts a clip
 of D seconds for a cache: D <= W gives one window [0, W) (the clip is padded: the last video frame is repeated, the
 audio is padded with silence); D > W gives floor(D / W) back-to-back windows plus, when the rest is at least
-`min_tail_s`, one more window aligned to the end [D - W, D) (it overlaps its neighbour). Window k of clip `id` is
-cached as `id` (one window) or `id@k` (several); its start is recorded in the cache's info.
+`min_tail_s`, one more window aligned to the end [D - W, D) (it overlaps its neighbour). The first window of clip `id`
+is cached as `id`, window k >= 1 as `id@k` (so a latents cache of the first W seconds of each clip pairs with it);
+every window's start is recorded in the cache's info.
 
 Frames. Each visual encoder states its rate (`fps`), input size (`cfg.image_size`) and how it resizes (semantic:
 stretched to a square, as MMAudio's CLIP; sync: short side to the size and centre crop, as Synchformer), so frames are
@@ -172,7 +173,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
             plan = cache_windows(length, duration_s)
             counts["no_video"] += 1
         for k, w in enumerate(plan):
-            wid = e.id if len(plan) == 1 else f"{e.id}@{k}"
+            wid = e.id if k == 0 else f"{e.id}@{k}"
             if has_video:
                 visual, tokens = encode_window(e.video, semantic, sync, w.start_s, w.duration_s, visual_len, sync_len)
             else:
