@@ -162,9 +162,9 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     writer = CacheWriter(out_dir, "features", producers)
     windows, counts = {}, {"clips": 0, "windows": 0, "no_video": 0, "padded": 0, "no_caption": 0, "no_cot": 0}
     for i, e in enumerate(entries):
-        has_video = bool(e.video) and probe(e.video).has_video
+        info = probe(e.video).video if e.video else None
+        has_video = info is not None
         if has_video:
-            info = probe(e.video).video
             length = e.duration_s or info.duration_s
             plan = [Window(info.start_s + w.start_s, w.duration_s) for w in cache_windows(length, duration_s)]
             counts["padded"] += length < duration_s - 1e-6
