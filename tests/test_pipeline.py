@@ -75,6 +75,18 @@ def test_bundle_is_self_describing_and_says_untrained(bundle):
                                                                     "semantic_encoder", "sync_encoder"))
 
 
+def test_assembled_bundle_has_a_foleyworld_model_card_and_loads(bundle, tmp_path):
+    from foleyflow.bundle import assemble_bundle
+
+    info = read_bundle(bundle)
+    out = assemble_bundle(tmp_path / "trained", **{k: info.files[k] for k in info.files}, text_cfg=TEXT_CFG,
+                          name="fw-test", trained_on="FoleyWorld train split, 10 clips (test)")
+    again = read_bundle(out)
+    assert again.trained and "FoleyWorld train split" in again.card
+    assert "only FoleyWorld" in again.card and "FoleyWorld-like sounds" in again.card
+    assert FoleyPipeline.from_bundle(out).trained
+
+
 def test_windows_cover_the_video_and_crossfade_keeps_power():
     assert generation_windows(1.5, 2.0) == [generation_windows(1.5, 2.0)[0]]
     assert generation_windows(0.3, 2.0)[0].duration_s == 1.0       # at least 1 s, cut afterwards
