@@ -213,7 +213,7 @@ def test_cli_video_without_audio_and_other_frame_rate(run_cli, bundle, videos, t
 
 @pytest.mark.parametrize("case", ["missing_video", "bad_cot", "empty_cot", "steps", "cfg", "duration", "no_duration",
                                   "duration_with_video", "wrong_bundle", "no_bundle", "out_folder_missing",
-                                  "out_is_folder", "not_a_video"])
+                                  "out_is_folder", "not_a_video", "cuda", "sample_rate", "loudness"])
 def test_cli_bad_inputs_give_one_line_errors(capsys, bundle, videos, tmp_path, case):
     bad_cot = tmp_path / "bad.txt"
     bad_cot.write_text("just some words without any part label\n")
@@ -238,7 +238,12 @@ def test_cli_bad_inputs_give_one_line_errors(capsys, bundle, videos, tmp_path, c
                                "does not exist"),
         "out_is_folder": (["generate", "--duration", "1", "--bundle", b, "-o", str(tmp_path)], "folder"),
         "not_a_video": (["generate", str(not_video), "--bundle", b, "-o", o], "notes.txt"),
+        "cuda": (["generate", v, "--device", "cuda", "--bundle", b, "-o", o], "CUDA"),
+        "sample_rate": (["generate", v, "--sample-rate", "12345", "--bundle", b, "-o", o], "AAC"),
+        "loudness": (["generate", v, "--loudness", "20", "--bundle", b, "-o", o], "loudness"),
     }[case]
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     code, _, err = cli(capsys, *args)
     assert code != 0
     lines = err.strip().splitlines()
