@@ -104,6 +104,11 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
 
     data = recipe.load_data(cfg(semantic_encoder=sem_ckpt, sync_encoder=sync_ckpt))
     assert data["visual"].shape == (2, 8, 16) and data["empty_text"].shape == (256, 384)
+    c = cfg(semantic_encoder=sem_ckpt)
+    c.model = {"visual_dim": 16, "sync_dim": 16, "text_len": 256, "hidden_dim": 32, "num_joint_blocks": 1,
+               "num_audio_blocks": 1}
+    net = recipe.build_model(c, data)           # the caches fit a generator: lengths, widths, text_len
+    assert (net.latent_len, net.visual_len, net.sync_len) == (32, 8, 16)
     with pytest.raises(CacheError, match="another semantic_encoder checkpoint"):
         recipe.load_data(cfg(semantic_encoder=other_sem))
     with pytest.raises(CacheError, match="records no 'vocoder'|neither cache records"):
