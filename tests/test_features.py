@@ -135,6 +135,30 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert torch.allclose(v[-1], v[17], atol=1e-3)   # frames past the 2 s clip repeat its last frame
 
 
+@pytest.mark.parametrize("case", ["manifest", "budget", "checkpoint", "kind", "duration", "exists"])
+def test_extract_features_bad_inputs_give_one_line_errors(capsys, tmp_path, case):
+    sem, syn = tiny_av_checkpoints(tmp_path / "enc", seed=0)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "video": "a.mp4"}\n')
+    media.write_video(tmp_path / "a.mp4", [np.zeros((32, 32, 3), np.uint8)] * 30, 25)
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "cache.json").write_text("{}")
+    base = ["extract-features", manifest, "--out", tmp_path / "c", "--semantic-encoder", sem, "--sync-encoder", syn]
+    args, expect = {
+        "manifest": (["extract-features", tmp_path / "none.jsonl", "--out", tmp_path / "c", "--semantic-encoder", sem,
+                      "--sync-encoder", syn], "manifest not found"),
+        "budget": (base + ["--text-budget", "lots"], "--text-budget"),
+        "checkpoint": (base[:5] + [tmp_path / "none.safetensors"] + base[6:], "checkpoint not found"),
+        "kind": (base[:5] + [syn] + base[6:], "expected 'semantic_av'"),
+        "duration": (base + ["--duration", "0.1"], "--duration"),
+        "exists": (["extract-features", manifest, "--out", tmp_path / "done", "--semantic-encoder", sem,
+                    "--sync-encoder", syn, "--text-budget", "8"], "already exists"),
+    }[case]
+    code, _, err = cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], err
+
+
 class FakeClip(nn.Module):
     """Stands in for CLIP's image tower: (N, 3, 384, 384) -> (N, 1024)."""
 

@@ -148,7 +148,16 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
 
     if not 0.64 <= duration_s <= 600:
         raise FoleyError(f"--duration must be between 0.64 and 600 s, got {duration_s}")
+    from foleyflow.data.cache import INDEX
+    from foleyflow.errors import CacheError
+
+    if (Path(out_dir) / INDEX).exists():  # before any model is loaded
+        raise CacheError(f"a cache already exists in {out_dir}; choose another folder or delete it")
     entries = read_manifest(manifest)
+    for what, path in (("semantic encoder", semantic_ckpt), ("sync encoder", sync_ckpt)):
+        if not Path(path).is_file():
+            from foleyflow.errors import CheckpointError
+            raise CheckpointError(f"{what} checkpoint not found: {path}")
     text_cfg = text_cfg or TextEncoderConfig()
     producers = {"semantic_encoder": producer_record(semantic_ckpt, SEMANTIC_KIND),
                  "sync_encoder": producer_record(sync_ckpt, SYNC_KIND), "text_encoder": text_encoder_record(text_cfg)}
