@@ -120,6 +120,18 @@ def encode_texts(encoder, texts: Sequence[str | None], *, cot: bool = False) -> 
     return out
 
 
+def load_text_encoder_quietly(cfg, device: str = "cpu"):
+    """`load_text_encoder` without transformers' "Loading weights" progress bar (it would interleave with ours)."""
+    from foleyflow.models.text_encoder import load_text_encoder
+
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    return load_text_encoder(cfg, device)
+
+
 def text_encoder_record(cfg) -> dict:
     """Producer record of the text encoder for caches and bundles: its identity hashed like a checkpoint."""
     from foleyflow.models.text_encoder import text_encoder_id
@@ -144,7 +156,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     from foleyflow.media import probe
     from foleyflow.models.av_ssl import SEMANTIC_KIND, SYNC_KIND, load_semantic_encoder, load_sync_encoder
     from foleyflow.models.generator import GeneratorConfig
-    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+    from foleyflow.models.text_encoder import TextEncoderConfig
 
     if not 0.64 <= duration_s <= 600:
         raise FoleyError(f"--duration must be between 0.64 and 600 s, got {duration_s}")
@@ -165,7 +177,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     sync = load_sync_encoder(sync_ckpt).to(device)
     grid = GeneratorConfig(visual_fps=semantic.fps, sync_fps=sync.fps, duration_s=duration_s)
     _, visual_len, sync_len = grid.seq_lengths()
-    text = text_encoder or load_text_encoder(text_cfg, device)
+    text = text_encoder or load_text_encoder_quietly(text_cfg, device)
     captions = encode_texts(text, [e.caption for e in entries])
     cots = encode_texts(text, [e.cot for e in entries], cot=True)
     writer = CacheWriter(out_dir, "features", producers)
