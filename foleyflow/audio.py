@@ -115,6 +115,54 @@ def log_mel_spectrogram(wav: torch.Tensor, setting: MelSetting | str = MEL_16K) 
     return torch.log10(mel) if s.log == "log10" else torch.log(mel)
 
 
+def stft_complex(wav: torch.Tensor, n_fft: int, hop_length: int, win_length: int | None = None) -> torch.Tensor:
+    """(N, num_samples) -> (N, n_fft // 2 + 1, num_samples // hop) complex STFT with the front-end's framing."""
+    win_length = win_length or n_fft
+    pad = (n_fft - hop_length) // 2
+    x = torch.nn.functional.pad(wav.float()[:, None], (pad, pad), mode="reflect")[:, 0]
+    window = torch.hann_window(win_length, device=x.device)
+    return torch.stft(x, n_fft, hop_length=hop_length, win_length=win_length, window=window, center=False,
+                      return_complex=True)
+
+
+def istft_same(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, n_fft // 2 + 1, T) complex -> (N, T * hop) waveform: inverse of `stft_complex` (windowed overlap-add
+    normalised by the summed squared window; frame i centred on sample (i + 0.5) * hop)."""
+    n, _, t = spec.shape
+    window = torch.hann_window(n_fft, device=spec.device) if window is None else window
+    pad = (n_fft - hop_length) // 2
+    frames = torch.fft.irfft(spec, n_fft, dim=1) * window[None, :, None]  # (N, n_fft, T)
+    size = (t - 1) * hop_length + n_fft
+    fold = torch.nn.functional.fold
+    y = fold(frames, (1, size), (1, n_fft), stride=(1, hop_length))[:, 0, 0]
+    env = fold(window.square()[None, :, None].expand(1, n_fft, t), (1, size), (1, n_fft), stride=(1, hop_length))
+    return (y / env[0, 0, 0].clamp(min=1e-11))[:, pad:size - pad]
+
+
+def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_iter: int = 32, momentum: float = 0.99,
+                seed: int = 0) -> torch.Tensor:
+    """(..., n_mels, T) log-mel -> (..., T * hop) waveform: baseline vocoder. The linear magnitude is the
+    filterbank's pseudo-inverse applied to the mel energies (clamped at 0); phases by fast Griffin-Lim (Perraudin
+    et al. 2013) with the given momentum, starting from random phases drawn from `seed`."""
+    s = MEL_SETTINGS[setting] if isinstance(setting, str) else setting
+    shape = log_mel.shape
+    mel = log_mel.reshape(-1, *shape[-2:]).float()
+    energy = torch.pow(10.0, mel) if s.log == "log10" else torch.exp(mel)
+    fb = torch.from_numpy(np.array(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.f_min, s.f_max)))
+    mag = (torch.linalg.pinv(fb.double()).float().to(mel.device) @ energy).clamp(min=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    phase = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=gen)).to(mel.device)
+    prev = torch.zeros_like(phase)
+    for _ in range(n_iter):
+        wav = istft_same(mag * phase, s.n_fft, s.hop_length)
+        rebuilt = stft_complex(wav, s.n_fft, s.hop_length, s.win_length)
+        accel = rebuilt - (momentum / (1 + momentum)) * prev
+        prev = rebuilt
+        phase = accel / accel.abs().clamp(min=1e-8)
+    wav = istft_same(mag * phase, s.n_fft, s.hop_length)
+    return wav.reshape(*shape[:-2], wav.shape[-1])
+
+
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """(..., num_samples) float array resampled along the last axis with a polyphase filter (scipy resample_poly).
 

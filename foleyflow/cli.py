@@ -19,8 +19,9 @@ COMMANDS: tuple[str, ...] = (
     "generate",
     "info",
     "mux",
-    "extract_features",
     "world",
+    "extract_latents",
+    "extract_features",
     "evaluate",
 )
 

@@ -31,7 +31,7 @@ from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state
 
 @dataclass
 class DataConfig:
-    manifest: str | None = None  # JSONL with "video" (and optional "audio") paths; None -> synthetic clips
+    manifest: str | None = None  # JSONL manifest (foleyflow.data.manifest); None -> synthetic clips
     synthetic_clips: int = 0  # used when manifest is None
     duration_s: float = 8.0  # synthetic clip length
     size: int = 128  # frames are decoded / rendered at size x size

@@ -3,6 +3,8 @@ av-benchmark's DeSync do: a video window of window_s seconds (4.8 s) and an audi
 shifted by one of K offsets (21 classes, -2..+2 s in 0.2 s steps); the model classifies the offset.
 Class k: the audio window starts offsets_s[k] seconds after the video window (positive = the sound plays early).
 Offsets that do not fit inside the clip are not drawn for that window (so clips must be at least window_s long).
+With segment_loss_weight > 0 (and model.segment_embed_dim > 0) the loss adds Synchformer's stage-I objective,
+segment-level audio-visual InfoNCE on the aligned audio of the same window, trained jointly instead of first.
 
     torchrun --nproc_per_node 2 recipes/train_sync_encoder.py --config configs/train_sync_encoder/default.yaml \
         --out runs/sync data.manifest=/data/foleyworld/train.jsonl
@@ -25,7 +27,7 @@ import torch
 
 from foleyflow.config import config_to_json, load_config, save_config
 from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
-from foleyflow.errors import CheckpointError
+from foleyflow.errors import CheckpointError, ConfigError
 from foleyflow.models.av_ssl import SYNC_KIND, SyncAVConfig, SyncAVModel, save_av_model
 from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
 from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
@@ -33,7 +35,7 @@ from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state
 
 @dataclass
 class DataConfig:
-    manifest: str | None = None  # JSONL with "video" (and optional "audio") paths; None -> synthetic clips
+    manifest: str | None = None  # JSONL manifest (foleyflow.data.manifest); None -> synthetic clips
     synthetic_clips: int = 0  # used when manifest is None
     duration_s: float = 8.0  # synthetic clip length
     size: int = 128  # frames are decoded / rendered at size x size
@@ -52,10 +54,11 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    model: SyncAVConfig = field(default_factory=SyncAVConfig)
+    model: SyncAVConfig = field(default_factory=lambda: SyncAVConfig(segment_embed_dim=128))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 16  # per process
+    segment_loss_weight: float = 1.0  # weight of the segment-level contrastive loss (0 = offset loss only)
     steps: int = 20000
     log_every: int = 20
     save_every: int = 1000
@@ -87,15 +90,37 @@ def sample_window(duration_s: float, cfg: TrainConfig, rng: np.random.Generator)
 
 
 def make_batch(source: ClipSource, cfg: TrainConfig, rng: np.random.Generator):
-    """(B, window_s * 25, 3, S, S) uint8 frames, (B, 2, num_samples) shifted audio, (B,) offset classes."""
-    frames, audio, labels = [], [], []
+    """(B, window_s * 25, 3, S, S) uint8 frames, (B, 2, num_samples) shifted audio, (B,) offset classes and
+    (B, 2, num_samples) aligned audio of the video window."""
+    frames, audio, labels, aligned = [], [], [], []
     for i in rng.choice(len(source), size=cfg.batch_size, replace=len(source) < cfg.batch_size):
         clip = source[int(i)]
         k, start = sample_window(clip.duration_s, cfg, rng)
         frames.append(frame_window(clip, start, cfg.model.window_s, cfg.data.fps))
         audio.append(audio_window(clip, start + cfg.model.offsets_s[k], cfg.model.window_s))
+        aligned.append(audio_window(clip, start, cfg.model.window_s))
         labels.append(k)
-    return torch.stack(frames), torch.stack(audio), torch.tensor(labels)
+    return torch.stack(frames), torch.stack(audio), torch.tensor(labels), torch.stack(aligned)
+
+
+class TrainStep(torch.nn.Module):
+    """What DDP wraps: one forward computing every loss, so the gradients of all parts are synchronised and the
+    visual tokens are computed once for both objectives."""
+
+    def __init__(self, model: SyncAVModel, segment_loss_weight: float):
+        super().__init__()
+        self.model, self.segment_loss_weight = model, segment_loss_weight
+
+    def forward(self, frames, audio, labels, aligned) -> dict:
+        v = self.model.visual(frames)
+        losses = offset_losses(self.model.classify(v, self.model.audio(audio)), labels, self.model.cfg.offsets_s)
+        total = losses["sync/ce"]
+        if self.segment_loss_weight > 0:
+            seg = self.model.segment_contrastive(v, self.model.audio(aligned))
+            losses.update(seg)
+            total = total + self.segment_loss_weight * seg["sync/segment_infonce"]
+        losses["sync/total"] = total
+        return losses
 
 
 def offset_losses(logits: torch.Tensor, labels: torch.Tensor, offsets_s: tuple[float, ...]) -> dict:
@@ -139,7 +164,9 @@ def main(argv=None) -> None:
         step = int(state["step"])
         if ctx.is_main:
             print(f"resumed from {latest.name} at step {step}", flush=True)
-    ddp = wrap_ddp(model, ctx)
+    if cfg.segment_loss_weight > 0 and cfg.model.segment_embed_dim <= 0:
+        raise ConfigError("segment_loss_weight > 0 needs model.segment_embed_dim > 0")
+    ddp = wrap_ddp(TrainStep(model, cfg.segment_loss_weight), ctx)
     source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
                         duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
                         seed=cfg.seed)
@@ -154,13 +181,12 @@ def main(argv=None) -> None:
     t0 = time.time()
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step, ctx.rank])  # data depends only on (seed, step, rank)
-        frames, audio, labels = make_batch(source, cfg, rng)
+        frames, audio, labels, aligned = make_batch(source, cfg, rng)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg.optim, cfg.steps)
-        logits = ddp(frames.to(ctx.device), audio.to(ctx.device))
-        losses = offset_losses(logits, labels.to(ctx.device), cfg.model.offsets_s)
+        losses = ddp(*(x.to(ctx.device) for x in (frames, audio, labels, aligned)))
         opt.zero_grad(set_to_none=True)
-        losses["sync/ce"].backward()
+        losses["sync/total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         opt.step()
         step += 1

@@ -92,6 +92,7 @@ def test_paired_cosine():
     a = np.array([[1.0, 0.0], [0.0, 2.0]])
     assert paired_cosine(a, a, scale=100) == pytest.approx(100.0)
     assert paired_cosine(a, -a) == pytest.approx(-1.0)
+    assert paired_cosine(a, np.array([[1.0, 0.0], [0.0, 0.0]])) == pytest.approx(0.5)    # zero embedding: 0
 
 
 @pytest.mark.parametrize("call", [

@@ -14,8 +14,9 @@ def click_track(onsets, *, dur=6.0, noise=0.0, seed=0, tonal=False, sr=SR):
     for k, t in enumerate(onsets):
         i = int(round(t * sr))
         tt = np.arange(int(1.0 * sr)) / sr
-        if tonal:
+        if tonal:   # a struck bar: a decaying partial plus the mallet's short click
             s = np.sin(2 * np.pi * (250 + 60 * (k % 9)) * tt) * np.exp(-tt / 0.1) * np.minimum(1, tt / 0.003)
+            s += 0.3 * rng.standard_normal(len(tt)) * np.exp(-tt / 0.002)
         else:
             s = rng.standard_normal(len(tt)) * np.exp(-tt / 0.02)
         s *= 0.3 + 0.7 * rng.random()

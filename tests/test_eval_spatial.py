@@ -67,7 +67,7 @@ def test_event_pan_uses_pan_track_and_reports_silent():
     x = np.zeros((2, SR))
     ev = SoundEvent("engine", "continuous", 0.2, 0.8, pan_track=[(0.0, -1.0), (1.0, 1.0)])
     (m,) = event_pans(x, SR, [ev])
-    assert m.status == "silent" and m.label == pytest.approx(-1 + 2 * 0.25)
+    assert m.status == "silent" and m.label == pytest.approx(-1 + 2 * 0.215)
 
 
 def test_aesthetic_proxies():

@@ -38,9 +38,11 @@ def test_ground_truth_scored_against_itself(world):
 
 
 def test_shuffled_audio_scores_badly(world):
-    summary, _ = evaluate_truth(world / "shuffled", world / "truth")
+    summary, _ = evaluate_truth(world / "shuffled", world / "truth", reference_dir=world / "audio")
     assert summary["onset_f1@50ms"] <= 0.3
-    assert summary["pan_error"] > 0.2
+    assert summary["pan_error"] > 0.2           # measured at the events attributable in the reference
+    alone, _ = evaluate_truth(world / "shuffled", world / "truth")
+    assert alone["pan_events_ok"] < summary["pan_events_ok"]   # self-judged: most windows look masked
     assert summary["class_accuracy"] is None and "no event classifier" in summary["class_accuracy_skipped"]
 
 
@@ -62,3 +64,27 @@ def test_truth_input_errors(world, tmp_path):
         evaluate_truth(tmp_path / "gen", world / "truth")
     with pytest.raises(EvalError, match="no .wav"):
         evaluate_truth(tmp_path, world / "truth")
+
+
+def test_events_marked_inaudible_are_optional():
+    x, events = synthetic_clip(3, duration_s=4.0, num_events=4)
+    silent = np.zeros_like(x)
+    base = score_clip("a", silent, SR, events)
+    for e in events:
+        if e.kind == "discrete":
+            e.params["audible"] = False
+    r = score_clip("a", silent, SR, events)
+    assert base.onsets.counts[0.05].fn == 4 and r.onsets.counts[0.05].fn == 0
+    assert r.onsets.counts[0.05].f1 == 1.0          # nothing expected, nothing found
+
+
+def test_listed_ambience_transients_are_not_false_positives():
+    x, events = synthetic_clip(4, duration_s=4.0, num_events=3, continuous=False)
+    drops = [0.5, 1.7, 3.1]
+    for t in drops:                                   # loud clicks in the bed, not labelled as events
+        i = int(t * SR)
+        x[:, i:i + 40] += 0.5
+    assert score_clip("a", x, SR, events).onsets.counts[0.05].fp >= 2
+    events[0].params["transients_s"] = drops          # events[0] is the rain bed
+    r = score_clip("a", x, SR, events).onsets.counts[0.05]
+    assert r.fp == 0 and r.tp == 3

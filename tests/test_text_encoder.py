@@ -71,10 +71,10 @@ def test_padding_does_not_change_features(minilm):
 
 def test_plain_text_too_long_raises_with_length(minilm):
     enc = with_cfg(minilm, seq_len=8, part_seq_len=8)
-    with pytest.raises(TextTooLongError, match=r"has \d+ wordpieces, more than its budget of 8"):
+    with pytest.raises(TextTooLongError, match=r"has \d+ wordpieces, more than its budget of 8.*raise seq_len"):
         enc.encode(["one two three four five six seven eight nine ten"])
     long_text = " ".join(["word"] * 300)  # longer than MiniLM's 256 wordpieces
-    with pytest.raises(TextTooLongError, match="302 wordpieces"):
+    with pytest.raises(TextTooLongError, match="302 wordpieces.*MiniLM reads at most 256"):
         with_cfg(minilm).encode([long_text])
     assert issubclass(TextTooLongError, FoleyError)
 
@@ -148,3 +148,19 @@ def test_bad_inputs(minilm):
         enc.encode([3])
     with pytest.raises(ConfigError):
         TextEncoderConfig(seq_len=300)
+
+
+def test_importing_encoders_is_light():
+    """No transformers / sentence-transformers / PyAV import and no environment change until a loader is called."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; import foleyflow.models.text_encoder, foleyflow.models.visual, foleyflow.models.av_ssl, "
+            "foleyflow.models.adapters, foleyflow.models.motionformer, foleyflow.data.av_clips; "
+            "heavy = [m for m in ('transformers', 'sentence_transformers', 'av', 'safetensors') if m in sys.modules]; "
+            "assert not heavy, heavy; assert 'HF_HUB_OFFLINE' not in os.environ")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["PYTHONPATH"] = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

@@ -173,7 +173,56 @@ def test_checkpoints_round_trip_and_refuse_wrong_kind(tmp_path):
         assert torch.equal(load_sync_encoder(p_syn)(frames25), syn.visual(frames25))
         assert torch.equal(load_sync_model(p_syn)(frames25, torch.zeros(1, 15360)), syn(frames25, torch.zeros(1, 15360)))
     assert load_semantic_model(p_sem).cfg == sem.cfg
+    ident = load_sync_encoder(p_syn).identity
+    assert ident["kind"] == "sync" and ident["fps"] == 25 and ident["dim"] == 20 and len(ident["sha256"]) == 64
+    assert load_semantic_encoder(p_sem).identity["sha256"] != ident["sha256"]
     with pytest.raises(CheckpointError, match="is a 'semantic_av' checkpoint, expected 'sync_av'"):
         load_sync_encoder(p_sem)
     with pytest.raises(CheckpointError, match="expected 'semantic_av'"):
         load_semantic_encoder(p_syn)
+
+
+def test_first_last_offsets_cover_clip_ends():
+    torch.manual_seed(0)
+    model = SyncAVModel(SyncAVConfig(visual=tiny_sync(), audio=tiny_audio(), head_width=32, head_depth=1,
+                                     head_heads=2, window_s=1.28)).eval()
+    frames, audio = torch.rand(2, 60, 3, 32, 32), torch.randn(2, 2, 38400) * 0.1  # 2.4 s
+    with torch.no_grad():
+        out = model.first_last_offsets_s(frames, audio)
+        last = model.predict_offset_s(frames[:, 28:60], audio[..., 17920:17920 + 20480])
+    assert out.shape == (2, 2) and torch.equal(out[:, 1], last)
+    with pytest.raises(ValueError, match="at least 1.28 s"):
+        model.first_last_offsets_s(frames[:, :20], audio)
+
+
+def test_prepare_frames_chunking_is_exact():
+    from foleyflow.models.visual import normalize_frames, prepare_frames
+
+    frames = torch.randint(0, 256, (2, 70, 3, 24, 40), dtype=torch.uint8)
+    whole = normalize_frames(resize_frames(frames.float() / 255, 16, "center_crop"), (0.5,) * 3, (0.5,) * 3)
+    chunked = prepare_frames(frames, 16, "center_crop", (0.5,) * 3, (0.5,) * 3, chunk_frames=8)
+    assert chunked.shape == (2, 70, 3, 16, 16) and torch.allclose(chunked, whole, atol=1e-6)
+    with pytest.raises(FrameError):
+        prepare_frames([1, 2], 16, "stretch", (0.5,) * 3, (0.5,) * 3)
+
+
+def test_sync_segment_contrastive_pools_audio_per_segment():
+    torch.manual_seed(0)
+    model = SyncAVModel(SyncAVConfig(visual=tiny_sync(), audio=tiny_audio(), head_width=32, head_depth=1,
+                                     head_heads=2, window_s=1.28, segment_embed_dim=8))
+    frames, audio = torch.rand(2, 32, 3, 32, 32), torch.randn(2, 20480) * 0.1  # 3 segments
+    v, a = model.visual(frames), model.audio(audio)
+    out = model.segment_contrastive(v, a)
+    assert set(out) == {"sync/segment_infonce", "sync/segment_acc"} and torch.isfinite(out["sync/segment_infonce"])
+    out["sync/segment_infonce"].backward()
+    assert model.seg_v.weight.grad is not None and model.seg_a.weight.grad is not None
+    with torch.no_grad():
+        v_seg, a_seg = model.segment_embeddings(v, a)
+        assert v_seg.shape == a_seg.shape == (2, 3, 8)
+        # segment 1 covers frames 8..24 = 0.32..0.96 s: audio tokens (25/s) with centres in that span are 8..23
+        expect = torch.nn.functional.normalize(model.seg_a(a[:, 8:24].mean(1)), dim=-1)
+        assert torch.allclose(a_seg[:, 1], expect, atol=1e-5)
+        expect_v = torch.nn.functional.normalize(model.seg_v(v[:, 16:24].mean(1)), dim=-1)
+        assert torch.allclose(v_seg[:, 2], expect_v, atol=1e-5)
+    assert not hasattr(SyncAVModel(SyncAVConfig(visual=tiny_sync(), audio=tiny_audio(), head_width=32,
+                                                head_depth=1, head_heads=2)), "seg_v")

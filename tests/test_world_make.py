@@ -118,6 +118,7 @@ def test_dataset_card_counts_classes(world_dir):
     for c in SOUND_CLASSES:
         assert f"| {c} | {sum(c in r['classes'] for r in rows)} |" in card
     assert "Event density" in card and "Duration" in card
+    assert f"Clips with an off-screen source: {sum(r['offscreen'] for r in rows)};" in card and rows[2]["offscreen"]
 
 
 def test_cli_make_and_preview(run_cli, tmp_path, bank):
@@ -127,6 +128,13 @@ def test_cli_make_and_preview(run_cli, tmp_path, bank):
     assert r.code == 0, r.err
     assert "made 2 val clips" in r.out and "wrote 1 shards" in r.out
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 2
+    # Worker processes make the same bytes as a plain call.
+    from foleyflow.world.make import make_clip
+
+    seed = split_seed_range("val")[0] + 11
+    row = make_clip(tmp_path / "direct", "val", seed, dataclasses.replace(CFG, duration_s=1.5), bank)
+    for key in ("audio", "truth"):
+        assert (tmp_path / "direct" / row[key]).read_bytes() == (out / row[key]).read_bytes()
     r = run_cli("world", "preview", out, "-o", tmp_path / "sheet.png")
     assert r.code == 0, r.err
     from PIL import Image

@@ -153,12 +153,13 @@ def test_test_hard_scenes_have_three_concurrent_sources():
 
 def test_text_is_true_to_the_truth():
     for split in ("train", "test-hard", "test-offscreen"):
-        for scene, sim in _clips(split, range(15)):
+        for scene, sim in _clips(split, range(25)):
             truth = build_truth("x", scene, sim, sim.events, CFG)
             text = write_texts(truth)
             present = {e["sound_class"] for e in truth["events"]}
             assert classes_named(text["caption"]) <= present, text["caption"]
             assert classes_named(text["cot"]) <= present, text["cot"]
+            assert classes_named(text["alive"]) <= present, text["alive"]
             cot = parse_cot(text["cot"])
             assert all(getattr(cot, p) for p in ("semantic", "temporal", "aesthetic", "spatial"))
             named = [d for d in extract_timed_events(cot.temporal) if "offset_s" not in d]
@@ -169,6 +170,9 @@ def test_text_is_true_to_the_truth():
                 hit = next(d for d in left if d["class"] == cls and abs(d["onset_s"] - t) <= 0.005 + 1e-9)
                 left.remove(hit)
             assert not left        # ... and nothing else is
+            spans = sorted((d["class"], d["onset_s"]) for d in extract_timed_events(cot.temporal) if "offset_s" in d)
+            assert [c for c, _ in spans] == sorted(e["sound_class"] for e in truth["events"]
+                                                   if e["kind"] == "continuous")
             assert text["alive"].startswith("Subjects: ") and "Visual: " in text["alive"]
             assert "Narration: " in text["alive"] and text["alive"].count("<I>") == text["alive"].count("</I>") > 0
 

@@ -7,12 +7,11 @@ The synthetic world exists for tests and debug configs: a coloured square (colou
 bounce makes a short decaying tone whose pitch depends on the class. So colour <-> timbre is learnable by
 contrastive training and bounce <-> click timing by offset classification.
 
-`load_clip` decodes with PyAV directly (whole-file decode, nearest-earlier frame resampling to `fps`); it is a
-stop-gap for foleyflow.media's decoders, which should replace it once they land.
+`load_clip` decodes with foleyflow.media (frames resampled to `fps`, the last source frame at or before each output
+time; audio resampled and downmixed to stereo); manifests are read with foleyflow.data.manifest.
 """
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,63 +75,31 @@ def synthetic_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: 
                   fps, sample_rate, label)
 
 
-def read_manifest(path: str | Path) -> list[dict]:
-    """JSONL, one clip per line with at least "video" (and optionally "audio", "caption", "cot"); relative paths are
-    resolved against the manifest's folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise FoleyError(f"manifest not found: {path}")
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FoleyError(f"{path}:{i} is not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("video"), str):
-            raise FoleyError(f"{path}:{i} needs a \"video\" path")
-        for key in ("video", "audio"):
-            if isinstance(row.get(key), str):
-                row[key] = str((path.parent / row[key]).resolve())
-        rows.append(row)
+def video_entries(manifest: str | Path) -> list:
+    """The entries of a manifest (foleyflow.data.manifest format) that have a video; clips without video cannot
+    train visual encoders and are skipped. Raises FoleyError when none is left."""
+    from foleyflow.data.manifest import read_manifest
+
+    rows = [e for e in read_manifest(manifest) if e.video]
     if not rows:
-        raise FoleyError(f"manifest {path} lists no clips")
+        raise FoleyError(f"manifest {manifest} lists no clip with a video")
     return rows
 
 
 def load_clip(video: str | Path, audio: str | Path | None = None, *, fps: float = 25.0, size: int | None = None,
               sample_rate: int = 16000) -> AVClip:
-    """Decodes a whole clip: frames resampled to `fps` (nearest earlier frame), optionally stretched to size x size;
-    audio (from `audio`, else from the video file) resampled to `sample_rate`, stereo."""
-    import av
+    """Decodes a whole clip: frames resampled to `fps`, optionally stretched to size x size; stereo audio (from
+    `audio`, else from the video file) at `sample_rate`. MediaError when a file is unreadable or has no audio."""
+    from foleyflow.media import decode_audio, decode_frames, probe
 
-    try:
-        with av.open(str(video)) as c:
-            stream = c.streams.video[0]
-            stamps, images = [], []
-            for frame in c.decode(stream):
-                if size is not None:
-                    frame = frame.reformat(width=size, height=size)
-                stamps.append(float(frame.time or 0.0))
-                images.append(frame.to_ndarray(format="rgb24"))
-        if not images:
-            raise MediaError(f"{video} has no video frames")
-        stamps_np = np.asarray(stamps) - stamps[0]
-        duration = stamps_np[-1] + (stamps_np[1] - stamps_np[0] if len(stamps) > 1 else 1 / fps)
-        want = np.arange(int(np.floor(duration * fps + 1e-6))) / fps
-        idx = np.clip(np.searchsorted(stamps_np, want + 1e-6, side="right") - 1, 0, len(images) - 1)
-        frames = torch.from_numpy(np.stack([images[i] for i in idx])).permute(0, 3, 1, 2).contiguous()
-        with av.open(str(audio or video)) as c:
-            if not c.streams.audio:
-                raise MediaError(f"{audio or video} has no audio stream")
-            res = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate)
-            chunks = [f.to_ndarray() for fr in c.decode(c.streams.audio[0]) for f in res.resample(fr)]
-            chunks += [f.to_ndarray() for f in res.resample(None)]
-        wav = torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32))
-    except av.error.FFmpegError as e:
-        raise MediaError(f"cannot decode {video}: {e}") from None
-    return AVClip(frames, wav, fps, sample_rate)
+    if audio is None and not probe(video).has_audio:
+        raise MediaError(f"{video} has no audio stream")
+    decoded = decode_frames(video, fps, size=size, resize="stretch")
+    if decoded.frames.shape[0] == 0:
+        raise MediaError(f"{video} has no video frames")
+    frames = torch.from_numpy(np.ascontiguousarray(decoded.frames)).permute(0, 3, 1, 2).contiguous()
+    wav = decode_audio(audio or video, sample_rate, channels=2).samples
+    return AVClip(frames, torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), fps, sample_rate)
 
 
 class ClipSource:
@@ -140,7 +107,7 @@ class ClipSource:
 
     def __init__(self, *, manifest: str | None = None, synthetic_clips: int = 0, duration_s: float = 8.0,
                  size: int = 64, fps: float = 25.0, sample_rate: int = 16000, seed: int = 0, cache_clips: int = 256):
-        self.rows = read_manifest(manifest) if manifest else None
+        self.rows = video_entries(manifest) if manifest else None
         if self.rows is None and synthetic_clips < 1:
             raise FoleyError("give a manifest or a number of synthetic clips")
         self.count = len(self.rows) if self.rows is not None else synthetic_clips
@@ -159,8 +126,7 @@ class ClipSource:
             clip = synthetic_clip(self.seed * 1_000_003 + i, self.duration_s, self.fps, self.size, self.sample_rate)
         else:
             row = self.rows[i]
-            clip = load_clip(row["video"], row.get("audio"), fps=self.fps, size=self.size,
-                             sample_rate=self.sample_rate)
+            clip = load_clip(row.video, row.audio, fps=self.fps, size=self.size, sample_rate=self.sample_rate)
         self.cache[i] = clip
         if len(self.cache) > self.cache_clips:
             self.cache.popitem(last=False)

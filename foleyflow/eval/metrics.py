@@ -223,11 +223,11 @@ def inception_score(generated, *, splits: int = 10, from_logits: bool = True, ep
 
 
 def paired_cosine(a, b, *, scale: float = 1.0) -> float:
-    """Mean cosine similarity of paired rows of a (N, D) and b (N, D), times `scale` (100 for the IB score)."""
+    """Mean cosine similarity of paired rows of a (N, D) and b (N, D), times `scale` (100 for the IB score).
+    A pair with an all-zero embedding (e.g. of silence) has similarity 0."""
     a, b = _embeddings(a, "first embeddings", 1), _embeddings(b, "second embeddings", 1)
     if a.shape != b.shape:
         raise EvalError(f"paired similarity needs equal shapes: {a.shape} vs {b.shape}")
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    if np.any(na == 0) or np.any(nb == 0):
-        raise EvalError("paired similarity got an all-zero embedding")
-    return float(scale * np.mean((a * b).sum(1) / (na * nb)))
+    cos = np.where((na > 0) & (nb > 0), (a * b).sum(1) / np.maximum(na * nb, 1e-300), 0.0)
+    return float(scale * np.mean(cos))

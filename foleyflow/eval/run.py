@@ -6,7 +6,7 @@ spatial errors against the reference audio (ITD by GCC-PHAT and ILD, whole clip)
 computed when they are passed in `EvalModels` and otherwise listed under "skipped" with the reason.
 Systems scored: "generated", then the baselines of `baselines.py`: "reference" (the reference audio itself: the
 ceiling of the paired and ground-truth metrics; its distribution metrics against itself are trivially 0 and are not
-reported), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
+reported; nor are those of "shuffled", the same clips in another order), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
 and aesthetics only), "shuffled", "silence", "noise"; "retrieval" is listed as skipped until a visual encoder exists.
 """
 from __future__ import annotations
@@ -19,14 +19,15 @@ from typing import Callable
 import numpy as np
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.audio_io import list_audio
+from foleyflow.eval.audio_io import list_audio, resample
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_set, silence_set
+from foleyflow.eval.desync import OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
-from foleyflow.eval.truth import EventClassifier, load_truth, score_clip, summarize
+from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_info, score_clip, summarize
 
-NO_MODEL = "needs a trained evaluation model (none given)"
+NO_MODEL = "no trained evaluation model given"
 
 
 @dataclass
@@ -36,6 +37,27 @@ class EvalModels:
     audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
     audio_classifier: Callable[[np.ndarray, int], np.ndarray] | None = None
     event_classifier: EventClassifier | None = None
+    # alignment (see desync.py): offset_classifier with video_frames(name) -> (T, H, W, 3) frames at its video_fps
+    offset_classifier: OffsetClassifier | None = None
+    video_frames: Callable[[str], np.ndarray] | None = None
+    # IB score: video_embedding(name) -> (D,) and av_audio_embedder(audio, sr) -> (D,) of one joint model
+    video_embedding: Callable[[str], np.ndarray] | None = None
+    av_audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
+    # CLAP score: text_embedding(name) -> (D,) and text_audio_embedder(audio, sr) -> (D,) of one joint model
+    text_embedding: Callable[[str], np.ndarray] | None = None
+    text_audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
+
+    @property
+    def desync(self) -> bool:
+        return self.offset_classifier is not None and self.video_frames is not None
+
+    @property
+    def ib(self) -> bool:
+        return self.video_embedding is not None and self.av_audio_embedder is not None
+
+    @property
+    def clap(self) -> bool:
+        return self.text_embedding is not None and self.text_audio_embedder is not None
 
 
 class _Timer:
@@ -56,9 +78,12 @@ def _progress(items, desc, on):
 
 
 def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer, desc, progress,
-          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True):
-    """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results."""
+          keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True,
+          pan_flags: dict | None = None, truth_for_flags: dict | None = None, aligned: bool = False):
+    """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results; with
+    `aligned` (clip names are those of the videos and texts), the alignment metrics the models allow."""
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
+    desync, ib, clap = [], [], []
     for name in _progress(names, desc, progress):
         t = perf_counter()
         audio, sr = audio_set[name]()
@@ -71,9 +96,23 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if models.audio_classifier is not None:
             logits.append(np.asarray(models.audio_classifier(audio, sr), np.float64).ravel())
             t = timer.add("classifier_outputs", t)
+        if aligned and models.desync:
+            clf = models.offset_classifier
+            desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate),
+                                      clf).desync_s)
+            t = timer.add("desync", t)
+        if aligned and models.ib:
+            ib.append((models.video_embedding(name), models.av_audio_embedder(audio, sr)))
+            t = timer.add("ib_score", t)
+        if aligned and models.clap:
+            clap.append((models.text_embedding(name), models.text_audio_embedder(audio, sr)))
+            t = timer.add("clap_score", t)
         if spatial_out is not None and name in spatial_out:
             spatial_out[name] = clip_spatial(audio, sr)
             t = timer.add("spatial_vs_reference", t)
+        if truth_for_flags is not None and name in truth_for_flags:
+            pan_flags[name] = reference_pan_info(audio, sr, truth_for_flags[name])
+            t = timer.add("pan", t)
         if reference_spatial is not None:
             s = clip_spatial(audio, sr)
             r = reference_spatial[name]
@@ -81,7 +120,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("spatial_vs_reference", t)
         if truth is not None:
             res = score_clip(name, audio, sr, truth[name], classifier=models.event_classifier,
-                             timings=timer.seconds)
+                             timings=timer.seconds, pan_reference=(pan_flags or {}).get(name))
             truth_res.append(res)
             aes.append(res.aesthetics)
             if name in keep_onsets:
@@ -92,7 +131,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("aesthetics", t)
     return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
                 logits=np.array(logits) if logits else None, spatial_err=spatial_err, truth=truth_res, aes=aes,
-                onsets=onsets)
+                onsets=onsets, desync=desync, ib=ib, clap=clap)
 
 
 def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, extrapolate: bool) -> None:
@@ -111,9 +150,9 @@ def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, ex
 
 
 def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, seed: int, extrapolate: bool,
-                 event_classifier: bool) -> dict:
+                 event_classifier: bool, distribution: bool = True) -> dict:
     out: dict = {"clips": len(scan["emb"])}
-    if ref is not None:
+    if ref is not None and distribution:
         _distribution(out, scan, ref, timer, seed, extrapolate)
     if scan["logits"] is not None:
         t = perf_counter()
@@ -122,6 +161,12 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
         if paired and ref is not None and ref["logits"] is not None:
             out["kl"] = kl_divergence(ref["logits"], scan["logits"])
         timer.add("kl_is", t)
+    if scan["desync"]:
+        out["desync_s"] = float(np.mean(scan["desync"]))
+    if scan["ib"]:
+        out["ib_score"] = av_similarity(*map(np.array, zip(*scan["ib"])))
+    if scan["clap"]:
+        out["clap_score"] = text_audio_similarity(*map(np.array, zip(*scan["clap"])))
     if scan["spatial_err"]:
         e = np.array(scan["spatial_err"])
         out["itd_error_ms"], out["ild_error_db"] = float(e[:, 0].mean()), float(e[:, 1].mean())
@@ -168,8 +213,10 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     ref_timer = _Timer()
     ref_all = sorted(reference)
     ref_spatial: dict = {n: None for n in names}
+    pan_flags: dict = {}
     ref_scan = _scan(reference, ref_all, truth=None, reference_spatial=None, models=models, timer=ref_timer,
-                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False)
+                     desc="reference", progress=progress, spatial_out=ref_spatial, with_aesthetics=False,
+                     pan_flags=pan_flags, truth_for_flags=truth)
     timers["reference_features"] = ref_timer.seconds
     # paired reference outputs (KL) restricted and ordered like the generated names
     idx = {n: i for i, n in enumerate(ref_all)}
@@ -189,10 +236,12 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         timer = _Timer()
         scan = _scan(aset, snames, truth=truth if paired else None,
                      reference_spatial=ref_spatial if paired else None, models=models, timer=timer, desc=sys_name,
-                     progress=progress, keep_onsets=examples)
+                     progress=progress, keep_onsets=examples,
+                     pan_flags=None if sys_name == "reference" else pan_flags, aligned=paired)
         figures = _set_figures(scan, None if sys_name == "reference" else ref_paired, paired=paired, timer=timer,
                                seed=seed, extrapolate=extrapolate_fd,
-                               event_classifier=models.event_classifier is not None)
+                               event_classifier=models.event_classifier is not None,
+                               distribution=sys_name != "shuffled")
         if sys_name == "reference" and scan["logits"] is not None and len(scan["logits"]) >= 10:
             figures["is"], figures["is_std"] = inception_score(scan["logits"])
         systems[sys_name] = figures
@@ -201,18 +250,20 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
 
     skipped = {}
     if models.audio_embedder is None:
-        skipped["fd_learned/kad_learned"] = f"FD/KAD on a learned audio embedding {NO_MODEL}; melstats used instead"
+        skipped["fd_learned/kad_learned"] = f"{NO_MODEL}: audio embedder; FD/KAD use the untrained melstats embedding"
     if models.audio_classifier is None:
-        skipped["kl/is"] = f"KL and IS {NO_MODEL} (audio event classifier)"
+        skipped["kl/is"] = f"{NO_MODEL}: audio event classifier"
     if models.event_classifier is None and truth is not None:
-        skipped["class_accuracy"] = f"class accuracy {NO_MODEL} (audio event classifier)"
+        skipped["class_accuracy"] = f"{NO_MODEL}: audio event classifier"
     if truth is None:
         skipped["ground_truth"] = "onset, pan and class metrics need --truth"
-    skipped["desync"] = f"DeSync {NO_MODEL} (audio-visual offset classifier)" + (
-        "" if video_dir else "; and --video was not given")
-    skipped["ib_score"] = f"audio-visual similarity {NO_MODEL} (audio-visual embedding)"
-    skipped["clap_score"] = f"text-audio similarity {NO_MODEL} (text-audio embedding)" + (
-        "" if text_file else "; and --text was not given")
+    if not models.desync:
+        skipped["desync"] = f"{NO_MODEL}: audio-visual offset classifier" + (
+            "" if video_dir else "; --video not given")
+    if not models.ib:
+        skipped["ib_score"] = f"{NO_MODEL}: audio-visual embedding"
+    if not models.clap:
+        skipped["clap_score"] = f"{NO_MODEL}: text-audio embedding" + ("" if text_file else "; --text not given")
     if baselines:
         skipped["retrieval"] = "retrieval baseline needs the pipeline's trained visual encoder" + (
             "" if train_dir else " and --train")

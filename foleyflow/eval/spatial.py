@@ -12,8 +12,10 @@
   onset of another event; an event whose window would be shorter than `min_window_s` (another event starts within
   it, e.g. simultaneous impacts at different pans) cannot be attributed and is counted as `overlapped`; an event
   whose window holds less than `min_event_share` of power above the background (or less than the background in one
-  channel) is `masked`; a silent window is `silent`. None of these is scored: a missing event is the onset metrics'
-  business. Continuous events are measured the same way after their onset, so a slow fade-in is usually `masked`.
+  channel) is `masked`; a silent window is `silent`. These rules are applied to the REFERENCE audio (`scored=`):
+  the audio under test is measured at the events attributable in the reference, whatever it holds there (silence
+  there counts as pan 0). Continuous events are measured the same way after their onset (a slow fade-in is usually
+  `masked`).
 - Aesthetic proxies: integrated loudness in LUFS (ITU-R BS.1770 via pyloudnorm; silence reports the -70 LUFS gate),
   clipping ratio (share of samples with |x| >= 0.999), noise floor (10th percentile of 20 ms frame power, dBFS).
 """
@@ -115,42 +117,59 @@ def _label_pan(event, t: float) -> float:
     return float(event.pan)
 
 
-def event_pans(audio, sample_rate: int, events, *, window_s: float = 0.1, pre_s: float = 0.02,
-               min_window_s: float = 0.02, min_event_share: float = 0.3, subtract_background: bool = True
-               ) -> list[PanMeasure]:
-    """Estimated vs labelled pan for each non-ambience event (`SoundEvent`s) of one (2, num_samples) clip."""
+def event_pans(audio, sample_rate: int, events, *, window_s: float = 0.03, pre_s: float = 0.02,
+               min_window_s: float = 0.02, min_event_share: float = 0.5, subtract_background: bool = True,
+               scored: list[bool] | None = None, anchors_s: list[float] | None = None) -> list[PanMeasure]:
+    """Estimated vs labelled pan for each non-ambience event (`SoundEvent`s) of one (2, num_samples) clip.
+
+    scored: one flag per non-ambience event, normally `[m.status == "ok" for m in event_pans(reference, ...)]`:
+    whether an event is attributable is decided on the reference audio, and the audio under test is then measured
+    at exactly those events, whatever it holds there (an absent event gives the pan of whatever sounds instead).
+    Events not flagged get status "not_scored". None: decide on this audio itself (for the reference).
+    anchors_s: per non-ambience event, where its window starts in this audio (e.g. the detected onset matched to
+    the label, so a late event is measured where it is, and timing errors stay the onset metrics' business);
+    default: the labelled onsets."""
     x = _stereo(audio)
     n = x.shape[1]
     timed = [e for e in events if e.kind != "ambience"]
+    if scored is not None and len(scored) != len(timed):
+        raise EvalError(f"pan scoring flags: {len(scored)} given for {len(timed)} non-ambience events")
+    anchors = [e.onset_s for e in timed] if anchors_s is None else [float(a) for a in anchors_s]
+    if len(anchors) != len(timed):
+        raise EvalError(f"pan anchors: {len(anchors)} given for {len(timed)} non-ambience events")
     out = []
     for idx, ev in enumerate(timed):
-        t0 = ev.onset_s
-        others = [e.onset_s for j, e in enumerate(timed) if j != idx]
+        t0 = anchors[idx]
+        if scored is not None and not scored[idx]:
+            out.append(PanMeasure(_label_pan(ev, ev.onset_s), None, "not_scored"))
+            continue
+        others = [a for j, a in enumerate(anchors) if j != idx]
         if any(abs(t - t0) < min_window_s for t in others):
-            out.append(PanMeasure(_label_pan(ev, t0), None, "overlapped"))
+            out.append(PanMeasure(_label_pan(ev, ev.onset_s), None, "overlapped"))
             continue
         end = t0 + window_s
         if ev.offset_s is not None and ev.kind == "continuous":
-            end = min(end, ev.offset_s)
+            end = min(end, ev.offset_s + t0 - ev.onset_s)
         end = min([end] + [t - 0.002 for t in others if t > t0])
         i0, i1 = int(round(t0 * sample_rate)), min(n, int(round(end * sample_rate)))
-        label = _label_pan(ev, (t0 + end) / 2)
+        label = _label_pan(ev, ev.onset_s + (end - t0) / 2)
         if i1 - i0 < int(min_window_s * sample_rate):
             out.append(PanMeasure(label, None, "outside" if i0 >= n or i1 <= i0 else "overlapped"))
             continue
         p = (x[:, i0:i1] ** 2).mean(axis=1)
         if np.all(p <= 1e-12):
-            out.append(PanMeasure(label, None, "silent"))
+            out.append(PanMeasure(label, None if scored is None else 0.0, "silent"))
             continue
         if subtract_background:
             j0 = max(0, i0 - int(pre_s * sample_rate))
             j1 = max(j0, i0 - int(0.002 * sample_rate))
             if j1 - j0 >= int(0.005 * sample_rate):
                 q = p - (x[:, j0:j1] ** 2).mean(axis=1)
-                if np.any(q < 0) or q.sum() < min_event_share * p.sum():
+                if scored is None and (np.any(q < 0) or q.sum() < min_event_share * p.sum()):
                     out.append(PanMeasure(label, None, "masked"))
                     continue
-                p = q
+                if np.any(q > 0):
+                    p = np.clip(q, 0.0, None)
         out.append(PanMeasure(label, pan_from_powers(float(p[0]), float(p[1])), "ok"))
     return out
 

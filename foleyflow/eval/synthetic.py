@@ -30,6 +30,7 @@ def synthetic_clip(seed: int, *, duration_s: float = 8.0, sample_rate: int = 160
         cls = "marimba" if rng.random() < 0.5 else "snare"
         if cls == "marimba":
             s = np.sin(2 * np.pi * TONE_HZ * t) * np.exp(-t / 0.12) * np.minimum(1.0, t / 0.002)
+            s += 0.5 * rng.standard_normal(len(t)) * np.exp(-t / 0.002)      # the mallet's click
         else:
             s = rng.standard_normal(len(t)) * np.exp(-t / 0.04)
             s /= np.abs(s).max()

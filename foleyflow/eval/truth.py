@@ -5,10 +5,15 @@ folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "ev
 
 - Onsets: the detector of `onsets.py` on the generated audio against the onsets of the clip's **discrete** events
   (near-simultaneous ones merged, see `onsets.py`); starts of continuous events are optional (a detection there is
-  neither a hit nor a false alarm); ambience is ignored; the first and last 20 ms are not scored. Counts are summed
+  neither a hit nor a false alarm), and so is a discrete event the ground truth marks inaudible in the mix
+  (`params["audible"] == False`, e.g. a soft bounce under a loud engine: no detector can hear it), and so are the
+  times an ambience or continuous event lists in `params["transients_s"]` (rain droplets: real, unlabelled onsets);
+  ambience is otherwise ignored; the first and last 20 ms are not scored. Counts are summed
   over clips (micro average) before P/R/F1; the mean absolute onset error is over pairs matched at +-100 ms.
-- Pan: `spatial.event_pans` per non-ambience event (overlap rules there); reported as the mean absolute error over
-  scored events and as the mean of per-clip means.
+- Pan: `spatial.event_pans` per non-ambience event (overlap rules there), at the events attributable in the
+  reference audio when it is given (else in the audio itself), each discrete event measured where it sounds (its
+  label moved by the difference of the detections matched to it in this audio and in the reference), so a late event
+  is not also a pan error; the mean absolute error over scored events and the mean of per-clip means.
 - Class accuracy: an `EventClassifier` (an evaluation model, trained elsewhere) is shown the generated audio around
   each non-ambience event; top-1 accuracy against the label, and the mean posterior of the true class. Events of a
   class the classifier does not know are counted apart (`class_events_not_covered`). Without a classifier the figure
@@ -26,7 +31,8 @@ import numpy as np
 
 from foleyflow.errors import EvalError
 from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo, resample
-from foleyflow.eval.onsets import TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, score_onsets
+from foleyflow.eval.onsets import (TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, match_onsets,
+                                   score_onsets)
 from foleyflow.eval.spatial import aesthetics, event_pans
 from foleyflow.world.events import SoundEvent
 
@@ -101,6 +107,37 @@ def classify_events(audio: np.ndarray, sample_rate: int, events: list[SoundEvent
     return out
 
 
+@dataclass
+class PanReference:
+    """What the reference audio says about each non-ambience event of a clip, for measuring pan in other audio:
+    whether its pan is attributable there (`scored`) and the reference's detected onset matched to it (`detected_s`,
+    None when unmatched or not discrete)."""
+    scored: list[bool]
+    detected_s: list[float | None]
+
+
+def _matched_detections(events: list[SoundEvent], detected: np.ndarray, tolerance_s: float) -> list[float | None]:
+    timed = [e for e in events if e.kind != "ambience"]
+    out: list[float | None] = [None] * len(timed)
+    idx = [i for i, e in enumerate(timed) if e.kind == "discrete"]
+    for a, j in match_onsets([timed[i].onset_s for i in idx], detected, tolerance_s):
+        out[idx[a]] = float(detected[j])
+    return out
+
+
+def reference_pan_info(reference_audio: np.ndarray, sample_rate: int, events: list[SoundEvent], *,
+                       onset_config: OnsetConfig = OnsetConfig()) -> PanReference:
+    """PanReference of one reference clip (see spatial.event_pans for what is attributable)."""
+    det = detect_onsets(reference_audio, sample_rate, onset_config)
+    return PanReference([m.status == "ok" for m in event_pans(reference_audio, sample_rate, events)],
+                        _matched_detections(events, det, max(TOLERANCES_S)))
+
+
+def _audible(event: SoundEvent) -> bool:
+    """False only when the ground truth marks the event inaudible in the mix (params["audible"] is False)."""
+    return (event.params or {}).get("audible", True) is not False
+
+
 def _accuracy(classes: list[dict]) -> float | None:
     known = [c for c in classes if c["predicted"] is not None]
     return float(np.mean([c["label"] == c["predicted"] for c in known])) if known else None
@@ -129,9 +166,14 @@ class ClipTruthResult:
 
 def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[SoundEvent], *,
                classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
-               tolerances_s=TOLERANCES_S, timings: dict | None = None) -> ClipTruthResult:
+               tolerances_s=TOLERANCES_S, timings: dict | None = None,
+               pan_reference: PanReference | None = None) -> ClipTruthResult:
     """All ground-truth metrics of one (2, num_samples) clip against its events.
-    timings: if given, seconds spent are added under "onsets", "pan", "aesthetics", "class_accuracy"."""
+    timings: if given, seconds spent are added under "onsets", "pan", "aesthetics", "class_accuracy".
+    pan_reference: from the reference audio (`reference_pan_info`): which events the pan error covers, and where
+    each discrete event is measured: its labelled onset moved by (this audio's matched detection - the reference's
+    matched detection), so a late event is measured where it sounds and identical audio scores identically.
+    None: decided on this audio at the labelled onsets (right for the reference itself)."""
     from time import perf_counter
 
     tick = [perf_counter()]
@@ -143,12 +185,20 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
             tick[0] = now
 
     dur = audio.shape[1] / sample_rate
-    discrete = [e.onset_s for e in events if e.kind == "discrete"]
-    optional = [e.onset_s for e in events if e.kind == "continuous"]
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
+    optional += [float(t) for e in events if e.kind != "discrete" for t in (e.params or {}).get("transients_s", ())]
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
     lap("onsets")
-    pans = event_pans(audio, sample_rate, events)
+    anchors = scored = None
+    if pan_reference is not None:
+        timed = [e for e in events if e.kind != "ambience"]
+        mine = _matched_detections(events, det, max(tolerances_s))
+        anchors = [e.onset_s + (m - r if m is not None and r is not None else 0.0)
+                   for e, m, r in zip(timed, mine, pan_reference.detected_s)]
+        scored = pan_reference.scored
+    pans = event_pans(audio, sample_rate, events, scored=scored, anchors_s=anchors)
     status: dict[str, int] = {}
     for m in pans:
         status[m.status] = status.get(m.status, 0) + 1
@@ -173,7 +223,7 @@ def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
     clip_means = [float(np.mean(r.pan_errors)) for r in results if r.pan_errors]
     out["pan_error"] = float(np.mean(errs)) if errs else None
     out["pan_error_clip_mean"] = float(np.mean(clip_means)) if clip_means else None
-    for s in ("ok", "overlapped", "masked", "silent", "outside"):
+    for s in ("ok", "overlapped", "masked", "silent", "outside", "not_scored"):
         out[f"pan_events_{s}"] = sum(r.pan_status.get(s, 0) for r in results)
     for key in ("loudness_lufs", "clipping_ratio", "noise_floor_db"):
         out[key] = float(np.mean([r.aesthetics[key] for r in results]))
@@ -190,11 +240,14 @@ def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
     return out
 
 
-def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, classifier: EventClassifier | None = None,
-                   onset_config: OnsetConfig = OnsetConfig(), progress: bool = False) -> tuple[dict, list]:
-    """Scores every audio file of `generated_dir` against `truth_dir/<stem>.json`.
-    Returns (summary dict, [ClipTruthResult])."""
+def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, reference_dir: str | Path | None = None,
+                   classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
+                   progress: bool = False) -> tuple[dict, list]:
+    """Scores every audio file of `generated_dir` against `truth_dir/<stem>.json`; with `reference_dir`, the events
+    the pan error covers are chosen on the reference audio of the same name. Returns (summary, [ClipTruthResult])."""
     pairs = pair_by_stem(list_audio(generated_dir), truth_dir, ".json", "ground truth")
+    refs = dict((n, r) for n, _, r in pair_by_stem(list_audio(generated_dir), reference_dir, None, "reference")) \
+        if reference_dir is not None else {}
     results = []
     it = pairs
     if progress:
@@ -202,6 +255,9 @@ def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, classifi
         it = tqdm(pairs, desc="ground truth", unit="clip")
     for name, wav, js in it:
         audio, sr = read_stereo(wav)
-        results.append(score_clip(name, audio, sr, load_truth(js), classifier=classifier,
-                                  onset_config=onset_config))
+        events = load_truth(js)
+        info = (reference_pan_info(*read_stereo(refs[name], sr), events, onset_config=onset_config)
+                if name in refs else None)
+        results.append(score_clip(name, audio, sr, events, classifier=classifier, onset_config=onset_config,
+                                  pan_reference=info))
     return summarize(results, classifier is not None), results

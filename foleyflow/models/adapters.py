@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleyflow.errors import CheckpointError, FoleyError
-from foleyflow.models.visual import (SEGMENT_FRAMES, SEGMENT_STRIDE, SEMANTIC_FPS, SYNC_FPS, frames_to_float,
-                                     normalize_frames, num_sync_segments, resize_frames, segment_frames)
+from foleyflow.models.visual import (SEGMENT_FRAMES, SEGMENT_STRIDE, SEMANTIC_FPS, SYNC_FPS, num_sync_segments,
+                                     prepare_frames, segment_frames)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -91,8 +91,7 @@ class ClipFrameAdapter(nn.Module):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, T, 3, S, S): stretched to S x S (no crop), CLIP mean/std."""
-        x = resize_frames(frames_to_float(frames), self.cfg.image_size, "stretch")
-        return normalize_frames(x, self.cfg.mean, self.cfg.std)
+        return prepare_frames(frames, self.cfg.image_size, "stretch", self.cfg.mean, self.cfg.std)
 
     def forward(self, frames: torch.Tensor, *, preprocessed: bool = False) -> torch.Tensor:
         x = frames if preprocessed else self.preprocess(frames)
@@ -129,8 +128,7 @@ class SynchformerAdapter(nn.Module):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, T, 3, S, S): short side to S, centre crop, mean 0.5 std 0.5."""
-        x = resize_frames(frames_to_float(frames), self.cfg.image_size, "center_crop")
-        return normalize_frames(x, self.cfg.mean, self.cfg.std)
+        return prepare_frames(frames, self.cfg.image_size, "center_crop", self.cfg.mean, self.cfg.std)
 
     def forward(self, frames: torch.Tensor, *, preprocessed: bool = False) -> torch.Tensor:
         c = self.cfg

@@ -183,6 +183,7 @@ class SyncAVConfig:
     head_width: int = 192
     head_depth: int = 3
     head_heads: int = 4
+    segment_embed_dim: int = 0  # > 0 adds Synchformer's stage-I objective: segment-level AV contrastive embeddings
 
 
 def time_embedding(times_s: torch.Tensor, dim: int, max_period_s: float = 100.0,
@@ -211,6 +212,10 @@ class SyncAVModel(nn.Module):
                                            batch_first=True, norm_first=True)
         self.head = nn.TransformerEncoder(layer, cfg.head_depth, enable_nested_tensor=False)
         self.out = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, len(cfg.offsets_s)))
+        if cfg.segment_embed_dim > 0:
+            self.seg_v = nn.Linear(cfg.visual.out_dim, cfg.segment_embed_dim)
+            self.seg_a = nn.Linear(cfg.audio.embed_dim, cfg.segment_embed_dim)
+            self.seg_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     @property
     def num_classes(self) -> int:
@@ -218,8 +223,10 @@ class SyncAVModel(nn.Module):
 
     def forward(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """frames (B, T25, 3, H, W) at 25 fps, audio (B, [C,] num_samples) -> (B, K) logits."""
-        v = self.visual(frames)  # (B, S*8, Dv)
-        a = self.audio(audio)  # (B, Ta, Da)
+        return self.classify(self.visual(frames), self.audio(audio))
+
+    def classify(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Visual tokens (B, S*8, Dv) and audio tokens (B, Ta, Da) of the two windows -> (B, K) offset logits."""
         vs = self.cfg.visual
         v_t = sync_token_times(v.shape[1] // vs.tokens_per_segment, vs.fps, vs.segment_frames, vs.segment_stride,
                                vs.tubelet).to(v.device)
@@ -230,10 +237,46 @@ class SyncAVModel(nn.Module):
         x = torch.cat([self.cls.expand(v.shape[0], -1, -1), v, a], dim=1)
         return self.out(self.head(x)[:, 0])
 
+    def segment_embeddings(self, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """v (B, S*8, Dv) visual tokens, a (B, Ta, Da) audio tokens of the same window -> (B, S, E) visual and
+        (B, S, E) audio embeddings per segment, L2-normalised: the mean of the segment's 8 visual tokens, and the
+        mean of the audio tokens whose centre lies inside the segment's 16 frames."""
+        vs = self.cfg.visual
+        b, s = v.shape[0], v.shape[1] // vs.tokens_per_segment
+        v_seg = self.seg_v(v.reshape(b, s, vs.tokens_per_segment, -1).mean(2))
+        a_t = (torch.arange(a.shape[1], device=a.device) + 0.5) / self.cfg.audio.token_rate
+        start = torch.arange(s, device=a.device)[:, None] * vs.segment_stride / vs.fps
+        inside = ((a_t[None] >= start) & (a_t[None] < start + vs.segment_frames / vs.fps)).to(a.dtype)  # (S, Ta)
+        a_seg = self.seg_a(inside @ a / inside.sum(1, keepdim=True).clamp(min=1))  # (B, S, E)
+        return F.normalize(v_seg, dim=-1), F.normalize(a_seg, dim=-1)
+
+    def segment_contrastive(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Synchformer's stage-I objective on aligned windows: InfoNCE between `segment_embeddings` of every
+        segment of the batch, the other segments of the same clip included (temporal hard negatives)."""
+        v_seg, a_seg = self.segment_embeddings(v, a)
+        out = info_nce(v_seg.flatten(0, 1), a_seg.flatten(0, 1), self.seg_logit_scale)
+        return {"sync/segment_infonce": out["contrastive/infonce"], "sync/segment_acc": out["contrastive/acc"]}
+
     def predict_offset_s(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """(B,) most likely offset in seconds of the audio relative to the video."""
         grid = torch.tensor(self.cfg.offsets_s, device=frames.device)
         return grid[self.forward(frames, audio).argmax(-1)]
+
+    def first_last_offsets_s(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 2) predicted offsets of the first and the last window_s seconds of whole clips (av-benchmark's DeSync
+        protocol: DeSync = mean absolute value). frames (B, T, 3, H, W) at 25 fps, audio (B, [C,] N) at the
+        encoder's sample rate; both must cover at least window_s seconds."""
+        fps, sr, w = self.cfg.visual.fps, self.cfg.audio.sample_rate, self.cfg.window_s
+        nf, na = int(round(w * fps)), int(round(w * sr))
+        t_frames, t_audio = frames.shape[1], audio.shape[-1]
+        if t_frames < nf or t_audio < na:
+            raise ValueError(f"clips must be at least {w} s long for offset prediction")
+        duration = min(t_frames / fps, t_audio / sr)
+        last_f = int((duration - w) * fps + 1e-6)
+        last_a = int(round(last_f / fps * sr))
+        first = self.predict_offset_s(frames[:, :nf], audio[..., :na])
+        last = self.predict_offset_s(frames[:, last_f:last_f + nf], audio[..., last_a:last_a + na])
+        return torch.stack([first, last], dim=1)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -250,10 +293,13 @@ def save_av_model(path: str | Path, model: SemanticAVModel | SyncAVModel, proven
 def _load(path, kind, cfg_cls, model_cls):
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
+    from foleyflow.models.adapters import file_sha256
 
     tensors, meta = load_checkpoint(path, kind=kind)
     model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)))
     load_into(model, tensors, what=kind)
+    model.identity = {"kind": kind, "impl": "foleyflow", "weights": str(Path(path).resolve()),
+                      "sha256": file_sha256(path)}
     return model.eval()
 
 
@@ -265,11 +311,18 @@ def load_sync_model(path: str | Path) -> SyncAVModel:
     return _load(path, SYNC_KIND, SyncAVConfig, SyncAVModel)
 
 
+def _visual(model, kind: str):
+    enc = model.visual
+    enc.identity = {**model.identity, "kind": kind, "dim": enc.out_dim, "fps": enc.fps}
+    return enc
+
+
 def load_semantic_encoder(path: str | Path) -> SemanticEncoder:
-    """The visual (8 fps) encoder of a semantic_av checkpoint, in eval mode."""
-    return load_semantic_model(path).visual
+    """The visual (8 fps) encoder of a semantic_av checkpoint, in eval mode. Its `identity` (kind, weights path,
+    sha256, dim, fps) is what a feature cache records."""
+    return _visual(load_semantic_model(path), "semantic")
 
 
 def load_sync_encoder(path: str | Path) -> SyncEncoder:
-    """The visual (25 fps) sync encoder of a sync_av checkpoint, in eval mode."""
-    return load_sync_model(path).visual
+    """The visual (25 fps) sync encoder of a sync_av checkpoint, in eval mode, with its `identity`."""
+    return _visual(load_sync_model(path), "sync")

@@ -75,7 +75,7 @@ class TextEncoderConfig:
 @dataclass
 class TextFeatures:
     """tokens (B, L, 384) float32, zero where mask is False; mask (B, L) bool; pooled (B, 384) L2-normalised;
-    num_tokens (B,) long: real tokens per text (for a CoT: the sum over parts)."""
+    num_tokens (B,) long: real tokens per text (for a CoT: the sum over parts). On the encoder's device."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
@@ -149,25 +149,28 @@ class TextEncoder(torch.nn.Module):
             short = text if len(text) <= 60 else text[:57] + "..."
             msg = f"{what} has {n} wordpieces, more than its budget of {budget} ({short!r})"
             if self.cfg.overflow == "error":
-                hint = "; shorten it, raise the budget, or split it into CoT parts" if n > MODEL_MAX_TOKENS or \
-                    what == "text" else "; shorten it or raise part_seq_len"
+                if what == "text" and n > MODEL_MAX_TOKENS:
+                    hint = (f"; MiniLM reads at most {MODEL_MAX_TOKENS}: shorten it, or give it as a chain of thought "
+                            "whose four parts are encoded separately")
+                else:
+                    knob = "seq_len" if what == "text" else "part_seq_len"
+                    hint = f"; shorten it or raise {knob} (at most {MODEL_MAX_TOKENS})"
                 raise TextTooLongError(msg + hint)
             warnings.warn(msg + f"; cut to {budget}", TextTruncationWarning, stacklevel=3)
 
     @torch.no_grad()
     def _run(self, texts: Sequence[str], budget: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens (N, budget, 384) zero-padded, mask (N, budget), pooled (N, 384)) for already checked texts."""
-        n = len(texts)
-        tokens = torch.zeros(n, budget, TEXT_DIM)
-        mask = torch.zeros(n, budget, dtype=torch.bool)
-        pooled = torch.zeros(n, TEXT_DIM)
+        n, dev = len(texts), self.device
+        tokens = torch.zeros(n, budget, TEXT_DIM, device=dev)
+        mask = torch.zeros(n, budget, dtype=torch.bool, device=dev)
+        pooled = torch.zeros(n, TEXT_DIM, device=dev)
         for start in range(0, n, self.cfg.batch_size):
             chunk = list(texts[start:start + self.cfg.batch_size])
             batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=budget, return_tensors="pt")
-            batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask",
-                                                                              "token_type_ids")}
-            hidden = self.bert(**batch).last_hidden_state.float().cpu()  # (b, l, 384)
-            m = batch["attention_mask"].cpu().bool()
+            batch = {k: v.to(dev) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            hidden = self.bert(**batch).last_hidden_state.float()  # (b, l, 384)
+            m = batch["attention_mask"].bool()
             hidden = hidden * m[..., None]
             mean = hidden.sum(1) / m.sum(1, keepdim=True).clamp(min=1)
             if self.cfg.normalize_tokens:

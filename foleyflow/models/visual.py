@@ -16,7 +16,6 @@ Frames are (B, T, 3, H, W), uint8 in [0, 255] or float in [0, 1], any H and W; e
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,16 +61,19 @@ def sync_token_times(num_segments: int, fps: float = SYNC_FPS, segment_frames: i
 
 
 # ---------------------------------------------------------------- frame preprocessing (pure functions)
-def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
-    """(B, T, 3, H, W) uint8 [0, 255] or float [0, 1] -> float32 [0, 1]; checks the layout."""
+def check_frames(frames: torch.Tensor) -> None:
+    """Raises FrameError unless frames is a (B, T, 3, H, W) uint8 or floating-point tensor."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise FrameError(f"frames must be a (B, T, 3, H, W) tensor, got {shape}")
-    if frames.dtype == torch.uint8:
-        return frames.float() / 255.0
-    if not frames.is_floating_point():
+    if frames.dtype != torch.uint8 and not frames.is_floating_point():
         raise FrameError(f"frames must be uint8 or float, got {frames.dtype}")
-    return frames.float()
+
+
+def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) uint8 [0, 255] or float [0, 1] -> float32 [0, 1]; checks the layout."""
+    check_frames(frames)
+    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
 
 
 def resize_frames(frames: torch.Tensor, size: int, mode: Literal["stretch", "center_crop"]) -> torch.Tensor:
@@ -101,6 +103,16 @@ def normalize_frames(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[f
     m = torch.tensor(mean, dtype=frames.dtype, device=frames.device)[:, None, None]
     s = torch.tensor(std, dtype=frames.dtype, device=frames.device)[:, None, None]
     return (frames - m) / s
+
+
+def prepare_frames(frames: torch.Tensor, size: int, mode: Literal["stretch", "center_crop"],
+                   mean: tuple[float, ...], std: tuple[float, ...], chunk_frames: int = 64) -> torch.Tensor:
+    """frames_to_float -> resize_frames -> normalize_frames, `chunk_frames` at a time, so a long or large video is
+    never held in float at its full size: (B, T, 3, H, W) uint8/float -> (B, T, 3, size, size) float32."""
+    check_frames(frames)
+    outs = [normalize_frames(resize_frames(frames_to_float(frames[:, i:i + chunk_frames]), size, mode), mean, std)
+            for i in range(0, frames.shape[1], chunk_frames)]
+    return torch.cat(outs, dim=1) if outs else torch.zeros(frames.shape[0], 0, 3, size, size)
 
 
 def segment_frames(frames: torch.Tensor, segment_frames: int = SEGMENT_FRAMES,
@@ -167,8 +179,7 @@ class SemanticEncoder(nn.Module):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8/float -> (B, T, 3, S, S) normalised float, S = image_size."""
-        x = resize_frames(frames_to_float(frames), self.cfg.image_size, "stretch")
-        return normalize_frames(x, (0.5,) * 3, (0.5,) * 3)
+        return prepare_frames(frames, self.cfg.image_size, "stretch", (0.5,) * 3, (0.5,) * 3)
 
     def forward(self, frames: torch.Tensor, *, preprocessed: bool = False) -> torch.Tensor:
         """frames (B, T, 3, H, W) -> (B, T, embed_dim), unit L2 norm per frame."""
@@ -277,8 +288,7 @@ class SyncEncoder(nn.Module):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8/float -> (B, T, 3, S, S): short side to S, centre crop, mean 0.5 std 0.5."""
-        x = resize_frames(frames_to_float(frames), self.cfg.image_size, "center_crop")
-        return normalize_frames(x, (0.5,) * 3, (0.5,) * 3)
+        return prepare_frames(frames, self.cfg.image_size, "center_crop", (0.5,) * 3, (0.5,) * 3)
 
     def encode_segments(self, segments: torch.Tensor) -> torch.Tensor:
         """(N, segment_frames, 3, S, S) preprocessed -> (N, tokens_per_segment, out_dim)."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foleyflow.audio import istft_same
 from foleyflow.errors import CheckpointError
 
 CKPT_KIND = "vocoder"
@@ -59,19 +60,6 @@ class ConvNeXtBlock(nn.Module):
         h = self.dwconv(x).transpose(1, 2)
         h = self.fc2(F.gelu(self.fc1(self.norm(h)))) * self.scale
         return x + h.transpose(1, 2)
-
-
-def istft_same(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
-    """(N, n_fft // 2 + 1, T) complex -> (N, T * hop) waveform; windowed overlap-add normalised by the summed
-    squared window, frame i centred at sample (i + 0.5) * hop (the framing of `foleyflow.audio`'s front-end)."""
-    n, _, t = spec.shape
-    pad = (n_fft - hop_length) // 2
-    frames = torch.fft.irfft(spec, n_fft, dim=1) * window[None, :, None]  # (N, n_fft, T)
-    size = (t - 1) * hop_length + n_fft
-    y = F.fold(frames, (1, size), (1, n_fft), stride=(1, hop_length))[:, 0, 0]
-    env = F.fold(window.square()[None, :, None].expand(1, n_fft, t), (1, size), (1, n_fft),
-                 stride=(1, hop_length))[0, 0, 0]
-    return (y / env.clamp(min=1e-11))[:, pad:size - pad]
 
 
 class Vocoder(nn.Module):

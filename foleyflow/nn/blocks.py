@@ -36,7 +36,7 @@ class QKV(nn.Module):
         b, n, _ = x.shape
         qkv = self.qkv(x).view(b, n, self.num_heads, -1, 3).permute(4, 0, 2, 1, 3)  # (3, B, H, N, Dh)
         q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self.q_norm(q), self.k_norm(k), v.contiguous()  # a strided v sends SDPA to its slow math path
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         return q, k, v

@@ -13,7 +13,8 @@ Layout of an output folder DIR:
 Manifest format (the same one users write for their own data): UTF-8 JSON Lines; each line an object with
   id (str, unique), video (path, relative to the manifest's folder or absolute), duration_s (float),
   and optionally audio (wav/flac path), caption (str), cot (str, the four-part chain of thought in one line),
-  split (str), truth (ground-truth JSON path), alive (str), classes (list of sound classes), num_discrete (int).
+  split (str), truth (ground-truth JSON path), alive (str), classes (list of sound classes), num_discrete (int),
+  max_concurrent_sources (int), offscreen (bool: some source is heard but not seen).
 Splits draw seeds from disjoint ranges (config.split_seed_range); a clip's id is "<split>_<absolute seed>", and the
 same seed and config always give byte-identical wav and JSON files.
 """
@@ -27,6 +28,21 @@ from foleyflow.world.config import SPLIT_SEED_SPAN, SPLITS, WorldConfig, split_s
 
 MANIFEST = "manifest.jsonl"
 REQUIRED_KEYS = ("id", "video", "duration_s")
+
+
+def write_wav(path: Path, audio, sample_rate: int, subtype: str) -> Path:
+    """media.write_audio, made byte-reproducible: libsndfile stamps float wavs' PEAK chunk with the wall-clock
+    time, so its timestamp field is zeroed (readers ignore it; the peak values themselves are kept)."""
+    from foleyflow.media import write_audio
+
+    write_audio(path, audio, sample_rate, subtype=subtype)
+    with open(path, "r+b") as f:
+        head = f.read(512)
+        at = head.find(b"PEAK")
+        if at >= 0:
+            f.seek(at + 12)     # "PEAK", chunk size (4), version (4), then the timestamp (4)
+            f.write(b"\0\0\0\0")
+    return path
 
 
 def clip_id(split: str, seed: int) -> str:
@@ -43,7 +59,7 @@ def load_bank(cfg: WorldConfig):
 def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank=None) -> dict:
     """Makes clip `seed` (absolute) of `split` into out_dir/<split>/ and returns its manifest row (paths relative
     to out_dir)."""
-    from foleyflow.media import write_audio, write_video
+    from foleyflow.media import write_video
     from foleyflow.world.mixer import render_scene_audio
     from foleyflow.world.physics import plan_clip
     from foleyflow.world.render import render_frames
@@ -62,17 +78,19 @@ def make_clip(out_dir: str | Path, split: str, seed: int, cfg: WorldConfig, bank
     texts = write_texts(truth)
     truth["text"] = texts
     frames = render_frames(scene, sim, cfg)
-    write_audio(folder / f"{cid}.wav", audio.mix, cfg.sample_rate, subtype=cfg.wav_subtype)
+    write_wav(folder / f"{cid}.wav", audio.mix, cfg.sample_rate, cfg.wav_subtype)
     write_video(folder / f"{cid}.mp4", frames, cfg.fps, audio=audio.mix, sample_rate=cfg.sample_rate, crf=cfg.crf)
     row = {"id": cid, "video": f"{split}/{cid}.mp4", "audio": f"{split}/{cid}.wav", "duration_s": cfg.duration_s,
            "caption": texts["caption"], "cot": texts["cot"], "alive": texts["alive"], "split": split,
            "truth": f"{split}/{cid}.json", "classes": sorted({e.sound_class for e in audio.events}),
-           "num_discrete": truth["stats"]["num_discrete"]}
+           "num_discrete": truth["stats"]["num_discrete"],
+           "max_concurrent_sources": truth["stats"]["max_concurrent_sources"],
+           "offscreen": any(not e.on_screen for e in audio.events)}
     if cfg.stems:
         stem_dir = folder / f"{cid}.stems"
         stem_dir.mkdir(exist_ok=True)
         for key, x in sorted(audio.stems.items()):
-            write_audio(stem_dir / f"{key}.wav", x, cfg.sample_rate, subtype=cfg.wav_subtype)
+            write_wav(stem_dir / f"{key}.wav", x, cfg.sample_rate, cfg.wav_subtype)
         row["stems"] = f"{split}/{cid}.stems"
     write_truth(folder / f"{cid}.json", truth)
     return row
@@ -249,6 +267,9 @@ def write_card(out_dir: Path) -> Path:
     lines += [f"| {s} | {c} |" for s, c in per_split.items() if c]
     lines += ["", "## Clips per sound class (clips in which the class sounds)", "", "| class | clips |", "|---|---:|"]
     lines += [f"| {c} | {counts[c]} |" for c in SOUND_CLASSES]
+    off = sum(bool(r.get("offscreen")) for r in rows)
+    lines += ["", f"Clips with an off-screen source: {off}; clips with 3 or more sources sounding at once: "
+              f"{sum(r.get('max_concurrent_sources', 0) >= 3 for r in rows)}."]
     lines += ["", "## Event density (discrete events per second)", ""]
     lines += _hist(dens, np.array([0, 0.5, 1, 2, 3, 4, 6, 8, 100.0]), "events/s")
     lines += ["", "## Duration (seconds)", ""]

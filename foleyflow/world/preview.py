@@ -5,6 +5,7 @@ Reads only what `world make` wrote (manifest, mp4 frames, wav, ground-truth JSON
 """
 from __future__ import annotations
 
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def _spectrogram(x: np.ndarray, sample_rate: int):
 
 
 def write_preview(folder: str | Path, out: str | Path, num_clips: int = 4, split: str | None = None) -> Path:
-    """Writes the contact sheet for the first `num_clips` clips in folder's manifest (optionally one split)."""
+    """Writes the contact sheet for `num_clips` clips of folder's manifest, taken from each split in turn (or from
+    one split)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,7 +56,12 @@ def write_preview(folder: str | Path, out: str | Path, num_clips: int = 4, split
     from foleyflow.world.truth import read_truth
 
     folder = Path(folder)
-    rows = [r for r in read_manifest(folder) if split is None or r.get("split") == split][:max(1, num_clips)]
+    rows = [r for r in read_manifest(folder) if split is None or r.get("split") == split]
+    by_split: dict = {}
+    for r in rows:
+        by_split.setdefault(r.get("split"), []).append(r)
+    # Take clips from every split in turn, so one sheet shows the whole folder.
+    rows = [r for group in zip_longest(*by_split.values()) for r in group if r is not None][:max(1, num_clips)]
     if not rows:
         raise MediaError(f"no clips{' of split ' + split if split else ''} in {folder / 'manifest.jsonl'}")
     cmap = plt.get_cmap("tab20")

@@ -104,7 +104,7 @@ def _texture(body: Body, u: np.ndarray, v: np.ndarray):
         rgb = np.broadcast_to(base, u.shape + (3,)).copy()
         streak = np.abs(u - 0.3 * v + 0.15 * s) < 0.05 * s
         rgb[streak] = (250, 250, 255)
-        alpha = np.where(streak, 0.95, 0.55)
+        alpha = np.where(streak, 0.95, 0.7)
     elif m == "plastic":
         rgb = np.broadcast_to(base, u.shape + (3,)).copy()
         gloss = np.hypot(u + 0.18 * s, v - 0.18 * s) < 0.08 * s
@@ -131,8 +131,9 @@ def body_sprites(body: Body, size: int) -> tuple[list, int]:
         u, v = np.cos(a) * x + np.sin(a) * y, -np.sin(a) * x + np.cos(a) * y
         d_px = _signed_distance(body, u, v) * k
         rgb, alpha = _texture(body, u, v)
-        rim = np.clip(1.6 - d_px, 0, 1)[..., None]
-        rgb = rgb * (1 - 0.45 * rim)
+        rim = np.clip(1.6 - d_px, 0, 1)
+        rgb = rgb * (1 - 0.5 * rim[..., None])
+        alpha = np.maximum(alpha, rim)          # outlines are opaque, even on glass
         cover = np.clip(d_px + 0.5, 0, 1) * alpha
         rgba = np.concatenate([np.clip(rgb, 0, 255), cover[..., None] * 255], -1).astype(np.uint8)
         out.append(Image.fromarray(rgba, "RGBA"))

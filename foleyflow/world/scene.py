@@ -172,6 +172,17 @@ def _body(rng, bid: int, silent: bool, slide: bool, duration_s: float) -> Body:
                 float(rng.uniform(-4, 4)), silent, release)
 
 
+def _separate(bodies: list[Body]) -> None:
+    """Lifts bodies that would start overlapping a body placed before them (same release time) above it."""
+    for k, b in enumerate(bodies):
+        for other in bodies[:k]:
+            if other.release_s != b.release_s:
+                continue
+            reach = 0.75 * (b.size_m + other.size_m)
+            if abs(b.x_m - other.x_m) < reach and abs(b.y_m - other.y_m) < reach:
+                b.y_m = other.y_m + reach + 0.05
+
+
 def sample_scene(seed: int, split: str, cfg: WorldConfig, attempt: int = 0) -> Scene:
     """The scene of clip `seed` in `split` (the split only changes the profile; seeds of splits never overlap).
     `attempt` > 0 draws another scene for the same seed (used when a split's requirement is not met)."""
@@ -207,6 +218,7 @@ def sample_scene(seed: int, split: str, cfg: WorldConfig, attempt: int = 0) -> S
         slide = k != silent_idx and rng.random() < 0.2
         scene.bodies.append(_body(rng, next_id, k == silent_idx, slide, dur))
         next_id += 1
+    _separate(scene.bodies)
     if sum(not b.silent for b in scene.bodies) + n_ins == 0 and not has_vehicle:
         scene.bodies.append(_body(rng, next_id, False, False, dur))
         next_id += 1

@@ -154,7 +154,7 @@ def _render_part(exe: str, soundfont: Path, plan, sample_rate: int, gap_s: float
         if prog is None:
             ch = DRUM_CHANNEL
         else:
-            ch = channels.setdefault(cls, len(channels) + (1 if len(channels) >= DRUM_CHANNEL else 0))
+            ch = channels.setdefault(cls, len(channels))          # 0..5: never the drum channel
             programs[ch] = prog
         notes.append((t, t + hold, ch, note, vel))
         slot = max(hold, keep) + gap_s

@@ -161,7 +161,7 @@ def friction_noise(speed: np.ndarray, sample_rate: int, rng: np.random.Generator
         r = np.linspace(0, 1, ramp, dtype=np.float32) ** 2   # gradual start: friction builds up, no onset
         x[:ramp] *= r
         x[n - ramp:] *= r[::-1]
-    return (0.3 * x).astype(np.float32)
+    return (0.1 * x).astype(np.float32)
 
 
 def engine_hum(distance_m: np.ndarray, sample_rate: int, rng: np.random.Generator, *, f0_hz: float = 45.0,
@@ -261,7 +261,7 @@ def wind(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity
     gust = _slow_envelope(n, sample_rate, 0.7, rng)
     shift = int(0.15 * sample_rate)
     gusts = np.stack([gust, np.roll(gust, shift)])
-    out = 0.25 * low * gusts + 0.12 * mid * gusts ** 2
+    out = 0.12 * low * gusts + 0.06 * mid * gusts ** 2
     return (intensity * out).astype(np.float32)
 
 

@@ -127,11 +127,28 @@ SHAPE_NOUN = {"ball": ["ball", "sphere"], "box": ["box", "cube"], "wedge": ["wed
               "plank": ["plank", "slab"]}
 MATERIAL_ADJ = {"wood": "wooden", "metal": "metal", "glass": "glass", "plastic": "plastic", "foam": "foam"}
 ROOM_VISUAL = {"dry": ["outdoors beside a road under an open sky", "an open-air scene by a road with hills behind"],
-               "small_room": ["a small papered room with a wooden floor", "a cosy little room with floorboards"],
+               "small_room": ["a small papered room with floorboards", "a cosy little room with a parquet floor"],
                "hall": ["a tall hall with columns and high windows", "a large hall with a checkered floor"]}
 ROOM_AESTHETIC = {"dry": ["dry and close, with no reverberation", "open-air and dry, every hit short and clean"],
                   "small_room": ["a short, boxy room reverberation", "close, with a brief small-room reflection"],
                   "hall": ["a long, spacious hall reverberation", "ringing out with a long hall tail"]}
+
+
+TIMBRE = {  # how each class sounds; only the class's own words and neutral ones
+    "marimba": ["mellow, woody marimba tones", "soft, round marimba notes"],
+    "xylophone": ["bright, dry xylophone notes", "hard, short xylophone notes"],
+    "glockenspiel": ["sparkling glockenspiel pings", "high, bell-like glockenspiel notes"],
+    "tubular_bells": ["long-ringing tubular bell tolls", "deep, sustained tubular bell tones"],
+    "steel_drum": ["round, shimmering steel drum notes"], "piano_key": ["clear piano notes", "soft piano tones"],
+    "wood_block": ["hollow wood block knocks", "dry, hollow woodblock clicks"],
+    "cowbell": ["clanky cowbell hits", "a bright, nasal cowbell"], "claves": ["sharp clicks of the claves"],
+    "hand_clap": ["crisp hand claps", "dry, fleshy claps"], "snare": ["a snappy snare drum", "a rattling snare"],
+    "tom": ["deep tom thuds", "a booming floor tom"], "impact_wood": ["dull wooden knocks", "warm wooden thuds"],
+    "impact_metal": ["ringing metal clangs", "a metallic ring"], "impact_glass": ["bright glass clinks",
+                                                                              "thin, high glass chimes"],
+    "impact_plastic": ["light plastic clacks", "hollow plastic taps"],
+    "rolling": ["a low rolling rumble", "a gritty, sliding scrape"], "engine": ["a low engine drone",
+                                                                              "a throaty engine"]}
 
 
 def _color_name(rgb) -> str:
@@ -198,23 +215,34 @@ class _Writer:
         for o in self.sources():
             n = names[o["id"]]
             if o["type"] == "instrument":
-                parts.append(f"a {n} {'struck off-screen' if not o['visible'] else 'hit by a ' + self.striker(o)}")
+                if not o["visible"]:
+                    how = self.pick(["struck off-screen", "played out of view", "heard but not seen"])
+                elif o["sound_class"] == "hand_clap":
+                    how = self.pick(["meeting again and again", "coming together"])
+                else:
+                    how = self.pick(["hit by a", "played with a", "struck with a"]) + " " + self.striker(o)
+                parts.append(f"a {n} {how}")
             elif o["type"] == "vehicle":
-                parts.append(f"a {n} {'passing off-screen' if not o['visible'] else 'driving past'}, engine humming")
+                how = self.pick(["passing off-screen", "going by out of view"]) if not o["visible"] else \
+                    self.pick(["driving past", "crossing the picture", "passing by"])
+                parts.append(f"a {n} {how}, {self.pick(['engine humming', 'its engine running'])}")
             else:
                 kinds = {e["sound_class"] for e in self.by_src[o["id"]]}
-                verb = "that bounces and rolls" if "rolling" in kinds else self.pick(["that falls", "that drops"])
+                verb = self.pick(["that bounces and rolls", "bouncing, then rolling"]) if "rolling" in kinds else \
+                    self.pick(["that falls", "that drops", "dropping to the floor", "tumbling down"])
                 parts.append(f"a {n} {verb}")
         silent = [o for o in self.t["objects"] if o["silent"] and o["visible"]]
-        parts += [f"a {names[o['id']]} that makes no sound" for o in silent]
+        parts += [f"a {names[o['id']]} {self.pick(['that makes no sound', 'that lands silently', 'moving without a sound'])}"
+                  for o in silent]
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
-        amb_words = {"rain": "steady rain", "wind": "gusts of wind", "room_tone": "a quiet room hum"}
-        parts += [amb_words[a] for a in amb]
+        amb_words = {"rain": ["steady rain", "falling rain"], "wind": ["gusts of wind", "a blowing wind"],
+                     "room_tone": ["a quiet room hum", "a faint electrical hum"]}
+        parts += [self.pick(amb_words[a]) for a in amb]
         return "; ".join(parts) + "."
 
     def striker(self, o) -> str:
-        return {"hand_clap": "pair of hands", "piano_key": "finger", "claves": "second clave",
-                "tubular_bells": "hammer"}.get(o["sound_class"], self.pick(["mallet", "stick"]))
+        """What hits the instrument, as drawn."""
+        return {"clave": "second clave", "hand": "pair of hands"}.get(o.get("striker"), o.get("striker", "stick"))
 
     def temporal(self, names) -> str:
         clauses = []
@@ -249,8 +277,13 @@ class _Writer:
 
     def aesthetic(self) -> str:
         speeds = [e["params"].get("impact_speed", 0) for e in self.events if e["kind"] == "discrete"]
-        loud = "loud, sharp hits" if speeds and max(speeds) > 4 else "moderate, clean hits" if speeds else "soft"
+        loud = self.pick(["loud, sharp hits", "hard, punchy impacts"]) if speeds and max(speeds) > 4 else \
+            self.pick(["moderate, clean hits", "gentle, clear hits"]) if speeds else self.pick(["soft", "smooth"])
         parts = [self.pick(ROOM_AESTHETIC[self.t["room"]]), loud]
+        present = sorted({e["sound_class"] for e in self.events if e["kind"] != "ambience"})
+        if present:
+            chosen = self.rng.permutation(present)[:3]
+            parts.append(_and([self.pick(TIMBRE[c]) for c in chosen]))
         if self.t["ambience"]["rain"] > 0:
             parts.append("a hiss of rain underneath")
         dense = self.t["stats"]["event_density_per_s"]
@@ -267,7 +300,8 @@ class _Writer:
                 if e and e[0]["pan_track"]:
                     a, b = e[0]["pan_track"][0][1], e[0]["pan_track"][-1][1]
                     d = "left to right" if b > a else "right to left"
-                    parts.append(f"the {n}{'' if o['visible'] else ' (unseen)'} moves from {d}")
+                    far = ", far away" if o["depth_m"] > 18 else (", close by" if o["depth_m"] < 13 else "")
+                    parts.append(f"the {n}{'' if o['visible'] else ' (unseen)'} moves from {d}{far}")
                 continue
             pans = [e["pan"] for e in evs]
             lo, hi = min(pans), max(pans)
@@ -304,7 +338,9 @@ class _Writer:
             kinds = sorted({e["sound_class"] for e in self.by_src[o["id"]]})
             sounds = ", ".join(SOUND_TAG[k] for k in kinds)
             if o["type"] == "instrument":
-                who = f"Off-screen, a {n} is played" if not o["visible"] else f"A {self.striker(o)} strikes the {n}"
+                who = f"Off-screen, a {n} is played" if not o["visible"] else \
+                    ("Two hands come together" if o["sound_class"] == "hand_clap" else
+                     f"A {self.striker(o)} strikes the {n}")
             elif o["type"] == "vehicle":
                 who = f"A {n} passes{'' if o['visible'] else ' off-screen'}"
             else:
@@ -322,7 +358,7 @@ SOUND_TAG = {"marimba": "warm marimba notes", "xylophone": "bright xylophone not
              "wood_block": "wood block knocks", "cowbell": "cowbell clanks", "claves": "claves clicks",
              "hand_clap": "hand claps", "snare": "snare drum cracks", "tom": "tom thuds",
              "impact_wood": "wooden knocks", "impact_metal": "metal clangs", "impact_glass": "glass clinks",
-             "impact_plastic": "plastic clacks", "rolling": "rolling rumble", "engine": "engine hum",
+             "impact_plastic": "plastic clacks", "rolling": "rolling rumble", "engine": "engine drone",
              "rain": "rain patter", "wind": "wind gusts", "room_tone": "room hum"}
 
 

@@ -5,7 +5,8 @@ objects [{id, type: body | instrument | vehicle, visible, silent, description fi
 [SoundEvent.to_json() ...] sorted by onset (offset_s filled by the renderer; params gains azimuth_deg), stats {num_discrete, num_sources,
 event_density_per_s, max_concurrent_sources}, config (the WorldConfig that made the clip).
 Trajectories are per frame (frame k at k / fps): bodies [x_m, y_m, angle_rad], strikers [x_m, y_m, note_index],
-vehicles [x as a fraction of the frame width]; world x spans 0..4 m across the frame, y up, floor at 0.5 m.
+vehicles [x as a fraction of the frame width]; visible instruments also name their striker (mallet, stick, hammer,
+finger, clave, hand); world x spans 0..4 m across the frame, y up, floor at 0.5 m.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from foleyflow.world.config import WorldConfig
 from foleyflow.world.events import SoundEvent
-from foleyflow.world.physics import Simulation
+from foleyflow.world.physics import Simulation, instrument_geometry
 from foleyflow.world.scene import FLOOR_Y, WORLD_W, Scene
 
 TRUTH_VERSION = 1
@@ -39,6 +40,7 @@ def objects_json(scene: Scene, sim: Simulation) -> list[dict]:
              "sound_class": ins.sound_class, "notes": list(ins.notes), "x_m": round(ins.x_m, 4),
              "scale": round(ins.scale, 4), "color": list(ins.color)}
         if ins.on_screen:
+            d["striker"] = instrument_geometry(ins)["striker"]
             d["trajectory"] = _round(sim.strikers[ins.id])
         else:
             d["pan"] = round(ins.offscreen_pan, 4)

@@ -1,0 +1,164 @@
+"""Generator inference speed: MMAudio small_16k, batch 1, 8 s, 25 Euler steps, guidance 4.5, generator only.
+
+    /work/main/.venv/bin/python benchmarks/bench_generator.py                   # fp32 + bf16, 3 runs each
+    /work/main/.venv/bin/python benchmarks/bench_generator.py --modes fp32-separate,fp32,bf16,autocast --runs 5
+    /work/main/.venv/bin/python benchmarks/bench_generator.py --profile         # top ops of one bf16 guided step
+
+Weights come from a fixed seed with every zero-initialised tensor (adaLN, output layer, empty features, sync
+position embedding) re-drawn from N(0, 0.02), so no path is skipped and precision differences show (as in the
+parity fixtures). Modes:
+  fp32-separate  float32, conditional and unconditional branches as two calls per step (the reference's schedule)
+  fp32           float32, both branches in one batched call
+  bf16           bfloat16 weights and activations (cast once), float32 sampler state, batched branches
+  autocast       float32 weights under torch.autocast(cpu, bfloat16), batched branches
+  bf16-compile   bf16 with torch.compile of the velocity network (first run includes compilation; excluded)
+Modes run interleaved (run 1 of every mode, then run 2...) so that load from other processes affects all alike.
+Reports the median and min wall time per clip, the FLOP count (torch.utils.flop_counter), a FLOP-based lower bound
+from a measured large-matmul peak, and the relative L2 distance of each mode's final latents to fp32's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from foleyflow.flow import euler, uniform_grid  # noqa: E402
+from foleyflow.models.generator import Generator, GeneratorConfig  # noqa: E402
+from foleyflow.models.generator_sampling import bf16_copy, guided_velocity  # noqa: E402
+
+
+def build(preset: str, duration_s: float, seed: int) -> Generator:
+    torch.manual_seed(seed)
+    net = Generator(GeneratorConfig.preset(preset, duration_s=duration_s)).eval()
+    with torch.no_grad():
+        for p in net.zero_initialised():
+            p.normal_(0.0, 0.02)
+    return net
+
+
+def inputs(net: Generator, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    c = net.cfg
+    return (torch.randn(1, net.latent_len, c.latent_channels, generator=g),
+            torch.randn(1, net.visual_len, c.visual_dim, generator=g),
+            torch.randn(1, net.sync_len, c.sync_dim, generator=g),
+            torch.randn(1, c.text_len, c.text_dim, generator=g))
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Best observed FLOP/s of an n x n x n matmul."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+class Mode:
+    def __init__(self, name: str, net: Generator, feats, cfg_scale: float, steps: int):
+        self.name, self.steps = name, steps
+        self.net = bf16_copy(net) if name.startswith("bf16") else net
+        dtype = next(self.net.parameters()).dtype
+        self.autocast = name == "autocast"
+        with torch.inference_mode(), self._ctx():
+            v, s, t = (f.to(dtype) for f in feats)
+            cond = self.net.prepare_conditions(v, s, t)
+            self.fn = guided_velocity(self.net, cond, self.net.empty_conditions(1), cfg_scale,
+                                      batched=name != "fp32-separate")
+        if name.endswith("compile"):
+            compiled = torch.compile(self.net.velocity, dynamic=False)
+            both = cond.cat(self.net.empty_conditions(1))
+            from foleyflow.flow.guidance import batched_cfg
+            self.fn = batched_cfg(lambda x2, tt: compiled(x2.to(dtype), tt, both).float(), cfg_scale)
+
+    def _ctx(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast else torch.autocast("cpu", enabled=False)
+
+    def run(self, x0: torch.Tensor) -> tuple[float, torch.Tensor]:
+        with torch.inference_mode(), self._ctx():
+            t0 = time.perf_counter()
+            out = euler(self.fn, x0, uniform_grid(self.steps))
+            return time.perf_counter() - t0, out.float()
+
+
+def profile_step(mode: Mode, x0: torch.Tensor, rows: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), mode._ctx():
+        mode.fn(x0, torch.tensor(0.5))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(2):
+                mode.fn(x0, torch.tensor(0.5))
+    print(f"\nprofile of 2 guided steps, mode {mode.name}:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="small_16k")
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--cfg", type=float, default=4.5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--modes", default="fp32,bf16")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="profile one guided step of the last mode instead")
+    ap.add_argument("--rows", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    net = build(args.preset, args.duration, args.seed)
+    x0, *feats = inputs(net, args.seed + 1)
+    print(f"{args.preset}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters, "
+          f"{args.duration} s -> latents {net.latent_len}, visual {net.visual_len}, sync {net.sync_len}; "
+          f"{args.steps} Euler steps, cfg {args.cfg}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    modes = [Mode(m, net, feats, args.cfg, args.steps) for m in args.modes.split(",")]
+    if args.profile:
+        profile_step(modes[-1], x0, args.rows)
+        return
+
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        modes[0].fn(x0, torch.tensor(0.5))
+    flops = fc.get_total_flops() * args.steps
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"compute: {flops / 1e12:.2f} TFLOP per clip ({flops / args.steps / 2e9:.1f} GFLOP per network call on "
+          f"one branch); measured 2048^3 matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s -> lower bound fp32 {flops / peaks['fp32']:.2f} s, "
+          f"bf16 {flops / peaks['bf16']:.2f} s")
+
+    for m in modes:  # warm-up (and compilation)
+        t0 = time.perf_counter()
+        m.run(x0) if m.name.endswith("compile") else m.fn(x0, torch.tensor(0.5))
+        if m.name.endswith("compile"):
+            print(f"{m.name}: warm-up incl. compilation {time.perf_counter() - t0:.1f} s")
+    times: dict[str, list[float]] = {m.name: [] for m in modes}
+    outs: dict[str, torch.Tensor] = {}
+    for r in range(args.runs):
+        for m in modes:
+            dt, outs[m.name] = m.run(x0)
+            times[m.name].append(dt)
+            print(f"  run {r + 1} {m.name}: {dt:.2f} s", flush=True)
+    ref = outs.get("fp32", outs.get("fp32-separate"))
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}")
+    print(f"{'mode':<14} {'median s':>9} {'min s':>7} {'GFLOP/s':>8} {'rel L2 vs fp32':>15}")
+    for m in modes:
+        med = statistics.median(times[m.name])
+        err = float((outs[m.name] - ref).norm() / ref.norm()) if ref is not None else float("nan")
+        print(f"{m.name:<14} {med:>9.2f} {min(times[m.name]):>7.2f} {flops / med / 1e9:>8.0f} {err:>15.2e}")
+
+
+if __name__ == "__main__":
+    main()
