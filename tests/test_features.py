@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from foleyflow import media
-from foleyflow.data.cache import Cache, CacheWriter, file_sha256
+from foleyflow.data.cache import Cache, file_sha256
 from foleyflow.data.features import cache_windows, encode_window
 from foleyflow.errors import CacheError
 from foleyflow.models.av_ssl import (AudioEncoderConfig, SemanticAVConfig, SemanticAVModel, SyncAVConfig, SyncAVModel,
@@ -87,12 +87,13 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert torch.allclose(cache.load("visual")[1].float(), visual[0], atol=2e-3)
     assert torch.allclose(cache.load("sync")[1].float(), sync[0], atol=2e-2, rtol=1e-2)
 
-    # a latents cache of the same windows, then the recipe's data loading with expected producers
-    # (kind and info as `foleyflow extract-latents` writes them; only the first window of each clip, as it does)
-    lat = CacheWriter(tmp_path / "lat", "vae_latents", {"vae": {"kind": "vae", "sha256": "0" * 64, "path": "v"}})
-    for i in [i for i in cache.ids if "@" not in i]:
-        lat.add(i, {"mean": torch.zeros(32, 40), "std": torch.ones(32, 40)})
-    lat.close(info={"duration_s": 1.024, "latent_mean": [0.0] * 40, "latent_std": [1.0] * 40})
+    # the latents cache of the same clips, written by `foleyflow extract-latents` (first W seconds of each clip)
+    from foleyflow.models.vae import build_vae, save_vae
+
+    vae_ckpt = save_vae(tmp_path / "vae.safetensors", build_vae("tiny_16k"))
+    code, _, err = cli(capsys, "extract-latents", tmp_path / "fw" / "manifest.jsonl", "--out", tmp_path / "lat",
+                       "--vae", vae_ckpt, "--duration-s", "1.0")
+    assert code == 0, err
     recipe = load_recipe()
     other_sem, _ = tiny_av_checkpoints(tmp_path / "other", seed=1)
 
@@ -102,7 +103,7 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
                                                              text_fields={"caption": 0.5, "cot": 0.5},
                                                              producers={k: str(v) for k, v in producers.items()}))
 
-    data = recipe.load_data(cfg(semantic_encoder=sem_ckpt, sync_encoder=sync_ckpt))
+    data = recipe.load_data(cfg(semantic_encoder=sem_ckpt, sync_encoder=sync_ckpt, vae=vae_ckpt))
     assert data["visual"].shape == (2, 8, 16) and data["empty_text"].shape == (256, 384)
     c = cfg(semantic_encoder=sem_ckpt)
     c.model = {"visual_dim": 16, "sync_dim": 16, "text_len": 256, "hidden_dim": 32, "num_joint_blocks": 1,
@@ -111,7 +112,9 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert (net.latent_len, net.visual_len, net.sync_len) == (32, 8, 16)
     with pytest.raises(CacheError, match="another semantic_encoder checkpoint"):
         recipe.load_data(cfg(semantic_encoder=other_sem))
-    with pytest.raises(CacheError, match="records no 'vocoder'|neither cache records"):
+    with pytest.raises(CacheError, match="another vae checkpoint"):
+        recipe.load_data(cfg(vae=save_vae(tmp_path / "vae2.safetensors", build_vae("tiny_16k"))))
+    with pytest.raises(CacheError, match="neither cache records"):
         recipe.load_data(cfg(vocoder=other_sem))
 
     # short clips are padded to the window: one window per clip, the last frame repeated
