@@ -37,6 +37,15 @@ def make_video(path: Path, duration_s: float, fps: int = 30, size=(48, 32), audi
     return media.write_video(path, frames, fps, audio=sound, sample_rate=16000 if audio else None)
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster, and on a busy 2-core machine OpenMP barriers make two threads far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def text_encoder():
     from foleyflow.models.text_encoder import load_text_encoder
@@ -176,7 +185,8 @@ def cli(capsys, *args) -> tuple[int, str, str]:
 
 def test_cli_video_in_video_and_wav_out_replacing_the_soundtrack(run_cli, bundle, videos, tmp_path):
     out = tmp_path / "out.mp4"
-    r = run_cli("generate", videos["short"], "-o", out, "--bundle", bundle, "--steps", "2", "--seed", "1")
+    r = run_cli("generate", videos["short"], "-o", out, "--bundle", bundle, "--steps", "2", "--seed", "1",
+                "--threads", "1")
     assert r.code == 0, r.err
     assert "UNTRAINED" in r.err and "untrained" in r.out.lower()
     assert "replaced the video's original soundtrack" in r.out
@@ -203,7 +213,7 @@ def test_cli_text_only_with_cot_file_writes_wav(capsys, bundle, text_encoder, tm
 
 def test_cli_video_without_audio_and_other_frame_rate(run_cli, bundle, videos, tmp_path):
     out = tmp_path / "silent_in.mp4"
-    r = run_cli("generate", videos["silent"], "-o", out, "--bundle", bundle, "--steps", "1")
+    r = run_cli("generate", videos["silent"], "-o", out, "--bundle", bundle, "--steps", "1", "--threads", "1")
     assert r.code == 0, r.err
     assert "replaced" not in r.out
     d = video_duration(videos["silent"])
