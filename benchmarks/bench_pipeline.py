@@ -7,7 +7,9 @@ untrained weights (the speed of trained weights is the same), CPU, batch 1.
 Stages: decode (frames at 8 and 25 fps at the encoders' sizes), encoders (semantic + sync), text (one prompt through
 MiniLM), sampling (25 Euler steps with guidance, both branches batched; bf16 where supported and fp32), codec (VAE
 decoder + vocoder, both channels), mux (AAC encode + copy of the video stream), and the whole `generate` call.
-Prints the median and min of --repeats runs after one warm-up. Timings on a shared machine are noisy.
+Prints the median and min of --repeats runs after one warm-up. Timings on a shared machine are noisy; when other
+processes keep the cores busy, use --threads 1 (OpenMP barriers make 2 threads 10-50x slower on an oversubscribed
+2-core machine).
 """
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ def main() -> None:
                   f"sync encoder {sum(p.numel() for p in pipe.sync.parameters()) / 1e6:.2f} M")
             t0 = time.perf_counter()
             pipe.text_features("a ball bounces on a wooden floor")
-            print(f"text encoder first load + encode: {time.perf_counter() - t0:.2f} s")
+            print(f"text encoder load (MiniLM was loaded once already to build the bundle) + first encode: "
+                  f"{time.perf_counter() - t0:.2f} s")
         for run in range(args.repeats + 1):
             t0 = time.perf_counter()
             r = pipe.generate(args.video, prompt="a ball bounces on a wooden floor", steps=args.steps, cfg=args.cfg,
