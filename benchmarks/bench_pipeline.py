@@ -35,13 +35,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from foleyflow import media
     from foleyflow.bundle import build_untrained_bundle
+
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+        run(args, Path(tmp), args.bundle or build_untrained_bundle(Path(tmp) / "bundle"))
+
+
+def run(args, tmp: Path, bundle) -> None:
+    from foleyflow import media
     from foleyflow.models.generator import count_parameters
     from foleyflow.pipeline import FoleyPipeline
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
-    bundle = args.bundle or build_untrained_bundle(tmp / "bundle")
     info = media.probe(args.video).video
     print(f"clip: {args.video} ({info.display_width}x{info.display_height}, {float(info.frame_rate):g} fps, "
           f"{info.duration_s:.2f} s); threads {torch.get_num_threads()}; steps {args.steps}, cfg {args.cfg}")
