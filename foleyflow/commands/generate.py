@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--bundle", default=None, metavar="DIR", help=f"model bundle folder (default {DEFAULT_BUNDLE} "
                    "when present)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="seconds to generate (text-only mode)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument("--overlap", type=float, default=None, metavar="S",
                    help="overlap of the windows of videos longer than the model's window (default 1 s)")
     p.set_defaults(func=run)
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     # ---- every argument is checked before any model is loaded
     check_generation_args(25 if args.steps is None else args.steps, 4.5 if args.cfg is None else args.cfg,
                           args.duration, args.sample_rate, args.loudness)
+    if not 0 <= args.threads <= 1024:
+        _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
     if args.overlap is not None and not 0 <= args.overlap <= 10:
         _fail(f"--overlap must be between 0 and 10 s, got {args.overlap}")
     cot = None
@@ -110,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         _fail("no trained default model is installed yet; give --bundle DIR (`make demo` builds an untrained one)")
 
     # ---- models
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     from foleyflow.media import mux_audio, write_audio
     from foleyflow.pipeline import FoleyPipeline
 

@@ -4,8 +4,9 @@ caches) and `FoleyPipeline` (generation), so a generator sees at inference exact
 Windows. The generator works on windows of a fixed duration W (its training clip length). `cache_windows` cuts a clip
 of D seconds for a cache: D <= W gives one window [0, W) (the clip is padded: the last video frame is repeated, the
 audio is padded with silence); D > W gives floor(D / W) back-to-back windows plus, when the rest is at least
-`min_tail_s`, one more window aligned to the end [D - W, D) (it overlaps its neighbour). Window k of clip `id` is
-cached as `id` (one window) or `id@k` (several); its start is recorded in the cache's info.
+`min_tail_s`, one more window aligned to the end [D - W, D) (it overlaps its neighbour). The first window of clip `id`
+is cached as `id`, window k >= 1 as `id@k` (so a latents cache of the first W seconds of each clip pairs with it);
+every window's start is recorded in the cache's info.
 
 Frames. Each visual encoder states its rate (`fps`), input size (`cfg.image_size`) and how it resizes (semantic:
 stretched to a square, as MMAudio's CLIP; sync: short side to the size and centre crop, as Synchformer), so frames are
@@ -119,6 +120,18 @@ def encode_texts(encoder, texts: Sequence[str | None], *, cot: bool = False) -> 
     return out
 
 
+def load_text_encoder_quietly(cfg, device: str = "cpu"):
+    """`load_text_encoder` without transformers' "Loading weights" progress bar (it would interleave with ours)."""
+    from foleyflow.models.text_encoder import load_text_encoder
+
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    return load_text_encoder(cfg, device)
+
+
 def text_encoder_record(cfg) -> dict:
     """Producer record of the text encoder for caches and bundles: its identity hashed like a checkpoint."""
     from foleyflow.models.text_encoder import text_encoder_id
@@ -143,11 +156,20 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     from foleyflow.media import probe
     from foleyflow.models.av_ssl import SEMANTIC_KIND, SYNC_KIND, load_semantic_encoder, load_sync_encoder
     from foleyflow.models.generator import GeneratorConfig
-    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+    from foleyflow.models.text_encoder import TextEncoderConfig
 
     if not 0.64 <= duration_s <= 600:
         raise FoleyError(f"--duration must be between 0.64 and 600 s, got {duration_s}")
+    from foleyflow.data.cache import INDEX
+    from foleyflow.errors import CacheError
+
+    if (Path(out_dir) / INDEX).exists():  # before any model is loaded
+        raise CacheError(f"a cache already exists in {out_dir}; choose another folder or delete it")
     entries = read_manifest(manifest)
+    for what, path in (("semantic encoder", semantic_ckpt), ("sync encoder", sync_ckpt)):
+        if not Path(path).is_file():
+            from foleyflow.errors import CheckpointError
+            raise CheckpointError(f"{what} checkpoint not found: {path}")
     text_cfg = text_cfg or TextEncoderConfig()
     producers = {"semantic_encoder": producer_record(semantic_ckpt, SEMANTIC_KIND),
                  "sync_encoder": producer_record(sync_ckpt, SYNC_KIND), "text_encoder": text_encoder_record(text_cfg)}
@@ -155,15 +177,15 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     sync = load_sync_encoder(sync_ckpt).to(device)
     grid = GeneratorConfig(visual_fps=semantic.fps, sync_fps=sync.fps, duration_s=duration_s)
     _, visual_len, sync_len = grid.seq_lengths()
-    text = text_encoder or load_text_encoder(text_cfg, device)
+    text = text_encoder or load_text_encoder_quietly(text_cfg, device)
     captions = encode_texts(text, [e.caption for e in entries])
     cots = encode_texts(text, [e.cot for e in entries], cot=True)
     writer = CacheWriter(out_dir, "features", producers)
     windows, counts = {}, {"clips": 0, "windows": 0, "no_video": 0, "padded": 0, "no_caption": 0, "no_cot": 0}
     for i, e in enumerate(entries):
-        has_video = bool(e.video) and probe(e.video).has_video
+        info = probe(e.video).video if e.video else None
+        has_video = info is not None
         if has_video:
-            info = probe(e.video).video
             length = e.duration_s or info.duration_s
             plan = [Window(info.start_s + w.start_s, w.duration_s) for w in cache_windows(length, duration_s)]
             counts["padded"] += length < duration_s - 1e-6
@@ -172,7 +194,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
             plan = cache_windows(length, duration_s)
             counts["no_video"] += 1
         for k, w in enumerate(plan):
-            wid = e.id if len(plan) == 1 else f"{e.id}@{k}"
+            wid = e.id if k == 0 else f"{e.id}@{k}"
             if has_video:
                 visual, tokens = encode_window(e.video, semantic, sync, w.start_s, w.duration_s, visual_len, sync_len)
             else:

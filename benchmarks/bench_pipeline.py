@@ -1,0 +1,93 @@
+"""Speed of each stage of `foleyflow generate` on one 8 s, 128 x 128 clip (examples/demo.mp4), tiny preset,
+untrained weights (the speed of trained weights is the same), CPU, batch 1.
+
+    PYTHONPATH=. python benchmarks/bench_pipeline.py [--repeats 3] [--threads 2] [--steps 25] [--cfg 4.5]
+                                                     [--bundle DIR] [--video PATH]
+
+Stages: decode (frames at 8 and 25 fps at the encoders' sizes), encoders (semantic + sync), text (one prompt through
+MiniLM), sampling (25 Euler steps with guidance, both branches batched; bf16 where supported and fp32), codec (VAE
+decoder + vocoder, both channels), mux (AAC encode + copy of the video stream), and the whole `generate` call.
+Prints the median and min of --repeats runs after one warm-up. Timings on a shared machine are noisy; when other
+processes keep the cores busy, use --threads 1 (OpenMP barriers make 2 threads 10-50x slower on an oversubscribed
+2-core machine).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--cfg", type=float, default=4.5)
+    ap.add_argument("--bundle", default=None, help="bundle to time (default: a fresh untrained tiny bundle)")
+    ap.add_argument("--video", default=str(ROOT / "examples" / "demo.mp4"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from foleyflow.bundle import build_untrained_bundle
+
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+        run(args, Path(tmp), args.bundle or build_untrained_bundle(Path(tmp) / "bundle"))
+
+
+def run(args, tmp: Path, bundle) -> None:
+    from foleyflow import media
+    from foleyflow.models.generator import count_parameters
+    from foleyflow.pipeline import FoleyPipeline
+
+    info = media.probe(args.video).video
+    print(f"clip: {args.video} ({info.display_width}x{info.display_height}, {float(info.frame_rate):g} fps, "
+          f"{info.duration_s:.2f} s); threads {torch.get_num_threads()}; steps {args.steps}, cfg {args.cfg}")
+    rows: dict[str, list[float]] = {}
+    for precision in ("auto", "fp32"):
+        pipe = FoleyPipeline.from_bundle(bundle, precision=precision)
+        if precision == "auto":
+            g = pipe.generator
+            print(f"generator: {count_parameters(g) / 1e6:.2f} M, window {pipe.window_s:g} s, latents "
+                  f"{g.latent_len} x {g.cfg.latent_channels}, tokens visual {g.visual_len}, sync {g.sync_len}, "
+                  f"text {g.cfg.text_len}; semantic encoder {sum(p.numel() for p in pipe.semantic.parameters()) / 1e6:.2f} M, "
+                  f"sync encoder {sum(p.numel() for p in pipe.sync.parameters()) / 1e6:.2f} M")
+            t0 = time.perf_counter()
+            pipe.text_features("a ball bounces on a wooden floor")
+            print(f"text encoder load (MiniLM was loaded once already to build the bundle) + first encode: "
+                  f"{time.perf_counter() - t0:.2f} s")
+        for run in range(args.repeats + 1):
+            t0 = time.perf_counter()
+            r = pipe.generate(args.video, prompt="a ball bounces on a wooden floor", steps=args.steps, cfg=args.cfg,
+                              seed=run)
+            total = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            media.mux_audio(args.video, r.audio, r.sample_rate, tmp / "out.mp4")
+            mux = time.perf_counter() - t1
+            if run == 0:
+                continue  # warm-up
+            tag = r.precision
+            for k in ("decode", "encoders", "text"):
+                if precision == "auto":
+                    rows.setdefault(k, []).append(r.timings_s[k])
+            rows.setdefault(f"sampling ({tag})", []).append(r.timings_s["sampling"])
+            if precision == "auto":
+                rows.setdefault("codec", []).append(r.timings_s["codec"])
+                rows.setdefault("mux", []).append(mux)
+            rows.setdefault(f"generate total ({tag}, without mux)", []).append(total)
+    print(f"\n{'stage':38s} {'median s':>9s} {'min s':>8s}")
+    for k, v in rows.items():
+        print(f"{k:38s} {statistics.median(v):9.3f} {min(v):8.3f}")
+    per_step = statistics.median(rows[next(k for k in rows if k.startswith("sampling"))]) / args.steps
+    print(f"\nsampling per guided step (first precision above): {per_step * 1000:.0f} ms; 8 s of audio in "
+          f"{statistics.median(rows[next(k for k in rows if k.startswith('generate'))]):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
