@@ -41,7 +41,8 @@ class SceneAudio:
     `gain` (the peak-safe normalisation). Stem keys: "source_<id>" for events with a source_id, the class name for
     ambience ("rain"), "offscreen_<class>" for other events without a source. `events` are copies of the input
     events with offset_s filled in for discrete ones and, for recorded classes, params["midi_note"] set to the note
-    that actually sounds (pitched classes clip to their range, drum classes snap to their kit notes)."""
+    that actually sounds (pitched classes clip to their range, drum classes snap to their kit notes); with labelling
+    on, params["audible"] on discrete events and params["transients_s"] on rain and engines (see `audibility`)."""
 
     mix: np.ndarray
     stems: dict[str, np.ndarray]
