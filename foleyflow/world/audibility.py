@@ -18,6 +18,8 @@ chosen on FoleyWorld clips of other seeds than those we report on (docs/evaluati
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 WINDOW_S = 0.04        # how much of a discrete event's start is compared with the rest of the mix
@@ -30,14 +32,22 @@ PULSE_S = 0.02         # window after an engine firing cycle's start
 PULSE_DB = 0.0         # engine / rest energy ratio for a listed firing cycle
 
 
-def band_energies(x: np.ndarray, sample_rate: int, n: int) -> np.ndarray:
-    """(len(BANDS) - 1,) energies of (channels, <= n) audio, zero-padded to n, summed over channels (Hann window)."""
-    seg = np.zeros((x.shape[0], n), np.float64)
-    seg[:, : x.shape[1]] = x[:, :n]
-    spec = (np.abs(np.fft.rfft(seg * np.hanning(n), axis=-1)) ** 2).sum(0)
+@lru_cache(maxsize=8)
+def _band_plan(sample_rate: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hann window (n,) and the first rfft bin of each band (len(BANDS) - 1,) for np.add.reduceat."""
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
-    edges = [f if f is not None else sample_rate / 2 + 1 for f in BANDS]
-    return np.array([spec[(freqs >= a) & (freqs < b)].sum() for a, b in zip(edges[:-1], edges[1:])])
+    edges = [f if f is not None else sample_rate / 2 + 1 for f in BANDS[:-1]]
+    return np.hanning(n), np.searchsorted(freqs, edges)
+
+
+def band_energies(x: np.ndarray, sample_rate: int, n: int) -> np.ndarray:
+    """(..., len(BANDS) - 1) band energies of (..., channels, <= n) audio, zero-padded to n, summed over channels
+    (Hann window). Every band must hold at least one bin (n of at least a few ms)."""
+    window, starts = _band_plan(sample_rate, n)
+    seg = np.zeros((*x.shape[:-1], n), np.float64)
+    seg[..., : x.shape[-1]] = x[..., :n]
+    spec = (np.abs(np.fft.rfft(seg * window, axis=-1)) ** 2).sum(-2)
+    return np.add.reduceat(spec, starts, axis=-1)
 
 
 def event_to_rest_db(own: np.ndarray, mix: np.ndarray, start: int, sample_rate: int) -> np.ndarray:
@@ -49,8 +59,7 @@ def event_to_rest_db(own: np.ndarray, mix: np.ndarray, start: int, sample_rate: 
     mine = np.zeros_like(seg)
     k = min(own.shape[1], seg.shape[1])
     mine[:, :k] = own[:, :k]
-    e_own = band_energies(mine, sample_rate, w)
-    e_rest = band_energies(seg - mine, sample_rate, w)
+    e_own, e_rest = band_energies(np.stack([mine, seg - mine]), sample_rate, w)
     ratio = np.full(len(e_own), -np.inf)
     main = e_own >= BAND_SHARE * e_own.sum()        # only bands that hold a real part of the event's sound
     if e_own.sum() > 0:
@@ -66,17 +75,16 @@ def is_audible(own: np.ndarray, mix: np.ndarray, start: int, sample_rate: int, t
 def own_to_rest_db(own: np.ndarray, mix: np.ndarray, positions: np.ndarray, sample_rate: int, window_s: float
                    ) -> np.ndarray:
     """(D,) 10 log10(E_own / E_rest) over the `window_s` from each position (absolute samples in the (2, N) `mix`;
-    `own` the (2, N) part of the mix being labelled, e.g. all droplet clicks together)."""
+    `own` the (2, N) part of the mix being labelled, e.g. all droplet clicks together). A window that would run past
+    the clip's end is moved back to end there."""
     w = max(1, int(round(window_s * sample_rate)))
     n = mix.shape[1]
-
-    def window_energy(x: np.ndarray) -> np.ndarray:
-        c = np.concatenate([[0.0], np.cumsum((x.astype(np.float64) ** 2).sum(0))])
-        a = np.clip(positions, 0, n)
-        return c[np.minimum(a + w, n)] - c[a]
-
-    e_own = window_energy(own)
-    e_rest = window_energy(mix - own)
+    first = np.clip(np.asarray(positions, np.int64), 0, max(0, n - w))    # a window never runs past the clip end
+    idx = first[:, None] + np.arange(min(w, n))
+    o = own[:, idx]                                                  # (channels, D, w)
+    r = mix[:, idx] - o
+    e_own = np.einsum("cdw,cdw->d", o, o).astype(np.float64)
+    e_rest = np.einsum("cdw,cdw->d", r, r).astype(np.float64)
     return 10.0 * np.log10(np.maximum(e_own, 1e-30) / np.maximum(e_rest, 1e-20))
 
 
