@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from foleyflow.errors import ConfigError
-from foleyflow.world import spatial, synth
+from foleyflow.world import audibility, spatial, synth
 from foleyflow.world.events import (AMBIENCE_CLASSES, DISCRETE_CLASSES, RECORDED_CLASSES, ROOMS, SOUND_CLASSES,
                                     SYNTH_CLASSES, SoundEvent)
 
@@ -41,7 +41,8 @@ class SceneAudio:
     `gain` (the peak-safe normalisation). Stem keys: "source_<id>" for events with a source_id, the class name for
     ambience ("rain"), "offscreen_<class>" for other events without a source. `events` are copies of the input
     events with offset_s filled in for discrete ones and, for recorded classes, params["midi_note"] set to the note
-    that actually sounds (pitched classes clip to their range, drum classes snap to their kit notes)."""
+    that actually sounds (pitched classes clip to their range, drum classes snap to their kit notes); with labelling
+    on, params["audible"] on discrete events and params["transients_s"] on rain and engines (see `audibility`)."""
 
     mix: np.ndarray
     stems: dict[str, np.ndarray]
@@ -127,7 +128,8 @@ def render_event_mono(ev: SoundEvent, num_samples: int, sample_rate: int, rng: n
         if (ev.param_track or {}).get("radial_velocity"):
             radial = _per_sample(_track(ev, "radial_velocity", times, 0.0), step, num_samples)
         return synth.engine_hum(distance, sample_rate, rng, f0_hz=float(p.get("f0_hz", 45.0)),
-                                ref_distance_m=float(p.get("ref_distance", 5.0)), radial_velocity=radial)
+                                ref_distance_m=float(p.get("ref_distance", 5.0)), radial_velocity=radial,
+                                info=info)
     raise ConfigError(f"sound class {c!r} is not a mono source")
 
 
@@ -147,11 +149,13 @@ def _check_event(ev: SoundEvent, duration_s: float) -> None:
 def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate: int = 16000, room: str = "dry",
                        binaural: bool = False, seed: int = 0, bank=None, *, soundfont: str | None = None,
                        hrtf_path: str | None = None, cache_dir: str | None = None,
-                       max_azimuth_deg: float = spatial.MAX_AZIMUTH_DEG) -> SceneAudio:
+                       max_azimuth_deg: float = spatial.MAX_AZIMUTH_DEG, label: bool = True) -> SceneAudio:
     """Renders a scene's events to a stereo soundtrack. Returns SceneAudio (see there); N = round(duration_s * rate).
 
     bank: a loaded SoundBank (loaded from the cache, rendering it on first use, if None and recorded classes occur).
-    binaural: KEMAR HRTF instead of constant-power panning (hrtf_path overrides Debian's file)."""
+    binaural: KEMAR HRTF instead of constant-power panning (hrtf_path overrides Debian's file).
+    label: add the audibility labels of `audibility` to the returned events (params["audible"] on discrete events,
+    params["transients_s"] on rain); the audio is the same either way."""
     if room not in ROOMS:
         raise ConfigError(f"unknown room {room!r}; known: {', '.join(ROOMS)}")
     n = int(round(duration_s * sample_rate))
@@ -166,6 +170,9 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
 
     stems: dict[str, np.ndarray] = {}
     out_events, keys = [], []
+    starts: dict[int, tuple[int, np.ndarray]] = {}     # discrete event index -> (first sample, its sound's start)
+    drops: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # rain/engine event index -> (transient samples, its sound)
+    w_own = int(round(audibility.WINDOW_S * sample_rate))
     for i, ev in enumerate(events):
         rng = np.random.default_rng([seed, i])
         start = int(round(ev.onset_s * sample_rate))
@@ -173,16 +180,24 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
         stem = stems.setdefault(key, np.zeros((2, n), np.float32))
         if ev.kind == "ambience":
             end = n if ev.offset_s is None else min(n, int(round(ev.offset_s * sample_rate)))
+            rain_info: dict | None = {} if label and ev.sound_class == "rain" else None
+            kw = {"info": rain_info} if rain_info is not None else {}
             bed = synth.AMBIENCE[ev.sound_class](end - start, sample_rate, rng,
-                                                 float(ev.params.get("intensity", 1.0)))
+                                                 float(ev.params.get("intensity", 1.0)), **kw)
+            beds = [bed] + ([rain_info["clicks"]] if rain_info is not None else [])
             ramp = min((end - start) // 2, int(0.05 * sample_rate))
-            if ramp and start > 0:
-                bed[:, :ramp] *= np.linspace(0, 1, ramp, dtype=np.float32)
-            if ramp and end < n:
-                bed[:, -ramp:] *= np.linspace(1, 0, ramp, dtype=np.float32)
-            if ev.pan:                              # a leaning bed (wind from one side): balance, centre = 1
-                bed *= (np.array(spatial.pan_gains(ev.pan), np.float32) / np.float32(np.sqrt(0.5)))[:, None]
+            for b in beds:                          # the droplet clicks get the bed's fades, balance and gain
+                if ramp and start > 0:
+                    b[:, :ramp] *= np.linspace(0, 1, ramp, dtype=np.float32)
+                if ramp and end < n:
+                    b[:, -ramp:] *= np.linspace(1, 0, ramp, dtype=np.float32)
+                if ev.pan:                          # a leaning bed (wind from one side): balance, centre = 1
+                    b *= (np.array(spatial.pan_gains(ev.pan), np.float32) / np.float32(np.sqrt(0.5)))[:, None]
             stem[:, start:end] += np.float32(ev.gain) * bed
+            if rain_info is not None:
+                clicks = np.zeros((2, n), np.float32)
+                clicks[:, start:end] = np.float32(ev.gain) * rain_info["clicks"]
+                drops[i] = (start + rain_info["drop_pos"], clicks)
             out_events.append(dataclasses.replace(ev, params=dict(ev.params)))
             keys.append(key)
             continue
@@ -203,6 +218,12 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
         else:
             y = spatial.pan_mono(x, ev.pan, ev.pan_track, ev.onset_s, sample_rate)
         stem[:, start:start + y.shape[1]] += np.float32(ev.gain) * y
+        if label and ev.kind == "discrete":
+            starts[i] = (start, np.float32(ev.gain) * y[:, :w_own])
+        if label and "cycle_starts" in info:
+            own = np.zeros((2, n), np.float32)
+            own[:, start:start + y.shape[1]] = np.float32(ev.gain) * y
+            drops[i] = (start + info["cycle_starts"], own)
         done = dataclasses.replace(ev, params=dict(ev.params))
         if ev.kind == "discrete" and "midi_note" in info:
             done.params["midi_note"] = info["midi_note"]      # the note that sounds (drums snap to kit notes)
@@ -215,6 +236,13 @@ def render_scene_audio(events: list[SoundEvent], duration_s: float, sample_rate:
     for s in stems.values():
         dry += s
     mix = spatial.apply_room(dry, room, sample_rate)
+    for i, (start, own) in starts.items():        # ratios: the same before and after the common gain below
+        out_events[i].params["audible"] = audibility.is_audible(own, mix, start, sample_rate)
+    for i, (pos, own) in drops.items():
+        if out_events[i].sound_class == "rain":
+            out_events[i].params["transients_s"] = audibility.droplet_times(own, mix, pos, sample_rate)
+        else:
+            out_events[i].params["transients_s"] = audibility.pulse_times(own, mix, pos, sample_rate)
     peak = max([float(np.abs(a).max()) for a in (mix, *stems.values())]) if n else 0.0   # no stem clips either
     gain = min(1.0, PEAK_LIMIT / peak) if peak > 0 else 1.0
     if gain != 1.0:

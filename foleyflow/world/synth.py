@@ -166,9 +166,11 @@ def friction_noise(speed: np.ndarray, sample_rate: int, rng: np.random.Generator
 
 def engine_hum(distance_m: np.ndarray, sample_rate: int, rng: np.random.Generator, *, f0_hz: float = 45.0,
                ref_distance_m: float = 5.0, harmonics: int = 10,
-               radial_velocity: np.ndarray | None = None) -> np.ndarray:
+               radial_velocity: np.ndarray | None = None, info: dict | None = None) -> np.ndarray:
     """An engine heard at a per-sample distance (metres, (num_samples,)); returns float32 (N,).
 
+    info: if given, receives "cycle_starts": the first sample of each firing cycle (its harmonic waveform repeats
+    once per cycle: at a 30-48 Hz firing rate each cycle is a pulse a spectral onset detector may fire on).
     Doppler: the received frequency is f0 * c / (c + v_radial), v_radial the given per-sample radial velocity (m/s,
     positive receding) or else dr/dt; level: ref_distance / distance (capped at 1)."""
     d = np.maximum(np.asarray(distance_m, dtype=np.float64), 0.5)
@@ -183,6 +185,8 @@ def engine_hum(distance_m: np.ndarray, sample_rate: int, rng: np.random.Generato
         v_radial = np.gradient(dc) * (sample_rate / step) if len(dc) > 1 else np.zeros(1)
     f = f0_hz * SPEED_OF_SOUND / (SPEED_OF_SOUND + np.clip(v_radial, -0.8 * SPEED_OF_SOUND, None))
     phase = np.cumsum(np.repeat(f / sample_rate, step)[:n]) + rng.uniform()       # in cycles
+    if info is not None:
+        info["cycle_starts"] = np.flatnonzero(np.diff(np.floor(phase)) > 0) + 1
     ks = np.arange(1, harmonics + 1)
     amps = ks ** -0.8 * np.exp(0.15 * rng.standard_normal(harmonics))
     amps[ks * f0_hz * 1.3 > 0.45 * sample_rate] = 0.0
@@ -229,8 +233,12 @@ def _slow_envelope(n: int, sample_rate: int, rate_hz: float, rng: np.random.Gene
     return np.interp(np.arange(n), np.linspace(0, n, knots), vals).astype(np.float32)
 
 
-def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity: float = 1.0) -> np.ndarray:
-    """Rain bed (2, N): decorrelated band-limited hiss plus random droplet clicks (Poisson, ~80/s at intensity 1)."""
+def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity: float = 1.0,
+         info: dict | None = None) -> np.ndarray:
+    """Rain bed (2, N): decorrelated band-limited hiss plus random droplet clicks (Poisson, ~80/s at intensity 1).
+
+    info: if given, receives "drop_pos" (each droplet's first sample, int (D,)) and "clicks" (the droplet part of the
+    returned bed, (2, N) float32); asking for them draws nothing more from `rng`, so the bed is the same."""
     n = num_samples
     hiss = filtered_noise("bandpass", (600.0, 6000.0), 2, n, sample_rate, rng)
     out = 0.05 * hiss
@@ -249,7 +257,13 @@ def rain(num_samples: int, sample_rate: int, rng: np.random.Generator, intensity
         shape = kernels[kernel_of]                                     # (drops, klen)
         for ch, g in enumerate((np.cos(pan), np.sin(pan))):
             w = ((amp * g)[:, None] * shape).ravel()
-            out[ch] += np.bincount(idx[keep], weights=w[keep], minlength=n).astype(np.float32)
+            click = np.bincount(idx[keep], weights=w[keep], minlength=n).astype(np.float32)
+            out[ch] += click
+            if info is not None:
+                info.setdefault("clicks", np.zeros((2, n), np.float32))[ch] = intensity * click
+    if info is not None:
+        info["drop_pos"] = np.sort(pos) if drops else np.zeros(0, np.int64)
+        info.setdefault("clicks", np.zeros((2, n), np.float32))
     return (intensity * out).astype(np.float32)
 
 
