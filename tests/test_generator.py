@@ -8,7 +8,7 @@ import torch
 from foleyflow.errors import ConfigError, FoleyError
 from foleyflow.flow import euler, flow_matching_loss, uniform_grid
 from foleyflow.models.generator import Generator, GeneratorConfig, count_parameters
-from foleyflow.models.generator_sampling import bf16_copy, generate, guided_velocity
+from foleyflow.models.generator_sampling import bf16_copy, generate, guided_velocity, inference_copy
 from foleyflow.nn.rope import aligned_rope_tables, apply_rope, rope_tables
 
 SMALL = dict(hidden_dim=64, num_heads=2, num_joint_blocks=2, num_audio_blocks=1, latent_channels=6, visual_dim=12,
@@ -100,6 +100,15 @@ def test_bf16_path_close_to_fp32():
     assert float((low - ref).norm() / ref.norm()) < 0.05
     assert next(net.parameters()).dtype == torch.float32  # original untouched
     assert bf16_copy(net).latent_rope.dtype == torch.float32  # RoPE tables stay float32
+
+
+def test_fused_inference_copy_matches():
+    net = randomised(GeneratorConfig(**SMALL))
+    x, v, s, t = inputs(net)
+    fused = inference_copy(net, torch.float32)
+    assert fused.fused_blocks[0].ffn.w13 is not None and net.fused_blocks[0].ffn.w13 is None
+    with torch.no_grad():
+        assert torch.allclose(fused(x, v, s, t, 0.3), net(x, v, s, t, 0.3), atol=1e-5)
 
 
 def test_bad_inputs_are_one_line_errors():

@@ -17,6 +17,7 @@ import torch
 from foleyflow.flow.guidance import batched_cfg, cfg
 from foleyflow.flow.samplers import euler, uniform_grid
 from foleyflow.models.generator import Conditions, Generator
+from foleyflow.nn.layers import ConvSwiGLU, SwiGLU
 
 
 def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None = None, cfg_scale: float = 4.5, *,
@@ -38,9 +39,21 @@ def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None 
     return lambda x, t: cfg(run(x, t, cond), run(x, t, uncond), cfg_scale)
 
 
+def inference_copy(net: Generator, dtype: torch.dtype = torch.bfloat16, *, fuse: bool = True) -> Generator:
+    """A copy of the network for inference in `dtype` (the original is left untouched); with `fuse`, the gate and
+    value projections of every SwiGLU run as one GEMM/convolution. RoPE tables and time frequencies stay float32.
+    The copy is for inference only (the fused weights do not follow later changes of w1/w3)."""
+    out = copy.deepcopy(net).to(dtype).eval()
+    if fuse:
+        for m in out.modules():
+            if isinstance(m, (SwiGLU, ConvSwiGLU)):
+                m.fuse_for_inference()
+    return out
+
+
 def bf16_copy(net: Generator) -> Generator:
-    """A bfloat16 copy of the network for inference (the float32 original is left untouched)."""
-    return copy.deepcopy(net).to(torch.bfloat16).eval()
+    """A bfloat16 inference copy of the network (see `inference_copy`)."""
+    return inference_copy(net, torch.bfloat16)
 
 
 @torch.inference_mode()
