@@ -79,12 +79,7 @@ class Mode:
             v, s, t = (f.to(dtype) for f in feats)
             cond = self.net.prepare_conditions(v, s, t)
             self.fn = guided_velocity(self.net, cond, self.net.empty_conditions(1), cfg_scale,
-                                      batched=name != "fp32-separate")
-        if name.endswith("compile"):
-            compiled = torch.compile(self.net.velocity, dynamic=False)
-            both = cond.cat(self.net.empty_conditions(1))
-            from foleyflow.flow.guidance import batched_cfg
-            self.fn = batched_cfg(lambda x2, tt: compiled(x2.to(dtype), tt, both).float(), cfg_scale)
+                                      batched=name != "fp32-separate", compile=name.endswith("compile"))
 
     def _ctx(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast else torch.autocast("cpu", enabled=False)

@@ -21,13 +21,16 @@ from foleyflow.nn.layers import ConvSwiGLU, SwiGLU
 
 
 def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None = None, cfg_scale: float = 4.5, *,
-                    batched: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                    batched: bool = True, compile: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """velocity_fn(x, t) with classifier-free guidance `cfg_scale` (v = s v_cond + (1 - s) v_uncond) against
-    `uncond` (default: the learned empty conditions). Scale < 1 or uncond == cond-only -> plain conditional."""
+    `uncond` (default: the learned empty conditions); scale 1 -> the plain conditional velocity, one branch.
+    `compile=True` wraps the network call in torch.compile (static shapes; the first call compiles, which takes
+    minutes on a small CPU; needs a C++ compiler)."""
     dtype = next(net.parameters()).dtype
+    velocity = torch.compile(net.velocity, dynamic=False) if compile else net.velocity
 
     def run(x, t, c):
-        return net.velocity(x.to(dtype), t, c).float()
+        return velocity(x.to(dtype), t, c).float()
 
     if cfg_scale == 1.0:
         return lambda x, t: run(x, t, cond)
