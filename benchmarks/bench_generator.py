@@ -9,7 +9,9 @@ position embedding) re-drawn from N(0, 0.02), so no path is skipped and precisio
 parity fixtures). Modes:
   fp32-separate  float32, conditional and unconditional branches as two calls per step (the reference's schedule)
   fp32           float32, both branches in one batched call
-  bf16           bfloat16 weights and activations (cast once), float32 sampler state, batched branches
+  bf16           bfloat16 weights and activations (cast once), float32 sampler state, batched branches, the
+                 SwiGLU gate/value projections fused into one GEMM (`inference_copy`)
+  bf16-unfused   the same without the SwiGLU fusion
   autocast       float32 weights under torch.autocast(cpu, bfloat16), batched branches
   bf16-compile   bf16 with torch.compile of the velocity network (first run includes compilation; excluded)
 Modes run interleaved (run 1 of every mode, then run 2...) so that load from other processes affects all alike.
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from foleyflow.flow import euler, uniform_grid  # noqa: E402
 from foleyflow.models.generator import Generator, GeneratorConfig  # noqa: E402
-from foleyflow.models.generator_sampling import bf16_copy, guided_velocity  # noqa: E402
+from foleyflow.models.generator_sampling import guided_velocity, inference_copy  # noqa: E402
 
 
 def build(preset: str, duration_s: float, seed: int) -> Generator:
@@ -67,28 +69,27 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
 class Mode:
     def __init__(self, name: str, net: Generator, feats, cfg_scale: float, steps: int):
         self.name, self.steps = name, steps
-        self.net = bf16_copy(net) if name.startswith("bf16") else net
+        if name.startswith("bf16"):
+            self.net = inference_copy(net, torch.bfloat16, fuse=name != "bf16-unfused")
+        else:
+            self.net = net
         dtype = next(self.net.parameters()).dtype
         self.autocast = name == "autocast"
         with torch.inference_mode(), self._ctx():
             v, s, t = (f.to(dtype) for f in feats)
             cond = self.net.prepare_conditions(v, s, t)
             self.fn = guided_velocity(self.net, cond, self.net.empty_conditions(1), cfg_scale,
-                                      batched=name != "fp32-separate")
-        if name.endswith("compile"):
-            compiled = torch.compile(self.net.velocity, dynamic=False)
-            both = cond.cat(self.net.empty_conditions(1))
-            from foleyflow.flow.guidance import batched_cfg
-            self.fn = batched_cfg(lambda x2, tt: compiled(x2.to(dtype), tt, both).float(), cfg_scale)
+                                      batched=name != "fp32-separate", compile=name.endswith("compile"))
 
     def _ctx(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast else torch.autocast("cpu", enabled=False)
 
-    def run(self, x0: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def run(self, x0: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+        """(wall s, process CPU s, final latents)."""
         with torch.inference_mode(), self._ctx():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = euler(self.fn, x0, uniform_grid(self.steps))
-            return time.perf_counter() - t0, out.float()
+            return time.perf_counter() - t0, time.process_time() - c0, out.float()
 
 
 def profile_step(mode: Mode, x0: torch.Tensor, rows: int) -> None:
@@ -137,27 +138,37 @@ def main() -> None:
     print(f"compute: {flops / 1e12:.2f} TFLOP per clip ({flops / args.steps / 2e9:.1f} GFLOP per network call on "
           f"one branch); measured 2048^3 matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s -> lower bound fp32 {flops / peaks['fp32']:.2f} s, "
-          f"bf16 {flops / peaks['bf16']:.2f} s")
+          f"bf16 {flops / peaks['bf16']:.2f} s (with reference.md's unloaded peaks of 200 / 670 GFLOP/s: "
+          f"{flops / 200e9:.2f} s / {flops / 670e9:.2f} s)", flush=True)
 
     for m in modes:  # warm-up (and compilation)
         t0 = time.perf_counter()
-        m.run(x0) if m.name.endswith("compile") else m.fn(x0, torch.tensor(0.5))
+        if m.name.endswith("compile"):
+            m.run(x0)
+        else:
+            with torch.inference_mode(), m._ctx():
+                m.fn(x0, torch.tensor(0.5))
         if m.name.endswith("compile"):
             print(f"{m.name}: warm-up incl. compilation {time.perf_counter() - t0:.1f} s")
     times: dict[str, list[float]] = {m.name: [] for m in modes}
+    cpu: dict[str, list[float]] = {m.name: [] for m in modes}
     outs: dict[str, torch.Tensor] = {}
     for r in range(args.runs):
         for m in modes:
-            dt, outs[m.name] = m.run(x0)
+            dt, ct, outs[m.name] = m.run(x0)
             times[m.name].append(dt)
-            print(f"  run {r + 1} {m.name}: {dt:.2f} s", flush=True)
+            cpu[m.name].append(ct)
+            print(f"  run {r + 1} {m.name}: {dt:.2f} s wall, {ct:.2f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
     ref = outs.get("fp32", outs.get("fp32-separate"))
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}")
-    print(f"{'mode':<14} {'median s':>9} {'min s':>7} {'GFLOP/s':>8} {'rel L2 vs fp32':>15}")
+    print(f"{'mode':<14} {'median s':>9} {'min s':>7} {'GFLOP/s':>8} {'median CPU s':>13} {'rel L2 vs fp32':>15}")
     for m in modes:
         med = statistics.median(times[m.name])
         err = float((outs[m.name] - ref).norm() / ref.norm()) if ref is not None else float("nan")
-        print(f"{m.name:<14} {med:>9.2f} {min(times[m.name]):>7.2f} {flops / med / 1e9:>8.0f} {err:>15.2e}")
+        print(f"{m.name:<14} {med:>9.2f} {min(times[m.name]):>7.2f} {flops / med / 1e9:>8.0f} "
+              f"{statistics.median(cpu[m.name]):>13.2f} {err:>15.2e}")
+    print("(on a loaded machine, wall time with several threads degrades far more than CPU time; with --threads 1 "
+          "the CPU time is a load-robust measure of the work, and CPU time / 2 estimates an unloaded 2-thread run)")
 
 
 if __name__ == "__main__":

@@ -17,16 +17,20 @@ import torch
 from foleyflow.flow.guidance import batched_cfg, cfg
 from foleyflow.flow.samplers import euler, uniform_grid
 from foleyflow.models.generator import Conditions, Generator
+from foleyflow.nn.layers import ConvSwiGLU, SwiGLU
 
 
 def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None = None, cfg_scale: float = 4.5, *,
-                    batched: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                    batched: bool = True, compile: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """velocity_fn(x, t) with classifier-free guidance `cfg_scale` (v = s v_cond + (1 - s) v_uncond) against
-    `uncond` (default: the learned empty conditions). Scale < 1 or uncond == cond-only -> plain conditional."""
+    `uncond` (default: the learned empty conditions); scale 1 -> the plain conditional velocity, one branch.
+    `compile=True` wraps the network call in torch.compile (static shapes; the first call compiles, which takes
+    minutes on a small CPU; needs a C++ compiler)."""
     dtype = next(net.parameters()).dtype
+    velocity = torch.compile(net.velocity, dynamic=False) if compile else net.velocity
 
     def run(x, t, c):
-        return net.velocity(x.to(dtype), t, c).float()
+        return velocity(x.to(dtype), t, c).float()
 
     if cfg_scale == 1.0:
         return lambda x, t: run(x, t, cond)
@@ -38,9 +42,21 @@ def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None 
     return lambda x, t: cfg(run(x, t, cond), run(x, t, uncond), cfg_scale)
 
 
+def inference_copy(net: Generator, dtype: torch.dtype = torch.bfloat16, *, fuse: bool = True) -> Generator:
+    """A copy of the network for inference in `dtype` (the original is left untouched); with `fuse`, the gate and
+    value projections of every SwiGLU run as one GEMM/convolution. RoPE tables and time frequencies stay float32.
+    The copy is for inference only (the fused weights do not follow later changes of w1/w3)."""
+    out = copy.deepcopy(net).to(dtype).eval()
+    if fuse:
+        for m in out.modules():
+            if isinstance(m, (SwiGLU, ConvSwiGLU)):
+                m.fuse_for_inference()
+    return out
+
+
 def bf16_copy(net: Generator) -> Generator:
-    """A bfloat16 copy of the network for inference (the float32 original is left untouched)."""
-    return copy.deepcopy(net).to(torch.bfloat16).eval()
+    """A bfloat16 inference copy of the network (see `inference_copy`)."""
+    return inference_copy(net, torch.bfloat16)
 
 
 @torch.inference_mode()

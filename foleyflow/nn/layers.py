@@ -37,8 +37,16 @@ class SwiGLU(nn.Module):
         self.w1 = nn.Linear(dim, h, bias=False)
         self.w2 = nn.Linear(h, dim, bias=False)
         self.w3 = nn.Linear(dim, h, bias=False)
+        self.w13: torch.Tensor | None = None  # set by `fuse_for_inference`
+
+    def fuse_for_inference(self) -> None:
+        """Stacks w1 and w3 into one weight so inference runs one GEMM (training must not use this)."""
+        self.w13 = torch.cat([self.w1.weight, self.w3.weight]).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.w13 is not None:
+            a, b = F.linear(x, self.w13).chunk(2, dim=-1)
+            return self.w2(F.silu(a) * b)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -52,8 +60,17 @@ class ConvSwiGLU(nn.Module):
         self.w1 = ChannelLastConv1d(dim, h, kernel_size, padding=pad, bias=False)
         self.w2 = ChannelLastConv1d(h, dim, kernel_size, padding=pad, bias=False)
         self.w3 = ChannelLastConv1d(dim, h, kernel_size, padding=pad, bias=False)
+        self.w13: torch.Tensor | None = None  # set by `fuse_for_inference`
+
+    def fuse_for_inference(self) -> None:
+        """Stacks w1 and w3 into one weight so inference runs one convolution (training must not use this)."""
+        self.w13 = torch.cat([self.w1.weight, self.w3.weight]).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.w13 is not None:
+            h = F.conv1d(x.transpose(1, 2), self.w13, padding=self.w1.padding)
+            a, b = h.transpose(1, 2).chunk(2, dim=-1)
+            return self.w2(F.silu(a) * b)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
