@@ -375,7 +375,14 @@ def postprocess(audio: np.ndarray, sr: int, duration_s: float, sample_rate: int 
         if n < round(0.4 * out_sr):
             notes.append("loudness not normalised: the audio is shorter than 0.4 s")
         else:
-            measured = pyloudnorm.Meter(out_sr).integrated_loudness(audio.T.astype(np.float64))
+            # Measured on a copy scaled to a 0.5 peak: loudness scales with gain, and this keeps very quiet audio
+            # (below BS.1770's -70 LUFS absolute gate, e.g. from an untrained model) measurable.
+            peak_in = float(np.abs(audio).max()) if audio.size else 0.0
+            measured = float("-inf")
+            if peak_in > 0:
+                pre = 0.5 / peak_in
+                scaled = (audio.astype(np.float64) * pre).T
+                measured = pyloudnorm.Meter(out_sr).integrated_loudness(scaled) - 20 * math.log10(pre)
             if not math.isfinite(measured):
                 notes.append("loudness not normalised: the audio is silent")
             else:

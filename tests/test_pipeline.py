@@ -148,6 +148,7 @@ def test_text_only_prompt_cot_negative_resample_and_loudness(pipe):
                       steps=2, sample_rate=44100, loudness_lufs=-20.0)
     assert r.sample_rate == 44100 and r.audio.shape == (2, round(2.5 * 44100))
     import pyloudnorm
+    assert any(n.startswith("loudness") and "-> -20.0 LUFS" in n for n in r.notes), r.notes
     if not any("clipping" in n for n in r.notes):
         assert abs(pyloudnorm.Meter(44100).integrated_loudness(r.audio.T.astype(np.float64)) + 20.0) < 0.5
     cot = "Semantic: a marimba.\nTemporal: struck at 0.50 s.\nAesthetic: dry.\nSpatial: left."
@@ -279,3 +280,17 @@ def test_real_clips_output_lasts_as_long_as_the_video(shared_media, pipe, tmp_pa
         assert mux.replaced_audio == (name == "bigbuckbunny.mp4")
         decoded = media.decode_audio(tmp_path / name, 16000, channels=2).samples
         assert abs(decoded.shape[1] - round(d * 16000)) <= 1024, name  # the mp4: within one AAC frame
+
+
+def test_loudness_normalisation_of_quiet_and_silent_audio():
+    """Audio far below BS.1770's -70 LUFS gate (an untrained model's) is still normalised; zeros are reported silent."""
+    import pyloudnorm
+
+    from foleyflow.pipeline import postprocess
+
+    t = np.arange(2 * 16000) / 16000
+    quiet = (1e-5 * np.sin(2 * np.pi * 440 * t))[None].repeat(2, 0).astype(np.float32)
+    out, sr, notes = postprocess(quiet, 16000, 2.0, None, -23.0)
+    assert abs(pyloudnorm.Meter(sr).integrated_loudness(out.T.astype(np.float64)) + 23.0) < 0.1, notes
+    out, _, notes = postprocess(np.zeros((2, 32000), np.float32), 16000, 2.0, None, -23.0)
+    assert "silent" in notes[0] and not out.any()
