@@ -101,9 +101,10 @@ PRESETS: dict[str, GeneratorConfig] = {
                                  **_MMAUDIO_44K),
     "large_44k_v2": GeneratorConfig(hidden_dim=896, num_heads=14, num_joint_blocks=7, num_audio_blocks=14, v2=True,
                                     **_MMAUDIO_44K),
-    # Our CPU default for FoleyWorld: stereo latents (2 channels x 20 of the 16 kHz mel VAE), MiniLM-L6 text tokens
-    # (384-d, padded to 32). The visual and sync widths are placeholders until our encoders land and may change.
-    "tiny": GeneratorConfig(latent_channels=40, visual_dim=384, sync_dim=256, text_dim=384, text_len=32,
+    # Our CPU default for FoleyWorld: stereo latents (2 channels x 20 of the 16 kHz mel VAE), the default encoders'
+    # widths (semantic 256-d at 8 fps, sync 192-d at 24 tokens/s) and MiniLM-L6 text tokens (384-d, the text
+    # encoder's default budget of 256 tokens: a caption, or a chain of thought in 4 slots of 64).
+    "tiny": GeneratorConfig(latent_channels=40, visual_dim=256, sync_dim=192, text_dim=384, text_len=256,
                             hidden_dim=128, num_heads=2, num_joint_blocks=2, num_audio_blocks=4, v2=True),
 }
 
