@@ -35,6 +35,7 @@ class DataConfig:
     synthetic_clips: int = 0  # used when manifest is None
     duration_s: float = 8.0  # synthetic clip length
     size: int = 128  # frames are decoded / rendered at size x size
+    cache_clips: int = 256  # decoded clips kept in memory (uint8); set to the manifest size to decode each clip once
     sample_rate: int = 16000
     window_s: float = 4.0  # random window taken from each clip per sample
     fps: float = 8.0  # frame rate of the semantic encoder
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
     ddp = wrap_ddp(model, ctx)
     source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
                         duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
-                        seed=cfg.seed)
+                        seed=cfg.seed, cache_clips=cfg.data.cache_clips)
 
     writer = bar = None
     if ctx.is_main:

@@ -39,6 +39,7 @@ class DataConfig:
     synthetic_clips: int = 0  # used when manifest is None
     duration_s: float = 8.0  # synthetic clip length
     size: int = 128  # frames are decoded / rendered at size x size
+    cache_clips: int = 256  # decoded clips kept in memory (uint8); set to the manifest size to decode each clip once
     sample_rate: int = 16000
     fps: float = 25.0  # frame rate of the sync encoder
 
@@ -169,7 +170,7 @@ def main(argv=None) -> None:
     ddp = wrap_ddp(TrainStep(model, cfg.segment_loss_weight), ctx)
     source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
                         duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
-                        seed=cfg.seed)
+                        seed=cfg.seed, cache_clips=cfg.data.cache_clips)
 
     writer = bar = None
     if ctx.is_main:
