@@ -39,6 +39,8 @@ from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state
 
 
 LATENT_KINDS = ("latents", "vae_latents")  # `foleyflow extract-latents` writes "vae_latents"
+# config fields a resumed run may change (to train longer or log differently); every other field must match
+RESUMABLE_CHANGES = ("steps", "log_every", "ckpt_every", "keep_states", "threads")
 
 
 @dataclass
@@ -212,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     resume = latest_checkpoint(out) if out.is_dir() else None
     if resume is not None:
         state, meta = load_train_state(resume, kind="generator")
-        if json.loads(meta["foleyflow.config"]) != json.loads(config_to_json(cfg)):
-            raise FoleyError(f"{resume} was written with another config; use a new out_dir or the same config")
+        was, now = json.loads(meta["foleyflow.config"]), json.loads(config_to_json(cfg))
+        changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise FoleyError(f"{resume} was written with another config ({', '.join(changed)} differ); use a new "
+                             f"out_dir or the same config (only {', '.join(RESUMABLE_CHANGES)} may change)")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])

@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     ddp = wrap_ddp(model, ctx)
     source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
                         duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
-                        seed=cfg.seed, cache_clips=cfg.data.cache_clips)
+                        fps=cfg.data.fps, seed=cfg.seed, cache_clips=cfg.data.cache_clips)
 
     writer = bar = None
     if ctx.is_main:

@@ -220,3 +220,17 @@ def test_published_feature_shapes_through_adapters_into_a_generator(tmp_path):
     assert torch.allclose(visual.norm(dim=-1), torch.ones(1, 64), atol=1e-4)     # CLIP features are L2-normalised
     r = pipe.generate(video, steps=1, cfg=1.0)
     assert r.audio.shape == (2, 8 * 16000) and np.isfinite(r.audio).all()
+
+
+def test_text_budget_forms():
+    from foleyflow.errors import FoleyError
+
+    from foleyflow.commands.extract_features import parse_budget
+
+    assert parse_budget("256").output_len == 256 and parse_budget("256").part_lens == (64,) * 4
+    assert parse_budget("64:32").output_len == 128
+    cfg = parse_budget("64:64,256,64,96", "truncate")
+    assert cfg.part_lens == (64, 256, 64, 96) and cfg.output_len == 480 and cfg.overflow == "truncate"
+    for bad in ("64:1,2", "64:8:8", "x", "64:8,8,8,300"):
+        with pytest.raises(FoleyError):
+            parse_budget(bad)

@@ -106,6 +106,26 @@ def test_cot_parts_in_fixed_slots(minilm):
     assert torch.allclose(f.pooled[0], expected_pooled, atol=1e-5)
 
 
+def test_cot_parts_with_their_own_budgets(minilm):
+    """Four budgets (a long Temporal slot): part k starts after the budgets of the parts before it."""
+    lens = [16, 40, 16, 16]
+    enc = with_cfg(minilm, seq_len=24, part_seq_len=lens)
+    assert enc.cfg.output_len == 88 and enc.cfg.part_lens == tuple(lens)
+    f = enc.encode_cot([COT])
+    assert f.tokens.shape == (1, 88, TEXT_DIM)
+    starts = [0, 16, 56, 72]
+    for k, name in enumerate(COT_PARTS):
+        n = enc.count_tokens([f"{name}: {COT[name]}"])[0]
+        assert f.mask[0, starts[k]:starts[k] + n].all() and not f.mask[0, starts[k] + n:starts[k] + lens[k]].any()
+    big = with_cfg(minilm, seq_len=64, part_seq_len=64).encode_cot([COT])
+    n = enc.count_tokens([f"temporal: {COT['temporal']}"])[0]
+    assert torch.allclose(f.tokens[0, 16:16 + n], big.tokens[0, 64:64 + n], atol=1e-5)
+    with pytest.raises(ConfigError, match="one budget or 4"):
+        TextEncoderConfig(part_seq_len=[8, 8])
+    with pytest.raises(ConfigError, match="part_seq_len must be in"):
+        TextEncoderConfig(part_seq_len=[8, 300, 8, 8])
+
+
 def test_cot_longer_than_model_fits_when_split(minilm):
     """A CoT whose full text exceeds MiniLM's 256 wordpieces is encoded without loss as four parts."""
     part = " ".join(["thud"] * 70)

@@ -39,6 +39,14 @@ def test_ddp_smoke_loss_goes_down_and_resume_is_exact(tmp_path):
     second = load_file(str(tmp_path / "run" / "generator_ema.safetensors"))
     for k in first:
         assert (first[k] == second[k]).all(), k
+    # training longer resumes from the last state; changing what the model learns from is refused
+    logs3 = run_recipe(tmp_path, tmp_path / "run", "steps=45")
+    assert [r["step"] for r in logs3] == [45]
+    cmd = [sys.executable, str(ROOT / "recipes" / "train_flow.py"), "--config", str(ROOT / "configs/train_flow/debug.yaml"),
+           f"data.latents={tmp_path / 'caches' / 'latents'}", f"data.features={tmp_path / 'caches' / 'features'}",
+           f"out_dir={tmp_path / 'run'}", *MODEL_OVERRIDES, "steps=50", "lr=0.5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert proc.returncode != 0 and "(lr differ)" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_refuses_caches_that_do_not_fit(tmp_path):

@@ -9,9 +9,10 @@ Fixed token budget: every output has `TextEncoderConfig.output_len` tokens (zero
 generator can be built for one text length whatever the input:
   - a plain text (caption, prompt, negative prompt) must fit in `seq_len` wordpieces (with [CLS]/[SEP]);
   - a chain of thought (PrismAudio's four parts Semantic/Temporal/Aesthetic/Spatial) is encoded part by part, each
-    part (prefixed with its name, e.g. "semantic: ...") in its own slot of `part_seq_len` tokens; the four slots are
-    concatenated in that fixed order, so part k always starts at token k * part_seq_len. Its pooled vector is the
-    L2-normalised mean of the four parts' sentence vectors.
+    part (prefixed with its name, e.g. "semantic: ...") in its own slot of `part_seq_len` tokens (one budget for all
+    four, or a list of four budgets: FoleyWorld's Temporal part lists every onset and needs far more tokens than the
+    others); the slots are concatenated in that fixed order, so part k always starts at the same token. Its pooled
+    vector is the L2-normalised mean of the four parts' sentence vectors.
 A text longer than its budget is never cut silently: with `overflow="error"` (default) TextTooLongError names the
 text and its length; with `overflow="truncate"` it is cut to the budget and a `TextTruncationWarning` is issued.
 The empty string (the unconditional text of classifier-free guidance) encodes to [CLS][SEP]: 2 real tokens.
@@ -51,7 +52,7 @@ class TextTruncationWarning(UserWarning):
 @dataclass
 class TextEncoderConfig:
     seq_len: int = 256  # token budget of a plain text (incl. [CLS]/[SEP]); at most MODEL_MAX_TOKENS
-    part_seq_len: int = 64  # token budget of each of the 4 CoT parts
+    part_seq_len: int | list[int] = 64  # token budget of each of the 4 CoT parts, or 4 budgets in COT_PARTS order
     normalize_tokens: bool = True  # L2-normalise each token feature (MMAudio does so for CLIP text tokens)
     overflow: Literal["error", "truncate"] = "error"
     batch_size: int = 64  # texts per forward pass
@@ -59,17 +60,27 @@ class TextEncoderConfig:
     def __post_init__(self):
         from foleyflow.errors import ConfigError
 
-        for name in ("seq_len", "part_seq_len"):
-            v = getattr(self, name)
+        if not isinstance(self.part_seq_len, int):
+            if len(self.part_seq_len) != len(COT_PARTS):
+                raise ConfigError(f"text encoder part_seq_len must be one budget or {len(COT_PARTS)} "
+                                  f"({', '.join(COT_PARTS)}), got {list(self.part_seq_len)}")
+            self.part_seq_len = [int(v) for v in self.part_seq_len]
+        for name, v in [("seq_len", self.seq_len)] + [("part_seq_len", v) for v in self.part_lens]:
             if not 3 <= v <= MODEL_MAX_TOKENS:
                 raise ConfigError(f"text encoder {name} must be in [3, {MODEL_MAX_TOKENS}], got {v}")
         if self.batch_size < 1:
             raise ConfigError(f"text encoder batch_size must be >= 1, got {self.batch_size}")
 
     @property
+    def part_lens(self) -> tuple[int, ...]:
+        """The token budget of each CoT part, in COT_PARTS order."""
+        p = self.part_seq_len
+        return (p,) * len(COT_PARTS) if isinstance(p, int) else tuple(p)
+
+    @property
     def output_len(self) -> int:
-        """Tokens in every output (plain text or CoT): max(seq_len, 4 * part_seq_len)."""
-        return max(self.seq_len, len(COT_PARTS) * self.part_seq_len)
+        """Tokens in every output (plain text or CoT): max(seq_len, sum of the part budgets)."""
+        return max(self.seq_len, sum(self.part_lens))
 
 
 @dataclass
@@ -191,18 +202,21 @@ class TextEncoder(torch.nn.Module):
         return self._pad(TextFeatures(tok, mask, pooled, mask.sum(1)))
 
     def encode_cot(self, cots: Sequence[Cot]) -> TextFeatures:
-        """Chains of thought (see `split_cot`) -> TextFeatures; part k occupies tokens [k*P, (k+1)*P), P = part_seq_len.
+        """Chains of thought (see `split_cot`) -> TextFeatures; part k occupies its own slot of part_lens[k] tokens,
+        the slots in COT_PARTS order (with one budget P, part k occupies tokens [k*P, (k+1)*P)).
 
         Each part is encoded as "<name>: <text>"; an empty part is encoded as the empty string ([CLS][SEP])."""
         if isinstance(cots, (str, Mapping)):
             raise TypeError("encode_cot takes a list of chains of thought")
         parts = [split_cot(c) for c in cots]
-        flat = [f"{name}: {text}" if text else "" for p in parts for name, text in zip(COT_PARTS, p)]
-        self._check_budget(flat, self.cfg.part_seq_len, "chain-of-thought part")
-        tok, mask, pooled = self._run(flat, self.cfg.part_seq_len)
-        b, k, p = len(parts), len(COT_PARTS), self.cfg.part_seq_len
-        tok, mask = tok.reshape(b, k * p, TEXT_DIM), mask.reshape(b, k * p)
-        pooled = torch.nn.functional.normalize(pooled.reshape(b, k, TEXT_DIM).mean(1), dim=-1)
+        toks, masks, pools = [], [], []
+        for k, (name, budget) in enumerate(zip(COT_PARTS, self.cfg.part_lens)):
+            texts = [f"{name}: {p[k]}" if p[k] else "" for p in parts]
+            self._check_budget(texts, budget, "chain-of-thought part")
+            tok, mask, pooled = self._run(texts, budget)
+            toks.append(tok), masks.append(mask), pools.append(pooled)
+        tok, mask = torch.cat(toks, 1), torch.cat(masks, 1)
+        pooled = torch.nn.functional.normalize(torch.stack(pools, 1).mean(1), dim=-1)
         return self._pad(TextFeatures(tok, mask, pooled, mask.sum(1)))
 
     def _pad(self, f: TextFeatures) -> TextFeatures:
@@ -236,9 +250,9 @@ def load_text_encoder(cfg: TextEncoderConfig | None = None, device: str | torch.
     model = package.load_model(str(device))
     transformer = model[0]
     max_len = int(getattr(transformer, "max_seq_length", MODEL_MAX_TOKENS) or MODEL_MAX_TOKENS)
-    if max_len < max(cfg.seq_len, cfg.part_seq_len):
+    if max_len < max(cfg.seq_len, *cfg.part_lens):
         raise FoleyError(f"the installed MiniLM takes at most {max_len} tokens, the config asks for "
-                         f"{max(cfg.seq_len, cfg.part_seq_len)}")
+                         f"{max(cfg.seq_len, *cfg.part_lens)}")
     return TextEncoder(cfg, transformer.auto_model, model.tokenizer).to(device)
 
 
