@@ -212,11 +212,15 @@ windows joined by crossfades.
 
 def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Path, vocoder: str | Path,
                     semantic_encoder: str | Path, sync_encoder: str | Path, text_cfg, name: str, trained_on: str,
-                    card: str | None = None, defaults: dict | None = None) -> Path:
+                    card: str | None = None, defaults: dict | None = None, fp16: bool = False,
+                    reference: tuple[str, ...] = ()) -> Path:
     """Copies trained checkpoints into a new bundle folder and writes bundle.json and the model card (by default
-    FOLEYWORLD_CARD filled in from the generator's config and `trained_on`). The result is checked by loading it."""
+    FOLEYWORLD_CARD filled in from the generator's config and `trained_on`). The result is checked by loading it.
+    fp16: store float32 tensors as float16 (checkpoint.save_fp16_copy; loaders cast back). reference: roles whose
+    checkpoint is not copied but named by its path relative to the bundle (e.g. the codec shipped beside it)."""
     import shutil
 
+    from foleyflow.checkpoint import save_fp16_copy
     from foleyflow.models.generator_io import load_generator
     from foleyflow.models.generator import count_parameters
     from foleyflow.models.text_encoder import text_encoder_id
@@ -233,7 +237,12 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
             raise CheckpointError(f"{role} checkpoint not found: {src}")
     out.mkdir(parents=True, exist_ok=True)
     for role, src in srcs.items():
-        shutil.copyfile(src, out / names[role])
+        if role in reference:
+            names[role] = os.path.relpath(Path(src).resolve(), out.resolve())
+        elif fp16:
+            save_fp16_copy(src, out / names[role])
+        else:
+            shutil.copyfile(src, out / names[role])
     net = load_generator(out / names["generator"])
     g = net.cfg
     card = card or FOLEYWORLD_CARD.format(name=name, trained_on=trained_on, gen_params=count_parameters(net),

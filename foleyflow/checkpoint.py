@@ -20,6 +20,7 @@ import torch
 from foleyflow.errors import CheckpointError
 
 KIND, CONFIG, PROVENANCE, VERSION = "foleyflow.kind", "foleyflow.config", "foleyflow.provenance", "foleyflow.version"
+FP16_OF = "foleyflow.fp16_of"  # sha256 of the fp32 checkpoint a half-precision storage copy was made from
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str, config: str | dict | None = None,
@@ -73,6 +74,31 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
     except Exception as e:
         raise CheckpointError(f"{path} could not be read ({type(e).__name__}: {e})") from None
     return tensors, meta
+
+
+def save_fp16_copy(src: str | Path, dst: str | Path) -> Path:
+    """Writes `src` with its float32 tensors stored as float16 (half the bytes; loaders cast back to the model's
+    dtype) and the same metadata plus FP16_OF, the sha256 of `src`, so checks that a model was trained with the
+    features of `src` (see checkpoint_identities) accept the copy."""
+    from foleyflow.data.cache import file_sha256
+
+    tensors, meta = load_checkpoint(src)
+    half = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
+    kind = meta.pop(KIND, "unknown")
+    config = meta.pop(CONFIG, None)
+    provenance = json.loads(meta.pop(PROVENANCE, "{}") or "{}")
+    meta.pop(VERSION, None)
+    return save_checkpoint(dst, half, kind=kind, config=config, provenance=provenance,
+                           extra={**meta, FP16_OF: file_sha256(src)})
+
+
+def checkpoint_identities(path: str | Path) -> set[str]:
+    """The sha256 values that identify a checkpoint: its own, and for a half-precision storage copy the original's."""
+    from foleyflow.data.cache import file_sha256
+
+    ids = {file_sha256(path)}
+    source = read_metadata(path).get(FP16_OF)
+    return ids | {source} if source else ids
 
 
 def checkpoint_config(meta: dict[str, str]) -> dict:

@@ -17,6 +17,7 @@ from foleyflow.errors import FoleyError
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
     "generate",
+    "generate_set",
     "info",
     "mux",
     "world",

@@ -172,8 +172,7 @@ class FoleyPipeline:
         import json
 
         from foleyflow.bundle import read_bundle, text_config_from_bundle
-        from foleyflow.checkpoint import PROVENANCE, read_metadata
-        from foleyflow.data.cache import file_sha256
+        from foleyflow.checkpoint import PROVENANCE, checkpoint_identities, read_metadata
         from foleyflow.data.features import text_encoder_record
         from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
         from foleyflow.models.generator_io import load_generator
@@ -189,7 +188,7 @@ class FoleyPipeline:
         producers = prov.get("producers", {}) if isinstance(prov, dict) else {}
         for role in ("semantic_encoder", "sync_encoder", "vae"):
             want = (producers.get(role) or {}).get("sha256")
-            if want and want != file_sha256(f[role]):
+            if want and want not in checkpoint_identities(f[role]):
                 raise CheckpointError(f"bundle {info.folder}: the generator was trained on features of another "
                                       f"{role.replace('_', ' ')} than {f[role].name} (sha256 {want[:12]})")
         want = (producers.get("text_encoder") or {}).get("sha256")

@@ -96,6 +96,33 @@ def test_assembled_bundle_has_a_foleyworld_model_card_and_loads(bundle, tmp_path
     assert FoleyPipeline.from_bundle(out).trained
 
 
+def test_fp16_bundle_with_a_referenced_codec_loads_and_sounds_the_same(bundle, tmp_path):
+    from safetensors import safe_open
+
+    from foleyflow.bundle import assemble_bundle
+    from foleyflow.checkpoint import checkpoint_identities
+    from foleyflow.data.cache import file_sha256
+
+    info = read_bundle(bundle)
+    shared = tmp_path / "codec"
+    shared.mkdir()
+    vocoder = shared / "vocoder.safetensors"
+    vocoder.write_bytes(info.files["vocoder"].read_bytes())
+    out = assemble_bundle(tmp_path / "half", **{**info.files, "vocoder": vocoder}, text_cfg=TEXT_CFG, name="half",
+                          trained_on="test", fp16=True, reference=("vocoder",))
+    index = json.loads((out / "bundle.json").read_text())
+    assert index["vocoder"] == "../codec/vocoder.safetensors" and not (out / "vocoder.safetensors").exists()
+    gen = out / "generator.safetensors"
+    assert gen.stat().st_size < 0.55 * info.files["generator"].stat().st_size
+    with safe_open(str(gen), framework="pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    # the generator was trained on the fp32 VAE's latents: the half copy is accepted as that VAE
+    assert file_sha256(info.files["vae"]) in checkpoint_identities(out / "vae.safetensors")
+    a = FoleyPipeline.from_bundle(bundle, precision="fp32").generate(duration_s=1.0, prompt="a knock", steps=2)
+    b = FoleyPipeline.from_bundle(out, precision="fp32").generate(duration_s=1.0, prompt="a knock", steps=2)
+    assert np.abs(a.audio - b.audio).max() < 0.05 * max(1e-6, np.abs(a.audio).max())
+
+
 def test_windows_cover_the_video_and_crossfade_keeps_power():
     assert generation_windows(1.5, 2.0) == [generation_windows(1.5, 2.0)[0]]
     assert generation_windows(0.3, 2.0)[0].duration_s == 1.0       # at least 1 s, cut afterwards
@@ -294,3 +321,28 @@ def test_loudness_normalisation_of_quiet_and_silent_audio():
     assert abs(pyloudnorm.Meter(sr).integrated_loudness(out.T.astype(np.float64)) + 23.0) < 0.1, notes
     out, _, notes = postprocess(np.zeros((2, 32000), np.float32), 16000, 2.0, None, -23.0)
     assert "silent" in notes[0] and not out.any()
+
+
+def test_generate_set_writes_one_wav_per_clip_resumes_and_checks_rows(capsys, bundle, videos, tmp_path):
+    import json
+
+    from foleyflow.commands.generate_set import clip_seed
+
+    rows = [{"id": "a", "video": str(videos["short"]), "caption": "a ball", "split": "test"},
+            {"id": "b", "video": str(videos["short"]), "split": "test"},
+            {"id": "c", "video": str(videos["short"]), "caption": "x", "split": "val"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "gen"
+    base = ["generate-set", manifest, "--out", out, "--bundle", bundle, "--steps", "2", "--split", "test"]
+    code, stdout, err = cli(capsys, *base)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.wav")) == ["a.wav", "b.wav"]
+    a, sr = sf.read(out / "a.wav", dtype="float32", always_2d=True)
+    assert sr == 16000 and a.shape == (round(video_duration(videos["short"]) * sr), 2)
+    assert not np.array_equal(a, sf.read(out / "b.wav", dtype="float32", always_2d=True)[0])  # own seed per clip
+    assert clip_seed(0, "a") == clip_seed(0, "a") != clip_seed(1, "a")
+    code, stdout, _ = cli(capsys, *base)                        # resumable: nothing left to do
+    assert code == 0 and "wrote 0 clips" in stdout and "2 already there" in stdout
+    code, _, err = cli(capsys, *base, "--text", "caption")     # row b has no caption
+    assert code != 0 and "have no caption" in err and len(err.strip().splitlines()) == 1
