@@ -137,7 +137,10 @@ def text_encoder_record(cfg) -> dict:
     from foleyflow.models.text_encoder import text_encoder_id
 
     ident = text_encoder_id(cfg)
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    # what a text that fits its budget encodes to depends on neither what happens to texts that do not (overflow)
+    # nor on how many texts run at once (batch_size): those do not change the identity
+    same = {**ident, "config": {k: v for k, v in ident["config"].items() if k not in ("overflow", "batch_size")}}
+    digest = hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
     return {"kind": "text_encoder", "sha256": digest, "path": ident["model"], "config": ident["config"]}
 
 
