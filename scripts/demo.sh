@@ -20,6 +20,18 @@ else
 fi
 echo "== foleyflow generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle $BUNDLE"
 "$FF" generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle "$BUNDLE"
+echo
+echo "== foleyflow generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated (4 FoleyWorld test clips)"
+rm -rf out/demo_eval
+"$FF" generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated --bundle "$BUNDLE" --text caption
+echo
+echo "== foleyflow evaluate: the generated audio against the clips' exact ground truth"
+"$FF" evaluate --generated out/demo_eval/generated --reference examples/foleyworld --truth examples/foleyworld \
+    --video examples/foleyworld -o out/demo_eval/report --no-plots
+echo
+sed -n '1,40p' out/demo_eval/report/report.md
+echo
+echo "foleyflow demo: out/demo_foley.mp4 (the example video with its generated soundtrack), out/demo_eval/report"
 if [ "$BUNDLE" = out/untrained-bundle ]; then
     echo
     echo "foleyflow demo: out/demo_foley.mp4 and out/demo_foley.wav hold sound from an UNTRAINED model (random"
