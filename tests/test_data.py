@@ -46,3 +46,31 @@ def test_cache_roundtrip_shards_and_producers(tmp_path):
         Cache(tmp_path / "c", kind="features")
     with pytest.raises(CacheError, match="already exists"):
         CacheWriter(tmp_path / "c", "latents", prod)
+
+
+def test_merge_caches_joins_shards_and_refuses_mismatches(tmp_path):
+    import pytest
+    import torch
+
+    from foleyflow.data.cache import Cache, CacheWriter, merge_caches
+    from foleyflow.errors import CacheError
+
+    def make(name, ids, sha="a", manifest="m"):
+        w = CacheWriter(tmp_path / name, "features", {"enc": {"kind": "x", "sha256": sha, "path": "p"}}, shard_size=2)
+        for i in ids:
+            w.add(i, {"v": torch.full((3,), float(len(i)))})
+        return w.close(info={"manifest": manifest, "counts": {"clips": len(ids)}, "windows": {i: [i, 0.0] for i in ids},
+                             "duration_s": 8.0}, extras={"empty": torch.zeros(2)})
+
+    a, b = make("a", ["x", "yy", "zzz"]), make("b", ["wwww"], manifest="other")
+    out = merge_caches([a, b], tmp_path / "ab", info_overrides={"manifest": "all"})
+    c = Cache(out)
+    assert c.ids == ["x", "yy", "zzz", "wwww"] and c.load("v")[:, 0].tolist() == [1, 2, 3, 4]
+    assert c.info["counts"] == {"clips": 4} and set(c.info["windows"]) == set(c.ids) and c.info["manifest"] == "all"
+    assert torch.equal(c.extras()["empty"], torch.zeros(2)) and not a.exists() and not b.exists()
+    with pytest.raises(CacheError, match="producers differ"):
+        merge_caches([make("c", ["q"]), make("d", ["r"], sha="b")], tmp_path / "cd")
+    with pytest.raises(CacheError, match="info differs"):
+        merge_caches([make("e", ["q"]), make("f", ["r"], manifest="z")], tmp_path / "ef")
+    with pytest.raises(CacheError, match="same clip id"):
+        merge_caches([make("g", ["q"]), make("h", ["q"])], tmp_path / "gh")

@@ -95,6 +95,18 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
                                  8, 16)
     assert torch.allclose(cache.load("visual")[1].float(), visual[0], atol=2e-3)
     assert torch.allclose(cache.load("sync")[1].float(), sync[0], atol=2e-2, rtol=1e-2)
+    # two worker processes on halves of the manifest, merged: the same features for the same ids
+    code, out, err = cli(capsys, "extract-features", tmp_path / "fw" / "manifest.jsonl", "--out", tmp_path / "feat2",
+                         "--semantic-encoder", sem_ckpt, "--sync-encoder", sync_ckpt, "--duration", "1.0",
+                         "--text-budget", "64:64", "--workers", "2")
+    assert code == 0, err
+    par = Cache(tmp_path / "feat2", kind="features")
+    assert sorted(par.ids) == sorted(cache.ids) and par.info["counts"] == cache.info["counts"]
+    assert par.info["windows"] == cache.info["windows"] and par.producers == cache.producers
+    order = [par.ids.index(i) for i in cache.ids]
+    for field in ("visual", "sync", "caption", "cot"):
+        assert torch.allclose(par.load(field)[order].float(), cache.load(field).float(), atol=1e-3), field
+    assert not list(tmp_path.glob(".feat2.parts"))
 
     # the latents cache of the same clips, written by `foleyflow extract-latents` (first W seconds of each clip)
     from foleyflow.models.vae import build_vae, save_vae

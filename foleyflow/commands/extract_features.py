@@ -3,6 +3,7 @@ the generator (format in docs/caches.md; library code in foleyflow.data.features
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -26,6 +27,9 @@ def register(sub) -> None:
                    help="a text over its budget stops the run (error, default) or is cut to it (truncate); cut texts "
                         "are counted in the summary")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N processes of one CPU thread each, on parts of the manifest, merged at the end (default 1)")
+    p.add_argument("--progress-file", default=None, help=argparse.SUPPRESS)  # used by --workers children
     p.set_defaults(func=run)
 
 
@@ -59,16 +63,29 @@ def run(args: argparse.Namespace) -> int:
 
     text_cfg = parse_budget(args.text_budget, args.text_overflow)
     n = len(read_manifest(args.manifest))
-    bar = tqdm(total=n, desc="extract-features", unit="clip", file=sys.stderr, disable=None, dynamic_ncols=True)
+    if args.workers < 1 or args.workers > 64:
+        from foleyflow.errors import ConfigError
+        raise ConfigError(f"--workers must be in [1, 64], got {args.workers}")
     t0 = time.time()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TextTruncationWarning)
-            out = extract_features(args.manifest, args.out, args.semantic_encoder, args.sync_encoder,
-                                   duration_s=args.duration, text_cfg=text_cfg, device=args.device,
-                                   progress=lambda done, total: bar.update(done - bar.n))
-    finally:
-        bar.close()
+    if args.workers > 1:
+        out, caught = _run_workers(args, n)
+    else:
+        bar = tqdm(total=n, desc="extract-features", unit="clip", file=sys.stderr,
+                   disable=True if args.progress_file else None, dynamic_ncols=True)
+
+        def progress(done, total):
+            bar.update(done - bar.n)
+            if args.progress_file:
+                Path(args.progress_file).write_text(str(done))
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", TextTruncationWarning)
+                out = extract_features(args.manifest, args.out, args.semantic_encoder, args.sync_encoder,
+                                       duration_s=args.duration, text_cfg=text_cfg, device=args.device,
+                                       progress=progress)
+        finally:
+            bar.close()
+        caught = [str(w.message) for w in caught if issubclass(w.category, TextTruncationWarning)]
     from foleyflow.data.cache import Cache
 
     cache = Cache(out)
@@ -76,8 +93,76 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {c['windows']} windows from {c['clips']} clips ({c['padded']} padded, {c['no_video']} "
           f"without video, {c['no_caption']} without caption, {c['no_cot']} without CoT), text_len "
           f"{cache.info['text_len']}, in {time.time() - t0:.1f} s")
-    cut = [w for w in caught if issubclass(w.category, TextTruncationWarning)]
-    if cut:
-        print(f"{len(cut)} texts were longer than their budget and were cut to it (--text-overflow truncate), e.g. "
-              f"{cut[0].message}")
+    if caught:
+        print(f"{len(caught)} texts were longer than their budget and were cut to it (--text-overflow truncate), e.g. "
+              f"{caught[0]}")
+    if args.progress_file:
+        Path(args.progress_file).with_suffix(".cut").write_text("\n".join(caught))
     return 0
+
+
+def _run_workers(args: argparse.Namespace, n: int):
+    """Runs `--workers` child processes (one thread each) on interleaved parts of the manifest, then merges their
+    caches into --out. Returns (out, messages of the texts that were cut)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from foleyflow.data.cache import INDEX, merge_caches
+    from foleyflow.data.manifest import read_manifest
+    from foleyflow.errors import FoleyError
+
+    out = Path(args.out)
+    if (out / INDEX).exists():
+        raise FoleyError(f"a cache already exists in {out}; choose another folder or delete it")
+    work = out.with_name(f".{out.name}.parts")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    raw = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
+    entries = read_manifest(args.manifest)            # absolute paths
+    k = min(args.workers, n)
+    procs = []
+    for i in range(k):
+        part = work / f"part{i}.jsonl"
+        rows = []
+        for r, e in zip(raw[i::k], entries[i::k]):
+            rows.append({**r, **{f: getattr(e, f) for f in ("video", "audio", "truth") if getattr(e, f, None)}})
+        part.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        cmd = [sys.executable, "-m", "foleyflow.cli", "extract-features", str(part), "--out", str(work / f"cache{i}"),
+               "--semantic-encoder", args.semantic_encoder, "--sync-encoder", args.sync_encoder,
+               "--duration", str(args.duration), "--text-budget", args.text_budget, "--text-overflow",
+               args.text_overflow, "--device", args.device, "--progress-file", str(work / f"part{i}.progress")]
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    bar = tqdm(total=n, desc=f"extract-features ({k} workers)", unit="clip", file=sys.stderr, disable=None,
+               dynamic_ncols=True)
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2)
+            done = 0
+            for i in range(k):
+                f = work / f"part{i}.progress"
+                done += int(f.read_text() or 0) if f.is_file() else 0
+            bar.update(done - bar.n)
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    finally:
+        bar.close()
+    for i, p in enumerate(procs):
+        if p.returncode != 0:
+            err = (p.stderr.read() or "").strip().splitlines()
+            raise FoleyError(f"extract-features worker {i} failed: {err[-1] if err else p.returncode}")
+    cut = []
+    for i in range(k):
+        f = work / f"part{i}.cut"
+        cut += [m for m in f.read_text().splitlines() if m] if f.is_file() else []
+    merge_caches([work / f"cache{i}" for i in range(k)], out, info_overrides={"manifest": str(args.manifest)})
+    shutil.rmtree(work, ignore_errors=True)
+    return out, cut

@@ -156,3 +156,58 @@ class Cache:
         if rec["sha256"] != sha256:
             raise CacheError(f"cache {self.folder} was made by another {role} checkpoint ({rec['path']}, "
                              f"sha256 {rec['sha256'][:12]}), not the one in use ({sha256[:12]}); rebuild the cache")
+
+
+def merge_caches(sources: list[str | Path], out: str | Path, *, summed_info: tuple[str, ...] = ("counts",),
+                 joined_info: tuple[str, ...] = ("windows",), info_overrides: dict[str, Any] | None = None) -> Path:
+    """Joins finished caches of one kind (e.g. made in parallel from parts of one manifest) into a new cache at `out`
+    by moving their shards (the sources are removed); they must agree on kind, fields, producers, extras and info,
+    except the info entries in `summed_info` (dicts of counts, added up), `joined_info` (dicts, joined) and
+    `info_overrides` (set to the given values). Clip ids must be unique across the sources."""
+    import shutil
+
+    caches = [Cache(s) for s in sources]
+    if not caches:
+        raise CacheError("no caches to merge")
+    first = caches[0]
+    out = Path(out)
+    if (out / INDEX).exists():
+        raise CacheError(f"a cache already exists in {out}; choose another folder or delete it")
+    ids: list[str] = []
+    for c in caches[1:]:
+        for what in ("kind", "fields", "producers"):
+            if c.index[what] != first.index[what]:
+                raise CacheError(f"cannot merge {c.folder} into {first.folder}: their {what} differ")
+        free = set(summed_info) | set(joined_info) | set(info_overrides or {})
+        if {k: v for k, v in c.info.items() if k not in free} != {k: v for k, v in first.info.items() if k not in free}:
+            raise CacheError(f"cannot merge {c.folder} into {first.folder}: their info differs")
+        ex, ex0 = c.extras(), first.extras()
+        if set(ex) != set(ex0) or any(not torch.equal(ex[k], ex0[k]) for k in ex):
+            raise CacheError(f"cannot merge {c.folder} into {first.folder}: their extras differ")
+    for c in caches:
+        ids += c.ids
+    if len(set(ids)) != len(ids):
+        raise CacheError("cannot merge caches that hold the same clip id twice")
+    out.mkdir(parents=True, exist_ok=True)
+    shards, info = [], dict(first.info)
+    for key in summed_info:
+        if key in info:
+            info[key] = {k: sum(c.info[key].get(k, 0) for c in caches) for k in first.info[key]}
+    for key in joined_info:
+        if key in info:
+            info[key] = {k: v for c in caches for k, v in c.info[key].items()}
+    info.update(info_overrides or {})
+    for c in caches:
+        for shard in c.index["shards"]:
+            name = f"shard-{len(shards):05d}.safetensors"
+            shutil.move(str(c.folder / shard["file"]), str(out / name))
+            shards.append({"file": name, "count": shard["count"]})
+    if (first.folder / "extras.safetensors").is_file():
+        shutil.copyfile(first.folder / "extras.safetensors", out / "extras.safetensors")
+    index = {**first.index, "ids": ids, "shards": shards, "info": info}
+    tmp = out / f".{INDEX}.tmp"
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, out / INDEX)
+    for c in caches:
+        shutil.rmtree(c.folder)
+    return out
