@@ -27,6 +27,7 @@ from foleyflow.audio import istft_same
 from foleyflow.errors import CheckpointError
 
 CKPT_KIND = "vocoder"
+GRIFFIN_LIM_KIND = "vocoder_griffin_lim"  # a checkpoint with a config and no weights: see GriffinLimVocoder
 INIT_LOG_MAGNITUDE = -5.0
 
 
@@ -109,6 +110,40 @@ def vocode_channels(vocoder: Vocoder, mel: torch.Tensor) -> torch.Tensor:
     return vocoder(mel.reshape(b * c, m, t)).reshape(b, c, -1)
 
 
+@dataclass
+class GriffinLimConfig:
+    mel_setting: str = "16k"
+    n_mels: int = 80
+    n_iter: int = 32
+    momentum: float = 0.99
+    seed: int = 0
+
+
+class GriffinLimVocoder(nn.Module):
+    """The untrained baseline vocoder (foleyflow.audio.griffin_lim: filterbank pseudo-inverse + fast Griffin-Lim) behind
+    the Vocoder interface, so a bundle can name it when no trained vocoder measures better. Deterministic (fixed seed
+    of the initial phases). It keeps each channel's level but not the time difference between channels."""
+
+    def __init__(self, cfg: GriffinLimConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        from foleyflow.audio import griffin_lim
+
+        return griffin_lim(mel, self.cfg.mel_setting, n_iter=self.cfg.n_iter, momentum=self.cfg.momentum,
+                           seed=self.cfg.seed)
+
+
+def save_griffin_lim(path, cfg: GriffinLimConfig | None = None, *, provenance: dict | None = None):
+    """Writes a weightless checkpoint (kind vocoder_griffin_lim) that `load_vocoder` turns into a GriffinLimVocoder."""
+    from foleyflow.checkpoint import save_checkpoint
+    from foleyflow.config import config_to_json
+
+    return save_checkpoint(path, {}, kind=GRIFFIN_LIM_KIND, config=config_to_json(cfg or GriffinLimConfig()),
+                           provenance=provenance)
+
+
 def build_vocoder(cfg: VocoderConfig | str) -> Vocoder:
     return Vocoder(PRESETS[cfg] if isinstance(cfg, str) else cfg)
 
@@ -122,11 +157,20 @@ def save_vocoder(path, vocoder: Vocoder, *, provenance: dict | None = None):
 
 
 def load_vocoder(path, device: str | torch.device = "cpu") -> Vocoder:
-    """Loads a foleyflow vocoder checkpoint (kind 'vocoder'); other kinds or shapes fail with a CheckpointError."""
+    """Loads a foleyflow vocoder checkpoint (kind 'vocoder', or 'vocoder_griffin_lim': a GriffinLimVocoder); other kinds
+    or shapes fail with a CheckpointError."""
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
     from foleyflow.errors import ConfigError
 
+    from foleyflow.checkpoint import read_metadata
+
+    if read_metadata(path).get("foleyflow.kind") == GRIFFIN_LIM_KIND:
+        _, meta = load_checkpoint(path, kind=GRIFFIN_LIM_KIND)
+        try:
+            return GriffinLimVocoder(from_dict(GriffinLimConfig, checkpoint_config(meta))).to(device).eval()
+        except (ConfigError, ValueError) as e:
+            raise CheckpointError(f"{path}: its Griffin-Lim config is not valid ({e})") from None
     tensors, meta = load_checkpoint(path, kind=CKPT_KIND)
     try:
         cfg = from_dict(VocoderConfig, checkpoint_config(meta))
