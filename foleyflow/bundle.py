@@ -239,8 +239,8 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
     for role, src in srcs.items():
         if role in reference:
             names[role] = os.path.relpath(Path(src).resolve(), out.resolve())
-        elif fp16:
-            save_fp16_copy(src, out / names[role])
+        elif fp16:  # the pipeline needs only the visual towers of the audio-visual encoders
+            save_fp16_copy(src, out / names[role], part="visual" if role.endswith("_encoder") else None)
         else:
             shutil.copyfile(src, out / names[role])
     net = load_generator(out / names["generator"])

@@ -76,13 +76,22 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
     return tensors, meta
 
 
-def save_fp16_copy(src: str | Path, dst: str | Path) -> Path:
+PART = "foleyflow.part"  # set when a storage copy keeps only part of the model (e.g. "visual")
+
+
+def save_fp16_copy(src: str | Path, dst: str | Path, *, part: str | None = None) -> Path:
     """Writes `src` with its float32 tensors stored as float16 (half the bytes; loaders cast back to the model's
     dtype) and the same metadata plus FP16_OF, the sha256 of `src`, so checks that a model was trained with the
-    features of `src` (see checkpoint_identities) accept the copy."""
+    features of `src` (see checkpoint_identities) accept the copy. part: keep only the tensors under "<part>." (e.g.
+    the visual tower of an audio-visual model, all a generation pipeline needs) and record it under PART."""
     from foleyflow.data.cache import file_sha256
 
     tensors, meta = load_checkpoint(src)
+    if part is not None:
+        tensors = {k: v for k, v in tensors.items() if k.startswith(part + ".")}
+        if not tensors:
+            raise CheckpointError(f"{src} has no tensors under '{part}.'")
+        meta[PART] = part
     half = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
     kind = meta.pop(KIND, "unknown")
     config = meta.pop(CONFIG, None)

@@ -118,6 +118,14 @@ def test_fp16_bundle_with_a_referenced_codec_loads_and_sounds_the_same(bundle, t
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
     # the generator was trained on the fp32 VAE's latents: the half copy is accepted as that VAE
     assert file_sha256(info.files["vae"]) in checkpoint_identities(out / "vae.safetensors")
+    # the audio-visual encoders keep only their visual towers, which the pipeline needs; the whole model is refused
+    from foleyflow.errors import CheckpointError
+    from foleyflow.models.av_ssl import load_semantic_model
+
+    with safe_open(str(out / "semantic_av.safetensors"), framework="pt") as f:
+        assert all(k.startswith("visual.") for k in f.keys())
+    with pytest.raises(CheckpointError, match="holds only the visual encoder"):
+        load_semantic_model(out / "semantic_av.safetensors")
     a = FoleyPipeline.from_bundle(bundle, precision="fp32").generate(duration_s=1.0, prompt="a knock", steps=2)
     b = FoleyPipeline.from_bundle(out, precision="fp32").generate(duration_s=1.0, prompt="a knock", steps=2)
     assert np.abs(a.audio - b.audio).max() < 0.05 * max(1e-6, np.abs(a.audio).max())

@@ -290,14 +290,20 @@ def save_av_model(path: str | Path, model: SemanticAVModel | SyncAVModel, proven
                            provenance=provenance)
 
 
-def _load(path, kind, cfg_cls, model_cls):
-    from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
+def _load(path, kind, cfg_cls, model_cls, visual_only_ok: bool = False):
+    from foleyflow.checkpoint import PART, checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
     from foleyflow.models.adapters import file_sha256
 
     tensors, meta = load_checkpoint(path, kind=kind)
     model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)))
-    load_into(model, tensors, what=kind)
+    if meta.get(PART) == "visual":      # a storage copy of the visual tower only (checkpoint.save_fp16_copy)
+        if not visual_only_ok:
+            from foleyflow.errors import CheckpointError
+            raise CheckpointError(f"{path} holds only the visual encoder of a {kind} model, not the whole model")
+        load_into(model.visual, {k[len("visual."):]: v for k, v in tensors.items()}, what=f"{kind} visual encoder")
+    else:
+        load_into(model, tensors, what=kind)
     model.identity = {"kind": kind, "impl": "foleyflow", "weights": str(Path(path).resolve()),
                       "sha256": file_sha256(path)}
     return model.eval()
@@ -320,9 +326,9 @@ def _visual(model, kind: str):
 def load_semantic_encoder(path: str | Path) -> SemanticEncoder:
     """The visual (8 fps) encoder of a semantic_av checkpoint, in eval mode. Its `identity` (kind, weights path,
     sha256, dim, fps) is what a feature cache records."""
-    return _visual(load_semantic_model(path), "semantic")
+    return _visual(_load(path, SEMANTIC_KIND, SemanticAVConfig, SemanticAVModel, visual_only_ok=True), "semantic")
 
 
 def load_sync_encoder(path: str | Path) -> SyncEncoder:
     """The visual (25 fps) sync encoder of a sync_av checkpoint, in eval mode, with its `identity`."""
-    return _visual(load_sync_model(path), "sync")
+    return _visual(_load(path, SYNC_KIND, SyncAVConfig, SyncAVModel, visual_only_ok=True), "sync")
