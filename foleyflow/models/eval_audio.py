@@ -158,6 +158,7 @@ class EventModel(nn.Module):
 class ClapModelConfig:
     cnn: EvalCNNConfig = field(default_factory=lambda: EvalCNNConfig(hop_length=320, time_pool=(2, 1, 1, 1)))
     text_dim: int = 384          # MiniLM-L6 sentence vector
+    text_encoder: str = "minilm"  # how captions become vectors (eval.models.caption_vectors; "hashed" for tests)
     embed_dim: int = 256
     init_temperature: float = 0.07
 
