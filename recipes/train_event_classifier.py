@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from foleyflow.config import config_to_json, load_config, save_config, to_dict
-from foleyflow.data.eval_clips import (clip_mels, crop_labels, manifest_clips, mel_slice, synthetic_clips,
-                                       timed_events)
+from foleyflow.data.eval_clips import (clip_mels, crop_labels, manifest_clips, mean_average_precision, mel_slice,
+                                       synthetic_clips, timed_events)
 from foleyflow.errors import CheckpointError
 from foleyflow.models.eval_audio import EVENT_KIND, EventModel, EventModelConfig
 from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
@@ -129,18 +129,6 @@ def evaluate(model: EventModel, clips, mels, cfg: TrainConfig) -> dict:
     model.train()
     return {"event_accuracy": correct / max(1, len(ev)), "events": len(ev),
             "clip_map": mean_average_precision(labels, probs), "clips": len(clips)}
-
-
-def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mean over classes with at least one positive of the average precision of ranking clips by score."""
-    aps = []
-    for k in range(labels.shape[1]):
-        y = labels[np.argsort(-scores[:, k], kind="stable"), k]
-        if y.sum() == 0:
-            continue
-        hits = np.cumsum(y)
-        aps.append(float((hits / np.arange(1, len(y) + 1))[y > 0].mean()))
-    return float(np.mean(aps)) if aps else float("nan")
 
 
 def export(model: EventModel, path: Path, cfg: TrainConfig, provenance: dict) -> None:

@@ -154,3 +154,15 @@ def mel_slice(mel: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
     if b > a:
         out[:, a - start_frame: b - start_frame] = mel[:, a:b]
     return out
+
+
+def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean over classes with at least one positive of the average precision of ranking clips by score."""
+    aps = []
+    for k in range(labels.shape[1]):
+        y = labels[np.argsort(-scores[:, k], kind="stable"), k]
+        if y.sum() == 0:
+            continue
+        hits = np.cumsum(y)
+        aps.append(float((hits / np.arange(1, len(y) + 1))[y > 0].mean()))
+    return float(np.mean(aps)) if aps else float("nan")
