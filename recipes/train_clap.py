@@ -54,8 +54,8 @@ class TrainConfig:
     model: ClapModelConfig = field(default_factory=ClapModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    batch_size: int = 48
-    steps: int = 400
+    batch_size: int = 32
+    steps: int = 300
     log_every: int = 20
     save_every: int = 100
     keep_states: int = 2

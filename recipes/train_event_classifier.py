@@ -60,7 +60,7 @@ class TrainConfig:
     batch_size: int = 64             # event segments per step
     clip_batch_size: int = 16        # crops per step (clip head)
     clip_weight: float = 1.0
-    steps: int = 1000
+    steps: int = 700
     log_every: int = 20
     save_every: int = 200
     keep_states: int = 2
