@@ -283,5 +283,4 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     return {"systems": systems, "skipped": skipped, "timings_s": timers, "examples": examples_out,
             "settings": {"generated": str(generated_dir), "reference": str(reference_dir),
                          "truth": str(truth_dir) if truth_dir else None, "seed": seed,
-                         "onset_tolerances_ms": [25, 50, 100], "embedding": "melstats (untrained, see features.py)" + (
-                             "; learned: the evaluation models' audio embedder" if models.audio_embedder else "")}}
+                         "onset_tolerances_ms": [25, 50, 100], "embedding": "melstats (untrained, see features.py)"}}
