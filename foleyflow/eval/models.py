@@ -169,12 +169,11 @@ class ClapEmbedder:
             return self.model.text_embedding(self._torch.from_numpy(vec)).double().numpy()
 
     def text_embedding(self, name: str) -> np.ndarray:
+        """Encoded on first use (a caption file may hold many more clips than are scored) and kept by name."""
         if name not in self._cache:
-            missing = [n for n in self.captions if n not in self._cache]
-            for n, v in zip(missing, self.text_vectors([self.captions[n] for n in missing])):
-                self._cache[n] = v
-        if name not in self._cache:
-            raise EvalError(f"no caption for clip '{name}' in the --text file")
+            if name not in self.captions:
+                raise EvalError(f"no caption for clip '{name}' in the --text file")
+            self._cache[name] = self.text_vectors([self.captions[name]])[0]
         return self._cache[name]
 
     def audio_embedding(self, audio, sr: int) -> np.ndarray:
