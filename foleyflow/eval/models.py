@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 import numpy as np
 
@@ -56,11 +57,16 @@ def caption_vectors(texts, kind: str = "minilm") -> np.ndarray:
         raise CheckpointError(f"unknown caption encoder {kind!r} (expected minilm or hashed)")
     import torch
 
-    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
-
-    enc = load_text_encoder(TextEncoderConfig(overflow="truncate"))
+    enc = _minilm()
     with torch.no_grad():
         return np.concatenate([enc.encode(list(texts[s: s + 64])).pooled.numpy() for s in range(0, len(texts), 64)])
+
+
+@lru_cache(maxsize=1)
+def _minilm():
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+
+    return load_text_encoder(TextEncoderConfig(overflow="truncate"))
 
 
 def read_captions(path: str | Path) -> dict[str, str]:
