@@ -198,3 +198,12 @@ def test_recipe_debug_runs_resumes_and_exports(name, out, tmp_path, capsys):
     assert meta["steps"] == 3 and "synthetic" in meta["data"]
     with pytest.raises(CheckpointError, match="another model config"):
         recipe.main(["--config", str(cfg), "--out", str(tmp_path), "model.cnn.channels=[4,8,8,16]"])
+
+
+def test_minilm_caption_vectors():
+    v = caption_vectors(["A marimba and a red ball outdoors.", "A marimba and a blue ball outdoors.",
+                         "A truck passes in the rain."], "minilm")
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2])
+    with pytest.raises(CheckpointError, match="unknown caption encoder"):
+        caption_vectors(["x"], "bert")
