@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -55,10 +56,8 @@ def caption_vectors(texts, kind: str = "minilm") -> np.ndarray:
         return hashed_text_vectors(texts)
     if kind != "minilm":
         raise CheckpointError(f"unknown caption encoder {kind!r} (expected minilm or hashed)")
-    import torch
-
     enc = _minilm()
-    with torch.no_grad():
+    with _torch_one_thread():
         return np.concatenate([enc.encode(list(texts[s: s + 64])).pooled.numpy() for s in range(0, len(texts), 64)])
 
 
@@ -108,6 +107,21 @@ def _load(path: Path, kind: str):
     return model.eval(), meta
 
 
+@contextmanager
+def _torch_one_thread():
+    """Inference of these small models on one torch thread: on the shared 2-core machine two threads were measured
+    100x slower per call (spin-waiting threads), as for BLAS in metrics._one_blas_thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _to_rate(audio, sr: int, rate: int) -> np.ndarray:
     from foleyflow.eval.audio_io import resample
 
@@ -133,7 +147,7 @@ class EventClassifierModel:
     def __call__(self, segment: np.ndarray) -> np.ndarray:
         x = np.asarray(segment, np.float32)
         x = x[None] if x.ndim == 1 else x
-        with self._torch.no_grad():
+        with _torch_one_thread():
             logits = self.model.event_logits(self._torch.from_numpy(x.mean(0, keepdims=True)))[0]
         return self._torch.softmax(logits.double(), 0).numpy()
 
@@ -145,7 +159,7 @@ class EventClassifierModel:
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         x = _to_rate(a, sr, self.sample_rate).mean(0, keepdims=True)
-        with self._torch.no_grad():
+        with _torch_one_thread():
             prob, emb = self.model.clip_outputs(self._torch.from_numpy(np.ascontiguousarray(x)))
         out = (prob[0].double().numpy(), emb[0].double().numpy())
         self._last = (key, out)
@@ -171,7 +185,7 @@ class ClapEmbedder:
 
     def text_vectors(self, texts) -> np.ndarray:
         vec = caption_vectors(list(texts), self.text_encoder)
-        with self._torch.no_grad():
+        with _torch_one_thread():
             return self.model.text_embedding(self._torch.from_numpy(vec)).double().numpy()
 
     def text_embedding(self, name: str) -> np.ndarray:
@@ -184,7 +198,7 @@ class ClapEmbedder:
 
     def audio_embedding(self, audio, sr: int) -> np.ndarray:
         x = _to_rate(audio, sr, self.model.cfg.cnn.sample_rate).mean(0, keepdims=True)
-        with self._torch.no_grad():
+        with _torch_one_thread():
             return self.model.audio_embedding(self._torch.from_numpy(np.ascontiguousarray(x)))[0].double().numpy()
 
 
