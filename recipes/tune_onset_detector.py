@@ -16,7 +16,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-
 from foleyflow.eval import onsets as onsets_mod
 from foleyflow.eval.onsets import OnsetConfig, detect_onsets, score_onsets
 from foleyflow.eval.truth import EDGE_S, _audible, load_truth
