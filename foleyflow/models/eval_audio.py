@@ -3,7 +3,7 @@ text-audio model. Trained on FoleyWorld's `evaltrain` split only; never shares w
 
 EvalCNN follows the PANNs CNN family (Kong et al. 2020, "PANNs: Large-Scale Pretrained Audio Neural Networks"):
 log-mel input normalised per mel bin by BatchNorm, blocks of 3x3 conv + BatchNorm + ReLU each followed by 2-D
-average pooling, mean over the mel axis. Departures: far narrower (16..128 channels, about 0.3 M weights) and pools
+average pooling, mean over the mel axis. Departures: far narrower (16..128 channels, 0.19 M weights) and pools
 time only in the first blocks, so it keeps a token rate (25 per second by default) for onset-aligned segments.
 
 EventModel (one network, three uses):
