@@ -252,25 +252,27 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
 
     skipped = {}
     why = models.skipped
+
+    def reason(model: str, what: str, needs: str = "") -> str:
+        """Why a model-based metric is missing: the models folder's reason, else no model (and a missing input)."""
+        return f"{what}: {why[model]}" if model in why else f"{NO_MODEL}: {what}" + needs
+
     if models.audio_embedder is None:
-        skipped["fd_learned/kad_learned"] = (f"{NO_MODEL}: audio embedder" + (f" ({why['event']})" if "event" in why
-                                             else "") + "; FD/KAD use the untrained melstats embedding")
+        skipped["fd_learned/kad_learned"] = reason("event", "audio embedder") + \
+            "; FD/KAD use the untrained melstats embedding"
     if models.audio_classifier is None:
-        skipped["kl/is"] = f"{NO_MODEL}: audio event classifier" + (f" ({why['event']})" if "event" in why else "")
+        skipped["kl/is"] = reason("event", "audio event classifier")
     if models.event_classifier is None and truth is not None:
-        skipped["class_accuracy"] = f"{NO_MODEL}: audio event classifier" + (
-            f" ({why['event']})" if "event" in why else "")
+        skipped["class_accuracy"] = reason("event", "audio event classifier")
     if truth is None:
         skipped["ground_truth"] = "onset, pan and class metrics need --truth"
     if not models.desync:
-        skipped["desync"] = f"{NO_MODEL}: audio-visual offset classifier" + (
-            f" ({why['offset']})" if "offset" in why else "" if video_dir else "; --video not given")
+        skipped["desync"] = reason("offset", "audio-visual offset classifier", "" if video_dir else
+                                   "; --video not given")
     if not models.ib:
-        skipped["ib_score"] = f"{NO_MODEL}: audio-visual embedding" + (
-            f" ({why['av']})" if "av" in why else "" if video_dir else "; --video not given")
+        skipped["ib_score"] = reason("av", "audio-visual embedding", "" if video_dir else "; --video not given")
     if not models.clap:
-        skipped["clap_score"] = f"{NO_MODEL}: text-audio embedding" + (
-            f" ({why['clap']})" if "clap" in why else "" if text_file else "; --text not given")
+        skipped["clap_score"] = reason("clap", "text-audio embedding", "" if text_file else "; --text not given")
     if baselines:
         skipped["retrieval"] = "retrieval baseline needs the pipeline's trained visual encoder" + (
             "" if train_dir else " and --train")
