@@ -12,8 +12,9 @@ def register(subparsers) -> None:
         "evaluate", help="score generated audio against references, ground truth and baselines",
         description="Scores the audio files of --generated against --reference (matched by file name), the "
                     "FoleyWorld ground truth of --truth, and baselines (the reference itself, shuffled, silence, "
-                    "noise, --baseline-set), and writes report.json, report.md and PNG plots to -o. Metrics that "
-                    "need trained evaluation models are listed as skipped until those models exist.")
+                    "noise, --baseline-set), and writes report.json, report.md and PNG plots to -o. The learned "
+                    "metrics use the evaluation models of --models (the bundled ones by default); metrics whose "
+                    "model or input is missing are listed as skipped with the reason.")
     p.add_argument("--generated", required=True, metavar="DIR", help="generated audio (.wav/.flac)")
     p.add_argument("--reference", required=True, metavar="DIR", help="reference audio with the same file names")
     p.add_argument("--truth", metavar="DIR", help="ground-truth JSON per clip (<name>.json, FoleyWorld)")
@@ -21,6 +22,10 @@ def register(subparsers) -> None:
     p.add_argument("--video", metavar="DIR", help="videos of the clips (for DeSync and AV similarity)")
     p.add_argument("--text", metavar="FILE", help="captions of the clips (for text-audio similarity)")
     p.add_argument("--train", metavar="DIR", help="training clips (for the retrieval baseline)")
+    p.add_argument("--models", metavar="DIR",
+                   help="folder of evaluation models (event.safetensors, clap.safetensors, offset.safetensors, "
+                        "av.safetensors); default: the bundled foleyflow/assets/eval/ when it holds models")
+    p.add_argument("--no-models", action="store_true", help="use no evaluation models (learned metrics skipped)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.add_argument("--no-baselines", action="store_true", help="score only the generated set")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -31,17 +36,23 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from foleyflow.eval.report import markdown_table, write_report
-    from foleyflow.eval.run import run_evaluation
+    from foleyflow.eval.models import default_models_dir, load_eval_models
+    from foleyflow.eval.run import EvalModels, run_evaluation
 
     for flag, value, kind in (("--video", args.video, "dir"), ("--train", args.train, "dir"),
                               ("--text", args.text, "file"), ("--truth", args.truth, "dir"),
                               ("--baseline-set", args.baseline_set, "dir")):
         if value is not None and not (Path(value).is_dir() if kind == "dir" else Path(value).is_file()):
             raise EvalError(f"{flag} {value}: no such {'folder' if kind == 'dir' else 'file'}")
+    if args.no_models and args.models:
+        raise EvalError("--models and --no-models exclude each other")
+    folder = None if args.no_models else (args.models or default_models_dir())
+    models = load_eval_models(folder, video_dir=args.video, text_file=args.text) if folder else EvalModels()
     report = run_evaluation(args.generated, args.reference, truth_dir=args.truth, baseline_set_dir=args.baseline_set,
-                            video_dir=args.video, text_file=args.text, train_dir=args.train,
+                            video_dir=args.video, text_file=args.text, train_dir=args.train, models=models,
                             baselines=not args.no_baselines, seed=args.seed, extrapolate_fd=args.extrapolate_fd,
                             progress=sys.stderr.isatty())
+    report["settings"]["models"] = str(folder) if folder else None
     written = write_report(report, args.output, plots=not args.no_plots)
     print(markdown_table(report))
     for what, why in report["skipped"].items():

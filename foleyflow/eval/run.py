@@ -11,7 +11,7 @@ and aesthetics only), "shuffled", "silence", "noise"; "retrieval" is listed as s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import Callable
@@ -46,6 +46,8 @@ class EvalModels:
     # CLAP score: text_embedding(name) -> (D,) and text_audio_embedder(audio, sr) -> (D,) of one joint model
     text_embedding: Callable[[str], np.ndarray] | None = None
     text_audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
+    # why a model of a models folder was not loaded ({"event"|"clap"|"offset"|"av": reason}; eval/models.py)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def desync(self) -> bool:
@@ -249,21 +251,28 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         onsets_by_system[sys_name] = scan["onsets"]
 
     skipped = {}
+    why = models.skipped
+
+    def reason(model: str, what: str, needs: str = "") -> str:
+        """Why a model-based metric is missing: the models folder's reason, else no model (and a missing input)."""
+        return f"{what}: {why[model]}" if model in why else f"{NO_MODEL}: {what}" + needs
+
     if models.audio_embedder is None:
-        skipped["fd_learned/kad_learned"] = f"{NO_MODEL}: audio embedder; FD/KAD use the untrained melstats embedding"
+        skipped["fd_learned/kad_learned"] = reason("event", "audio embedder") + \
+            "; FD/KAD use the untrained melstats embedding"
     if models.audio_classifier is None:
-        skipped["kl/is"] = f"{NO_MODEL}: audio event classifier"
+        skipped["kl/is"] = reason("event", "audio event classifier")
     if models.event_classifier is None and truth is not None:
-        skipped["class_accuracy"] = f"{NO_MODEL}: audio event classifier"
+        skipped["class_accuracy"] = reason("event", "audio event classifier")
     if truth is None:
         skipped["ground_truth"] = "onset, pan and class metrics need --truth"
     if not models.desync:
-        skipped["desync"] = f"{NO_MODEL}: audio-visual offset classifier" + (
-            "" if video_dir else "; --video not given")
+        skipped["desync"] = reason("offset", "audio-visual offset classifier", "" if video_dir else
+                                   "; --video not given")
     if not models.ib:
-        skipped["ib_score"] = f"{NO_MODEL}: audio-visual embedding"
+        skipped["ib_score"] = reason("av", "audio-visual embedding", "" if video_dir else "; --video not given")
     if not models.clap:
-        skipped["clap_score"] = f"{NO_MODEL}: text-audio embedding" + ("" if text_file else "; --text not given")
+        skipped["clap_score"] = reason("clap", "text-audio embedding", "" if text_file else "; --text not given")
     if baselines:
         skipped["retrieval"] = "retrieval baseline needs the pipeline's trained visual encoder" + (
             "" if train_dir else " and --train")

@@ -1,0 +1,222 @@
+"""Trains the audio evaluation model (foleyflow.models.eval_audio.EventModel) on FoleyWorld's evaltrain split: the
+event head with cross-entropy on segments at labelled onsets (18 timed classes), the clip head with binary
+cross-entropy on random crops labelled from the ground truth (21 classes, multi-label).
+
+    nice -n 10 python recipes/train_event_classifier.py --config configs/train_event_classifier/default.yaml \
+        --out runs/event data.manifest=/data/foleyworld/manifest.jsonl
+    (debug: --config configs/train_event_classifier/debug.yaml: two steps on synthetic clips in seconds)
+
+Writes into --out: config.yaml, cache/ (log-mels), checkpoints/state_<step>.safetensors (resumable: rerunning the
+same command continues from the newest state), tb/, and event.safetensors (the final model in float16, kind
+"eval_event", with the validation figures in its provenance).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from foleyflow.config import config_to_json, load_config, save_config, to_dict
+from foleyflow.data.eval_clips import (clip_mels, crop_labels, manifest_clips, mean_average_precision, mel_slice,
+                                       synthetic_clips, timed_events)
+from foleyflow.errors import CheckpointError
+from foleyflow.models.eval_audio import EVENT_KIND, EventModel, EventModelConfig
+from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+
+
+@dataclass
+class DataConfig:
+    manifest: str | None = None      # FoleyWorld manifest.jsonl; None -> synthetic clips
+    split: str = "evaltrain"         # the only split trained on
+    val_split: str | None = "val"    # figures reported at the end (never used to pick anything)
+    limit: int = 0                   # use only the first N clips of each split (0 = all)
+    synthetic_clips: int = 0
+    crop_s: float = 4.0
+    jitter_s: float = 0.02           # random shift of segment starts (generated onsets are not exact)
+    gain_db: float = 6.0             # random gain +- this (added to the log-mel)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    model: EventModelConfig = field(default_factory=EventModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 64             # event segments per step
+    clip_batch_size: int = 16        # crops per step (clip head)
+    clip_weight: float = 1.0
+    steps: int = 700
+    log_every: int = 20
+    save_every: int = 200
+    keep_states: int = 2
+    seed: int = 0
+    threads: int = 1
+
+
+def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def load_split(cfg: TrainConfig, split: str, front_end, cache: Path, seed: int):
+    if cfg.data.manifest is None:
+        clips, audio = synthetic_clips(cfg.data.synthetic_clips, sample_rate=front_end.cfg.sample_rate, seed=seed)
+        return clips, clip_mels(clips, front_end, audio=audio)
+    clips = manifest_clips(cfg.data.manifest, split, cfg.data.limit)
+    return clips, clip_mels(clips, front_end, cache=cache, progress=sys.stderr.isatty())
+
+
+def make_batch(model: EventModel, clips, mels, events, cfg: TrainConfig, rng: np.random.Generator):
+    mc = cfg.model
+    rate = mc.cnn.sample_rate / mc.cnn.hop_length
+    seg_frames = mc.segment_samples() // mc.cnn.hop_length + 1
+    pick = rng.integers(len(events), size=cfg.batch_size)
+    seg, y = [], []
+    for i in pick:
+        c, onset, k = events[i]
+        t = onset - mc.pre_s + rng.uniform(-cfg.data.jitter_s, cfg.data.jitter_s)
+        seg.append(mel_slice(mels[int(c)], int(round(t * rate)), seg_frames))
+        y.append(int(k))
+    crop_frames = int(round(cfg.data.crop_s * mc.cnn.sample_rate)) // mc.cnn.hop_length + 1
+    crops, labels = [], []
+    for c in rng.integers(len(clips), size=cfg.clip_batch_size):
+        s = int(rng.integers(0, max(1, mels.shape[2] - crop_frames + 1)))
+        crops.append(mel_slice(mels[int(c)], s, crop_frames))
+        labels.append(crop_labels(clips[int(c)], s / rate, s / rate + cfg.data.crop_s, mc.clip_classes))
+    g = cfg.data.gain_db / 20 * math.log(10)
+
+    def aug(x):
+        x = torch.from_numpy(np.stack(x))
+        return x + torch.from_numpy(rng.uniform(-g, g, (len(x), 1, 1)).astype(np.float32))
+
+    return aug(seg), torch.tensor(y), aug(crops), torch.from_numpy(np.stack(labels))
+
+
+@torch.no_grad()
+def evaluate(model: EventModel, clips, mels, cfg: TrainConfig) -> dict:
+    """Event accuracy at the labelled onsets (no jitter) and clip-head mean average precision on whole clips."""
+    model.eval()
+    mc = cfg.model
+    rate = mc.cnn.sample_rate / mc.cnn.hop_length
+    seg_frames = mc.segment_samples() // mc.cnn.hop_length + 1
+    ev = timed_events(clips, mc.event_classes)
+    correct = 0
+    for s in range(0, len(ev), 256):
+        part = ev[s: s + 256]
+        x = torch.from_numpy(np.stack([mel_slice(mels[int(c)], int(round((t - mc.pre_s) * rate)), seg_frames)
+                                       for c, t, _ in part]))
+        correct += int((model.event_logits_from_mel(x).argmax(1).numpy() == part[:, 2]).sum())
+    probs = np.concatenate([model.clip_from_tokens(model.cnn.tokens(torch.from_numpy(mels[s: s + 32].astype(
+        np.float32))))[0].numpy() for s in range(0, len(mels), 32)])
+    labels = np.stack([crop_labels(c, 0.0, c.duration_s, mc.clip_classes) for c in clips])
+    model.train()
+    return {"event_accuracy": correct / max(1, len(ev)), "events": len(ev),
+            "clip_map": mean_average_precision(labels, probs), "clips": len(clips)}
+
+
+def export(model: EventModel, path: Path, cfg: TrainConfig, provenance: dict) -> None:
+    from foleyflow.checkpoint import save_checkpoint
+
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    save_checkpoint(path, sd, kind=EVENT_KIND, config=to_dict(cfg.model), provenance=provenance)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=100 data.limit=50")
+    args = ap.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    ckpt_dir = args.out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, args.out / "config.yaml")
+    model = EventModel(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    step = 0
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        state, meta = load_train_state(latest, kind=EVENT_KIND)
+        if json.loads(meta["foleyflow.config"])["model"] != json.loads(config_to_json(cfg))["model"]:
+            raise CheckpointError(f"{latest} was made with another model config; use a new --out folder")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
+        print(f"resumed from {latest.name} at step {step}", flush=True)
+    clips, mels = load_split(cfg, cfg.data.split, model.cnn, args.out / "cache", cfg.seed)
+    events = timed_events(clips, cfg.model.event_classes)
+    print(f"{len(clips)} {cfg.data.split} clips, {len(events)} timed events, log-mels {mels.nbytes / 1e6:.0f} MB",
+          flush=True)
+
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    writer = SummaryWriter(str(args.out / "tb"))
+    bar = tqdm(total=cfg.steps, initial=step, desc="event classifier", dynamic_ncols=True)
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step])   # data depends only on (seed, step)
+        seg, y, crops, labels = make_batch(model, clips, mels, events, cfg, rng)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg.optim, cfg.steps)
+        logits = model.event_logits_from_mel(seg)
+        ce = F.cross_entropy(logits, y)
+        prob, _ = model.clip_from_tokens(model.cnn.tokens(crops))
+        bce = F.binary_cross_entropy(prob, labels)
+        loss = ce + cfg.clip_weight * bce
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        step += 1
+        acc = float((logits.argmax(1) == y).float().mean())
+        bar.update(1)
+        bar.set_postfix(ce=f"{ce.item():.3f}", bce=f"{bce.item():.3f}", acc=f"{acc:.2f}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            for k, v in (("loss/event_ce", ce.item()), ("loss/clip_bce", bce.item()), ("train/event_acc", acc),
+                         ("train/grad_norm", float(grad_norm)), ("train/lr", opt.param_groups[0]["lr"])):
+                writer.add_scalar(k, v, step)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=EVENT_KIND, config=config_to_json(cfg),
+                             state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                    "rng": rng_state()},
+                             provenance={"recipe": "train_event_classifier", "step": step})
+            for old in sorted(ckpt_dir.glob("state_*.safetensors"))[:-cfg.keep_states]:
+                old.unlink()
+    bar.close()
+    figures = {}
+    if cfg.data.val_split and cfg.data.manifest is not None:
+        vclips, vmels = load_split(cfg, cfg.data.val_split, model.cnn, args.out / "cache", cfg.seed)
+        figures = {cfg.data.val_split: evaluate(model, vclips, vmels, cfg)}
+        print(json.dumps(figures), flush=True)
+        writer.add_text("val", json.dumps(figures), step)
+    writer.close()
+    data = (f"{cfg.data.manifest} split {cfg.data.split}" if cfg.data.manifest else
+            f"synthetic tone bursts x{cfg.data.synthetic_clips} (seed {cfg.seed})")
+    export(model.eval(), args.out / "event.safetensors", cfg,
+           {"recipe": "recipes/train_event_classifier.py", "steps": step, "seed": cfg.seed, "data": data,
+            "clips": len(clips), "figures": figures, "command": " ".join(sys.argv)})
+    print(f"wrote {args.out / 'event.safetensors'} after {step} steps", flush=True)
+
+
+if __name__ == "__main__":
+    main()
