@@ -90,7 +90,14 @@ def test_synchformer_segments_match_an_independent_mel():
     assert ours.shape == ref.shape == (128, 65)
     np.testing.assert_allclose(ours, ref, atol=1e-3)
     out = prepare("synchformer", _tone(8.0, sr), sr)
-    assert out.shape == (2, 14, 128, 66)
+    assert out.shape == (2, 14, 1, 128, 66)
+    # segment k of the first window starts at k * 0.32 s; the last window ends at the clip's end (8 s)
+    x8 = np.random.default_rng(2).standard_normal(8 * sr) * 0.1
+    win = prepare("synchformer", x8[None], sr)
+    first = (np.pad(sync_logmel(x8[5120:15360], sr), ((0, 0), (0, 1))) + 4.2677393) / (2 * 4.5689974)
+    last = (np.pad(sync_logmel(x8[-10240:], sr), ((0, 0), (0, 1))) + 4.2677393) / (2 * 4.5689974)
+    np.testing.assert_allclose(win[0, 1, 0], first, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(win[1, -1, 0], last, rtol=1e-5, atol=1e-5)
 
 
 def test_published_embedder_pools_and_plugs_into_eval_models():

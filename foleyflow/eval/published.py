@@ -189,7 +189,7 @@ def prepare(spec: PublishedSpec | str, audio: np.ndarray, sr: int, *, seed: int 
     """(C, N) float audio at `sr` -> the float32 batch the embedder's network takes (see the module docstring):
     panns*: (1, N') waveform; passt: (W, 320000) 10 s windows, the last zero-padded; vggish: (E, 96, 64) log-mel
     examples; laion_clap: (1, 480000); ms_clap: (1, 308700); imagebind: (3, 1, 128, 204) normalised fbank;
-    synchformer: (2, 14, 128, 66) normalised log-mel segments of the first and last 4.8 s.
+    synchformer: (2, 14, 1, 128, 66) normalised log-mel segments of the first and last 4.8 s.
     `seed` drives the random crop of clips longer than LAION-CLAP's / MS-CLAP's input."""
     spec = get_spec(spec) if isinstance(spec, str) else spec
     x = _mono(audio, sr, spec)
@@ -217,11 +217,11 @@ def prepare(spec: PublishedSpec | str, audio: np.ndarray, sr: int, *, seed: int 
             x = np.tile(x, -(-n // len(x)))[:n]
         out = _crop(x, n, seed)[None]
     elif spec.name == "imagebind":
-        clip, dur = int(spec.window_s * rate), len(x) / rate
+        dur = len(x) / rate
         starts = np.linspace(0.0, max(dur - spec.window_s, 0.0), 3)
         feats = []
         for s in starts:
-            w = x[int(s * rate):int(s * rate) + clip]
+            w = x[int(s * rate):int((s + spec.window_s) * rate)]
             fb = kaldi_fbank(w - w.mean(), rate, 128).T  # (128, frames)
             fb = np.pad(fb, ((0, 0), (0, max(0, _IB_FRAMES - fb.shape[1]))))[:, :_IB_FRAMES]
             feats.append((fb - _IB_MEAN) / _IB_STD)
@@ -233,7 +233,7 @@ def prepare(spec: PublishedSpec | str, audio: np.ndarray, sr: int, *, seed: int 
         mels = np.stack([sync_logmel(s, rate) for s in segs])  # (S, 128, 65)
         mels = np.pad(mels, ((0, 0), (0, 0), (0, max(0, _SYNC_FRAMES - mels.shape[2]))))[..., :_SYNC_FRAMES]
         mels = (mels - _SYNC_MEAN) / (2 * _SYNC_STD)
-        out = np.stack([mels[:_SYNC_PER_WINDOW], mels[-_SYNC_PER_WINDOW:]])
+        out = np.stack([mels[:_SYNC_PER_WINDOW], mels[-_SYNC_PER_WINDOW:]])[:, :, None]
     else:  # a spec made by hand with an unknown name
         raise EvalError(f"no preprocessing protocol for '{spec.name}' (known: {', '.join(SPECS)})")
     return np.ascontiguousarray(out, dtype=np.float32)
