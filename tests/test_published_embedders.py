@@ -129,3 +129,25 @@ def test_load_published_embedder_errors_are_one_line(tmp_path):
     assert "hear21passt" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(EvalError):
         load_published_embedder("nope", weights)
+
+
+def test_published_embedder_runs_inside_run_evaluation(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    from foleyflow.eval.run import run_evaluation
+
+    rng = np.random.default_rng(0)
+    for folder in ("gen", "ref"):
+        (tmp_path / folder).mkdir()
+        for i in range(5):
+            sf.write(tmp_path / folder / f"clip{i}.wav", (rng.standard_normal((2 * 16000, 2)) * 0.1), 16000)
+    calls = []
+
+    def forward(batch):  # band means of the first 8 bands per example
+        calls.append(batch.shape)
+        return batch.mean(axis=1)[:, :8]
+
+    models = EvalModels(audio_embedder=PublishedEmbedder("vggish", forward))
+    report = run_evaluation(tmp_path / "gen", tmp_path / "ref", models=models, baselines=False)
+    assert calls and all(c == (2, 96, 64) for c in calls)
+    assert "fd_learned" in report["systems"]["generated"]
+    assert np.isfinite(report["systems"]["generated"]["fd_learned"])
