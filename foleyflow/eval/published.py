@@ -23,8 +23,10 @@ Sources (constants read from these files; our code is written from the descripti
   - LAION-CLAP (Wu et al. 2023, LAION-AI/CLAP `training/data.py` get_audio_features): 48 kHz, 480000 samples;
     shorter audio "repeatpad" (tiled floor(480000/N) times, then zero-padded), longer "rand_trunc" (a random
     480000-sample crop); the inference helper rounds audio through int16.
-  - MS-CLAP 2023 (Elizalde et al., microsoft/CLAP `CLAPWrapper.load_audio_into_tensor`, config_2023): 44.1 kHz,
-    7 s; shorter audio tiled ceil(7 s / N) times and cut to 7 s, longer a random 7 s crop.
+  - MS-CLAP 2023 (Elizalde et al., microsoft/CLAP `CLAPWrapper.load_audio_into_tensor`; 44.1 kHz and 7 s as in
+    msclap/configs for the 2023 HTSAT encoder): audio up to 7 s tiled ceil(7 s / N) times and cut to 7 s, longer a
+    random 7 s crop. (The wrapper flattens multichannel files with reshape(-1); we mix to mono, as av-benchmark's
+    8 s mono clips are.)
   - ImageBind (Girdhar et al. 2023, facebookresearch/ImageBind `data.py` load_and_transform_audio_data): 16 kHz,
     3 clips of 2 s at constant spacing (pytorchvideo ConstantClipsPerVideoSampler: starts linspace(0, T - 2, 3)),
     per clip: waveform minus its mean, Kaldi fbank (25 ms / 10 ms, Hanning, 128 bins, HTK-compatible, no energy,
@@ -83,7 +85,7 @@ SPECS: dict[str, PublishedSpec] = {s.name: s for s in [
                   "music_speech_audioset_epoch_15_esc_89.98.pt", "LAION-AI/CLAP training/data.py "
                   "get_audio_features (repeatpad, rand_trunc)"),
     PublishedSpec("ms_clap", 44100, 7.0, None, "none", "mono", 1024, "msclap (CLAP version 2023)",
-                  "microsoft/CLAP CLAPWrapper.load_audio_into_tensor, config_2023 (44.1 kHz, 7 s)"),
+                  "microsoft/CLAP CLAPWrapper.load_audio_into_tensor; msclap/configs (44.1 kHz, 7 s)"),
     PublishedSpec("imagebind", 16000, 2.0, None, "mean", "mono", 1024, "imagebind (imagebind_huge)",
                   "facebookresearch/ImageBind data.py load_and_transform_audio_data"),
     PublishedSpec("synchformer", 16000, 4.8, None, "mean", "mono", 768, "Synchformer (synchformer_state_dict.pth)",
