@@ -1,0 +1,150 @@
+"""Trained audio-visual evaluation models behind DeSync and the IB-style score, wrapped to the interfaces of desync.py.
+
+  - `load_offset_classifier(path)`: a sync_av checkpoint (foleyflow.models.av_ssl.SyncAVModel: the Synchformer-style
+    offset classifier, 21 offsets from -2 to +2 s over 4.8 s windows) as a desync.OffsetClassifier. Trained by
+    recipes/train_sync_encoder.py, whose class k means "the audio window starts offsets_s[k] s after the video
+    window", i.e. the sound is heard offsets_s[k] s EARLY. desync.py's convention is the opposite (positive = the
+    audio lags the video), so scores are re-indexed: desync class j takes the model's class for -OFFSETS_S[j].
+  - `load_av_embedding(path, video_dir)`: a semantic_av checkpoint (SemanticAVModel, AudioCLIP-style contrastive
+    training) as the IB-style pair video_embedding(name) / av_audio_embedder(audio, sr). ImageBind embeds a few
+    frames and the whole audio; here the video embedding is the normalised mean of the per-frame embeddings of the
+    whole clip at the encoder's 8 fps, and the audio embedding the normalised mean of the audio tokens of the clip.
+  - `frame_reader(video_dir, fps, size)`: <video_dir>/<name>.mp4 decoded at `fps`, stretched to size x size (how
+    the recipes decode), with a bounded in-memory cache since a report reads each video once per system.
+Both models run in float32 on the CPU whatever the stored dtype (the bundled weights are fp16).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from foleyflow.errors import EvalError
+from foleyflow.eval.desync import OFFSETS_S, WINDOW_S
+
+
+def _offset_permutation(model_offsets) -> np.ndarray:
+    """Index into the model's classes for each desync class: model offset == -OFFSETS_S[j]."""
+    grid = np.round(np.asarray(model_offsets, np.float64), 3)
+    idx = []
+    for o in OFFSETS_S:
+        hits = np.flatnonzero(np.abs(grid + o) < 1e-6)
+        if len(hits) != 1:
+            raise EvalError(f"the offset classifier's classes {list(grid)} do not cover the DeSync offsets "
+                            f"{list(OFFSETS_S)}")
+        idx.append(int(hits[0]))
+    return np.array(idx)
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """Cut or pad to n entries along axis 0: frames repeat the last one, audio pads with zeros."""
+    if x.shape[0] >= n:
+        return x[:n]
+    if x.shape[0] == 0:
+        raise EvalError("the offset classifier got an empty window")
+    if x.ndim == 1:
+        return np.concatenate([x, np.zeros(n - len(x), x.dtype)])
+    return np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)])
+
+
+class SyncOffsetClassifier:
+    """desync.OffsetClassifier around a SyncAVModel: __call__(frames (T, H, W, 3) uint8 at video_fps, audio (N,)
+    float32 mono at sample_rate, both covering 4.8 s) -> (21,) logits over desync.OFFSETS_S (positive = audio
+    lags). Windows a frame or a few samples short are padded (last frame repeated, audio zeros)."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        cfg = model.cfg
+        if abs(cfg.window_s - WINDOW_S) > 1e-6:
+            raise EvalError(f"the offset classifier uses {cfg.window_s} s windows; DeSync needs {WINDOW_S} s")
+        self.sample_rate = int(cfg.audio.sample_rate)
+        self.video_fps = float(cfg.visual.fps)
+        self.order = _offset_permutation(cfg.offsets_s)
+        self.identity = getattr(model, "identity", {})
+
+    def __call__(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        import torch
+
+        frames, audio = np.asarray(frames), np.asarray(audio, np.float32)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or audio.ndim != 1:
+            raise EvalError(f"the offset classifier takes frames (T, H, W, 3) and mono audio (N,), got "
+                            f"{frames.shape} and {audio.shape}")
+        frames = _fit(frames, int(round(WINDOW_S * self.video_fps)))
+        audio = _fit(audio, int(round(WINDOW_S * self.sample_rate)))
+        f = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]
+        with torch.no_grad():
+            logits = self.model(f, torch.from_numpy(audio)[None])[0].float().numpy()
+        return logits[self.order]
+
+
+def load_offset_classifier(path: str | Path) -> SyncOffsetClassifier:
+    """The DeSync offset classifier stored in a sync_av checkpoint (CheckpointError for other files)."""
+    from foleyflow.models.av_ssl import load_sync_model
+
+    return SyncOffsetClassifier(load_sync_model(path).float())
+
+
+def frame_reader(video_dir: str | Path, fps: float, size: int, *, cache_bytes: int = 1 << 30
+                 ) -> Callable[[str], np.ndarray]:
+    """read(name) -> (T, H, W, 3) uint8 frames of <video_dir>/<name>.mp4 at `fps`, stretched to size x size.
+    Decoded clips are kept (least recently used dropped) up to `cache_bytes`. EvalError when the video is missing."""
+    from foleyflow.media import decode_frames
+
+    video_dir = Path(video_dir)
+    if not video_dir.is_dir():
+        raise EvalError(f"video folder not found: {video_dir}")
+    cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def read(name: str) -> np.ndarray:
+        if name in cache:
+            cache.move_to_end(name)
+            return cache[name]
+        path = video_dir / f"{name}.mp4"
+        if not path.is_file():
+            raise EvalError(f"no video for clip {name}: {path} not found")
+        frames = decode_frames(path, fps, size=size, resize="stretch").frames
+        cache[name] = frames
+        while cache and sum(f.nbytes for f in cache.values()) > cache_bytes:
+            cache.popitem(last=False)
+        return frames
+
+    return read
+
+
+def load_av_embedding(path: str | Path, video_dir: str | Path
+                      ) -> tuple[Callable[[str], np.ndarray], Callable[[np.ndarray, int], np.ndarray]]:
+    """(video_embedding(name) -> (D,), av_audio_embedder(audio (C, N) or (N,), sample_rate) -> (D,)), both unit
+    norm, from a semantic_av checkpoint; videos are <video_dir>/<name>.mp4. Video embeddings are cached by name."""
+    import torch
+
+    from foleyflow.eval.audio_io import resample
+    from foleyflow.models.av_ssl import load_semantic_model, pool_segments
+
+    model = load_semantic_model(path).float().eval()
+    vis = model.cfg.visual
+    read = frame_reader(video_dir, vis.fps, vis.image_size, cache_bytes=0)
+    embeddings: dict[str, np.ndarray] = {}
+
+    def video_embedding(name: str) -> np.ndarray:
+        if name not in embeddings:
+            frames = torch.from_numpy(np.ascontiguousarray(read(name))).permute(0, 3, 1, 2)[None]
+            if frames.shape[1] == 0:
+                raise EvalError(f"the video of clip {name} has no frames")
+            with torch.no_grad():
+                embeddings[name] = pool_segments(model.visual(frames), 1)[0, 0].numpy()
+        return embeddings[name]
+
+    def av_audio_embedder(audio: np.ndarray, sr: int) -> np.ndarray:
+        audio = np.asarray(audio, np.float64)
+        if audio.ndim == 2:
+            audio = audio.mean(axis=0)
+        if audio.ndim != 1 or audio.size == 0:
+            raise EvalError(f"the audio-visual embedder takes audio (C, N) or (N,), got {audio.shape}")
+        x = torch.from_numpy(resample(audio, int(sr), model.cfg.audio.sample_rate).astype(np.float32))[None]
+        with torch.no_grad():
+            return pool_segments(model.audio_head(model.audio(x)), 1)[0, 0].numpy()
+
+    video_embedding.identity = av_audio_embedder.identity = model.identity  # type: ignore[attr-defined]
+    return video_embedding, av_audio_embedder
