@@ -9,6 +9,8 @@
     training) as the IB-style pair video_embedding(name) / av_audio_embedder(audio, sr). ImageBind embeds a few
     frames and the whole audio; here the video embedding is the normalised mean of the per-frame embeddings of the
     whole clip at the encoder's 8 fps, and the audio embedding the normalised mean of the audio tokens of the clip.
+  - `load_video_embedder(path)`: the PIPELINE's semantic encoder (a bundle folder or its semantic_av checkpoint)
+    as video file -> clip embedding, for the retrieval baseline (baselines.retrieval_set); not an evaluation model.
   - `frame_reader(video_dir, fps, size)`: <video_dir>/<name>.mp4 decoded at `fps`, stretched to size x size (how
     the recipes decode), with a bounded in-memory cache since a report reads each video once per system.
 Both models run in float32 on the CPU whatever the stored dtype (the bundled weights are fp16).
@@ -129,11 +131,7 @@ def load_av_embedding(path: str | Path, video_dir: str | Path
 
     def video_embedding(name: str) -> np.ndarray:
         if name not in embeddings:
-            frames = torch.from_numpy(np.ascontiguousarray(read(name))).permute(0, 3, 1, 2)[None]
-            if frames.shape[1] == 0:
-                raise EvalError(f"the video of clip {name} has no frames")
-            with torch.no_grad():
-                embeddings[name] = pool_segments(model.visual(frames), 1)[0, 0].numpy()
+            embeddings[name] = _clip_embedding(model.visual, read(name), f"the video of clip {name}")
         return embeddings[name]
 
     def av_audio_embedder(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -148,3 +146,38 @@ def load_av_embedding(path: str | Path, video_dir: str | Path
 
     video_embedding.identity = av_audio_embedder.identity = model.identity  # type: ignore[attr-defined]
     return video_embedding, av_audio_embedder
+
+
+def _clip_embedding(visual, frames: np.ndarray, what: str) -> np.ndarray:
+    """Normalised mean of a semantic encoder's per-frame embeddings of (T, H, W, 3) frames."""
+    import torch
+
+    from foleyflow.models.av_ssl import pool_segments
+
+    if frames.shape[0] == 0:
+        raise EvalError(f"{what} has no frames")
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]
+    with torch.no_grad():
+        return pool_segments(visual(x), 1)[0, 0].float().numpy()
+
+
+def load_video_embedder(path: str | Path) -> Callable[[str | Path], np.ndarray]:
+    """embed(video file) -> (D,) unit-norm clip embedding by the pipeline's semantic (8 fps) visual encoder: the mean
+    of its frame embeddings over the whole clip. `path`: a bundle folder (its semantic_encoder) or a semantic_av
+    checkpoint. The result has `identity` (kind, weights, sha256) for the report."""
+    from foleyflow.media import decode_frames
+    from foleyflow.models.av_ssl import load_semantic_encoder
+
+    path = Path(path)
+    if path.is_dir():
+        from foleyflow.bundle import read_bundle
+
+        path = read_bundle(path).files["semantic_encoder"]
+    enc = load_semantic_encoder(path).float().eval()
+
+    def embed(video: str | Path) -> np.ndarray:
+        frames = decode_frames(video, enc.fps, size=enc.cfg.image_size, resize="stretch").frames
+        return _clip_embedding(enc, frames, f"video {video}")
+
+    embed.identity = enc.identity  # type: ignore[attr-defined]
+    return embed
