@@ -92,7 +92,7 @@ def test_offset_classifier_round_trip(tmp_path):
     model = SyncAVModel(tiny_sync_config()).eval()
     path = save_av_model(tmp_path / "offset.safetensors", model)
     clf = load_offset_classifier(path)
-    assert (clf.sample_rate, clf.video_fps) == (SR, FPS)
+    assert (clf.sample_rate, clf.video_fps, clf.frame_size) == (SR, FPS, 16)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8)
     audio = rng.standard_normal(int(4.8 * SR)).astype(np.float32) * 0.1

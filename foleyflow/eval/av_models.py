@@ -54,7 +54,8 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
 class SyncOffsetClassifier:
     """desync.OffsetClassifier around a SyncAVModel: __call__(frames (T, H, W, 3) uint8 at video_fps, audio (N,)
     float32 mono at sample_rate, both covering 4.8 s) -> (21,) logits over desync.OFFSETS_S (positive = audio
-    lags). Windows a frame or a few samples short are padded (last frame repeated, audio zeros)."""
+    lags). Windows a frame or a few samples short are padded (last frame repeated, audio zeros). `frame_size`: the
+    model's input size; frames of any size are resized to it, but decoding at it (frame_reader) matches training."""
 
     def __init__(self, model):
         self.model = model.eval()
@@ -63,6 +64,7 @@ class SyncOffsetClassifier:
             raise EvalError(f"the offset classifier uses {cfg.window_s} s windows; DeSync needs {WINDOW_S} s")
         self.sample_rate = int(cfg.audio.sample_rate)
         self.video_fps = float(cfg.visual.fps)
+        self.frame_size = int(cfg.visual.image_size)  # frames are best decoded at this size (frame_reader)
         self.order = _offset_permutation(cfg.offsets_s)
         self.identity = getattr(model, "identity", {})
 
