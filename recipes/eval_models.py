@@ -38,7 +38,10 @@ def export(args) -> None:
     if meta.get("foleyflow.kind", "").startswith("train_state/"):
         state, meta = load_train_state(args.state, kind=args.kind)
         model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)["model"]))
-        model.load_state_dict(state["model"])
+        sd = state["model"]
+        if any(k.startswith("model.") for k in sd):  # train_offset_classifier: the model plus training-only probes
+            sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        model.load_state_dict(sd)
         step = int(state["step"])
     else:
         model, step = loader(args.state), None
