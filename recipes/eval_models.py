@@ -35,9 +35,13 @@ def export(args) -> None:
     cfg_cls, model_cls, loader = ((SemanticAVConfig, SemanticAVModel, load_semantic_model) if args.kind == SEMANTIC_KIND
                                   else (SyncAVConfig, SyncAVModel, load_sync_model))
     meta = read_metadata(args.state)
+    extra = {}
     if meta.get("foleyflow.kind", "").startswith("train_state/"):
         state, meta = load_train_state(args.state, kind=args.kind)
-        model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)["model"]))
+        train_cfg = checkpoint_config(meta)
+        if "frame_input" in train_cfg:  # train_offset_classifier: the wrapper must transform frames the same way
+            extra["frame_input"] = train_cfg["frame_input"]
+        model = model_cls(from_dict(cfg_cls, train_cfg["model"]))
         sd = state["model"]
         if any(k.startswith("model.") for k in sd):  # train_offset_classifier: the model plus training-only probes
             sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
@@ -45,8 +49,10 @@ def export(args) -> None:
         step = int(state["step"])
     else:
         model, step = loader(args.state), None
+        prov = json.loads(meta.get("foleyflow.provenance", "{}"))
+        extra = {k: prov[k] for k in ("frame_input",) if k in prov}
     prov = {"recipe": "eval_models export", "source": Path(args.state).name, "step": step, "data": args.note,
-            "dtype": "float16"}
+            "dtype": "float16", **extra}
     out = save_av_model(args.out, model.half(), provenance=prov)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {out} ({n / 1e6:.2f} M parameters, {out.stat().st_size / 1e6:.2f} MB)")
@@ -64,21 +70,20 @@ def offset(args) -> dict:
     import sys
 
     from foleyflow.data.av_clips import audio_window, frame_window, load_clip
-    from foleyflow.eval.av_models import SyncOffsetClassifier
+    from foleyflow.eval.av_models import load_offset_classifier, motion_frames
     from foleyflow.eval.baselines import derangement
     from foleyflow.eval.desync import clip_desync
-    from foleyflow.models.av_ssl import load_sync_model
 
     spec = importlib.util.spec_from_file_location("train_sync_encoder", Path(__file__).with_name(
         "train_sync_encoder.py"))
     recipe = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = recipe
     spec.loader.exec_module(recipe)
-    model = load_sync_model(args.model).float().eval()
+    clf = load_offset_classifier(args.model)
+    model = clf.model
     cfg = recipe.TrainConfig(model=model.cfg)
     one_offset = [recipe.TrainConfig(model=replace(model.cfg, offsets_s=(o,))) for o in model.cfg.offsets_s]
     size = model.cfg.visual.image_size
-    clf = SyncOffsetClassifier(model)
     rows = _rows(args.manifest, args.limit)
     k_all = len(model.cfg.offsets_s)
     labels, preds, true_d, shuf_d = [], [], [], []
@@ -91,7 +96,10 @@ def offset(args) -> dict:
         frames, audio = [], []
         for k, o in enumerate(model.cfg.offsets_s):  # one valid start per class, as the recipe draws them
             _, start = recipe.sample_window(clip.duration_s, one_offset[k], rng)
-            frames.append(frame_window(clip, start, cfg.model.window_s, cfg.data.fps))
+            f = frame_window(clip, start, cfg.model.window_s, cfg.data.fps)
+            if clf.frame_input == "motion":
+                f = torch.from_numpy(motion_frames(f.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
+            frames.append(f)
             audio.append(audio_window(clip, start + o, cfg.model.window_s))
             labels.append(k)
         with torch.no_grad():

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from foleyflow.config import config_to_json, load_config, save_config
 from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
 from foleyflow.errors import CheckpointError, FoleyError
+from foleyflow.eval.av_models import motion_frames
 from foleyflow.models.av_ssl import SYNC_KIND, SyncAVModel, save_av_model
 from foleyflow.models.visual import sync_token_times
 from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
@@ -45,6 +46,7 @@ class TrainConfig(SyncTrainConfig):
     event_pos_weight: float = 4.0  # BCE weight of positive tokens (events are sparse)
     visual_tolerance_s: float = 0.06  # a visual token is positive when an on-screen onset is this close to its centre
     audio_tolerance_s: float = 0.03  # same for audio tokens (25 per second)
+    frame_input: str = "rgb"  # or "motion": grey + two frame differences (foleyflow.eval.av_models.motion_frames)
 
 
 def event_times(truth_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +100,10 @@ def make_batch(source: ClipSource, truths: dict, cfg: TrainConfig, rng: np.rando
         on_screen, audible = truths[i]
         k, start = sample_window(clip.duration_s, cfg, rng)
         a_start = start + cfg.model.offsets_s[k]
-        frames.append(frame_window(clip, start, cfg.model.window_s, cfg.data.fps))
+        f = frame_window(clip, start, cfg.model.window_s, cfg.data.fps)
+        if cfg.frame_input == "motion":
+            f = torch.from_numpy(motion_frames(f.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
+        frames.append(f)
         audio.append(audio_window(clip, a_start, cfg.model.window_s))
         labels.append(k)
         vt.append(token_targets(v_times, on_screen - start, cfg.visual_tolerance_s))
@@ -116,6 +121,8 @@ def main(argv=None) -> None:
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if not cfg.data.manifest:
         raise FoleyError("the offset classifier needs data.manifest (FoleyWorld rows with a truth file)")
+    if cfg.frame_input not in ("rgb", "motion"):
+        raise FoleyError(f"frame_input must be rgb or motion, got {cfg.frame_input!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -183,7 +190,7 @@ def main(argv=None) -> None:
     writer.close()
     save_av_model(args.out / "sync_av.safetensors", model.eval(),
                   provenance={"recipe": "train_offset_classifier", "steps": step, "data": cfg.data.manifest,
-                              "batch_size": cfg.batch_size, "seed": cfg.seed})
+                              "batch_size": cfg.batch_size, "seed": cfg.seed, "frame_input": cfg.frame_input})
     print(f"wrote {args.out / 'sync_av.safetensors'} after {step} steps", flush=True)
 
 

@@ -158,3 +158,28 @@ def test_av_embedding_round_trip(tmp_path):
     assert a48.shape == (16,) and np.linalg.norm(a48) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(EvalError):
         audio_embedder(np.zeros((0,)), 16000)
+
+
+def test_motion_input(tmp_path):
+    from foleyflow.eval.av_models import MOTION_GAIN, motion_frames
+
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    frames[2, 2:4, 2:4] = 30                      # a small grey square appears in frame 2 only
+    m = motion_frames(frames)
+    assert m.shape == frames.shape and m.dtype == np.uint8
+    assert m[2, 2, 2, 0] == 30 and m[2, 2, 2, 1] == 30 * MOTION_GAIN and m[2, 2, 2, 2] == 30 * MOTION_GAIN
+    assert m[1, 2, 2, 2] == 30 * MOTION_GAIN and m[3, 2, 2, 1] == 30 * MOTION_GAIN and not m[0].any()
+    # the checkpoint's provenance tells the loader to apply it
+    torch.manual_seed(0)
+    model = SyncAVModel(tiny_sync_config()).eval()
+    path = save_av_model(tmp_path / "m.safetensors", model, provenance={"frame_input": "motion"})
+    clf = load_offset_classifier(path)
+    assert clf.frame_input == "motion"
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8)
+    a = rng.standard_normal(int(4.8 * SR)).astype(np.float32)
+    with torch.no_grad():
+        direct = model(torch.from_numpy(motion_frames(f)).permute(0, 3, 1, 2)[None], torch.from_numpy(a)[None])[0]
+    np.testing.assert_allclose(clf(f, a), direct.numpy()[::-1], rtol=1e-4, atol=1e-5)
+    with pytest.raises(EvalError):
+        SyncOffsetClassifier(model, "depth")

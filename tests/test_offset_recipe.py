@@ -66,7 +66,7 @@ def make_world(root: Path, n: int = 3, seconds: float = 5.2, fps: int = 25, sr: 
 TINY = ["model.visual.image_size=16", "model.visual.width=16", "model.visual.depth=1", "model.visual.num_heads=2",
         "model.visual.out_dim=16", "model.audio.n_mels=16", "model.audio.channels=[8,8]", "model.audio.embed_dim=16",
         "model.head_width=16", "model.head_depth=1", "model.head_heads=2", "data.size=16", "batch_size=3",
-        "optim.warmup_steps=1", "log_every=1", "save_every=1", "keep_states=5"]
+        "optim.warmup_steps=1", "frame_input=motion", "log_every=1", "save_every=1", "keep_states=5"]
 
 
 def test_two_steps_resume_and_export(tmp_path):
@@ -89,3 +89,4 @@ def test_two_steps_resume_and_export(tmp_path):
     np.testing.assert_allclose(exported(f, a), clf(f, a), atol=2e-2)
     with pytest.raises(FoleyError, match="data.manifest"):
         recipe.main(["--config", str(config), "--out", str(tmp_path / "x"), "data.manifest=null", *TINY])
+    assert exported.frame_input == clf.frame_input == "motion"

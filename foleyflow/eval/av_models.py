@@ -51,14 +51,31 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)])
 
 
+MOTION_GAIN = 4.0
+
+
+def motion_frames(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, H, W, 3) uint8 "motion" input: channel 0 the grey level of frame t, channels 1 and 2
+    MOTION_GAIN x |grey(t) - grey(t-1)| and |grey(t+1) - grey(t)| (0 at the window's ends), clipped to 255. Makes the
+    small moving objects of FoleyWorld visible to the sync encoder's first layer; applied to each 4.8 s window alike in
+    training (recipes/train_offset_classifier.py, frame_input: motion) and here."""
+    g = np.asarray(frames, np.float32).mean(axis=-1)
+    d = np.abs(np.diff(g, axis=0)) * MOTION_GAIN
+    zero = np.zeros_like(g[:1])
+    prev, nxt = np.concatenate([zero, d]), np.concatenate([d, zero])
+    return np.clip(np.stack([g, prev, nxt], axis=-1), 0, 255).round().astype(np.uint8)
+
+
 class SyncOffsetClassifier:
     """desync.OffsetClassifier around a SyncAVModel: __call__(frames (T, H, W, 3) uint8 at video_fps, audio (N,)
     float32 mono at sample_rate, both covering 4.8 s) -> (21,) logits over desync.OFFSETS_S (positive = audio
     lags). Windows a frame or a few samples short are padded (last frame repeated, audio zeros). `frame_size`: the
     model's input size; frames of any size are resized to it, but decoding at it (frame_reader) matches training."""
 
-    def __init__(self, model):
-        self.model = model.eval()
+    def __init__(self, model, frame_input: str = "rgb"):
+        if frame_input not in ("rgb", "motion"):
+            raise EvalError(f"unknown frame input {frame_input!r} (rgb or motion)")
+        self.model, self.frame_input = model.eval(), frame_input
         cfg = model.cfg
         if abs(cfg.window_s - WINDOW_S) > 1e-6:
             raise EvalError(f"the offset classifier uses {cfg.window_s} s windows; DeSync needs {WINDOW_S} s")
@@ -76,6 +93,8 @@ class SyncOffsetClassifier:
             raise EvalError(f"the offset classifier takes frames (T, H, W, 3) and mono audio (N,), got "
                             f"{frames.shape} and {audio.shape}")
         frames = _fit(frames, int(round(WINDOW_S * self.video_fps)))
+        if self.frame_input == "motion":
+            frames = motion_frames(frames)
         audio = _fit(audio, int(round(WINDOW_S * self.sample_rate)))
         f = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]
         with torch.no_grad():
@@ -84,10 +103,16 @@ class SyncOffsetClassifier:
 
 
 def load_offset_classifier(path: str | Path) -> SyncOffsetClassifier:
-    """The DeSync offset classifier stored in a sync_av checkpoint (CheckpointError for other files)."""
+    """The DeSync offset classifier stored in a sync_av checkpoint (CheckpointError for other files). The frame input
+    (rgb, or motion: see motion_frames) is read from the checkpoint's provenance ("frame_input")."""
+    import json
+
+    from foleyflow.checkpoint import PROVENANCE, read_metadata
     from foleyflow.models.av_ssl import load_sync_model
 
-    return SyncOffsetClassifier(load_sync_model(path).float())
+    model = load_sync_model(path).float()
+    frame_input = json.loads(read_metadata(path).get(PROVENANCE, "{}")).get("frame_input", "rgb")
+    return SyncOffsetClassifier(model, frame_input)
 
 
 def frame_reader(video_dir: str | Path, fps: float, size: int, *, cache_bytes: int = 1 << 30
