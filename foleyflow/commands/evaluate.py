@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--baseline-set", metavar="DIR", help="an independent reference set (FD/KAD noise floor)")
     p.add_argument("--video", metavar="DIR", help="videos of the clips (for DeSync and AV similarity)")
     p.add_argument("--text", metavar="FILE", help="captions of the clips (for text-audio similarity)")
-    p.add_argument("--train", metavar="DIR", help="training clips (for the retrieval baseline)")
+    p.add_argument("--train", metavar="DIR", help="training clips, <name>.wav and <name>.mp4 (retrieval baseline)")
+    p.add_argument("--retrieval-encoder", metavar="PATH",
+                   help="the pipeline's semantic encoder for the retrieval baseline: a bundle folder or its "
+                        "semantic_av checkpoint (needs --train and --video)")
     p.add_argument("--models", metavar="DIR",
                    help="folder of evaluation models (event.safetensors, clap.safetensors, offset.safetensors, "
                         "av.safetensors); default: the bundled foleyflow/assets/eval/ when it holds models")
@@ -41,17 +44,24 @@ def run(args) -> int:
 
     for flag, value, kind in (("--video", args.video, "dir"), ("--train", args.train, "dir"),
                               ("--text", args.text, "file"), ("--truth", args.truth, "dir"),
-                              ("--baseline-set", args.baseline_set, "dir")):
-        if value is not None and not (Path(value).is_dir() if kind == "dir" else Path(value).is_file()):
+                              ("--baseline-set", args.baseline_set, "dir"),
+                              ("--retrieval-encoder", args.retrieval_encoder, "path")):
+        exists = {"dir": Path.is_dir, "file": Path.is_file, "path": Path.exists}[kind]
+        if value is not None and not exists(Path(value)):
             raise EvalError(f"{flag} {value}: no such {'folder' if kind == 'dir' else 'file'}")
     if args.no_models and args.models:
         raise EvalError("--models and --no-models exclude each other")
     folder = None if args.no_models else (args.models or default_models_dir())
     models = load_eval_models(folder, video_dir=args.video, text_file=args.text) if folder else EvalModels()
+    retrieval_embedder = None
+    if args.retrieval_encoder is not None:
+        from foleyflow.eval.av_models import load_video_embedder
+
+        retrieval_embedder = load_video_embedder(args.retrieval_encoder)
     report = run_evaluation(args.generated, args.reference, truth_dir=args.truth, baseline_set_dir=args.baseline_set,
                             video_dir=args.video, text_file=args.text, train_dir=args.train, models=models,
                             baselines=not args.no_baselines, seed=args.seed, extrapolate_fd=args.extrapolate_fd,
-                            progress=sys.stderr.isatty())
+                            progress=sys.stderr.isatty(), retrieval_embedder=retrieval_embedder)
     report["settings"]["models"] = str(folder) if folder else None
     written = write_report(report, args.output, plots=not args.no_plots)
     print(markdown_table(report))

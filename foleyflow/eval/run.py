@@ -7,7 +7,8 @@ computed when they are passed in `EvalModels` and otherwise listed under "skippe
 Systems scored: "generated", then the baselines of `baselines.py`: "reference" (the reference audio itself: the
 ceiling of the paired and ground-truth metrics; its distribution metrics against itself are trivially 0 and are not
 reported; nor are those of "shuffled", the same clips in another order), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
-and aesthetics only), "shuffled", "silence", "noise"; "retrieval" is listed as skipped until a visual encoder exists.
+and aesthetics only), "shuffled", "silence", "noise", and "retrieval" (the --train clip whose video is nearest by the
+pipeline's semantic encoder, given as `retrieval_embedder`; listed as skipped without it, --train or --video).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from foleyflow.errors import EvalError
 from foleyflow.eval.audio_io import list_audio, resample
-from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, shuffled_set, silence_set
+from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, retrieval_set, shuffled_set, silence_set
 from foleyflow.eval.desync import OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
@@ -180,6 +181,29 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
     return out
 
 
+def _retrieval(reference: AudioSet, names: list[str], video_dir, train_dir, reference_dir, embed, timer: _Timer,
+               progress: bool) -> tuple[AudioSet, dict]:
+    """The retrieval baseline set and its record (encoder identity, training clips, matches)."""
+    video_dir, train_dir = Path(video_dir), Path(train_dir)
+    if train_dir.resolve() == Path(reference_dir).resolve():
+        raise EvalError("--train is the reference folder: the retrieval baseline would retrieve each clip itself")
+    train_audio = folder_set(train_dir)
+    train_videos = {n: train_dir / f"{n}.mp4" for n in sorted(train_audio) if (train_dir / f"{n}.mp4").is_file()}
+    if not train_videos:
+        raise EvalError(f"the retrieval baseline needs <name>.mp4 next to the audio files in {train_dir}")
+    lost = [n for n in names if not (video_dir / f"{n}.mp4").is_file()]
+    if lost:
+        raise EvalError(f"{len(lost)} clips have no video in {video_dir} (e.g. {', '.join(lost[:3])})")
+    t = perf_counter()
+    train_emb = {n: embed(p) for n, p in _progress(list(train_videos.items()), "retrieval: training videos",
+                                                      progress)}
+    query_emb = {n: embed(video_dir / f"{n}.mp4") for n in _progress(names, "retrieval: videos", progress)}
+    timer.add("video_embeddings", t)
+    rset, match = retrieval_set(reference, query_emb, train_audio, train_emb)
+    return rset, {"encoder": getattr(embed, "identity", None), "train_dir": str(train_dir),
+                  "train_clips": len(train_videos), "matches": match}
+
+
 def run_evaluation(*args, **kwargs) -> dict:
     """Scores the generated set and the baselines; returns the report dict (see report.write_report). BLAS runs on
     one thread (see metrics._one_blas_thread). Arguments: see _run_evaluation."""
@@ -190,10 +214,13 @@ def run_evaluation(*args, **kwargs) -> dict:
 def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, truth_dir: str | Path | None = None,
                    baseline_set_dir: str | Path | None = None, video_dir=None, text_file=None, train_dir=None,
                    models: EvalModels = EvalModels(), baselines: bool = True, seed: int = 0,
-                   extrapolate_fd: bool = False, num_examples: int = 3, progress: bool = False) -> dict:
+                   extrapolate_fd: bool = False, num_examples: int = 3, progress: bool = False,
+                   retrieval_embedder: Callable[[Path], np.ndarray] | None = None) -> dict:
     """generated_dir/reference_dir: audio matched by file stem; truth_dir: <stem>.json ground truth; baseline_set_dir:
-    an independent set (FD/KAD noise floor); video_dir, text_file, train_dir: only recorded until the models that
-    use them exist; models: optional evaluation models; extrapolate_fd: also FD at N -> inf."""
+    an independent set (FD/KAD noise floor); video_dir: <stem>.mp4 videos (alignment metrics, retrieval); text_file:
+    recorded; train_dir: training clips (<stem>.wav/.flac and <stem>.mp4) for the retrieval baseline;
+    models: optional evaluation models; extrapolate_fd: also FD at N -> inf; retrieval_embedder(video path) -> (D,):
+    the pipeline's semantic encoder (av_models.load_video_embedder) for the retrieval baseline."""
     reference, ref_paths = folder_set(reference_dir), list_audio(reference_dir)
     generated, gen_paths = folder_set(generated_dir), list_audio(generated_dir)
     missing = [n for n in generated if n not in reference]
@@ -226,10 +253,17 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
                       else ref_scan["logits"][[idx[n] for n in names]])
 
     plan: list[tuple[str, AudioSet, list[str], bool]] = [("generated", generated, names, True)]
+    retrieval_info = None
     if baselines:
         plan += [("reference", reference, names, True), ("shuffled", shuffled_set({n: reference[n] for n in names},
                  seed), names, True), ("silence", silence_set({n: reference[n] for n in names}), names, True),
                  ("noise", noise_set({n: reference[n] for n in names}, seed), names, True)]
+        if retrieval_embedder is not None and train_dir is not None and video_dir is not None:
+            timer = _Timer()
+            rset, retrieval_info = _retrieval({n: reference[n] for n in names}, names, video_dir, train_dir,
+                                              reference_dir, retrieval_embedder, timer, progress)
+            timers["retrieval_embeddings"] = timer.seconds
+            plan.append(("retrieval", rset, names, True))
         if baseline_set_dir is not None:
             other = folder_set(baseline_set_dir)
             plan.append(("baseline_set", other, sorted(other), False))
@@ -274,8 +308,11 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     if not models.clap:
         skipped["clap_score"] = reason("clap", "text-audio embedding", "" if text_file else "; --text not given")
     if baselines:
-        skipped["retrieval"] = "retrieval baseline needs the pipeline's trained visual encoder" + (
-            "" if train_dir else " and --train")
+        if retrieval_info is None:
+            missing = [what for what, given in (("the pipeline's semantic encoder (--retrieval-encoder)",
+                                                 retrieval_embedder), ("--train", train_dir), ("--video", video_dir))
+                       if given is None]
+            skipped["retrieval"] = "retrieval baseline needs " + ", ".join(missing)
         if baseline_set_dir is None:
             skipped["baseline_set"] = "independent-set baseline needs --baseline-set"
     examples_out = [{"name": n, "reference_onsets": sorted(e.onset_s for e in truth[n] if e.kind == "discrete")
@@ -285,4 +322,5 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     return {"systems": systems, "skipped": skipped, "timings_s": timers, "examples": examples_out,
             "settings": {"generated": str(generated_dir), "reference": str(reference_dir),
                          "truth": str(truth_dir) if truth_dir else None, "seed": seed,
-                         "onset_tolerances_ms": [25, 50, 100], "embedding": "melstats (untrained, see features.py)"}}
+                         "onset_tolerances_ms": [25, 50, 100], "embedding": "melstats (untrained, see features.py)",
+                         "retrieval": retrieval_info}}
