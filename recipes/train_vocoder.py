@@ -6,7 +6,9 @@
 Each channel of each stereo crop is one mono example (the vocoder is mono, stereo is vocoded per channel). The
 generator sees the true log-mel of the crop; losses: mel L1 (weight 45 as in Vocos / HiFi-GAN), multi-resolution
 STFT (Parallel WaveGAN), and after `disc_start_step` the adversarial loss of multi-period + multi-resolution
-discriminators (hinge or LSGAN) with feature matching. Data, checkpoints, resuming and logs work as in
+discriminators (hinge or LSGAN) with feature matching. The discriminators see one random `disc_segment`-sample
+window (8192, HiFi-GAN's segment length; the same window of real and generated audio) of each crop, and the
+generator's adversarial pass gives them no weight gradients. Data, checkpoints, resuming and logs work as in
 recipes/train_vae.py; the model alone goes to `out_dir/vocoder.safetensors` (load with `load_vocoder`).
 """
 from __future__ import annotations
