@@ -148,7 +148,8 @@ def main() -> None:
     print(f"codec quality on {len(wavs)} clips ({wavs[0].name} .. {wavs[-1].name}) of {args.data}, "
           f"{n / SR:g} s 16 kHz stereo; VAE {args.vae}; vocoders " +
           ", ".join(f"{name}={path}" for name, path in parse_vocoders(args.vocoder)) +
-          f"; Griffin-Lim {args.gl_iters} iterations; {c.tp + c.fn} labelled onsets, "
+          ("" if args.skip_baselines else f"; Griffin-Lim {args.gl_iters} iterations") +
+          f"; {c.tp + c.fn} labelled onsets, "
           f"{len(pans[systems[0]])} scored event pans; VAE alone (decoded vs true mel): mel_l1 "
           f"{np.mean(vae_mel_l1):.3f}")
     keys = ["mr_stft", "mel_l1", "onset_f1", "ild_db", "itd_us", "pan_err"]

@@ -8,7 +8,7 @@
 
 Departures, so the discriminators fit CPU training: channel widths are scaled by `channel_mult` (HiFi-GAN's MPD uses
 32..1024 channels), and the MRD's first convolution is strided (2, 2) over (frames, bins) (`mrd_first_stride`;
-UnivNet: (1, 1)), which makes every later MRD layer 4x cheaper: at (1, 1) the three MRDs took 85% of a training
+UnivNet: (1, 1)), which makes every later MRD layer 4x cheaper: at (1, 1) the three MRDs took over 80% of a training
 step's discriminator time on one CPU thread. Weight normalisation as in the papers.
 """
 from __future__ import annotations
