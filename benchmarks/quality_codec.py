@@ -1,131 +1,166 @@
-"""Codec quality against the original waveform: round trip (VAE + vocoder) vs. vocoder alone on the true mel (upper
-bound) vs. Griffin-Lim on the true mel (baseline), side by side on the same clips.
+"""Codec quality against the original waveform on FoleyWorld test clips: round trip (VAE + vocoder) vs. vocoder alone
+on the true mel (upper bound) vs. Griffin-Lim on the true mel (baseline), side by side on the same clips.
 
-    python benchmarks/quality_codec.py --vae VAE.safetensors --vocoder VOC.safetensors [--source DATA] [--clips 16]
+    python benchmarks/quality_codec.py --vae VAE.safetensors --vocoder VOC.safetensors \
+        [--vocoder NAME=VOC2.safetensors ...] [--data /work/data/foleyworld/test] [--clips 100] [--json OUT]
 
-`--source`: a folder of wavs, a JSONL manifest with `audio` (FoleyWorld test split: add --split test), or
-`synthetic` (procedural stereo events, seed --seed, disjoint from training seeds). Figures (lower is better except
-onset F1), mean over clips:
-  stft      multi-resolution STFT distance (spectral convergence + log-magnitude L1, 4 resolutions)
-  mel_l1    L1 of log10 mels (MMAudio 16 kHz front-end)
-  onset_f1  F1 of spectral-flux onsets within +-25 ms, the original's onsets as reference
-  ild_db    mean |ILD error| (dB) over frames louder than -50 dB
-  itd_us    |ITD error| (microseconds) from GCC-PHAT over each clip (lags up to 1 ms)
-The onset and spatial measures here are simple self-contained versions; foleyflow.eval holds the reference ones.
+Clips: the first `--clips` `*.wav` of `--data` in name order, each with its ground-truth `NAME.json` beside it
+(FoleyWorld's layout), whole clips (8 s, 16 kHz stereo). Several vocoders can be compared in one run (each gives a
+round-trip row and a true-mel row; the Griffin-Lim and original rows are shared). Figures (lower is better except
+onset F1):
+  mr_stft   multi-resolution STFT distance (spectral convergence + log-magnitude L1 at 4 resolutions,
+            `foleyflow.train.codec_losses.multi_resolution_stft_loss`), mean over clips
+  mel_l1    L1 of the 16 kHz log10 mels (`foleyflow.audio.log_mel_spectrogram`), mean over clips
+  onset_f1  onset F1 at +-25 ms against the clip's labelled discrete events (`foleyflow.eval.truth.score_clip`:
+            the `eval.onsets` detector and its scoring rules), counts summed over clips; the "original" row is the
+            detector on the untouched audio (the ceiling of this measure)
+  ild_db    mean |ILD error| (dB; `eval.spatial.ild_db`) over 64 ms windows where the original is within 40 dB of
+            its loudest window
+  itd_us    mean |ITD error| (microseconds; `eval.spatial.gcc_phat`, +-1 ms, 1/16-sample resolution) over 256 ms
+            windows within 30 dB of the loudest
+  pan_err   per-event pan error against the labels (`eval.truth.score_clip` with the original as pan reference)
 """
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def onsets(wav: np.ndarray, sr: int, hop: int = 128) -> np.ndarray:
-    """Onset times (s) of a mono signal: half-wave rectified log-spectral flux, adaptive threshold, 50 ms apart."""
-    n_fft = 512
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(wav, (n_fft // 2, n_fft // 2)), n_fft)[::hop]
-    spec = np.log1p(100 * np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)))
-    flux = np.maximum(np.diff(spec, axis=0), 0).sum(1)
-    if flux.max() <= 0:
-        return np.zeros(0)
-    thr = np.median(flux) + 0.3 * (flux.max() - np.median(flux))
-    peaks, last = [], -1e9
-    for i in range(1, len(flux) - 1):
-        if flux[i] > thr and flux[i] >= flux[i - 1] and flux[i] >= flux[i + 1] and (i - last) * hop / sr > 0.05:
-            peaks.append(i)
-            last = i
-    return (np.array(peaks) + 1) * hop / sr
+SR = 16000
 
 
-def onset_f1(ref: np.ndarray, est: np.ndarray, tol: float = 0.025) -> float:
-    if len(ref) == 0 and len(est) == 0:
-        return 1.0
-    used, hits = set(), 0
-    for r in ref:
-        cands = [(abs(e - r), j) for j, e in enumerate(est) if j not in used and abs(e - r) <= tol]
-        if cands:
-            used.add(min(cands)[1])
-            hits += 1
-    p = hits / max(len(est), 1)
-    r = hits / max(len(ref), 1)
-    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+def _windows(x: np.ndarray, win: int) -> np.ndarray:
+    n = x.shape[1] // win
+    return x[:, :n * win].reshape(2, n, win).transpose(1, 0, 2)  # (windows, 2, win)
 
 
-def ild_frames(wav: np.ndarray, n: int = 1024, hop: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    fr = np.lib.stride_tricks.sliding_window_view(wav, n, axis=1)[:, ::hop]
-    e = (fr ** 2).mean(-1) + 1e-10
-    return 10 * np.log10(e[0] / e[1]), 10 * np.log10(e.mean(0))
+def _loud(ref_windows: np.ndarray, range_db: float) -> np.ndarray:
+    power = 10 * np.log10((ref_windows ** 2).mean(axis=(1, 2)) + 1e-12)
+    return power > power.max() - range_db
 
 
-def itd_seconds(wav: np.ndarray, sr: int, max_lag_s: float = 0.001) -> float:
-    n = 2 * wav.shape[1]
-    a, b = np.fft.rfft(wav[0], n), np.fft.rfft(wav[1], n)
-    cross = a * np.conj(b)
-    cc = np.fft.irfft(cross / (np.abs(cross) + 1e-12), n)
-    lag = int(max_lag_s * sr)
-    window = np.concatenate([cc[-lag:], cc[:lag + 1]])
-    return (int(np.argmax(window)) - lag) / sr
+def ild_error_db(out: np.ndarray, ref: np.ndarray, win: int = 1024, range_db: float = 40.0) -> float:
+    from foleyflow.eval.spatial import ild_db
+
+    wo, wr = _windows(out, win), _windows(ref, win)
+    keep = np.flatnonzero(_loud(wr, range_db))
+    return float(np.mean([abs(ild_db(wo[i]) - ild_db(wr[i])) for i in keep]))
 
 
-def measures(out: np.ndarray, ref: np.ndarray, sr: int) -> dict[str, float]:
+def itd_error_us(out: np.ndarray, ref: np.ndarray, win: int = 4096, range_db: float = 30.0) -> float:
+    from foleyflow.eval.spatial import gcc_phat
+
+    wo, wr = _windows(out, win), _windows(ref, win)
+    keep = np.flatnonzero(_loud(wr, range_db))
+    return 1e6 * float(np.mean([abs(gcc_phat(*wo[i], SR) - gcc_phat(*wr[i], SR)) for i in keep]))
+
+
+def signal_measures(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     from foleyflow.audio import log_mel_spectrogram
     from foleyflow.train.codec_losses import multi_resolution_stft_loss
 
-    o, r = torch.from_numpy(out), torch.from_numpy(ref)
+    o, r = torch.from_numpy(out).float(), torch.from_numpy(ref).float()
     stft = multi_resolution_stft_loss(o, r)
-    mel_l1 = (log_mel_spectrogram(o, "16k") - log_mel_spectrogram(r, "16k")).abs().mean().item()
-    f1 = onset_f1(onsets(ref.mean(0), sr), onsets(out.mean(0), sr))
-    ild_o, _ = ild_frames(out)
-    ild_r, level = ild_frames(ref)
-    loud = level > level.max() - 50
-    ild = float(np.abs(ild_o - ild_r)[loud].mean()) if loud.any() else 0.0
-    itd = abs(itd_seconds(out, sr) - itd_seconds(ref, sr)) * 1e6
-    return {"stft": (stft["stft/sc"] + stft["stft/mag"]).item(), "mel_l1": mel_l1, "onset_f1": f1,
-            "ild_db": ild, "itd_us": itd}
+    mel = (log_mel_spectrogram(o, "16k") - log_mel_spectrogram(r, "16k")).abs().mean().item()
+    return {"mr_stft": (stft["stft/sc"] + stft["stft/mag"]).item(), "mel_l1": mel,
+            "ild_db": ild_error_db(out, ref), "itd_us": itd_error_us(out, ref)}
+
+
+def parse_vocoders(specs: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for s in specs:
+        name, _, path = s.rpartition("=") if "=" in s else (Path(s).stem, "", s)
+        out.append((name, path))
+    return out
 
 
 def main() -> None:
     from foleyflow.audio import griffin_lim, log_mel_spectrogram
-    from foleyflow.data.audio_clips import build_audio_dataset
-    from foleyflow.models.vae import decode_channels, encode_channels, load_vae, num_latent_frames
+    from foleyflow.eval.audio_io import read_stereo
+    from foleyflow.eval.onsets import OnsetScores
+    from foleyflow.eval.truth import load_truth, reference_pan_info, score_clip
+    from foleyflow.models.vae import decode_channels, encode_channels, load_vae, num_latent_frames, samples_per_latent
     from foleyflow.models.vocoder import load_vocoder, vocode_channels
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vae", required=True)
-    p.add_argument("--vocoder", required=True)
-    p.add_argument("--source", default="synthetic")
-    p.add_argument("--split", default=None)
-    p.add_argument("--clips", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--vocoder", action="append", required=True, help="PATH or NAME=PATH; repeat to compare")
+    p.add_argument("--data", default="/work/data/foleyworld/test")
+    p.add_argument("--clips", type=int, default=100)
     p.add_argument("--gl-iters", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="also write the per-system figures here")
+    p.add_argument("--skip-baselines", action="store_true",
+                   help="leave out the Griffin-Lim and original rows (vocoder-independent; for a second vocoder run)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    vae, voc = load_vae(args.vae), load_vocoder(args.vocoder)
-    sr = 16000
-    n = num_latent_frames(int(args.seconds * sr), vae.cfg) * 512
-    ds = build_audio_dataset(args.source, sample_rate=sr, num_samples=n, seed=args.seed, split=args.split,
-                             synthetic_items=args.clips)
-    rows: dict[str, list[dict]] = {"round trip (VAE + vocoder)": [], "vocoder on true mel": [],
-                                   "Griffin-Lim on true mel": []}
+    vae = load_vae(args.vae)
+    vocoders = [(name, load_vocoder(path)) for name, path in parse_vocoders(args.vocoder)]
+    wavs = sorted(Path(args.data).glob("*.wav"))[:args.clips]
+    if not wavs:
+        raise SystemExit(f"error: no .wav files in {args.data}")
+
+    systems = [f"{kind} [{name}]" for name, _ in vocoders for kind in ("round trip", "vocoder on true mel")]
+    if not args.skip_baselines:
+        systems = ["original"] + systems + ["Griffin-Lim on true mel"]
+    rows = {s: [] for s in systems}
+    onsets = {s: OnsetScores() for s in systems}
+    pans = {s: [] for s in systems}
+    vae_mel_l1: list[float] = []
     with torch.inference_mode():
-        for i in range(min(args.clips, len(ds))):
-            wav = ds[i][None]  # (1, 2, n)
+        for i, path in enumerate(wavs):
+            ref, _ = read_stereo(path, SR)
+            events = load_truth(path.with_suffix(".json"))
+            n = ref.shape[1]
+            padded = num_latent_frames(n, vae.cfg) * samples_per_latent(vae.cfg)
+            wav = torch.nn.functional.pad(torch.from_numpy(ref).float(), (0, padded - n))[None]
             mel = log_mel_spectrogram(wav, "16k")
-            outs = [vocode_channels(voc, decode_channels(vae, encode_channels(vae, mel).mean)),
-                    vocode_channels(voc, mel), griffin_lim(mel, "16k", n_iter=args.gl_iters, seed=i)]
-            ref = wav[0].numpy().astype(np.float64)
-            for key, out in zip(rows, outs):
-                rows[key].append(measures(out[0].numpy().astype(np.float64), ref, sr))
-    print(f"codec quality on {min(args.clips, len(ds))} clips of {n / sr:g} s from {args.source} (seed {args.seed});"
-          f" VAE {args.vae}, vocoder {args.vocoder}, Griffin-Lim {args.gl_iters} iterations")
-    keys = list(next(iter(rows.values()))[0])
+            mel_rt = decode_channels(vae, encode_channels(vae, mel).mean)
+            vae_mel_l1.append((mel_rt - mel)[..., :n // 256].abs().mean().item())
+            outs = {} if args.skip_baselines else {"original": ref}
+            for name, voc in vocoders:
+                outs[f"round trip [{name}]"] = vocode_channels(voc, mel_rt)[0, :, :n].double().numpy()
+                outs[f"vocoder on true mel [{name}]"] = vocode_channels(voc, mel)[0, :, :n].double().numpy()
+            if not args.skip_baselines:
+                gl = griffin_lim(mel, "16k", n_iter=args.gl_iters, seed=i)
+                outs["Griffin-Lim on true mel"] = gl[0, :, :n].double().numpy()
+            pan_ref = reference_pan_info(ref, SR, events)
+            for s, out in outs.items():
+                res = score_clip(path.stem, out, SR, events, pan_reference=pan_ref)
+                onsets[s] = onsets[s] + res.onsets
+                pans[s] += res.pan_errors
+                if s != "original":
+                    rows[s].append(signal_measures(out, ref))
+            print(f"\r{i + 1}/{len(wavs)} clips", end="", flush=True)
+    print()
+    table = {}
+    for s in systems:
+        fig = {k: float(np.mean([r[k] for r in rows[s]])) for k in ("mr_stft", "mel_l1")} if rows[s] else {}
+        fig["onset_f1"] = onsets[s].counts[0.025].f1
+        if rows[s]:
+            fig.update({k: float(np.mean([r[k] for r in rows[s]])) for k in ("ild_db", "itd_us")})
+        fig["pan_err"] = float(np.mean(pans[s])) if pans[s] else float("nan")
+        table[s] = fig
+    c = onsets[systems[0]].counts[0.025]
+    print(f"codec quality on {len(wavs)} clips ({wavs[0].name} .. {wavs[-1].name}) of {args.data}, "
+          f"{n / SR:g} s 16 kHz stereo; VAE {args.vae}; vocoders " +
+          ", ".join(f"{name}={path}" for name, path in parse_vocoders(args.vocoder)) +
+          ("" if args.skip_baselines else f"; Griffin-Lim {args.gl_iters} iterations") +
+          f"; {c.tp + c.fn} labelled onsets, "
+          f"{len(pans[systems[0]])} scored event pans; VAE alone (decoded vs true mel): mel_l1 "
+          f"{np.mean(vae_mel_l1):.3f}")
+    keys = ["mr_stft", "mel_l1", "onset_f1", "ild_db", "itd_us", "pan_err"]
     print("| system | " + " | ".join(keys) + " |")
-    print("|---|" + "---|" * len(keys))
-    for name, vals in rows.items():
-        print(f"| {name} | " + " | ".join(f"{np.mean([v[k] for v in vals]):.3f}" for k in keys) + " |")
+    print("|---|" + "---:|" * len(keys))
+    for s, fig in table.items():
+        print(f"| {s} | " + " | ".join(f"{fig[k]:.3f}" if k in fig else "-" for k in keys) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"clips": [w.name for w in wavs], "vae": args.vae,
+                                               "vae_mel_l1": float(np.mean(vae_mel_l1)),
+                                               "vocoders": args.vocoder, "table": table}, indent=1))
 
 
 if __name__ == "__main__":

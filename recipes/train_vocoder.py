@@ -6,7 +6,9 @@
 Each channel of each stereo crop is one mono example (the vocoder is mono, stereo is vocoded per channel). The
 generator sees the true log-mel of the crop; losses: mel L1 (weight 45 as in Vocos / HiFi-GAN), multi-resolution
 STFT (Parallel WaveGAN), and after `disc_start_step` the adversarial loss of multi-period + multi-resolution
-discriminators (hinge or LSGAN) with feature matching. Data, checkpoints, resuming and logs work as in
+discriminators (hinge or LSGAN) with feature matching. The discriminators see one random `disc_segment`-sample
+window (8192, HiFi-GAN's segment length; the same window of real and generated audio) of each crop, and the
+generator's adversarial pass gives them no weight gradients. Data, checkpoints, resuming and logs work as in
 recipes/train_vae.py; the model alone goes to `out_dir/vocoder.safetensors` (load with `load_vocoder`).
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ class TrainVocoderConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     adversarial: str = "hinge"  # or "lsgan"
     disc_start_step: int = 2000
+    disc_segment: int = 8192  # samples of the random crop the discriminators see (HiFi-GAN's segment); 0 = whole clip
     loss_weights: dict[str, float] = field(default_factory=lambda: {
         "mel/l1": 45.0, "stft/sc": 1.0, "stft/mag": 1.0, "adv/gen": 1.0, "adv/fm": 2.0})
     batch_size: int = 8
@@ -73,6 +76,14 @@ def batches(sampler, batch_size: int, epoch: int, skip: int) -> list[list[int]]:
     sampler.set_epoch(epoch)
     idx = list(sampler)
     return [idx[i:i + batch_size] for i in range(0, len(idx) - batch_size + 1, batch_size)][skip:]
+
+
+def disc_crop(real: torch.Tensor, fake: torch.Tensor, segment: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random window (global torch RNG, saved in checkpoints) of real and generated audio (N, samples)."""
+    if segment <= 0 or segment >= real.shape[-1]:
+        return real, fake
+    start = int(torch.randint(0, real.shape[-1] - segment + 1, ()))
+    return real[..., start:start + segment], fake[..., start:start + segment]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,8 +170,9 @@ def main(argv: list[str] | None = None) -> None:
             adversarial = step >= cfg.disc_start_step
             terms = {}
             if adversarial:  # discriminator step on detached audio
-                real_logits, _ = disc_model(wav)
-                fake_logits, _ = disc_model(fake.detach())
+                real_seg, fake_seg = disc_crop(wav, fake, cfg.disc_segment)
+                real_logits, _ = disc_model(real_seg)
+                fake_logits, _ = disc_model(fake_seg.detach())
                 terms["disc/loss"] = discriminator_loss(real_logits, fake_logits, cfg.adversarial)
                 opt_d.zero_grad(set_to_none=True)
                 terms["disc/loss"].backward()
@@ -169,10 +181,11 @@ def main(argv: list[str] | None = None) -> None:
             terms.update(mel_l1(fake, mel, setting))
             terms.update(multi_resolution_stft_loss(fake, wav))
             weights = dict(cfg.loss_weights)
-            if adversarial:
+            if adversarial:  # the updated discriminators score the generator; their weights get no gradient here
+                disc.requires_grad_(False)
                 with torch.no_grad():
-                    _, real_feats = disc(wav)
-                fake_logits, fake_feats = disc_model(fake)
+                    _, real_feats = disc(real_seg)
+                fake_logits, fake_feats = disc(fake_seg)
                 terms["adv/gen"] = generator_adversarial_loss(fake_logits, cfg.adversarial)
                 terms["adv/fm"] = feature_matching_loss(real_feats, fake_feats)
             else:
@@ -182,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(vocoder.parameters(), cfg.optim.grad_clip)
             opt_g.step()
+            disc.requires_grad_(True)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 logged = {k: all_reduce_mean(v.detach(), ctx).item() for k, v in terms.items()}
