@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled example: see README.md. Usage: bash scripts/demo.sh [VENV_DIR]
-# Uses the trained default model (foleyflow/assets/default) when it is installed; until then it builds an UNTRAINED
-# bundle (random weights) in out/ and says so: the sound it makes is not from a trained model.
+# Uses the trained default model (foleyflow/assets/default; its MODEL_CARD.md says what it can and cannot do); without
+# it, it builds an UNTRAINED bundle (random weights) in out/ and says so.
 set -euo pipefail
 VENV=${1:-.venv}
 FF="$VENV/bin/foleyflow"
@@ -29,9 +29,8 @@ echo "== foleyflow evaluate: the generated audio against the clips' exact ground
 "$FF" evaluate --generated out/demo_eval/generated --reference examples/foleyworld --truth examples/foleyworld \
     --video examples/foleyworld -o out/demo_eval/report --no-plots
 echo
-sed -n '1,40p' out/demo_eval/report/report.md
-echo
 echo "foleyflow demo: out/demo_foley.mp4 (the example video with its generated soundtrack), out/demo_eval/report"
+echo "(the 'reference' column is the clips' true audio: the ceiling; 'shuffled' is another clip's true audio)"
 if [ "$BUNDLE" = out/untrained-bundle ]; then
     echo
     echo "foleyflow demo: out/demo_foley.mp4 and out/demo_foley.wav hold sound from an UNTRAINED model (random"
