@@ -27,7 +27,7 @@ rm -rf out/demo_eval
 echo
 echo "== foleyflow evaluate: the generated audio against the clips' exact ground truth"
 "$FF" evaluate --generated out/demo_eval/generated --reference examples/foleyworld --truth examples/foleyworld \
-    --video examples/foleyworld -o out/demo_eval/report --no-plots
+    --video examples/foleyworld --text examples/foleyworld/manifest.jsonl -o out/demo_eval/report --no-plots
 echo
 echo "foleyflow demo: out/demo_foley.mp4 (the example video with its generated soundtrack), out/demo_eval/report"
 echo "(the 'reference' column is the clips' true audio: the ceiling; 'shuffled' is another clip's true audio)"
