@@ -141,3 +141,12 @@ def test_alignment_metrics_with_fake_models(tmp_path):
     assert s["reference"]["desync_s"] == 0.0 and s["shuffled"]["desync_s"] >= 0.4
     assert s["reference"]["ib_score"] > s["shuffled"]["ib_score"] and "clap_score" in s["generated"]
     assert not {"desync", "ib_score", "clap_score"} & set(report["skipped"])
+
+
+def test_markdown_settings_keep_long_values_out():
+    from foleyflow.eval.report import _markdown
+
+    matches = {f"clip{i}": f"train{i}" for i in range(20)}
+    md = _markdown({"systems": {}, "skipped": {}, "timings_s": {}, "examples": [],
+                    "settings": {"seed": 0, "retrieval": {"train_clips": 20, "matches": matches}}}, [])
+    assert "20 entries, see report.json" in md and "train19" not in md and "seed: `0`" in md

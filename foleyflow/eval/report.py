@@ -73,7 +73,12 @@ def _markdown(report: dict, plots: list[str]) -> str:
     out = ["# foleyflow evaluation report", ""]
     settings = report.get("settings", {})
     if settings:
-        out += [", ".join(f"{k}: `{v}`" for k, v in settings.items()), ""]
+        def brief(v):  # long values (e.g. the retrieval baseline's clip matches) stay in report.json only
+            if isinstance(v, dict):
+                v = {k: (f"{len(x)} entries, see report.json" if isinstance(x, (dict, list)) and len(x) > 8 else x)
+                     for k, x in v.items()}
+            return v
+        out += [", ".join(f"{k}: `{brief(v)}`" for k, v in settings.items()), ""]
     out += [markdown_table(report), ""]
     if report.get("skipped"):
         out += ["## Not computed", ""] + [f"- **{k}**: {v}" for k, v in report["skipped"].items()] + [""]
