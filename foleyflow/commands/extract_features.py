@@ -51,14 +51,12 @@ def parse_budget(text: str, overflow: str = "error"):
 def run(args: argparse.Namespace) -> int:
     import sys
     import time
+    import warnings
 
     from tqdm import tqdm
 
     from foleyflow.data.features import extract_features
     from foleyflow.data.manifest import read_manifest
-
-    import warnings
-
     from foleyflow.models.text_encoder import TextTruncationWarning
 
     text_cfg = parse_budget(args.text_budget, args.text_overflow)
@@ -85,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
                                        progress=progress)
         finally:
             bar.close()
+        for w in caught:  # other warnings are shown as usual; cut texts are counted in the summary below
+            if not issubclass(w.category, TextTruncationWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         caught = [str(w.message) for w in caught if issubclass(w.category, TextTruncationWarning)]
     from foleyflow.data.cache import Cache
 
