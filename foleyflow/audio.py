@@ -139,6 +139,18 @@ def istft_same(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Te
     return (y / env[0, 0, 0].clamp(min=1e-11))[:, pad:size - pad]
 
 
+def mono_log_mel(audio: torch.Tensor, mel_fb: torch.Tensor, window: torch.Tensor, n_fft: int,
+                 hop_length: int) -> torch.Tensor:
+    """(B, [C,] num_samples) -> (B, n_mels, num_samples // hop_length + 1): natural-log mel (floor 1e-5) of the mono
+    mix, centred STFT frames; the front-end of the small audio encoders (models.av_ssl, models.eval_audio)."""
+    if audio.ndim == 3:
+        audio = audio.mean(1)
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be (B, num_samples) or (B, C, num_samples), got {tuple(audio.shape)}")
+    spec = torch.stft(audio.float(), n_fft, hop_length, window=window, center=True, return_complex=True).abs()
+    return torch.log(torch.clamp(mel_fb @ spec, min=1e-5))
+
+
 def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_iter: int = 32, momentum: float = 0.99,
                 seed: int = 0) -> torch.Tensor:
     """(..., n_mels, T) log-mel -> (..., T * hop) waveform: baseline vocoder. The linear magnitude is the

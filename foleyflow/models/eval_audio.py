@@ -84,13 +84,9 @@ class EvalCNN(nn.Module):
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, [C,] num_samples) -> (B, n_mels, num_samples // hop_length + 1) natural-log mel of the mono mix."""
-        if audio.ndim == 3:
-            audio = audio.mean(1)
-        if audio.ndim != 2:
-            raise ValueError(f"audio must be (B, num_samples) or (B, C, num_samples), got {tuple(audio.shape)}")
-        spec = torch.stft(audio.float(), self.cfg.n_fft, self.cfg.hop_length, window=self.window, center=True,
-                          return_complex=True).abs()
-        return torch.log(torch.clamp(self.mel_fb @ spec, min=1e-5))
+        from foleyflow.audio import mono_log_mel
+
+        return mono_log_mel(audio, self.mel_fb, self.window, self.cfg.n_fft, self.cfg.hop_length)
 
     def tokens(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.bn0(mel)[:, None]                                   # (B, 1, mels, frames)
