@@ -159,7 +159,7 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert torch.allclose(v[-1], v[17], atol=1e-3)   # frames past the 2 s clip repeat its last frame
 
 
-@pytest.mark.parametrize("case", ["manifest", "budget", "checkpoint", "kind", "duration", "exists"])
+@pytest.mark.parametrize("case", ["manifest", "budget", "checkpoint", "kind", "duration", "exists", "workers"])
 def test_extract_features_bad_inputs_give_one_line_errors(capsys, tmp_path, case):
     sem, syn = tiny_av_checkpoints(tmp_path / "enc", seed=0)
     manifest = tmp_path / "m.jsonl"
@@ -175,6 +175,7 @@ def test_extract_features_bad_inputs_give_one_line_errors(capsys, tmp_path, case
         "checkpoint": (base[:5] + [tmp_path / "none.safetensors"] + base[6:], "checkpoint not found"),
         "kind": (base[:5] + [syn] + base[6:], "expected 'semantic_av'"),
         "duration": (base + ["--duration", "0.1"], "--duration"),
+        "workers": (base[:5] + [tmp_path / "none.safetensors"] + base[6:] + ["--workers", "2"], "checkpoint not found"),
         "exists": (["extract-features", manifest, "--out", tmp_path / "done", "--semantic-encoder", sem,
                     "--sync-encoder", syn, "--text-budget", "8"], "already exists"),
     }[case]

@@ -354,3 +354,6 @@ def test_generate_set_writes_one_wav_per_clip_resumes_and_checks_rows(capsys, bu
     assert code == 0 and "wrote 0 clips" in stdout and "2 already there" in stdout
     code, _, err = cli(capsys, *base, "--text", "caption")     # row b has no caption
     assert code != 0 and "have no caption" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli(capsys, "generate-set", manifest, "--out", tmp_path / "file" / "sub", "--bundle", bundle)
+    assert code != 0 and "cannot create the output folder" in err and len(err.strip().splitlines()) == 1

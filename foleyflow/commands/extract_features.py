@@ -118,6 +118,9 @@ def _run_workers(args: argparse.Namespace, n: int):
     from foleyflow.data.manifest import read_manifest
     from foleyflow.errors import FoleyError
 
+    for what, path in (("semantic encoder", args.semantic_encoder), ("sync encoder", args.sync_encoder)):
+        if not Path(path).is_file():  # before any worker starts
+            raise FoleyError(f"{what} checkpoint not found: {path}")
     out = Path(args.out)
     if (out / INDEX).exists():
         raise FoleyError(f"a cache already exists in {out}; choose another folder or delete it")

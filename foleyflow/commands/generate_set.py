@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     if bundle is None:
         raise FoleyError("no trained default model is installed yet; give --bundle DIR")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FoleyError(f"cannot create the output folder {out}: {e.strerror}") from None
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
