@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             _fail(f"text-only mode writes a .wav; got {wav}")
     bundle = args.bundle or (str(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "bundle.json").is_file() else None)
     if bundle is None:
-        _fail("no trained default model is installed yet; give --bundle DIR (`make demo` builds an untrained one)")
+        _fail(f"the default model is missing from {DEFAULT_BUNDLE} (a broken install?); give --bundle DIR")
 
     # ---- models
     if args.threads:

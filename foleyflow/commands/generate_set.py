@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             raise FoleyError(f"{len(lacking)} rows have no {args.text} (e.g. {lacking[0]}); use --text none")
     bundle = args.bundle or (str(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "bundle.json").is_file() else None)
     if bundle is None:
-        raise FoleyError("no trained default model is installed yet; give --bundle DIR")
+        raise FoleyError(f"the default model is missing from {DEFAULT_BUNDLE} (a broken install?); give --bundle DIR")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
