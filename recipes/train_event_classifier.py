@@ -219,4 +219,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from foleyflow.train.dist import exit_process
+
     main()
+    exit_process()

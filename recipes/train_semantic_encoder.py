@@ -188,4 +188,7 @@ def json_model_cfg(cfg: TrainConfig) -> str:
 
 
 if __name__ == "__main__":
+    from foleyflow.train.dist import exit_process
+
     main()
+    exit_process()

@@ -237,4 +237,7 @@ def json_model_cfg(cfg: TrainConfig) -> str:
 
 
 if __name__ == "__main__":
+    from foleyflow.train.dist import exit_process
+
     main()
+    exit_process()

@@ -14,7 +14,6 @@ recipes/train_vae.py; the model alone goes to `out_dir/vocoder.safetensors` (loa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,11 +218,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from foleyflow.train.dist import exit_process
+
     main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # torch 2.13's gloo backend sometimes aborts ("terminate called without an active exception") while the
-        # interpreter shuts down after destroy_process_group (5 of 30 runs of a minimal DDP script); all files are
-        # written and closed by now, so leave without running the C++ static destructors.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    exit_process()
