@@ -77,6 +77,8 @@ class TrainFlowConfig:
     ckpt_every: int = 1000
     keep_states: int = 2
     threads: int = 0                   # torch threads per process (0: leave torch's default)
+    init_from: str = ""                # a generator checkpoint to start from (fine-tuning, e.g. on new features);
+                                       # its config must equal this run's; a resumed run ignores it
 
 
 class FlowTrainStep(nn.Module):
@@ -156,9 +158,22 @@ def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:
                                                           data["sync"].shape[1]):
         raise FoleyError(f"cache sequence lengths {data['mean'].shape[1]}, {data['visual'].shape[1]}, "
                          f"{data['sync'].shape[1]} do not match {data['duration_s']} s for this generator")
+    if cfg.init_from:
+        init_weights(net, cfg.init_from)
     net.set_latent_stats(data["latent_mean"], data["latent_std"])
     net.set_empty_text(data["empty_text"].float())
     return net
+
+
+def init_weights(net: Generator, path: str) -> None:
+    """Copies the weights of the generator checkpoint at `path` into `net` (same config required). The latent
+    statistics and the empty text are then set from this run's caches."""
+    from foleyflow.models.generator_io import load_generator
+
+    src = load_generator(path)
+    if config_to_json(src.cfg) != config_to_json(net.cfg):
+        raise FoleyError(f"init_from {path} has another generator config than this run")
+    net.load_state_dict(src.state_dict())
 
 
 def lr_at(cfg: TrainFlowConfig, step: int) -> float:
@@ -275,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             if ctx.is_main:
                 prov = {"recipe": "recipes/train_flow.py", "step": step, "seed": cfg.seed,
                         "producers": data["producers"], "world_size": ctx.world_size}
+                if cfg.init_from:
+                    prov["init_from"] = cfg.init_from
                 save_train_state(out / f"state_{step:08d}.safetensors", kind="generator", config=config_to_json(cfg),
                                  state={"model": net.state_dict(), "optimizer": opt.state_dict(),
                                         "ema": ema.state_dict(), "step": step, "gen": gens, "rng": rng_state()},

@@ -138,7 +138,7 @@ def test_sync_batch_audio_is_shifted_by_the_label():
     cfg = load_config(mod.TrainConfig, ROOT / "configs" / "train_sync_encoder" / "debug.yaml")
 
     clip = synthetic_clip(3, duration_s=2.0, size=32)
-    frames, audio, labels, aligned = mod.make_batch([clip], cfg, np.random.default_rng(1))
+    frames, audio, labels, aligned, *_ = mod.make_batch([clip], cfg, np.random.default_rng(1))
     assert frames.shape == (4, 32, 3, 32, 32) and audio.shape == aligned.shape == (4, 2, 20480)
     assert labels.shape == (4,)
     for b in range(4):

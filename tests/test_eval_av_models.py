@@ -72,7 +72,7 @@ def test_oracle_reads_the_recipe_labels():
     clip = AVClip(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
                   torch.from_numpy(np.stack([audio, audio])), FPS, SR)
     cfg = recipe.TrainConfig(model=tiny_sync_config(), batch_size=64)
-    f, a, labels, _ = recipe.make_batch([clip], cfg, np.random.default_rng(0))
+    f, a, labels, *_ = recipe.make_batch([clip], cfg, np.random.default_rng(0))
     seen = (f.amax((1, 2, 3, 4)) > 128) & (a.abs().amax((1, 2)) > 0.5)  # flash and click inside both windows
     assert seen.sum() >= 10 and len(set(labels[seen].tolist())) >= 5
     pred = OracleSync()(f, a).argmax(1)

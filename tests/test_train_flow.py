@@ -58,3 +58,20 @@ def test_refuses_caches_that_do_not_fit(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().startswith("error: generator config does not fit the caches")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_init_from_starts_at_the_given_weights(tmp_path):
+    """Fine-tuning: a run with init_from starts from that generator (its first loss is the source's level, far below
+    a fresh start), records it in the provenance, and refuses a generator of another config."""
+    fresh = run_recipe(tmp_path, tmp_path / "a", nproc=1)
+    src = tmp_path / "a" / "generator.safetensors"
+    tuned = run_recipe(tmp_path, tmp_path / "b", f"init_from={src}", "steps=5", "log_every=5", nproc=1)
+    assert tuned[0]["flow/mse"] < 0.8 * fresh[0]["flow/mse"], (fresh[0], tuned[0])
+    from foleyflow.checkpoint import load_checkpoint
+
+    assert str(src) in load_checkpoint(tmp_path / "b" / "generator.safetensors")[1]["foleyflow.provenance"]
+    cmd = [sys.executable, str(ROOT / "recipes" / "train_flow.py"), "--config", str(ROOT / "configs/train_flow/debug.yaml"),
+           f"data.latents={tmp_path / 'caches' / 'latents'}", f"data.features={tmp_path / 'caches' / 'features'}",
+           f"out_dir={tmp_path / 'c'}", *MODEL_OVERRIDES, f"init_from={src}", "model.num_joint_blocks=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert proc.returncode != 0 and "another generator config" in proc.stderr, proc.stderr[-2000:]

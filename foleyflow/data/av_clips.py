@@ -32,6 +32,7 @@ class AVClip:
     fps: float
     sample_rate: int
     label: int = -1  # synthetic class, -1 when unknown
+    onsets: torch.Tensor | None = None  # (E, 2) [time_s, pan -1..1] of visible discrete events, None when unknown
 
     @property
     def duration_s(self) -> float:
@@ -71,8 +72,19 @@ def synthetic_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: 
         seg = burst[:max(0, min(burst_len, num - k))]
         audio[0, k:k + len(seg)] += 0.5 * (1 - pan) * seg + 0.1 * seg
         audio[1, k:k + len(seg)] += 0.5 * pan * seg + 0.1 * seg
+    onsets = torch.tensor([(t, 2 * p - 1) for t, p in bounces], dtype=torch.float32).reshape(-1, 2)
     return AVClip(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.clip(audio, -1, 1)),
-                  fps, sample_rate, label)
+                  fps, sample_rate, label, onsets)
+
+
+def visible_onsets(truth_path: str | Path) -> torch.Tensor:
+    """(E, 2) [onset_s, pan] of the discrete, on-screen, audible events of a FoleyWorld ground-truth JSON: the
+    contacts a sync encoder can see."""
+    from foleyflow.eval.truth import _audible, load_truth
+
+    rows = [(e.onset_s, e.pan) for e in load_truth(truth_path)
+            if e.kind == "discrete" and e.on_screen and _audible(e)]
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
 
 
 def video_entries(manifest: str | Path) -> list:
@@ -127,6 +139,8 @@ class ClipSource:
         else:
             row = self.rows[i]
             clip = load_clip(row.video, row.audio, fps=self.fps, size=self.size, sample_rate=self.sample_rate)
+            if row.truth:
+                clip.onsets = visible_onsets(row.truth)
         self.cache[i] = clip
         if len(self.cache) > self.cache_clips:
             self.cache.popitem(last=False)

@@ -102,16 +102,22 @@ class SyncOffsetClassifier:
         return logits[self.order]
 
 
-def load_offset_classifier(path: str | Path) -> SyncOffsetClassifier:
+def load_offset_classifier(path: str | Path):
     """The DeSync offset classifier stored in a sync_av checkpoint (CheckpointError for other files). The frame input
-    (rgb, or motion: see motion_frames) is read from the checkpoint's provenance ("frame_input")."""
+    (rgb, or motion: see motion_frames) is read from the checkpoint's provenance ("frame_input"); a checkpoint
+    trained on contacts alone (provenance offset_method: contacts) gives a ContactOffsetClassifier."""
     import json
 
     from foleyflow.checkpoint import PROVENANCE, read_metadata
     from foleyflow.models.av_ssl import load_sync_model
 
+    from foleyflow.eval.contact_offset import ContactOffsetClassifier, is_contact_model
+
     model = load_sync_model(path).float()
-    frame_input = json.loads(read_metadata(path).get(PROVENANCE, "{}")).get("frame_input", "rgb")
+    meta = read_metadata(path)
+    if is_contact_model(meta):
+        return ContactOffsetClassifier(model)
+    frame_input = json.loads(meta.get(PROVENANCE, "{}")).get("frame_input", "rgb")
     return SyncOffsetClassifier(model, frame_input)
 
 

@@ -180,6 +180,7 @@ class SyncAVConfig:
     head_depth: int = 3
     head_heads: int = 4
     segment_embed_dim: int = 0  # > 0 adds Synchformer's stage-I objective: segment-level AV contrastive embeddings
+    event_head: bool = False  # a per-token head [contact logit, pan] trained on ground-truth contacts (FoleyWorld)
 
 
 def time_embedding(times_s: torch.Tensor, dim: int, max_period_s: float = 100.0,
@@ -212,6 +213,8 @@ class SyncAVModel(nn.Module):
             self.seg_v = nn.Linear(cfg.visual.out_dim, cfg.segment_embed_dim)
             self.seg_a = nn.Linear(cfg.audio.embed_dim, cfg.segment_embed_dim)
             self.seg_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if cfg.event_head:
+            self.event_out = nn.Sequential(nn.LayerNorm(cfg.visual.out_dim), nn.Linear(cfg.visual.out_dim, 2))
 
     @property
     def num_classes(self) -> int:
@@ -253,6 +256,12 @@ class SyncAVModel(nn.Module):
         out = info_nce(v_seg.flatten(0, 1), a_seg.flatten(0, 1), self.seg_logit_scale)
         return {"sync/segment_infonce": out["contrastive/infonce"], "sync/segment_acc": out["contrastive/acc"]}
 
+    def contacts(self, v: torch.Tensor) -> torch.Tensor:
+        """Visual tokens (B, N, Dv) -> (B, N, 2): [logit that a visible contact starts in the token, its pan]."""
+        if not self.cfg.event_head:
+            raise ValueError("this sync model has no event head (model.event_head: false)")
+        return self.event_out(v)
+
     def predict_offset_s(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """(B,) most likely offset in seconds of the audio relative to the video."""
         grid = torch.tensor(self.cfg.offsets_s, device=frames.device)
@@ -273,6 +282,23 @@ class SyncAVModel(nn.Module):
         first = self.predict_offset_s(frames[:, :nf], audio[..., :na])
         last = self.predict_offset_s(frames[:, last_f:last_f + nf], audio[..., last_a:last_a + na])
         return torch.stack([first, last], dim=1)
+
+
+def contact_targets(onsets: torch.Tensor, start_s: float, num_segments: int, cfg: SyncEncoderConfig
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token targets of a video window starting at start_s: (N,) 1.0 where a contact becomes visible in the
+    token's frames (the first frame at or after the onset), and (N,) the mean pan of those contacts (0 elsewhere).
+    onsets (E, 2) [time_s, pan]; N = num_segments * tokens_per_segment, tokens ordered as the encoder's."""
+    tps = cfg.tokens_per_segment
+    first = (torch.arange(num_segments)[:, None] * cfg.segment_stride
+             + torch.arange(tps)[None, :] * cfg.tubelet).reshape(-1)  # first frame of each token
+    if onsets.numel() == 0:
+        return torch.zeros(first.numel()), torch.zeros(first.numel())
+    frame = torch.ceil((onsets[:, 0].double() - start_s) * cfg.fps - 1e-6).long()  # (E,)
+    hit = ((frame[None] >= first[:, None]) & (frame[None] < first[:, None] + cfg.tubelet)).float()  # (N, E)
+    count = hit.sum(1)
+    pan = (hit @ onsets[:, 1].float()) / count.clamp(min=1)
+    return (count > 0).float(), pan
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -115,6 +115,14 @@ def prepare_frames(frames: torch.Tensor, size: int, mode: Literal["stretch", "ce
     return torch.cat(outs, dim=1) if outs else torch.zeros(frames.shape[0], 0, 3, size, size)
 
 
+def motion_input(x: torch.Tensor, gain: float) -> torch.Tensor:
+    """(B, T, 3, H, W) normalised frames -> (B, T, 3, H, W): [grey, gain * (g_t - g_t-1), gain * (g_t+1 - g_t)]."""
+    g = x.mean(dim=2)
+    d = torch.diff(g, dim=1) * gain
+    zero = torch.zeros_like(g[:, :1])
+    return torch.stack([g, torch.cat([zero, d], 1), torch.cat([d, zero], 1)], dim=2)
+
+
 def segment_frames(frames: torch.Tensor, segment_frames: int = SEGMENT_FRAMES,
                    stride: int = SEGMENT_STRIDE) -> torch.Tensor:
     """(B, T, C, H, W) -> (B, S, segment_frames, C, H, W), S = (T - segment_frames) // stride + 1 (a view)."""
@@ -208,6 +216,8 @@ class SyncEncoderConfig:
     out_dim: int = 192  # token feature size given to the generator
     fps: float = SYNC_FPS
     segments_per_batch: int = 32  # segments per forward chunk (memory bound for long videos)
+    frame_input: str = "rgb"  # "rgb", or "motion": grey level + signed differences to the previous and next frame
+    motion_gain: float = 4.0  # scale of the frame differences in the motion input
 
     def __post_init__(self):
         from foleyflow.errors import ConfigError
@@ -215,6 +225,8 @@ class SyncEncoderConfig:
         if self.segment_frames % self.tubelet or self.image_size % self.patch_size or self.width % self.num_heads:
             raise ConfigError("sync encoder: segment_frames must divide by tubelet, image_size by patch_size, "
                               "width by num_heads")
+        if self.frame_input not in ("rgb", "motion"):
+            raise ConfigError(f"sync encoder: frame_input must be rgb or motion, got {self.frame_input!r}")
 
     @property
     def tokens_per_segment(self) -> int:
@@ -287,8 +299,11 @@ class SyncEncoder(nn.Module):
             self.cfg.tokens_per_segment
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) uint8/float -> (B, T, 3, S, S): short side to S, centre crop, mean 0.5 std 0.5."""
-        return prepare_frames(frames, self.cfg.image_size, "center_crop", (0.5,) * 3, (0.5,) * 3)
+        """(B, T, 3, H, W) uint8/float -> (B, T, 3, S, S): short side to S, centre crop, mean 0.5 std 0.5; with
+        frame_input "motion" the channels become the grey level and motion_gain x the signed differences to the
+        previous and to the next frame (0 at the ends): static backgrounds cancel, small moving objects stand out."""
+        x = prepare_frames(frames, self.cfg.image_size, "center_crop", (0.5,) * 3, (0.5,) * 3)
+        return motion_input(x, self.cfg.motion_gain) if self.cfg.frame_input == "motion" else x
 
     def encode_segments(self, segments: torch.Tensor) -> torch.Tensor:
         """(N, segment_frames, 3, S, S) preprocessed -> (N, tokens_per_segment, out_dim)."""
