@@ -23,20 +23,12 @@ import torch
 
 def detections(model, frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """frames (T, 3, H, W) uint8 at 25 fps -> (onset times in s, pans) detected from video alone."""
+    from foleyflow.eval.contact_offset import contact_slots
+
     vc = model.cfg.visual
-    with torch.no_grad():
-        out = model.contacts(model.visual(frames[None]))[0].float()  # (N, 2)
-    seg = out.shape[0] // vc.tokens_per_segment
-    first = (torch.arange(seg)[:, None] * vc.segment_stride + torch.arange(vc.tokens_per_segment)[None] * vc.tubelet)
-    first = first.reshape(-1)
-    slots = first // vc.tubelet  # tokens starting on the same frame share a slot
-    n = int(slots.max()) + 1
-    count = torch.zeros(n).index_add_(0, slots, torch.ones(len(slots)))
-    logit = torch.zeros(n).index_add_(0, slots, out[:, 0]) / count
-    pan = torch.zeros(n).index_add_(0, slots, out[:, 1]) / count
+    logit, pan = contact_slots(model, frames[None])
     p = torch.cat([torch.tensor([-1e9]), logit, torch.tensor([-1e9])])
-    peak = (p[1:-1] > 0) & (p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:])
-    k = peak.nonzero().flatten()
+    k = ((p[1:-1] > 0) & (p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:])).nonzero().flatten()
     return (k * vc.tubelet / vc.fps).numpy(), pan[k].clamp(-1, 1).numpy()
 
 

@@ -22,6 +22,24 @@ SIGMA_S = 0.04
 MIN_CONTACT_PROB = 0.5
 
 
+def contact_slots(model, frames):
+    """A sync_av model with a contact head on (1, T, 3, H, W) frames at 25 fps -> (slots,) contact logits and
+    (slots,) pans, one slot every `tubelet` frames (slot k starts at frame k * tubelet): the tokens of the overlapping
+    segments that start on the same frame are averaged."""
+    import torch
+
+    vc = model.cfg.visual
+    with torch.no_grad():
+        out = model.contacts(model.visual(frames))[0].float()  # (N, 2)
+    seg = out.shape[0] // vc.tokens_per_segment
+    slot = (torch.arange(seg)[:, None] * vc.segment_stride
+            + torch.arange(vc.tokens_per_segment)[None] * vc.tubelet).reshape(-1) // vc.tubelet
+    n = int(slot.max()) + 1
+    count = torch.zeros(n).index_add_(0, slot, torch.ones(len(slot)))
+    mean = torch.zeros(n, 2).index_add_(0, slot, out) / count[:, None]
+    return mean[:, 0], mean[:, 1]
+
+
 class ContactOffsetClassifier:
     """desync.OffsetClassifier: __call__(frames (T, H, W, 3) uint8 at 25 fps, audio (N,) mono) -> (21,) scores."""
 
@@ -39,16 +57,8 @@ class ContactOffsetClassifier:
         """(T, H, W, 3) uint8 -> (slots,) contact probability every `step_s`, slot k at k * step_s."""
         import torch
 
-        vc = self.model.cfg.visual
         f = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]
-        with torch.no_grad():
-            out = self.model.contacts(self.model.visual(f))[0, :, 0].float()
-        seg = out.shape[0] // vc.tokens_per_segment
-        first = (torch.arange(seg)[:, None] * vc.segment_stride
-                 + torch.arange(vc.tokens_per_segment)[None] * vc.tubelet).reshape(-1) // vc.tubelet
-        n = int(first.max()) + 1
-        count = torch.zeros(n).index_add_(0, first, torch.ones(len(first)))
-        return torch.sigmoid(torch.zeros(n).index_add_(0, first, out) / count).numpy()
+        return torch.sigmoid(contact_slots(self.model, f)[0]).numpy()
 
     def onset_curve(self, onsets: np.ndarray, duration_s: float, n: int, shift_s: float) -> np.ndarray:
         """(n,) density of `onsets` (s) at times k * step_s + shift_s (NaN outside [0, duration_s])."""
@@ -95,4 +105,4 @@ def is_contact_model(meta: dict) -> bool:
     return json.loads(meta.get(PROVENANCE, "{}")).get("offset_method") == "contacts"
 
 
-__all__ = ["ContactOffsetClassifier", "is_contact_model", "WINDOW_S"]
+__all__ = ["ContactOffsetClassifier", "contact_slots", "is_contact_model", "WINDOW_S"]
