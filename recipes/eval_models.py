@@ -6,8 +6,9 @@ accuracy on ground-truth clips (the figures in foleyflow/assets/eval/README.md).
     python recipes/eval_models.py offset --model foleyflow/assets/eval/offset.safetensors --manifest test.jsonl
     python recipes/eval_models.py av --model foleyflow/assets/eval/av.safetensors --manifest test.jsonl
 
-offset: (1) offset accuracy, exact class and within +-1 class (0.2 s), on windows drawn as in training (every clip,
-every one of the 21 offsets, one random valid start each; seeded), in the recipe's convention; (2) DeSync (desync.py
+offset: (1) offset accuracy, exact class and within +-1 class (0.2 s), on 4.8 s windows drawn as the sync recipe
+draws them (every clip, every one of the 21 offsets, one random valid start each; seeded), predicted through the
+DeSync classifier interface (so contact-based classifiers are measured the same way); (2) DeSync (desync.py
 protocol through eval.av_models.load_offset_classifier) of the ground-truth audio and of shuffled audio (another
 clip's, a seeded derangement). av: video -> audio retrieval recall@1/@10 among the manifest's clips (cosine of clip
 embeddings, eval.av_models.load_av_embedding) and the IB-style score of true and shuffled pairs.
@@ -70,9 +71,9 @@ def offset(args) -> dict:
     import sys
 
     from foleyflow.data.av_clips import audio_window, frame_window, load_clip
-    from foleyflow.eval.av_models import load_offset_classifier, motion_frames
+    from foleyflow.eval.av_models import load_offset_classifier
     from foleyflow.eval.baselines import derangement
-    from foleyflow.eval.desync import clip_desync
+    from foleyflow.eval.desync import OFFSETS_S, WINDOW_S, clip_desync
 
     spec = importlib.util.spec_from_file_location("train_sync_encoder", Path(__file__).with_name(
         "train_sync_encoder.py"))
@@ -81,11 +82,13 @@ def offset(args) -> dict:
     spec.loader.exec_module(recipe)
     clf = load_offset_classifier(args.model)
     model = clf.model
-    cfg = recipe.TrainConfig(model=model.cfg)
-    one_offset = [recipe.TrainConfig(model=replace(model.cfg, offsets_s=(o,))) for o in model.cfg.offsets_s]
-    size = model.cfg.visual.image_size
+    mcfg = replace(model.cfg, window_s=WINDOW_S)  # DeSync's windows, whatever the training windows were
+    cfg = recipe.TrainConfig(model=mcfg)
+    one_offset = [recipe.TrainConfig(model=replace(mcfg, offsets_s=(o,))) for o in mcfg.offsets_s]
+    to_desync = [int(np.argmin(np.abs(OFFSETS_S + o))) for o in mcfg.offsets_s]  # recipe class -> DeSync class
+    size = clf.frame_size
     rows = _rows(args.manifest, args.limit)
-    k_all = len(model.cfg.offsets_s)
+    k_all = len(mcfg.offsets_s)
     labels, preds, true_d, shuf_d = [], [], [], []
     clips = [load_clip(r.video, r.audio, fps=cfg.data.fps, size=size, sample_rate=cfg.data.sample_rate)
              for r in rows]
@@ -93,23 +96,18 @@ def offset(args) -> dict:
     t0 = time.time()
     for i, clip in enumerate(clips):
         rng = np.random.default_rng([args.seed, i])
-        frames, audio = [], []
-        for k, o in enumerate(model.cfg.offsets_s):  # one valid start per class, as the recipe draws them
+        for k, o in enumerate(mcfg.offsets_s):  # one valid start per class, as the recipe draws them
             _, start = recipe.sample_window(clip.duration_s, one_offset[k], rng)
-            f = frame_window(clip, start, cfg.model.window_s, cfg.data.fps)
-            if clf.frame_input == "motion":
-                f = torch.from_numpy(motion_frames(f.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
-            frames.append(f)
-            audio.append(audio_window(clip, start + o, cfg.model.window_s))
-            labels.append(k)
-        with torch.no_grad():
-            preds += model(torch.stack(frames), torch.stack(audio)).argmax(-1).tolist()
+            f = frame_window(clip, start, WINDOW_S, cfg.data.fps).permute(0, 2, 3, 1).numpy()
+            a = audio_window(clip, start + o, WINDOW_S).mean(0).numpy()
+            preds.append(int(np.argmax(clf(f, a))))  # the classifier's DeSync class
+            labels.append(to_desync[k])
         f = clip.frames.permute(0, 2, 3, 1).numpy()
         true_d.append(clip_desync(rows[i].id, f, clip.audio.mean(0).numpy(), clf).desync_s)
         other = clips[perm[i]].audio.mean(0).numpy()[: clip.audio.shape[-1]]
         shuf_d.append(clip_desync(rows[i].id, f, other, clf).desync_s)
     labels, preds = np.array(labels), np.array(preds)
-    grid = np.array(model.cfg.offsets_s)
+    grid = OFFSETS_S
     zero = np.abs(grid[labels]) < 1e-6
     return {"model": str(args.model), "manifest": str(args.manifest), "clips": len(clips), "windows": len(labels),
             "offset_acc": float(np.mean(preds == labels)),

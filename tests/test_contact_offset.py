@@ -73,3 +73,14 @@ def test_refuses_models_without_a_contact_head_and_bad_input():
         clf(np.zeros((120, 32, 32, 3), np.uint8), np.zeros((2, 100), np.float32))
     with pytest.raises(EvalError, match="at least 16 frames"):
         clf(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(1000, np.float32))
+
+
+def test_loader_picks_the_contact_classifier_from_the_provenance(tmp_path):
+    from foleyflow.eval.av_models import SyncOffsetClassifier, load_offset_classifier
+    from foleyflow.models.av_ssl import save_av_model
+
+    save_av_model(tmp_path / "c.safetensors", tiny_model(), provenance={"offset_method": "contacts"})
+    save_av_model(tmp_path / "o.safetensors", tiny_model(), provenance={})
+    contact = load_offset_classifier(tmp_path / "c.safetensors")
+    assert isinstance(contact, ContactOffsetClassifier) and contact.frame_size == 32 and contact.video_fps == 25.0
+    assert isinstance(load_offset_classifier(tmp_path / "o.safetensors"), SyncOffsetClassifier)
