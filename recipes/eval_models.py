@@ -51,7 +51,7 @@ def export(args) -> None:
     else:
         model, step = loader(args.state), None
         prov = json.loads(meta.get("foleyflow.provenance", "{}"))
-        extra = {k: prov[k] for k in ("frame_input",) if k in prov}
+        extra = {k: prov[k] for k in ("frame_input", "offset_method") if k in prov}
     prov = {"recipe": "eval_models export", "source": Path(args.state).name, "step": step, "data": args.note,
             "dtype": "float16", **extra}
     out = save_av_model(args.out, model.half(), provenance=prov)

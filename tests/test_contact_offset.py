@@ -84,3 +84,16 @@ def test_loader_picks_the_contact_classifier_from_the_provenance(tmp_path):
     contact = load_offset_classifier(tmp_path / "c.safetensors")
     assert isinstance(contact, ContactOffsetClassifier) and contact.frame_size == 32 and contact.video_fps == 25.0
     assert isinstance(load_offset_classifier(tmp_path / "o.safetensors"), SyncOffsetClassifier)
+
+
+def test_video_windows_are_encoded_once():
+    clf = ContactOffsetClassifier(tiny_model())
+    calls = []
+    real = clf.model.contacts
+    clf.model.contacts = lambda v: calls.append(1) or real(v)
+    frames = np.random.default_rng(1).integers(0, 255, (120, 32, 32, 3), dtype=np.uint8)
+    first = clf.contact_probs(frames)
+    again = clf.contact_probs(frames.copy())
+    assert len(calls) == 1 and np.array_equal(first, again)
+    clf.contact_probs(frames[::-1])
+    assert len(calls) == 2
