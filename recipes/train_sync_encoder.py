@@ -226,7 +226,7 @@ def main(argv=None) -> None:
     ddp = wrap_ddp(TrainStep(model, cfg), ctx, find_unused_parameters=unused)
     source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
                         duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
-                        seed=cfg.seed, cache_clips=cfg.data.cache_clips)
+                        seed=cfg.seed, cache_clips=cfg.data.cache_clips, load_onsets=cfg.event_loss_weight > 0)
 
     writer = bar = None
     if ctx.is_main:

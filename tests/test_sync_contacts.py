@@ -122,3 +122,18 @@ def test_motion_input_cancels_static_background():
     assert torch.equal(motion_input(torch.zeros(1, 1, 3, 4, 4), 4.0), torch.zeros(1, 1, 3, 4, 4))
     with pytest.raises(ConfigError, match="frame_input"):
         SyncEncoderConfig(frame_input="flow")
+
+
+def test_clip_source_reads_truth_only_when_asked(tmp_path):
+    from foleyflow.media import write_video
+
+    clip = synthetic_clip(7, duration_s=1.0, size=32)
+    write_video(tmp_path / "c.mp4", clip.frames.permute(0, 2, 3, 1).numpy(), 25, audio=clip.audio.numpy(),
+                sample_rate=16000)
+    ev = dict(sound_class="impact_wood", kind="discrete", onset_s=0.5, on_screen=True, pan=0.3, gain=1.0,
+              offset_s=None, source_id=1, pan_track=None, param_track=None, params={})
+    (tmp_path / "c.json").write_text(json.dumps({"events": [ev]}))
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "c", "video": "c.mp4", "truth": "c.json"}) + "\n")
+    assert ClipSource(manifest=str(tmp_path / "m.jsonl"), size=32)[0].onsets is None
+    got = ClipSource(manifest=str(tmp_path / "m.jsonl"), size=32, load_onsets=True)[0].onsets
+    assert got.tolist() == [[0.5, pytest.approx(0.3)]]

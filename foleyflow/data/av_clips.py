@@ -118,14 +118,15 @@ class ClipSource:
     """Indexable clips: synthetic (count, duration, size, seed) or from a manifest, decoded lazily with an LRU cache."""
 
     def __init__(self, *, manifest: str | None = None, synthetic_clips: int = 0, duration_s: float = 8.0,
-                 size: int = 64, fps: float = 25.0, sample_rate: int = 16000, seed: int = 0, cache_clips: int = 256):
+                 size: int = 64, fps: float = 25.0, sample_rate: int = 16000, seed: int = 0, cache_clips: int = 256,
+                 load_onsets: bool = False):
         self.rows = video_entries(manifest) if manifest else None
         if self.rows is None and synthetic_clips < 1:
             raise FoleyError("give a manifest or a number of synthetic clips")
         self.count = len(self.rows) if self.rows is not None else synthetic_clips
         self.duration_s, self.size, self.fps, self.sample_rate, self.seed = duration_s, size, fps, sample_rate, seed
         self.cache: OrderedDict[int, AVClip] = OrderedDict()
-        self.cache_clips = cache_clips
+        self.cache_clips, self.load_onsets = cache_clips, load_onsets  # load_onsets: read each row's truth JSON
 
     def __len__(self) -> int:
         return self.count
@@ -139,7 +140,7 @@ class ClipSource:
         else:
             row = self.rows[i]
             clip = load_clip(row.video, row.audio, fps=self.fps, size=self.size, sample_rate=self.sample_rate)
-            if row.truth:
+            if row.truth and self.load_onsets:
                 clip.onsets = visible_onsets(row.truth)
         self.cache[i] = clip
         if len(self.cache) > self.cache_clips:

@@ -22,7 +22,7 @@ import numpy as np
 from foleyflow.errors import EvalError
 from foleyflow.eval.audio_io import list_audio, resample
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, retrieval_set, shuffled_set, silence_set
-from foleyflow.eval.desync import OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
+from foleyflow.eval.desync import WINDOW_S, OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
@@ -86,7 +86,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
     """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results; with
     `aligned` (clip names are those of the videos and texts), the alignment metrics the models allow."""
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
-    desync, ib, clap = [], [], []
+    desync, ib, clap, desync_short = [], [], [], 0
     for name in _progress(names, desc, progress):
         t = perf_counter()
         audio, sr = audio_set[name]()
@@ -99,7 +99,9 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if models.audio_classifier is not None:
             logits.append(np.asarray(models.audio_classifier(audio, sr), np.float64).ravel())
             t = timer.add("classifier_outputs", t)
-        if aligned and models.desync:
+        if aligned and models.desync and audio.shape[-1] < WINDOW_S * sr - 1:
+            desync_short += 1  # DeSync's protocol needs a whole 4.8 s window: counted, not scored
+        elif aligned and models.desync:
             clf = models.offset_classifier
             desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate),
                                       clf).desync_s)
@@ -134,7 +136,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("aesthetics", t)
     return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
                 logits=np.array(logits) if logits else None, spatial_err=spatial_err, truth=truth_res, aes=aes,
-                onsets=onsets, desync=desync, ib=ib, clap=clap)
+                onsets=onsets, desync=desync, desync_short=desync_short, ib=ib, clap=clap)
 
 
 def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, extrapolate: bool) -> None:
@@ -166,6 +168,8 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
         timer.add("kl_is", t)
     if scan["desync"]:
         out["desync_s"] = float(np.mean(scan["desync"]))
+    if scan.get("desync_short"):
+        out["desync_clips_too_short"] = scan["desync_short"]  # shorter than 4.8 s: not in desync_s
     if scan["ib"]:
         out["ib_score"] = av_similarity(*map(np.array, zip(*scan["ib"])))
     if scan["clap"]:
