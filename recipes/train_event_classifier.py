@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from foleyflow.config import config_to_json, load_config, save_config, to_dict
 from foleyflow.data.eval_clips import (clip_mels, crop_labels, manifest_clips, mean_average_precision, mel_slice,
                                        synthetic_clips, timed_events)
-from foleyflow.errors import CheckpointError
 from foleyflow.models.eval_audio import EVENT_KIND, EventModel, EventModelConfig
-from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+from foleyflow.train.state import resume_train_state, rng_state, save_train_state
 
 
 @dataclass
@@ -152,16 +151,9 @@ def main(argv=None) -> None:
     save_config(cfg, args.out / "config.yaml")
     model = EventModel(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    step = 0
-    latest = latest_checkpoint(ckpt_dir)
+    step, latest = resume_train_state(ckpt_dir, kind=EVENT_KIND, module=model, optimizer=opt,
+                                      model_config=json.loads(config_to_json(cfg))["model"])
     if latest is not None:
-        state, meta = load_train_state(latest, kind=EVENT_KIND)
-        if json.loads(meta["foleyflow.config"])["model"] != json.loads(config_to_json(cfg))["model"]:
-            raise CheckpointError(f"{latest} was made with another model config; use a new --out folder")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
         print(f"resumed from {latest.name} at step {step}", flush=True)
     clips, mels = load_split(cfg, cfg.data.split, model.cnn, args.out / "cache", cfg.seed)
     events = timed_events(clips, cfg.model.event_classes)

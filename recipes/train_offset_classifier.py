@@ -31,13 +31,13 @@ import torch.nn.functional as F
 
 from foleyflow.config import config_to_json, load_config, save_config
 from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
-from foleyflow.errors import CheckpointError, FoleyError
+from foleyflow.errors import FoleyError
 from foleyflow.eval.av_models import motion_frames
 from foleyflow.models.av_ssl import SYNC_KIND, SyncAVModel, save_av_model
 from foleyflow.models.visual import sync_token_times
-from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+from foleyflow.train.state import resume_train_state, rng_state, save_train_state
 from train_sync_encoder import TrainConfig as SyncTrainConfig
-from train_sync_encoder import json_model, json_model_cfg, lr_at, offset_losses, sample_window
+from train_sync_encoder import lr_at, offset_losses, sample_window
 
 
 @dataclass
@@ -133,16 +133,9 @@ def main(argv=None) -> None:
     step_module = TrainStep(model, cfg)
     opt = torch.optim.AdamW(step_module.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)
-    step = 0
-    latest = latest_checkpoint(ckpt_dir)
+    step, latest = resume_train_state(ckpt_dir, kind=SYNC_KIND, module=step_module, optimizer=opt,
+                                      model_config=json.loads(config_to_json(cfg))["model"])
     if latest is not None:
-        state, meta = load_train_state(latest, kind=SYNC_KIND)
-        if json_model(meta) != json_model_cfg(cfg):
-            raise CheckpointError(f"{latest} was made with another model config; use a new --out folder")
-        step_module.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
         print(f"resumed from {latest.name} at step {step}", flush=True)
     source = ClipSource(manifest=cfg.data.manifest, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
                         seed=cfg.seed, cache_clips=cfg.data.cache_clips)

@@ -21,6 +21,7 @@ uses its visual part via foleyflow.models.av_ssl.load_sync_encoder; evaluation u
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,11 +32,11 @@ import torch
 
 from foleyflow.config import config_to_json, load_config, save_config
 from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
-from foleyflow.errors import CheckpointError, ConfigError
+from foleyflow.errors import ConfigError
 from foleyflow.models.av_ssl import SYNC_KIND, SyncAVConfig, SyncAVModel, contact_targets, save_av_model
 from foleyflow.models.visual import num_sync_segments
 from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
-from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+from foleyflow.train.state import resume_train_state, rng_state, save_train_state
 
 
 @dataclass
@@ -202,19 +203,11 @@ def main(argv=None) -> None:
     model = SyncAVModel(cfg.model).to(ctx.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)
-    step = 0
     barrier(ctx)
-    latest = latest_checkpoint(ckpt_dir)
-    if latest is not None:  # resume: every process reads the same file
-        state, meta = load_train_state(latest, kind=SYNC_KIND)
-        if json_model(meta) != json_model_cfg(cfg):
-            raise CheckpointError(f"{latest} was made with another model config; use a new --out folder")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
-        if ctx.is_main:
-            print(f"resumed from {latest.name} at step {step}", flush=True)
+    step, latest = resume_train_state(ckpt_dir, kind=SYNC_KIND, module=model, optimizer=opt,
+                                      model_config=json.loads(config_to_json(cfg))["model"])
+    if latest is not None and ctx.is_main:  # every process read the same file
+        print(f"resumed from {latest.name} at step {step}", flush=True)
     if cfg.segment_loss_weight > 0 and cfg.model.segment_embed_dim <= 0:
         raise ConfigError("segment_loss_weight > 0 needs model.segment_embed_dim > 0")
     if cfg.event_loss_weight > 0 and not cfg.model.event_head:
@@ -281,20 +274,6 @@ def main(argv=None) -> None:
         print(f"wrote {args.out / 'sync_av.safetensors'} after {step} steps", flush=True)
     barrier(ctx)
     cleanup_distributed(ctx)
-
-
-def json_model(meta: dict) -> str:
-    import json
-
-    from foleyflow.checkpoint import checkpoint_config
-
-    return json.dumps(checkpoint_config(meta)["model"], sort_keys=True)
-
-
-def json_model_cfg(cfg: TrainConfig) -> str:
-    import json
-
-    return json.dumps(json.loads(config_to_json(cfg))["model"], sort_keys=True)
 
 
 if __name__ == "__main__":

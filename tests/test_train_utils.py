@@ -57,3 +57,24 @@ def test_rng_state_roundtrip():
     set_rng_state(s)
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_resume_train_state_restores_or_refuses(tmp_path):
+    import pytest
+
+    from foleyflow.errors import CheckpointError
+    from foleyflow.train.state import resume_train_state
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters())
+    assert resume_train_state(tmp_path, kind="k", model_config={"w": 3}, module=net, optimizer=opt) == (0, None)
+    save_train_state(tmp_path / "state_00000007.safetensors", kind="k", config={"model": {"w": 3}},
+                     state={"model": net.state_dict(), "optimizer": opt.state_dict(), "step": 7, "rng": rng_state()})
+    other = torch.nn.Linear(3, 2)
+    step, path = resume_train_state(tmp_path, kind="k", model_config={"w": 3}, module=other,
+                                    optimizer=torch.optim.AdamW(other.parameters()))
+    assert step == 7 and path.name == "state_00000007.safetensors"
+    assert torch.equal(other.weight, net.weight)
+    with pytest.raises(CheckpointError, match="another model config"):
+        resume_train_state(tmp_path, kind="k", model_config={"w": 4}, module=other,
+                           optimizer=torch.optim.AdamW(other.parameters()))
