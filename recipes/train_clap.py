@@ -185,7 +185,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from foleyflow.train.dist import exit_process
+    from foleyflow.train.dist import run_recipe
 
-    main()
-    exit_process()
+    run_recipe(main)

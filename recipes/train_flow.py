@@ -308,11 +308,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from foleyflow.train.dist import exit_process
+    from foleyflow.train.dist import run_recipe
 
-    try:
-        code = main()
-    except FoleyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    exit_process(code)
+    run_recipe(main)

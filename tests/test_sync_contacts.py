@@ -137,3 +137,17 @@ def test_clip_source_reads_truth_only_when_asked(tmp_path):
     assert ClipSource(manifest=str(tmp_path / "m.jsonl"), size=32)[0].onsets is None
     got = ClipSource(manifest=str(tmp_path / "m.jsonl"), size=32, load_onsets=True)[0].onsets
     assert got.tolist() == [[0.5, pytest.approx(0.3)]]
+
+
+def test_recipe_bad_input_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from test_encoder_recipes import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_sync_encoder.py"), "--config",
+                           str(ROOT / "configs" / "train_sync_encoder" / "debug.yaml"), "--out", str(tmp_path / "o"),
+                           f"data.manifest={tmp_path / 'missing.jsonl'}"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: manifest not found") and len(proc.stderr.strip().splitlines()) == 1

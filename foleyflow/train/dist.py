@@ -84,3 +84,20 @@ def exit_process(code: int | None = 0) -> None:
         sys.stderr.flush()
         os._exit(int(code or 0))
     sys.exit(code)
+
+
+def run_recipe(main) -> None:
+    """A recipe's entry point: runs main(); a FoleyError (missing or bad file, bad config) becomes a one-line
+    "error: ..." on stderr and its exit code instead of a traceback; otherwise ends through exit_process."""
+    import sys
+
+    from foleyflow.errors import FoleyError
+
+    try:
+        code = main()
+    except FoleyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        exit_process(e.exit_code)
+        return
+    exit_process(code)
