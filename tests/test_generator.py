@@ -154,3 +154,34 @@ def test_guidance_scale_one_is_one_call_conditional():
         fn = guided_velocity(net, cond, None, 1.0)
         assert torch.allclose(euler(fn, x, uniform_grid(2)),
                               euler(lambda xx, tt: net.velocity(xx, tt, cond), x, uniform_grid(2)))
+
+
+def test_ablation_flags_remove_their_pathway_and_travel_with_the_checkpoint(tmp_path):
+    from foleyflow.models.generator_io import load_generator, save_generator
+
+    full = randomised(GeneratorConfig(**SMALL))
+    x, v, s, t = inputs(full)
+    s2, t2 = torch.randn_like(s), torch.randn(2, 3, t.shape[-1])  # other sync; another prompt of another length
+    with torch.no_grad():
+        assert not torch.allclose(full(x, v, s, t, 0.5), full(x, v, s2, t, 0.5), atol=1e-4)
+        for flag in ("use_sync", "use_text", "aligned_rope"):
+            net = randomised(GeneratorConfig(**SMALL, **{flag: False}))
+            net.load_state_dict(full.state_dict())  # same weights: only the flag differs
+            out = net(x, v, s, t, 0.5)
+            if flag == "use_sync":   # the sync input is ignored: the learned empty sync feature stands in
+                assert torch.allclose(out, net(x, v, s2, t, 0.5), atol=1e-6)
+                e_s = full.empty_sync_feat.expand(2, full.sync_len, -1)
+                assert torch.allclose(out, full(x, v, e_s, t, 0.5), atol=1e-6)
+            elif flag == "use_text":  # any prompt gives the empty-text output
+                assert torch.allclose(out, net(x, v, s, t2, 0.5), atol=1e-6)
+                assert torch.allclose(out, full(x, v, s, full.empty_string_feat.expand(2, -1, -1), 0.5), atol=1e-6)
+            else:                     # visual tokens at positions 0..Nv-1 instead of the audio-aligned ones
+                assert torch.allclose(net.clip_rope, rope_tables(net.visual_len, net.cfg.head_dim))
+                assert not torch.allclose(out, full(x, v, s, t, 0.5), atol=1e-4)
+                net.set_duration(3.0)
+                assert torch.allclose(net.clip_rope, rope_tables(24, net.cfg.head_dim))
+                net.set_duration(2.0)
+            save_generator(tmp_path / f"{flag}.safetensors", net)
+            back = load_generator(tmp_path / f"{flag}.safetensors")
+            assert getattr(back.cfg, flag) is False
+            assert torch.allclose(back(x, v, s, t, 0.5), out, atol=1e-6)

@@ -19,6 +19,8 @@ departures, none of which changes the numbers:
 - the global-condition MLP over the pooled visual + text vectors is computed in `prepare_conditions` (it does
   not depend on t) instead of at every step;
 - `Conditions.cat` batches the conditional and unconditional branches into one call (foleyflow.flow.guidance).
+Three config flags (`use_sync`, `use_text`, `aligned_rope`; all on by default) remove a pathway for the ablations
+of MMAudio's paper; the checkpoint carries them, so an ablated model samples the way it was trained.
 """
 from __future__ import annotations
 
@@ -60,6 +62,10 @@ class GeneratorConfig:
     sync_segment_frames: int = 16
     sync_segment_stride: int = 8
     duration_s: float = 8.0
+    # ablations (MMAudio's section 4.4): train and sample with the same setting; the defaults are the full model
+    use_sync: bool = True           # False: the sync stream always holds the learned empty sync feature
+    use_text: bool = True           # False: the text stream always holds the empty-text features
+    aligned_rope: bool = True       # False: visual token j sits at position j (plain RoPE) instead of j * N / Nv
 
     @property
     def head_dim(self) -> int:
@@ -217,8 +223,9 @@ class Generator(nn.Module):
             device = None
         hd = self.cfg.head_dim
         self.register_buffer("latent_rope", rope_tables(latent_len, hd, device=device), persistent=False)
-        self.register_buffer("clip_rope", aligned_rope_tables(visual_len, hd, latent_len, device=device),
-                             persistent=False)
+        clip_rope = (aligned_rope_tables(visual_len, hd, latent_len, device=device) if self.cfg.aligned_rope
+                     else rope_tables(visual_len, hd, device=device))
+        self.register_buffer("clip_rope", clip_rope, persistent=False)
 
     def _apply(self, fn, recurse=True):
         # RoPE tables stay float32 on whatever device/dtype the module moves to
@@ -250,6 +257,10 @@ class Generator(nn.Module):
         self._check_input("sync", sync, self.sync_len, self.cfg.sync_dim)
         self._check_input("text", text, None, self.cfg.text_dim)
         b = sync.shape[0]
+        if not self.cfg.use_sync:  # ablation: no timing stream
+            sync = self.empty_sync_feat[None].to(sync.dtype).expand_as(sync)
+        if not self.cfg.use_text:  # ablation: no text
+            text = self.empty_string_feat[None].to(text.dtype).expand(b, -1, -1)
         sync = (sync.view(b, -1, SYNC_TOKENS_PER_SEGMENT, sync.shape[-1]) + self.sync_pos_emb).flatten(1, 2)
         visual = self.clip_input_proj(visual)
         sync = self.sync_input_proj(sync)
