@@ -87,7 +87,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vae", required=True)
-    p.add_argument("--vocoder", action="append", required=True, help="PATH or NAME=PATH; repeat to compare")
+    p.add_argument("--vocoder", action="append", default=[],
+                   help="PATH or NAME=PATH; repeat to compare (none with --skip-baselines: the VAE's mel L1 only)")
     p.add_argument("--data", default="/work/data/foleyworld/test")
     p.add_argument("--clips", type=int, default=100)
     p.add_argument("--gl-iters", type=int, default=32)
@@ -96,6 +97,8 @@ def main() -> None:
     p.add_argument("--skip-baselines", action="store_true",
                    help="leave out the Griffin-Lim and original rows (vocoder-independent; for a second vocoder run)")
     args = p.parse_args()
+    if not args.vocoder and not args.skip_baselines:
+        p.error("give at least one --vocoder (or --skip-baselines to measure the VAE alone)")
     torch.set_num_threads(args.threads)
     vae = load_vae(args.vae)
     vocoders = [(name, load_vocoder(path)) for name, path in parse_vocoders(args.vocoder)]
@@ -136,6 +139,13 @@ def main() -> None:
                     rows[s].append(signal_measures(out, ref))
             print(f"\r{i + 1}/{len(wavs)} clips", end="", flush=True)
     print()
+    if not systems:  # VAE only
+        print(f"VAE {args.vae} alone on {len(wavs)} clips ({wavs[0].name} .. {wavs[-1].name}) of {args.data}: "
+              f"decoded vs true mel, mel_l1 {np.mean(vae_mel_l1):.3f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"clips": [w.name for w in wavs], "vae": args.vae,
+                                                   "vae_mel_l1": float(np.mean(vae_mel_l1))}, indent=1))
+        return
     table = {}
     for s in systems:
         fig = {k: float(np.mean([r[k] for r in rows[s]])) for k in ("mr_stft", "mel_l1")} if rows[s] else {}

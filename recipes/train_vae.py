@@ -44,6 +44,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     warmup_steps: int = 100
+    lr_decay_steps: list[int] = field(default_factory=list)  # lr x0.1 at each (a resumed run may add them)
 
 
 @dataclass
@@ -62,6 +63,11 @@ class TrainVAEConfig:
     stats_batches: int = 8
     threads: int = 0  # torch threads per process (0 = torch's default)
     device: str = "auto"
+
+
+def lr_factor(optim: OptimConfig, step: int) -> float:
+    """Linear warmup, then x0.1 at each of `lr_decay_steps`."""
+    return min(1.0, (step + 1) / max(1, optim.warmup_steps)) * 0.1 ** sum(step >= s for s in optim.lr_decay_steps)
 
 
 def batches(sampler, batch_size: int, epoch: int, skip: int) -> list[list[int]]:
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     vae = MelVAE(cfg.model).to(ctx.device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.optim.warmup_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.optim, s))
     gen = torch.Generator(ctx.device)  # posterior sampling, reseeded from (seed, step, rank): exact on resume
     step = 0
     resume_from = latest_checkpoint(out / "ckpt")

@@ -82,3 +82,15 @@ def test_recipe_reads_a_folder_of_wavs(tmp_path):
                     "batch_size=1", "steps=1", nproc=1)
     assert proc.returncode == 0
     assert (tmp_path / "run" / "vae.safetensors").is_file()
+
+
+def test_vae_learning_rate_warms_up_then_decays():
+    sys.path.insert(0, str(ROOT / "recipes"))
+    try:
+        from train_vae import OptimConfig, lr_factor
+    finally:
+        sys.path.pop(0)
+    o = OptimConfig(warmup_steps=10, lr_decay_steps=[100, 200])
+    assert lr_factor(o, 0) == pytest.approx(0.1) and lr_factor(o, 9) == 1.0 and lr_factor(o, 99) == 1.0
+    assert lr_factor(o, 100) == pytest.approx(0.1) and lr_factor(o, 250) == pytest.approx(0.01)
+    assert lr_factor(OptimConfig(warmup_steps=10), 10**6) == 1.0  # no decay unless asked
