@@ -1,0 +1,75 @@
+"""Onset F1 of several generated sets on the same clips, with a paired bootstrap of each set's difference to the first.
+
+    python benchmarks/paired_onsets.py --truth /data/foleyworld/test full=eval/gen_full nosync=eval/gen_nosync ...
+
+Every set is scored against the ground-truth events exactly as `foleyflow evaluate` does (discrete, audible events;
+merged clusters; optional onsets excused), on the clips all sets share. The bootstrap resamples clips (the same
+resample for every set, so clip difficulty cancels) and pools each resample's true/false positives and misses into
+an F1, as the set-level figure does. A 95% interval of a difference that excludes 0 means the ordering is not
+down to which clips were drawn.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def clip_counts(folder: Path, truth: Path, names: list[str], tolerance_s: float) -> np.ndarray:
+    """(clips, 3) true positives, false positives and misses at `tolerance_s`."""
+    from foleyflow.eval.audio_io import read_stereo
+    from foleyflow.eval.truth import load_truth, score_clip
+
+    out = []
+    for name in names:
+        audio, sr = read_stereo(folder / f"{name}.wav")
+        c = score_clip(name, audio, sr, load_truth(truth / f"{name}.json")).onsets.counts[tolerance_s]
+        out.append((c.tp, c.fp, c.fn))
+    return np.asarray(out, dtype=np.float64)
+
+
+def f1(counts: np.ndarray) -> np.ndarray:
+    """F1 of pooled counts (..., clips, 3) -> (...)."""
+    tp, fp, fn = np.moveaxis(counts.sum(axis=-2), -1, 0)
+    return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12), 0.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sets", nargs="+", help="NAME=FOLDER of generated <clip>.wav; the first is the baseline of the diffs")
+    p.add_argument("--truth", required=True, help="folder of <clip>.json ground truth")
+    p.add_argument("--tolerance-ms", type=float, default=50.0)
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    sets = [s.split("=", 1) if "=" in s else (Path(s).name, s) for s in args.sets]
+    for _, folder in sets:
+        if not Path(folder).is_dir():
+            raise SystemExit(f"error: {folder} is not a folder")
+    names = sorted(set.intersection(*({w.stem for w in Path(f).glob("*.wav")} for _, f in sets)))
+    names = [n for n in names if (Path(args.truth) / f"{n}.json").exists()]
+    if not names:
+        raise SystemExit("error: the sets share no clip that has a ground-truth .json")
+    from foleyflow.eval.onsets import TOLERANCES_S
+
+    tol = args.tolerance_ms / 1000
+    if tol not in TOLERANCES_S:
+        raise SystemExit(f"error: --tolerance-ms must be one of {', '.join(f'{t * 1000:g}' for t in TOLERANCES_S)}")
+    counts = {name: clip_counts(Path(f), Path(args.truth), names, tol) for name, f in sets}
+    idx = np.random.default_rng(args.seed).integers(0, len(names), (args.resamples, len(names)))
+    base = sets[0][0]
+    print(f"onset F1 +-{args.tolerance_ms:g} ms on {len(names)} shared clips; paired bootstrap ({args.resamples} "
+          f"resamples of clips, seed {args.seed}) of each set minus {base}")
+    print("| set | onset F1 | minus " + base + " | 95% interval |")
+    print("|---|---:|---:|---|")
+    for name, _ in sets:
+        diff = f1(counts[name][idx]) - f1(counts[base][idx])
+        own = f1(counts[name]) - f1(counts[base])
+        lo, hi = np.percentile(diff, [2.5, 97.5])
+        print(f"| {name} | {f1(counts[name]):.3f} | {own:+.3f} | "
+              + ("-" if name == base else f"[{lo:+.3f}, {hi:+.3f}]") + " |")
+
+
+if __name__ == "__main__":
+    main()
