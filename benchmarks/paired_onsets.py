@@ -37,7 +37,7 @@ def f1(counts: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sets", nargs="+", help="NAME=FOLDER of generated <clip>.wav; the first is the baseline of the diffs")
+    p.add_argument("sets", nargs="+", help="NAME=FOLDER of generated <clip>.wav; the first is the baseline")
     p.add_argument("--truth", required=True, help="folder of <clip>.json ground truth")
     p.add_argument("--tolerance-ms", type=float, default=50.0)
     p.add_argument("--resamples", type=int, default=2000)

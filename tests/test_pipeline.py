@@ -357,3 +357,19 @@ def test_generate_set_writes_one_wav_per_clip_resumes_and_checks_rows(capsys, bu
     (tmp_path / "file").write_text("x")
     code, _, err = cli(capsys, "generate-set", manifest, "--out", tmp_path / "file" / "sub", "--bundle", bundle)
     assert code != 0 and "cannot create the output folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_warns_that_a_text_ablated_bundle_ignores_the_prompt(capsys, text_encoder, tmp_path):
+    from foleyflow.bundle import build_untrained_bundle
+
+    b = build_untrained_bundle(tmp_path / "b", seed=0, window_s=WINDOW_S,
+                               generator_overrides={**TINY_GEN, "use_text": False},
+                               semantic_cfg=SemanticEncoderConfig(image_size=32, channels=(8, 8), embed_dim=16),
+                               sync_cfg=SyncEncoderConfig(image_size=32, width=16, depth=1, num_heads=2, out_dim=16),
+                               text_cfg=TEXT_CFG, text_encoder=text_encoder, name="test-notext")
+    base = ["generate", "--duration", "1.7", "--bundle", b, "--steps", "1", "--threads", "1"]
+    code, _, err = cli(capsys, *base, "--prompt", "a ball bounces", "-o", tmp_path / "a.wav")
+    assert code == 0, err
+    assert "trained without text" in err
+    code, _, err = cli(capsys, *base, "-o", tmp_path / "b.wav")
+    assert code == 0 and "trained without text" not in err

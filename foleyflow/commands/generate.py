@@ -124,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights): the sound it makes is noise-like "
               "and unrelated to the video or text", file=sys.stderr)
+    if not pipe.generator.cfg.use_text and (args.prompt or cot or args.negative):
+        print(f"warning: the bundle '{pipe.name}' was trained without text (an ablation): the prompt, chain of "
+              "thought and negative prompt are ignored", file=sys.stderr)
     from tqdm import tqdm
 
     bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
