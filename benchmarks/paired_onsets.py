@@ -16,23 +16,20 @@ from pathlib import Path
 import numpy as np
 
 
-def clip_counts(folder: Path, truth: Path, names: list[str], tolerance_s: float) -> np.ndarray:
-    """(clips, 3) true positives, false positives and misses at `tolerance_s`."""
-    from foleyflow.eval.audio_io import read_stereo
-    from foleyflow.eval.truth import load_truth, score_clip
+def clip_counts(folder: str, truth: str, tolerance_s: float) -> dict[str, tuple[int, int, int]]:
+    """Per clip of `folder`: (true positives, false positives, misses) at `tolerance_s`, as `evaluate` counts them."""
+    from foleyflow.eval.truth import evaluate_truth
 
-    out = []
-    for name in names:
-        audio, sr = read_stereo(folder / f"{name}.wav")
-        c = score_clip(name, audio, sr, load_truth(truth / f"{name}.json")).onsets.counts[tolerance_s]
-        out.append((c.tp, c.fp, c.fn))
-    return np.asarray(out, dtype=np.float64)
+    _, results = evaluate_truth(folder, truth)
+    return {r.name: (r.onsets.counts[tolerance_s].tp, r.onsets.counts[tolerance_s].fp,
+                     r.onsets.counts[tolerance_s].fn) for r in results}
 
 
 def f1(counts: np.ndarray) -> np.ndarray:
-    """F1 of pooled counts (..., clips, 3) -> (...)."""
+    """F1 of pooled counts (..., clips, 3) -> (...); 1 when there is nothing to find and nothing was found."""
     tp, fp, fn = np.moveaxis(counts.sum(axis=-2), -1, 0)
-    return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12), 0.0)
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1e-12), 1.0)
 
 
 def main() -> None:
@@ -43,23 +40,26 @@ def main() -> None:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    sets = [s.split("=", 1) if "=" in s else (Path(s).name, s) for s in args.sets]
+    sets = [tuple(s.split("=", 1)) if "=" in s else (Path(s).name, s) for s in args.sets]
+    names = [n for n, _ in sets]
+    if len(set(names)) != len(names):
+        raise SystemExit("error: two sets have the same name; name them NAME=FOLDER")
     for _, folder in sets:
         if not Path(folder).is_dir():
             raise SystemExit(f"error: {folder} is not a folder")
-    names = sorted(set.intersection(*({w.stem for w in Path(f).glob("*.wav")} for _, f in sets)))
-    names = [n for n in names if (Path(args.truth) / f"{n}.json").exists()]
-    if not names:
-        raise SystemExit("error: the sets share no clip that has a ground-truth .json")
     from foleyflow.eval.onsets import TOLERANCES_S
 
     tol = args.tolerance_ms / 1000
     if tol not in TOLERANCES_S:
         raise SystemExit(f"error: --tolerance-ms must be one of {', '.join(f'{t * 1000:g}' for t in TOLERANCES_S)}")
-    counts = {name: clip_counts(Path(f), Path(args.truth), names, tol) for name, f in sets}
-    idx = np.random.default_rng(args.seed).integers(0, len(names), (args.resamples, len(names)))
+    per_set = {name: clip_counts(folder, args.truth, tol) for name, folder in sets}
+    shared = sorted(set.intersection(*(set(c) for c in per_set.values())))
+    if not shared:
+        raise SystemExit("error: the sets share no clip")
+    counts = {name: np.asarray([c[n] for n in shared], dtype=np.float64) for name, c in per_set.items()}
+    idx = np.random.default_rng(args.seed).integers(0, len(shared), (args.resamples, len(shared)))
     base = sets[0][0]
-    print(f"onset F1 +-{args.tolerance_ms:g} ms on {len(names)} shared clips; paired bootstrap ({args.resamples} "
+    print(f"onset F1 +-{args.tolerance_ms:g} ms on {len(shared)} shared clips; paired bootstrap ({args.resamples} "
           f"resamples of clips, seed {args.seed}) of each set minus {base}")
     print("| set | onset F1 | minus " + base + " | 95% interval |")
     print("|---|---:|---:|---|")

@@ -116,13 +116,16 @@ def main() -> None:
     with torch.inference_mode():
         for i, path in enumerate(wavs):
             ref, _ = read_stereo(path, SR)
-            events = load_truth(path.with_suffix(".json"))
             n = ref.shape[1]
             padded = num_latent_frames(n, vae.cfg) * samples_per_latent(vae.cfg)
             wav = torch.nn.functional.pad(torch.from_numpy(ref).float(), (0, padded - n))[None]
             mel = log_mel_spectrogram(wav, "16k")
             mel_rt = decode_channels(vae, encode_channels(vae, mel).mean)
             vae_mel_l1.append((mel_rt - mel)[..., :n // 256].abs().mean().item())
+            print(f"\r{i + 1}/{len(wavs)} clips", end="", flush=True)
+            if not systems:  # the VAE alone: no waveforms to score
+                continue
+            events = load_truth(path.with_suffix(".json"))
             outs = {} if args.skip_baselines else {"original": ref}
             for name, voc in vocoders:
                 outs[f"round trip [{name}]"] = vocode_channels(voc, mel_rt)[0, :, :n].double().numpy()
@@ -137,7 +140,6 @@ def main() -> None:
                 pans[s] += res.pan_errors
                 if s != "original":
                     rows[s].append(signal_measures(out, ref))
-            print(f"\r{i + 1}/{len(wavs)} clips", end="", flush=True)
     print()
     if not systems:  # VAE only
         print(f"VAE {args.vae} alone on {len(wavs)} clips ({wavs[0].name} .. {wavs[-1].name}) of {args.data}: "

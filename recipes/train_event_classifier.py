@@ -67,10 +67,9 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    from foleyflow.train.schedule import warmup_cosine
+
+    return cfg.lr * warmup_cosine(step, cfg.warmup_steps, total, floor=0.02)
 
 
 def load_split(cfg: TrainConfig, split: str, front_end, cache: Path, seed: int):

@@ -177,8 +177,9 @@ def init_weights(net: Generator, path: str) -> None:
 
 
 def lr_at(cfg: TrainFlowConfig, step: int) -> float:
-    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-    return lr * 0.1 ** sum(step >= s for s in cfg.lr_decay_steps)
+    from foleyflow.train.schedule import warmup_step_decay
+
+    return cfg.lr * warmup_step_decay(step, cfg.warmup_steps, cfg.lr_decay_steps)
 
 
 def batch_indices(step: int, rank: int, batch_size: int, world_size: int, n_items: int, seed: int) -> torch.Tensor:

@@ -80,10 +80,9 @@ class TrainConfig:
 
 def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
     """Linear warm-up, then cosine decay to 10%."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    from foleyflow.train.schedule import warmup_cosine
+
+    return cfg.lr * warmup_cosine(step, cfg.warmup_steps, total, floor=0.1)
 
 
 def sample_window(duration_s: float, cfg: TrainConfig, rng: np.random.Generator) -> tuple[int, float]:

@@ -67,7 +67,9 @@ class TrainVAEConfig:
 
 def lr_factor(optim: OptimConfig, step: int) -> float:
     """Linear warmup, then x0.1 at each of `lr_decay_steps`."""
-    return min(1.0, (step + 1) / max(1, optim.warmup_steps)) * 0.1 ** sum(step >= s for s in optim.lr_decay_steps)
+    from foleyflow.train.schedule import warmup_step_decay
+
+    return warmup_step_decay(step, optim.warmup_steps, optim.lr_decay_steps)
 
 
 def batches(sampler, batch_size: int, epoch: int, skip: int) -> list[list[int]]:
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        for group, base in zip(opt.param_groups, sched.base_lrs):  # this config's schedule from the first step on
+            group["lr"] = base * lr_factor(cfg.optim, int(state["step"]))
         set_rng_state(state["rng"])
         step = int(state["step"])
     else:  # per-bin input statistics, averaged over processes

@@ -163,7 +163,8 @@ def test_ablation_flags_remove_their_pathway_and_travel_with_the_checkpoint(tmp_
     x, v, s, t = inputs(full)
     s2, t2 = torch.randn_like(s), torch.randn(2, 3, t.shape[-1])  # other sync; another prompt of another length
     with torch.no_grad():
-        assert not torch.allclose(full(x, v, s, t, 0.5), full(x, v, s2, t, 0.5), atol=1e-4)
+        assert not torch.allclose(full(x, v, s, t, 0.5), full(x, v, s2, t, 0.5), atol=1e-4)  # the full model
+        assert not torch.allclose(full(x, v, s, t, 0.5), full(x, v, s, t2, 0.5), atol=1e-4)  # reads both
         for flag in ("use_sync", "use_text", "aligned_rope"):
             net = randomised(GeneratorConfig(**SMALL, **{flag: False}))
             net.load_state_dict(full.state_dict())  # same weights: only the flag differs

@@ -371,5 +371,7 @@ def test_cli_warns_that_a_text_ablated_bundle_ignores_the_prompt(capsys, text_en
     code, _, err = cli(capsys, *base, "--prompt", "a ball bounces", "-o", tmp_path / "a.wav")
     assert code == 0, err
     assert "trained without text" in err
-    code, _, err = cli(capsys, *base, "-o", tmp_path / "b.wav")
+    code, _, err = cli(capsys, *base, "--negative", "hum", "-o", tmp_path / "b.wav")
+    assert code == 0 and "trained without text" in err
+    code, _, err = cli(capsys, *base, "-o", tmp_path / "c.wav")
     assert code == 0 and "trained without text" not in err

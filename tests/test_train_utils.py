@@ -78,3 +78,21 @@ def test_resume_train_state_restores_or_refuses(tmp_path):
     with pytest.raises(CheckpointError, match="another model config"):
         resume_train_state(tmp_path, kind="k", model_config={"w": 4}, module=other,
                            optimizer=torch.optim.AdamW(other.parameters()))
+
+
+def test_schedules_warm_up_then_decay():
+    import math
+
+    import pytest
+
+    from foleyflow.train.schedule import warmup_cosine, warmup_step_decay
+
+    assert warmup_step_decay(0, 10) == pytest.approx(0.1) and warmup_step_decay(9, 10) == 1.0
+    assert warmup_step_decay(99, 10, [100, 200]) == 1.0
+    assert warmup_step_decay(100, 10, [100, 200]) == pytest.approx(0.1)
+    assert warmup_step_decay(200, 10, [100, 200]) == pytest.approx(0.01)
+    assert warmup_cosine(4, 10, 110, floor=0.1) == pytest.approx(0.5)
+    assert warmup_cosine(10, 10, 110, floor=0.1) == 1.0
+    assert warmup_cosine(60, 10, 110, floor=0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
+    assert warmup_cosine(110, 10, 110, floor=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(10**6, 10, 110, floor=0.02) == pytest.approx(0.02)
