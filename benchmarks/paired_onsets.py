@@ -52,7 +52,12 @@ def main() -> None:
     tol = args.tolerance_ms / 1000
     if tol not in TOLERANCES_S:
         raise SystemExit(f"error: --tolerance-ms must be one of {', '.join(f'{t * 1000:g}' for t in TOLERANCES_S)}")
-    per_set = {name: clip_counts(folder, args.truth, tol) for name, folder in sets}
+    from foleyflow.errors import FoleyError
+
+    try:
+        per_set = {name: clip_counts(folder, args.truth, tol) for name, folder in sets}
+    except FoleyError as e:
+        raise SystemExit(f"error: {e}") from None
     shared = sorted(set.intersection(*(set(c) for c in per_set.values())))
     if not shared:
         raise SystemExit("error: the sets share no clip")
