@@ -176,4 +176,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from foleyflow.errors import FoleyError
+
+    try:
+        main()
+    except FoleyError as e:  # missing or wrong checkpoints, unreadable clips: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
