@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -65,6 +66,11 @@ def _check(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads exponents without a dot ("1e-4") as strings (YAML 1.1)
+            try:
+                value = float(value) if math.isfinite(float(value)) else value
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
         return float(value)

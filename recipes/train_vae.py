@@ -63,6 +63,9 @@ class TrainVAEConfig:
     stats_batches: int = 8
     threads: int = 0  # torch threads per process (0 = torch's default)
     device: str = "auto"
+    init_from: str | None = None  # start from this VAE checkpoint (weights and input statistics; same model config)
+    decoder_only: bool = False  # train only the decoder (needs init_from): the latent space, and with it every
+    #                             latents cache and generator made with the checkpoint, stays valid
 
 
 def lr_factor(optim: OptimConfig, step: int) -> float:
@@ -70,6 +73,17 @@ def lr_factor(optim: OptimConfig, step: int) -> float:
     from foleyflow.train.schedule import warmup_step_decay
 
     return warmup_step_decay(step, optim.warmup_steps, optim.lr_decay_steps)
+
+
+def init_vae(vae: MelVAE, path: str) -> None:
+    """Copies a VAE checkpoint's weights and input statistics into `vae`; its config must match."""
+    from foleyflow.models.vae import load_vae
+
+    src = load_vae(path)
+    if config_to_json(src.cfg) != config_to_json(vae.cfg):
+        raise SystemExit(f"error: init_from {path} has model config {config_to_json(src.cfg)}, "
+                         f"this run {config_to_json(vae.cfg)}")
+    vae.load_state_dict(src.state_dict())
 
 
 def batches(sampler, batch_size: int, epoch: int, skip: int) -> list[list[int]]:
@@ -115,7 +129,13 @@ def main(argv: list[str] | None = None) -> None:
         return log_mel_spectrogram(wav.to(ctx.device), cfg.model.mel_setting).flatten(0, 1)
 
     vae = MelVAE(cfg.model).to(ctx.device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+    if cfg.decoder_only and not cfg.init_from:
+        raise SystemExit("error: decoder_only needs init_from (the VAE whose encoder is kept)")
+    if cfg.init_from:
+        init_vae(vae, cfg.init_from)
+    if cfg.decoder_only:
+        vae.encoder.requires_grad_(False)
+    opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=cfg.optim.lr, betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.optim, s))
     gen = torch.Generator(ctx.device)  # posterior sampling, reseeded from (seed, step, rank): exact on resume
@@ -130,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             group["lr"] = base * lr_factor(cfg.optim, int(state["step"]))
         set_rng_state(state["rng"])
         step = int(state["step"])
-    else:  # per-bin input statistics, averaged over processes
+    elif not cfg.init_from:  # per-bin input statistics, averaged over processes
         mels = []
         for i, wav in enumerate(loader(0, 0)):
             if i >= cfg.stats_batches:
@@ -156,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     def save() -> None:
         if ctx.is_main:
             prov = {"recipe": "recipes/train_vae.py", "argv": sys.argv, "config": args.config, "step": step,
+                    "init_from": cfg.init_from, "decoder_only": cfg.decoder_only,
                     "seed": cfg.seed, "data": cfg.data.source, "world_size": ctx.world_size}
             save_train_state(out / "ckpt" / f"state_{step:08d}.safetensors", kind="vae",
                              config=config_to_json(cfg), provenance=prov,
@@ -168,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         barrier(ctx)
 
     model.train()
+    if cfg.decoder_only:  # eval mode: MPConv1d re-normalises its stored weights in place while training
+        vae.encoder.eval()
     while step < cfg.steps:
         epoch, skip = divmod(step, per_epoch)
         for wav in loader(epoch, skip):
@@ -178,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
             loss = weighted_sum(terms, cfg.loss_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.optim.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_([q for q in vae.parameters() if q.requires_grad],
+                                                       cfg.optim.grad_clip)
             opt.step()
             sched.step()
             step += 1

@@ -50,3 +50,13 @@ def test_missing_and_invalid_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(Cfg, tmp_path / "bad.yaml")
+
+
+def test_float_keys_take_exponents_without_a_dot(tmp_path):
+    """PyYAML reads "1e-4" as a string; a float key still takes it, in overrides and in files. Text stays an error."""
+    (tmp_path / "c.yaml").write_text("optim:\n  lr: 2e-3\n")
+    assert load_config(Cfg, tmp_path / "c.yaml", []).optim.lr == 2e-3
+    assert load_config(Cfg, tmp_path / "c.yaml", ["optim.lr=1e-4"]).optim.lr == 1e-4
+    for bad in ("optim.lr=fast", "optim.lr=nan"):
+        with pytest.raises(ConfigError, match="must be a number"):
+            load_config(Cfg, tmp_path / "c.yaml", [bad])

@@ -94,3 +94,22 @@ def test_vae_learning_rate_warms_up_then_decays():
     assert lr_factor(o, 0) == pytest.approx(0.1) and lr_factor(o, 9) == 1.0 and lr_factor(o, 99) == 1.0
     assert lr_factor(o, 100) == pytest.approx(0.1) and lr_factor(o, 250) == pytest.approx(0.01)
     assert lr_factor(OptimConfig(warmup_steps=10), 10**6) == 1.0  # no decay unless asked
+
+
+def test_vae_decoder_only_finetune_keeps_the_encoder(tmp_path):
+    """init_from + decoder_only: the encoder (and so every latents cache made with it) is unchanged, the decoder
+    trains; decoder_only without init_from is refused."""
+    base = tmp_path / "base"
+    torchrun("train_vae.py", "train_vae/debug.yaml", f"out_dir={base}", "steps=1", nproc=1)
+    ft = tmp_path / "ft"
+    torchrun("train_vae.py", "train_vae/debug.yaml", f"out_dir={ft}", "steps=2", f"init_from={base / 'vae.safetensors'}",
+             "decoder_only=true", "loss_weights.vae/l2=1.0", nproc=1)
+    before, after = state_tensors(base / "vae.safetensors"), state_tensors(ft / "vae.safetensors")
+    enc = [k for k in after if k.startswith("encoder.") or k.startswith("data_")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("decoder."))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_vae.py"), "--config",
+                           str(ROOT / "configs" / "train_vae" / "debug.yaml"), f"out_dir={tmp_path / 'x'}",
+                           "decoder_only=true"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and "decoder_only needs init_from" in proc.stderr

@@ -40,8 +40,10 @@ def mel_l1(pred_wav: torch.Tensor, target_mel: torch.Tensor, setting="16k") -> d
 
 
 def vae_losses(rec_mel: torch.Tensor, mel: torch.Tensor, posterior) -> dict[str, torch.Tensor]:
-    """{'vae/l1': mean |rec - mel| (log-mel units), 'vae/kl': mean KL per latent element}."""
-    return {"vae/l1": (rec_mel - mel).abs().mean(), "vae/kl": posterior.kl().mean()}
+    """{'vae/l1': mean |rec - mel| (log-mel units), 'vae/l2': mean squared error, 'vae/kl': mean KL per latent
+    element}."""
+    err = rec_mel - mel
+    return {"vae/l1": err.abs().mean(), "vae/l2": err.pow(2).mean(), "vae/kl": posterior.kl().mean()}
 
 
 def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
