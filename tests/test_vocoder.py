@@ -1,6 +1,8 @@
 """Vocoder (Vocos-style), discriminators and codec losses."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -131,3 +133,18 @@ def test_griffin_lim_vocoder_checkpoint_loads_behind_the_vocoder_interface(tmp_p
     rms = out[:, 2000:-2000].pow(2).mean(1).sqrt() / wav[:, 2000:-2000].pow(2).mean(1).sqrt()
     assert ((rms > 0.7) & (rms < 1.4)).all(), rms               # each channel keeps its level
     assert torch.equal(out, vocode_channels(voc, log_mel_spectrogram(wav)[None])[0])  # deterministic
+
+
+def test_vae_loud_loss_weights_the_loud_bins():
+    """vae/l1_loud ignores errors far below an example's loudest bin and counts those near it; the other terms are
+    the plain means."""
+    mel = torch.full((1, 4, 10), -5.0)
+    mel[0, 0, 3] = -1.0                                     # one loud bin, 4 units above the floor
+    post = SimpleNamespace(kl=lambda: torch.zeros(1))
+    quiet_err = mel.clone()
+    quiet_err[0, 2, 5] += 1.0                               # an error in a floor bin
+    loud_err = mel.clone()
+    loud_err[0, 0, 3] -= 1.0                                # the same error on the loud bin
+    q, ld = L.vae_losses(quiet_err, mel, post), L.vae_losses(loud_err, mel, post)
+    assert q["vae/l1"] == ld["vae/l1"] == pytest.approx(1 / 40) and q["vae/l2"] == pytest.approx(1 / 40)
+    assert q["vae/l1_loud"] == 0.0 and ld["vae/l1_loud"] == pytest.approx(1.0)

@@ -39,11 +39,19 @@ def mel_l1(pred_wav: torch.Tensor, target_mel: torch.Tensor, setting="16k") -> d
     return {"mel/l1": (mel[..., :frames] - target_mel[..., :frames]).abs().mean()}
 
 
+LOUD_RANGE = 2.0  # log-mel units (log10 magnitude at 16 kHz: 40 dB)
+
+
 def vae_losses(rec_mel: torch.Tensor, mel: torch.Tensor, posterior) -> dict[str, torch.Tensor]:
-    """{'vae/l1': mean |rec - mel| (log-mel units), 'vae/l2': mean squared error, 'vae/kl': mean KL per latent
-    element}."""
+    """{'vae/l1': mean |rec - mel| (log-mel units), 'vae/l2': mean squared error, 'vae/l1_loud': |rec - mel|
+    weighted towards each example's loud bins (weight rising from 0 at LOUD_RANGE below its loudest bin to 1 at it),
+    'vae/kl': mean KL per latent element}. Sparse sounds leave most bins near the floor, where plain L1 spends the
+    model's capacity; the loud term weights the transients that carry class, timing and pan."""
     err = rec_mel - mel
-    return {"vae/l1": err.abs().mean(), "vae/l2": err.pow(2).mean(), "vae/kl": posterior.kl().mean()}
+    top = mel.detach().amax(dim=(-2, -1), keepdim=True)
+    w = ((mel.detach() - top + LOUD_RANGE) / LOUD_RANGE).clamp(min=0.0)
+    return {"vae/l1": err.abs().mean(), "vae/l2": err.pow(2).mean(),
+            "vae/l1_loud": (err.abs() * w).sum() / w.sum().clamp(min=1e-6), "vae/kl": posterior.kl().mean()}
 
 
 def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
