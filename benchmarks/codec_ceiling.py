@@ -40,8 +40,8 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=100, help="the first N clips in name order")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    if args.clips < 1:
-        p.error("--clips must be at least 1")
+    if args.clips < 1 or args.threads < 1:
+        p.error("--clips and --threads must be at least 1")
     torch.set_num_threads(args.threads)
     files = dict(read_bundle(args.bundle).files)
     if args.vae:

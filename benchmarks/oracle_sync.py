@@ -64,7 +64,8 @@ def make_cache(args) -> None:
     for k, clip_id in enumerate(tqdm(src.ids, desc="oracle cache", unit="clip", file=sys.stderr)):
         clip, start = windows[clip_id]
         row = {f: t[k] for f, t in fields.items()}
-        row["sync"] = oracle_tokens(truths[clip], float(start), n_tok, sync_cfg, dim)
+        if float(row["has_video"].reshape(-1)[0]) > 0:  # windows without video keep their (zero) sync tokens
+            row["sync"] = oracle_tokens(truths[clip], float(start), n_tok, sync_cfg, dim)
         writer.add(clip_id, row)
     writer.close(info=src.info, extras=src.extras())
     print(f"wrote {len(src.ids)} windows with oracle sync tokens to {args.cache_out}")
@@ -128,6 +129,8 @@ def main() -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    if args.cmd == "generate" and (args.limit < 1 or args.threads < 1):
+        p.error("--limit and --threads must be at least 1")
     make_cache(args) if args.cmd == "cache" else generate(args)
 
 

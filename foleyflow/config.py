@@ -64,7 +64,9 @@ def _check(value: Any, tp: Any, path: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
-        return dict(value)
+        args = get_args(tp)
+        value_tp = args[1] if len(args) == 2 else Any
+        return {k: _check(v, value_tp, f"{path}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, str):  # PyYAML reads exponents without a dot ("1e-4") as strings (YAML 1.1)
             try:

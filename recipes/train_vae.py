@@ -9,10 +9,15 @@ Before the first step the per-bin log-mel mean/std are measured on `stats_batche
 and stored in the model. Outputs in `out_dir`: `ckpt/state_<step>.safetensors` (resumable training state; a run
 restarted with the same out_dir continues from the newest one), `vae.safetensors` (the model alone, for
 `foleyflow.models.vae.load_vae`), `config.yaml`, and TensorBoard logs in `tb/`.
+
+`init_from=VAE` starts from a trained VAE (same model config; its input statistics are kept); with
+`decoder_only=true` only the decoder trains, so the latent space, and every latents cache and generator made with
+that VAE, stays valid. A run resumes only with the `decoder_only` setting it started with.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +85,11 @@ def init_vae(vae: MelVAE, path: str) -> None:
     from foleyflow.models.vae import load_vae
 
     src = load_vae(path)
-    if config_to_json(src.cfg) != config_to_json(vae.cfg):
-        raise SystemExit(f"error: init_from {path} has model config {config_to_json(src.cfg)}, "
-                         f"this run {config_to_json(vae.cfg)}")
+    theirs, ours = json.loads(config_to_json(src.cfg)), json.loads(config_to_json(vae.cfg))
+    differ = [f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in sorted(set(theirs) | set(ours))
+              if theirs.get(k) != ours.get(k)]
+    if differ:
+        raise SystemExit(f"error: init_from {path} has another model config: " + ", ".join(differ))
     vae.load_state_dict(src.state_dict())
 
 
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-4")
     args = p.parse_args(argv)
     cfg = load_config(TrainVAEConfig, args.config, args.overrides)
+    if cfg.decoder_only and not cfg.init_from:
+        raise SystemExit("error: decoder_only needs init_from (the VAE whose encoder is kept)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = setup_distributed(cfg.device)
@@ -129,18 +138,29 @@ def main(argv: list[str] | None = None) -> None:
         return log_mel_spectrogram(wav.to(ctx.device), cfg.model.mel_setting).flatten(0, 1)
 
     vae = MelVAE(cfg.model).to(ctx.device)
-    if cfg.decoder_only and not cfg.init_from:
-        raise SystemExit("error: decoder_only needs init_from (the VAE whose encoder is kept)")
-    if cfg.init_from:
+    resume_from = latest_checkpoint(out / "ckpt")
+    if resume_from is not None:  # the run's own state wins over init_from; the trained parameters must not change
+        from foleyflow.checkpoint import checkpoint_config
+
+        _, meta = load_train_state(resume_from, kind="vae")
+        was = bool(checkpoint_config(meta).get("decoder_only", False))
+        if was != cfg.decoder_only:
+            raise SystemExit(f"error: {out} was trained with decoder_only={str(was).lower()}; resume it the same "
+                             f"way or choose a new out_dir")
+    elif cfg.init_from:
         init_vae(vae, cfg.init_from)
     if cfg.decoder_only:
         vae.encoder.requires_grad_(False)
+    init_sha = None
+    if cfg.init_from:
+        from foleyflow.data.cache import file_sha256
+
+        init_sha = file_sha256(cfg.init_from) if Path(cfg.init_from).is_file() else None
     opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=cfg.optim.lr, betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.optim, s))
     gen = torch.Generator(ctx.device)  # posterior sampling, reseeded from (seed, step, rank): exact on resume
     step = 0
-    resume_from = latest_checkpoint(out / "ckpt")
     if resume_from is not None:
         state, _ = load_train_state(resume_from, kind="vae")
         vae.load_state_dict(state["model"])
@@ -176,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     def save() -> None:
         if ctx.is_main:
             prov = {"recipe": "recipes/train_vae.py", "argv": sys.argv, "config": args.config, "step": step,
-                    "init_from": cfg.init_from, "decoder_only": cfg.decoder_only,
+                    "init_from": cfg.init_from, "init_sha256": init_sha, "decoder_only": cfg.decoder_only,
                     "seed": cfg.seed, "data": cfg.data.source, "world_size": ctx.world_size}
             save_train_state(out / "ckpt" / f"state_{step:08d}.safetensors", kind="vae",
                              config=config_to_json(cfg), provenance=prov,

@@ -60,3 +60,15 @@ def test_float_keys_take_exponents_without_a_dot(tmp_path):
     for bad in ("optim.lr=fast", "optim.lr=nan"):
         with pytest.raises(ConfigError, match="must be a number"):
             load_config(Cfg, tmp_path / "c.yaml", [bad])
+
+
+def test_mapping_values_are_checked():
+    """dict[str, float] values (loss weights) get the same checks and conversions as float keys."""
+
+    @dataclass
+    class Weights:
+        loss_weights: dict[str, float] = field(default_factory=lambda: {"a": 1.0})
+
+    assert load_config(Weights, None, ["loss_weights.a=1e-4"]).loss_weights == {"a": 1e-4}
+    with pytest.raises(ConfigError, match="loss_weights.a"):
+        load_config(Weights, None, ["loss_weights.a=heavy"])

@@ -113,3 +113,8 @@ def test_vae_decoder_only_finetune_keeps_the_encoder(tmp_path):
                            str(ROOT / "configs" / "train_vae" / "debug.yaml"), f"out_dir={tmp_path / 'x'}",
                            "decoder_only=true"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode != 0 and "decoder_only needs init_from" in proc.stderr
+    flipped = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_vae.py"), "--config",
+                              str(ROOT / "configs" / "train_vae" / "debug.yaml"), f"out_dir={ft}", "steps=3"],
+                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert flipped.returncode != 0 and "was trained with decoder_only=true" in flipped.stderr
+    assert "Traceback" not in flipped.stderr

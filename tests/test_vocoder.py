@@ -136,15 +136,20 @@ def test_griffin_lim_vocoder_checkpoint_loads_behind_the_vocoder_interface(tmp_p
 
 
 def test_vae_loud_loss_weights_the_loud_bins():
-    """vae/l1_loud ignores errors far below an example's loudest bin and counts those near it; the other terms are
-    the plain means."""
-    mel = torch.full((1, 4, 10), -5.0)
-    mel[0, 0, 3] = -1.0                                     # one loud bin, 4 units above the floor
+    """vae/l1_loud weights each example's bins by how close they are to its loudest (0 at LOUD_RANGE below it, 1 at
+    it, linear between), per example; a silent example counts for nothing. l1 and l2 are the plain means."""
+    assert L.LOUD_RANGE == 2.0
+    mel = torch.full((2, 4, 10), -5.0)                      # example 1 stays silent at the floor
+    mel[0, 0, 3] = -1.0                                     # example 0: a loud bin (weight 1) ...
+    mel[0, 1, 3] = -2.0                                     # ... and one 1 unit below it (weight 0.5)
     post = SimpleNamespace(kl=lambda: torch.zeros(1))
-    quiet_err = mel.clone()
-    quiet_err[0, 2, 5] += 1.0                               # an error in a floor bin
-    loud_err = mel.clone()
-    loud_err[0, 0, 3] -= 1.0                                # the same error on the loud bin
-    q, ld = L.vae_losses(quiet_err, mel, post), L.vae_losses(loud_err, mel, post)
-    assert q["vae/l1"] == ld["vae/l1"] == pytest.approx(1 / 40) and q["vae/l2"] == pytest.approx(1 / 40)
-    assert q["vae/l1_loud"] == 0.0 and ld["vae/l1_loud"] == pytest.approx(1.0)
+
+    def err_at(*idx):
+        rec = mel.clone()
+        rec[idx] += 1.0
+        return L.vae_losses(rec, mel, post)
+
+    floor, loud, half, silent = err_at(0, 2, 5), err_at(0, 0, 3), err_at(0, 1, 3), err_at(1, 2, 5)
+    assert floor["vae/l1"] == loud["vae/l1"] == pytest.approx(1 / 80) and floor["vae/l2"] == pytest.approx(1 / 80)
+    assert floor["vae/l1_loud"] == 0.0 and silent["vae/l1_loud"] == 0.0
+    assert loud["vae/l1_loud"] == pytest.approx(1 / 1.5) and half["vae/l1_loud"] == pytest.approx(0.5 / 1.5)

@@ -44,12 +44,15 @@ LOUD_RANGE = 2.0  # log-mel units (log10 magnitude at 16 kHz: 40 dB)
 
 def vae_losses(rec_mel: torch.Tensor, mel: torch.Tensor, posterior) -> dict[str, torch.Tensor]:
     """{'vae/l1': mean |rec - mel| (log-mel units), 'vae/l2': mean squared error, 'vae/l1_loud': |rec - mel|
-    weighted towards each example's loud bins (weight rising from 0 at LOUD_RANGE below its loudest bin to 1 at it),
+    weighted towards each example's loud bins (weight rising from 0 at LOUD_RANGE below its loudest bin to 1 at it;
+    examples with less dynamics than LOUD_RANGE get none),
     'vae/kl': mean KL per latent element}. Sparse sounds leave most bins near the floor, where plain L1 spends the
     model's capacity; the loud term weights the transients that carry class, timing and pan."""
     err = rec_mel - mel
-    top = mel.detach().amax(dim=(-2, -1), keepdim=True)
-    w = ((mel.detach() - top + LOUD_RANGE) / LOUD_RANGE).clamp(min=0.0)
+    m = mel.detach()
+    top, low = m.amax(dim=(-2, -1), keepdim=True), m.amin(dim=(-2, -1), keepdim=True)
+    # an example without LOUD_RANGE of dynamics (e.g. a silent crop at the floor) has no loud bins: weight 0
+    w = ((m - top + LOUD_RANGE) / LOUD_RANGE).clamp(min=0.0) * (top - low >= LOUD_RANGE)
     return {"vae/l1": err.abs().mean(), "vae/l2": err.pow(2).mean(),
             "vae/l1_loud": (err.abs() * w).sum() / w.sum().clamp(min=1e-6), "vae/kl": posterior.kl().mean()}
 
