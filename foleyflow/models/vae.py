@@ -288,7 +288,7 @@ def decode_channels(vae: MelVAE, z: torch.Tensor) -> torch.Tensor:
 def samples_per_latent(cfg: VAEConfig) -> int:
     from foleyflow.audio import MEL_SETTINGS
 
-    return MEL_SETTINGS[cfg.mel_setting].hop_length * TIME_DOWNSAMPLE
+    return MEL_SETTINGS[cfg.mel_setting].hop_length * getattr(cfg, "time_downsample", TIME_DOWNSAMPLE)
 
 
 def num_latent_frames(num_samples: int, cfg: VAEConfig) -> int:
@@ -356,11 +356,19 @@ def save_vae(path, vae: MelVAE, *, provenance: dict | None = None):
 
 
 def load_vae(path, device: str | torch.device = "cpu") -> MelVAE:
-    """Loads a foleyflow VAE checkpoint (kind 'vae'); other kinds or shapes fail with a one-line CheckpointError."""
-    from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
+    """Loads a foleyflow codec checkpoint: kind 'vae', or 'mel_codec' (a `MelFrameCodec`, foleyflow.models.mel_codec,
+    which has the VAE's interface); other kinds or shapes fail with a one-line CheckpointError."""
+    from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into, read_metadata
     from foleyflow.config import from_dict
     from foleyflow.errors import ConfigError
+    from foleyflow.models import mel_codec
 
+    if read_metadata(path).get("foleyflow.kind") == mel_codec.CKPT_KIND:
+        _, meta = load_checkpoint(path, kind=mel_codec.CKPT_KIND)
+        try:
+            return mel_codec.MelFrameCodec(from_dict(mel_codec.MelCodecConfig, checkpoint_config(meta))).eval()
+        except (ConfigError, ValueError) as e:
+            raise CheckpointError(f"{path}: its mel codec config is not valid ({e})") from None
     tensors, meta = load_checkpoint(path, kind=CKPT_KIND)
     try:
         cfg = from_dict(VAEConfig, checkpoint_config(meta))
