@@ -240,3 +240,36 @@ def test_bad_window_is_refused(kwargs):
     with pytest.raises(ValueError):
         fast_grpo_sample(toy_velocity, torch.zeros(1, 2), uniform_grid(6), group_size=1, noise_level=0.7,
                          generator=torch.Generator(), **kwargs)
+
+
+def test_trunk_and_branches_use_their_own_velocity_callables():
+    """The trunk runs at batch B with the prompts' conditions, the branches at batch B * G with the conditions
+    repeated per row, so a conditional model sees the right condition in every row."""
+    cond = torch.tensor([[1.0], [-2.0], [3.0]])  # one scalar "condition" per prompt
+    calls = []
+
+    def trunk(x, t):
+        calls.append(("trunk", x.shape[0]))
+        return cond.expand_as(x)
+
+    def branches(x, t):
+        calls.append(("branch", x.shape[0]))
+        return cond.repeat_interleave(2, dim=0).expand_as(x)
+
+    ts = uniform_grid(8)
+    r = fast_grpo_sample(trunk, torch.zeros(3, 4), ts, window_start=3, window_size=2, group_size=2, noise_level=0.5,
+                         generator=torch.Generator().manual_seed(0), branch_velocity_fn=branches)
+    assert calls == [("trunk", 3)] * 3 + [("branch", 6)] * 5
+    assert torch.allclose(r.branch_point, cond.expand(3, 4) * 3 / 8)
+    assert r.samples.shape == (6, 4)
+
+
+def test_bf16_states_keep_their_dtype_and_log_probs_are_float32():
+    ts = uniform_grid(6)
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    r = fast_grpo_sample(lambda y, t: -y, x, ts, window_start=1, window_size=2, group_size=3, noise_level=0.7,
+                         generator=torch.Generator().manual_seed(1))
+    assert r.samples.dtype == r.states.dtype == torch.bfloat16 and r.log_probs.dtype == torch.float32
+    re = step_log_prob(lambda y, t: -y, r.states[0], r.next_states[0], r.timesteps[0], r.next_timesteps[0],
+                       noise_level=0.7)
+    assert torch.equal(re.log_prob, r.log_probs[0]) and re.kl is None
