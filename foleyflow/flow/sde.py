@@ -63,7 +63,8 @@ class GrpoRollout:
     branch from start b); W = window_size.
     samples (N, ...) at t = ts[-1]; branch_point (B, ...) the shared state at the window start (before copying);
     states / next_states (W, N, ...) the state before / after each window step; log_probs (W, N) float32 under the
-    sampling policy (reduced as `reduce` said: recompute with the same `reduce`); timesteps / next_timesteps (W,) t_k and t_{k+1} of each window step; window_start (int);
+    sampling policy (reduced as `reduce` said: recompute with the same `reduce`); timesteps / next_timesteps (W,)
+    t_k and t_{k+1} of each window step; window_start (int);
     nfe (velocity calls) and nfe_rows (sum of the batch sizes of those calls, for compute accounting)."""
     samples: torch.Tensor
     branch_point: torch.Tensor
