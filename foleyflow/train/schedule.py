@@ -32,6 +32,7 @@ def exponential(step: int, gamma: float, every: int) -> float:
 
 
 SCHEDULES = ("step", "cosine", "exponential")
+Schedule = Literal["step", "cosine", "exponential"]
 
 
 @dataclass
@@ -43,7 +44,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.01       # torch's AdamW default
     grad_clip: float = 1.0
-    schedule: Literal["step", "cosine", "exponential"] = "step"
+    schedule: Schedule = "step"
     warmup_steps: int = 0
     decay_steps: list[int] = field(default_factory=list)   # step: where the lr is multiplied by gamma
     gamma: float = 0.1
