@@ -37,8 +37,8 @@ LOCK_FILE = "run.lock"
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
 CONFIG_FILE = "config.yaml"
-# config fields every recipe lets a resumed run change (to train longer, log or save differently, use other threads)
-COMMON_RESUMABLE = ("steps", "log_every", "ckpt_every", "keep_states", "threads", "device")
+# config fields every recipe lets a resumed run change (a moved folder; to train longer, log or save differently)
+COMMON_RESUMABLE = ("out_dir", "steps", "log_every", "ckpt_every", "keep_states", "threads", "device")
 # old names of settings (before one vocabulary): read from states written by older runs
 LEGACY_NAMES = {"save_every": "ckpt_every", "keep_last": "keep_states"}
 LEGACY_STATE_DIRS = (".", "ckpt")  # train_flow wrote states into out_dir itself, train_vae/train_vocoder into ckpt/
@@ -71,6 +71,23 @@ def list_states(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.glob("state_*.safetensors") if _step_of(p) >= 0), key=_step_of)
+
+
+def recipe_args(description: str, argv: list[str] | None = None):
+    """The command line every recipe takes: `--config YAML` and dotted `key=value` overrides (the run folder is the
+    config's `out_dir`). Returns the argparse namespace (config, overrides)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config", required=True, help="YAML config (configs/<recipe>/*.yaml)")
+    ap.add_argument("--out", help=argparse.SUPPRESS)  # the old spelling of out_dir: refused with the new one
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. out_dir=DIR steps=100 optim.lr=1e-4")
+    args = ap.parse_args(argv)
+    if args.out is not None:
+        from foleyflow.errors import ConfigError
+
+        raise ConfigError(f"recipes take the run folder as an override now: out_dir={args.out} instead of --out")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------------- lock
