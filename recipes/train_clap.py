@@ -7,7 +7,8 @@ vectors of the clips' captions (other clips of the batch are the negatives).
     (debug: --config configs/train_clap/debug.yaml: two steps on synthetic clips with hashed text vectors)
 
 Writes into out_dir (the run folder of every recipe, foleyflow.train.run): config.yaml, cache/ (log-mels, caption
-vectors), checkpoints/state_<step>.safetensors (resumable), tb/, metrics.jsonl, and clap.safetensors (float16, kind "eval_clap", validation retrieval figures in its provenance).
+vectors), checkpoints/state_<step>.safetensors (resumable), tb/, metrics.jsonl, and clap.safetensors (float16, kind
+"eval_clap", validation retrieval figures in its provenance).
 """
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ def test_recipe_runs_on_two_processes_and_resumes(tmp_path, recipe, config, mode
 
     shutil.copytree(a, b)
     resumed = torchrun(recipe, config, f"out_dir={b}", "steps=3")
-    assert f"resumed from {b / 'checkpoints' / 'state_00000002.safetensors'} at step 2" in resumed.stderr + resumed.stdout
+    resumed_from = b / "checkpoints" / "state_00000002.safetensors"
+    assert f"resumed from {resumed_from} at step 2" in resumed.stderr + resumed.stdout
     assert (b / "checkpoints" / "state_00000003.safetensors").is_file()
     before, after = state_tensors(a / model_file), state_tensors(b / model_file)
     assert any(not torch.equal(before[k], after[k]) for k in after)  # the third step did train
