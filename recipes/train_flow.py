@@ -16,7 +16,6 @@ learned empty visual and sync features.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ from foleyflow.models.generator import Generator, GeneratorConfig
 from foleyflow.models.generator_io import save_generator
 from foleyflow.train.dist import all_reduce_mean, cleanup_distributed, setup_distributed, wrap_ddp
 from foleyflow.train.ema import EMA
-from foleyflow.train.run import MetricLog, lock_run, release_run, resume_state, save_state, write_config
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
 from foleyflow.train.schedule import OptimConfig, build_optimizer, lr_at, set_lr
 from foleyflow.train.state import rng_state, set_rng_state
 
@@ -212,10 +211,7 @@ def make_batch(data: dict, idx: torch.Tensor, net: Generator, cfg: TrainFlowConf
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default=None, help="YAML config (configs/train_flow/*.yaml)")
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. lr=3e-4 data.latents=DIR")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n")[0], argv)
     cfg = load_config(TrainFlowConfig, args.config, args.overrides)
     ctx = setup_distributed()
     if cfg.threads:

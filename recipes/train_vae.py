@@ -18,7 +18,6 @@ that VAE, stays valid. A resumed run may change only `steps`, `optim.decay_steps
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from foleyflow.errors import ConfigError
 from foleyflow.models.vae import MelVAE, VAEConfig, samples_per_latent, save_vae
 from foleyflow.train.codec_losses import vae_losses, weighted_sum
 from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
-from foleyflow.train.run import MetricLog, lock_run, release_run, resume_state, save_state, write_config
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
 from foleyflow.train.schedule import OptimConfig, build_optimizer, lr_at, set_lr
 from foleyflow.train.state import rng_state, set_rng_state
 
@@ -103,10 +102,7 @@ def batches(sampler, batch_size: int, epoch: int, skip: int) -> list[list[int]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the foleyflow mel VAE")
-    p.add_argument("--config", required=True)
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-4")
-    args = p.parse_args(argv)
+    args = recipe_args("Train the foleyflow mel VAE", argv)
     cfg = load_config(TrainVAEConfig, args.config, args.overrides)
     if cfg.decoder_only and not cfg.init_from:
         raise ConfigError("decoder_only needs init_from (the VAE whose encoder is kept)")

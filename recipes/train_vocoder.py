@@ -14,7 +14,6 @@ from the newest state when restarted) and the model alone goes to `out_dir/vocod
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from foleyflow.models.discriminators import (DiscriminatorConfig, Discriminators
 from foleyflow.models.vocoder import Vocoder, VocoderConfig, save_vocoder
 from foleyflow.train.codec_losses import mel_l1, multi_resolution_stft_loss, weighted_sum
 from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
-from foleyflow.train.run import MetricLog, lock_run, release_run, resume_state, save_state, write_config
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
 from foleyflow.train.schedule import OptimConfig, Schedule, build_optimizer, lr_at, set_lr
 from foleyflow.train.state import rng_state, set_rng_state
 
@@ -94,10 +93,7 @@ def disc_crop(real: torch.Tensor, fake: torch.Tensor, segment: int) -> tuple[tor
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the foleyflow vocoder")
-    p.add_argument("--config", required=True)
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-4")
-    args = p.parse_args(argv)
+    args = recipe_args("Train the foleyflow vocoder", argv)
     cfg = load_config(TrainVocoderConfig, args.config, args.overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
