@@ -144,3 +144,13 @@ def test_metric_log_writes_tensorboard_and_json_lines(tmp_path):
     assert [(r["step"], r["a/b"]) for r in rows] == [(1, 0.5), (2, 0.125)] and rows[0]["lr"] == 2.0
     assert any((tmp_path / "tb").iterdir())
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def test_out_dir_that_is_a_file_or_unwritable_is_one_line(tmp_path):
+    from foleyflow.errors import FoleyError
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FoleyError, match="is a file, not a folder"):
+        lock_run(tmp_path / "f")
+    with pytest.raises(FoleyError, match="cannot use out_dir"):
+        lock_run(tmp_path / "f" / "run")

@@ -107,13 +107,16 @@ def lock_run(out_dir: str | Path, ctx=None):
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise FoleyError(f"out_dir {out} is a file, not a folder")
-        out.mkdir(parents=True, exist_ok=True)
         path = out / LOCK_FILE
-        key = str(path.resolve())
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            key = str(path.resolve())
+            f = _HELD.get(key) or open(path, "a+")
+        except OSError as e:
+            raise FoleyError(f"cannot use out_dir {out}: {e.strerror or e}") from None
         if key in _HELD:
-            handle = _HELD[key]
+            handle = f
         else:
-            f = open(path, "a+")
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
