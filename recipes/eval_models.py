@@ -67,24 +67,18 @@ def _rows(manifest: str, limit: int | None):
 
 
 def offset(args) -> dict:
-    import importlib.util
-    import sys
-
     from foleyflow.data.av_clips import audio_window, frame_window, load_clip
     from foleyflow.eval.av_models import load_offset_classifier
     from foleyflow.eval.baselines import derangement
     from foleyflow.eval.desync import OFFSETS_S, WINDOW_S, clip_desync
 
-    spec = importlib.util.spec_from_file_location("train_sync_encoder", Path(__file__).with_name(
-        "train_sync_encoder.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = recipe
-    spec.loader.exec_module(recipe)
+    from foleyflow.train.sync_objective import SyncTrainConfig, sample_window
+
     clf = load_offset_classifier(args.model)
     model = clf.model
     mcfg = replace(model.cfg, window_s=WINDOW_S)  # DeSync's windows, whatever the training windows were
-    cfg = recipe.TrainConfig(model=mcfg)
-    one_offset = [recipe.TrainConfig(model=replace(mcfg, offsets_s=(o,))) for o in mcfg.offsets_s]
+    cfg = SyncTrainConfig(model=mcfg)
+    one_offset = [SyncTrainConfig(model=replace(mcfg, offsets_s=(o,))) for o in mcfg.offsets_s]
     to_desync = [int(np.argmin(np.abs(OFFSETS_S + o))) for o in mcfg.offsets_s]  # recipe class -> DeSync class
     size = clf.frame_size
     rows = _rows(args.manifest, args.limit)
@@ -97,7 +91,7 @@ def offset(args) -> dict:
     for i, clip in enumerate(clips):
         rng = np.random.default_rng([args.seed, i])
         for k, o in enumerate(mcfg.offsets_s):  # one valid start per class, as the recipe draws them
-            _, start = recipe.sample_window(clip.duration_s, one_offset[k], rng)
+            _, start = sample_window(clip.duration_s, one_offset[k], rng)
             f = frame_window(clip, start, WINDOW_S, cfg.data.fps).permute(0, 2, 3, 1).numpy()
             a = audio_window(clip, start + o, WINDOW_S).mean(0).numpy()
             preds.append(int(np.argmax(clf(f, a))))  # the classifier's DeSync class
@@ -128,7 +122,9 @@ def av(args) -> dict:
     t0 = time.time()
     folders = {Path(r.video).parent for r in rows}
     if len(folders) != 1:
-        raise SystemExit("the av measure needs every video of the manifest in one folder")
+        from foleyflow.errors import EvalError
+
+        raise EvalError("the av measure needs every video of the manifest in one folder")
     video_embedding, audio_embedder = load_av_embedding(args.model, folders.pop())
     v = np.stack([video_embedding(Path(r.video).stem) for r in rows])
     a = np.stack([audio_embedder(*read_stereo(r.audio)) for r in rows])
@@ -166,4 +162,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from foleyflow.train.dist import run_recipe
+
+    run_recipe(main)

@@ -116,4 +116,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from foleyflow.train.dist import run_recipe
+
+    run_recipe(main)

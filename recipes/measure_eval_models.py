@@ -93,4 +93,6 @@ def _event(args, clips, rows, audio, load_event_classifier, classify_events, loa
 
 
 if __name__ == "__main__":
-    main()
+    from foleyflow.train.dist import run_recipe
+
+    run_recipe(main)

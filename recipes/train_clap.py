@@ -2,16 +2,16 @@
 evaltrain split: symmetric InfoNCE between whole-clip audio embeddings and the projected frozen MiniLM sentence
 vectors of the clips' captions (other clips of the batch are the negatives).
 
-    nice -n 10 python recipes/train_clap.py --config configs/train_clap/default.yaml --out runs/clap \
+    nice -n 10 python recipes/train_clap.py --config configs/train_clap/default.yaml out_dir=runs/clap \
         data.manifest=/data/foleyworld/manifest.jsonl
     (debug: --config configs/train_clap/debug.yaml: two steps on synthetic clips with hashed text vectors)
 
-Writes into --out: config.yaml, cache/ (log-mels, caption vectors), checkpoints/state_<step>.safetensors
-(resumable), tb/, and clap.safetensors (float16, kind "eval_clap", validation retrieval figures in its provenance).
+Writes into out_dir (the run folder of every recipe, foleyflow.train.run): config.yaml, cache/ (log-mels, caption
+vectors), checkpoints/state_<step>.safetensors (resumable), tb/, metrics.jsonl, and clap.safetensors (float16, kind
+"eval_clap", validation retrieval figures in its provenance).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foleyflow.config import config_to_json, load_config, save_config, to_dict
+from foleyflow.config import load_config, to_dict
 from foleyflow.data.eval_clips import clip_mels, manifest_clips, synthetic_clips
 from foleyflow.eval.models import caption_vectors
 from foleyflow.models.av_ssl import info_nce
 from foleyflow.models.eval_audio import CLAP_KIND, ClapModel, ClapModelConfig
-from foleyflow.train.state import resume_train_state, rng_state, save_train_state
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.schedule import OptimConfig, Schedule, build_optimizer, lr_at, set_lr
+from foleyflow.train.state import rng_state, set_rng_state
 
 
 @dataclass
@@ -41,31 +43,28 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
+class ClapOptimConfig(OptimConfig):  # warm-up, then cosine decay to 2%
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 30
     grad_clip: float = 5.0
+    schedule: Schedule = "cosine"
+    floor: float = 0.02
 
 
 @dataclass
 class TrainConfig:
     model: ClapModelConfig = field(default_factory=ClapModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: ClapOptimConfig = field(default_factory=ClapOptimConfig)
+    out_dir: str = "runs/clap"
     batch_size: int = 32
     steps: int = 300
     log_every: int = 20
-    save_every: int = 100
+    ckpt_every: int = 100
     keep_states: int = 2
     seed: int = 0
     threads: int = 1
-
-
-def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
-    from foleyflow.train.schedule import warmup_cosine
-
-    return cfg.lr * warmup_cosine(step, cfg.warmup_steps, total, floor=0.02)
 
 
 def load_split(cfg: TrainConfig, split: str, model: ClapModel, cache: Path, seed: int):
@@ -107,31 +106,30 @@ def retrieval(model: ClapModel, mels: np.ndarray, vec: np.ndarray, ks=(1, 5, 10)
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=100 data.limit=50")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n\n")[0], argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    ckpt_dir = args.out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, args.out / "config.yaml")
+    run_dir = Path(cfg.out_dir)
+    lock = lock_run(run_dir)  # a second trainer on this folder stops here
     model = ClapModel(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    step, latest = resume_train_state(ckpt_dir, kind=CLAP_KIND, module=model, optimizer=opt,
-                                      model_config=json.loads(config_to_json(cfg))["model"])
-    if latest is not None:
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    step = 0
+    state, latest = resume_state(run_dir, kind=CLAP_KIND, config=cfg, defaults=TrainConfig())
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
         print(f"resumed from {latest.name} at step {step}", flush=True)
-    clips, mels, vec = load_split(cfg, cfg.data.split, model, args.out / "cache", cfg.seed)
+    write_config(run_dir, cfg)
+    clips, mels, vec = load_split(cfg, cfg.data.split, model, run_dir / "cache", cfg.seed)
     print(f"{len(clips)} {cfg.data.split} clips, {len(set(c.caption for c in clips))} distinct captions", flush=True)
 
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    writer = SummaryWriter(str(args.out / "tb"))
+    log = MetricLog(run_dir)
     bar = tqdm(total=cfg.steps, initial=step, desc="clap", dynamic_ncols=True)
     g = cfg.data.gain_db / 20 * math.log(10)
     while step < cfg.steps:
@@ -139,8 +137,7 @@ def main(argv=None) -> None:
         pick = rng.choice(len(clips), size=min(cfg.batch_size, len(clips)), replace=False)
         x = torch.from_numpy(mels[pick].astype(np.float32))
         x = x + torch.from_numpy(rng.uniform(-g, g, (len(pick), 1, 1)).astype(np.float32))
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, cfg.optim, cfg.steps)
+        set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         out = info_nce(model.text_embedding(torch.from_numpy(vec[pick])), model.audio_from_mel(x),
                        model.logit_scale)
         loss = out["contrastive/infonce"]
@@ -154,33 +151,31 @@ def main(argv=None) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{out['contrastive/acc'].item():.2f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
-            for k, v in (("loss/infonce", loss.item()), ("train/acc", out["contrastive/acc"].item()),
-                         ("train/grad_norm", float(grad_norm)), ("train/lr", opt.param_groups[0]["lr"]),
-                         ("train/temperature", float(model.logit_scale.detach().exp().reciprocal()))):
-                writer.add_scalar(k, v, step)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=CLAP_KIND, config=config_to_json(cfg),
-                             state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                    "rng": rng_state()},
-                             provenance={"recipe": "train_clap", "step": step})
-            for old in sorted(ckpt_dir.glob("state_*.safetensors"))[:-cfg.keep_states]:
-                old.unlink()
+            log.log(step, {"loss/infonce": loss.item(), "train/acc": out["contrastive/acc"].item(),
+                           "train/grad_norm": float(grad_norm), "train/lr": opt.param_groups[0]["lr"],
+                           "train/temperature": float(model.logit_scale.detach().exp().reciprocal())})
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_state(run_dir, step, kind=CLAP_KIND, config=cfg, keep=cfg.keep_states,
+                       state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                              "rng": rng_state()},
+                       provenance={"recipe": "train_clap", "step": step})
     bar.close()
     figures = {}
     if cfg.data.val_split and cfg.data.manifest is not None:
-        _, vmels, vvec = load_split(cfg, cfg.data.val_split, model, args.out / "cache", cfg.seed)
+        _, vmels, vvec = load_split(cfg, cfg.data.val_split, model, run_dir / "cache", cfg.seed)
         figures = {cfg.data.val_split: retrieval(model, vmels, vvec)}
         print(json.dumps(figures), flush=True)
-    writer.close()
+    log.close()
     from foleyflow.checkpoint import save_checkpoint
 
     data = (f"{cfg.data.manifest} split {cfg.data.split}" if cfg.data.manifest else
             f"synthetic tone bursts x{cfg.data.synthetic_clips} (seed {cfg.seed})")
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.eval().state_dict().items()}
-    save_checkpoint(args.out / "clap.safetensors", sd, kind=CLAP_KIND, config=to_dict(cfg.model),
+    save_checkpoint(run_dir / "clap.safetensors", sd, kind=CLAP_KIND, config=to_dict(cfg.model),
                     provenance={"recipe": "recipes/train_clap.py", "steps": step, "seed": cfg.seed, "data": data,
                                 "clips": len(clips), "figures": figures, "command": " ".join(sys.argv)})
-    print(f"wrote {args.out / 'clap.safetensors'} after {step} steps", flush=True)
+    print(f"wrote {run_dir / 'clap.safetensors'} after {step} steps", flush=True)
+    release_run(lock)
 
 
 if __name__ == "__main__":

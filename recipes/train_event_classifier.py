@@ -3,16 +3,16 @@ event head with cross-entropy on segments at labelled onsets (18 timed classes),
 cross-entropy on random crops labelled from the ground truth (21 classes, multi-label).
 
     nice -n 10 python recipes/train_event_classifier.py --config configs/train_event_classifier/default.yaml \
-        --out runs/event data.manifest=/data/foleyworld/manifest.jsonl
+        out_dir=runs/event data.manifest=/data/foleyworld/manifest.jsonl
     (debug: --config configs/train_event_classifier/debug.yaml: two steps on synthetic clips in seconds)
 
-Writes into --out: config.yaml, cache/ (log-mels), checkpoints/state_<step>.safetensors (resumable: rerunning the
-same command continues from the newest state), tb/, and event.safetensors (the final model in float16, kind
+Writes into out_dir (the run folder of every recipe, foleyflow.train.run): config.yaml, cache/ (log-mels),
+checkpoints/state_<step>.safetensors (resumable: rerunning the same command continues from the newest state), tb/,
+metrics.jsonl, and event.safetensors (the final model in float16, kind
 "eval_event", with the validation figures in its provenance).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -23,11 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foleyflow.config import config_to_json, load_config, save_config, to_dict
+from foleyflow.config import load_config, to_dict
 from foleyflow.data.eval_clips import (clip_mels, crop_labels, manifest_clips, mean_average_precision, mel_slice,
                                        synthetic_clips, timed_events)
 from foleyflow.models.eval_audio import EVENT_KIND, EventModel, EventModelConfig
-from foleyflow.train.state import resume_train_state, rng_state, save_train_state
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.schedule import OptimConfig, Schedule, build_optimizer, lr_at, set_lr
+from foleyflow.train.state import rng_state, set_rng_state
 
 
 @dataclass
@@ -43,33 +45,30 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
+class EventOptimConfig(OptimConfig):  # warm-up, then cosine decay to 2%
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
     grad_clip: float = 5.0
+    schedule: Schedule = "cosine"
+    floor: float = 0.02
 
 
 @dataclass
 class TrainConfig:
     model: EventModelConfig = field(default_factory=EventModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: EventOptimConfig = field(default_factory=EventOptimConfig)
+    out_dir: str = "runs/event"
     batch_size: int = 64             # event segments per step
     clip_batch_size: int = 16        # crops per step (clip head)
     clip_weight: float = 1.0
     steps: int = 700
     log_every: int = 20
-    save_every: int = 200
+    ckpt_every: int = 200
     keep_states: int = 2
     seed: int = 0
     threads: int = 1
-
-
-def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
-    from foleyflow.train.schedule import warmup_cosine
-
-    return cfg.lr * warmup_cosine(step, cfg.warmup_steps, total, floor=0.02)
 
 
 def load_split(cfg: TrainConfig, split: str, front_end, cache: Path, seed: int):
@@ -136,39 +135,37 @@ def export(model: EventModel, path: Path, cfg: TrainConfig, provenance: dict) ->
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=100 data.limit=50")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n\n")[0], argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    ckpt_dir = args.out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, args.out / "config.yaml")
+    out = Path(cfg.out_dir)
+    lock = lock_run(out)  # a second trainer on this folder stops here
     model = EventModel(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    step, latest = resume_train_state(ckpt_dir, kind=EVENT_KIND, module=model, optimizer=opt,
-                                      model_config=json.loads(config_to_json(cfg))["model"])
-    if latest is not None:
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    step = 0
+    state, latest = resume_state(out, kind=EVENT_KIND, config=cfg, defaults=TrainConfig())
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
         print(f"resumed from {latest.name} at step {step}", flush=True)
-    clips, mels = load_split(cfg, cfg.data.split, model.cnn, args.out / "cache", cfg.seed)
+    write_config(out, cfg)
+    clips, mels = load_split(cfg, cfg.data.split, model.cnn, out / "cache", cfg.seed)
     events = timed_events(clips, cfg.model.event_classes)
     print(f"{len(clips)} {cfg.data.split} clips, {len(events)} timed events, log-mels {mels.nbytes / 1e6:.0f} MB",
           flush=True)
 
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    writer = SummaryWriter(str(args.out / "tb"))
+    log = MetricLog(out)
     bar = tqdm(total=cfg.steps, initial=step, desc="event classifier", dynamic_ncols=True)
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step])   # data depends only on (seed, step)
         seg, y, crops, labels = make_batch(model, clips, mels, events, cfg, rng)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.optim, cfg.steps)
+        set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         logits = model.event_logits_from_mel(seg)
         ce = F.cross_entropy(logits, y)
         prob, _ = model.clip_from_tokens(model.cnn.tokens(crops))
@@ -183,30 +180,28 @@ def main(argv=None) -> None:
         bar.update(1)
         bar.set_postfix(ce=f"{ce.item():.3f}", bce=f"{bce.item():.3f}", acc=f"{acc:.2f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
-            for k, v in (("loss/event_ce", ce.item()), ("loss/clip_bce", bce.item()), ("train/event_acc", acc),
-                         ("train/grad_norm", float(grad_norm)), ("train/lr", opt.param_groups[0]["lr"])):
-                writer.add_scalar(k, v, step)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=EVENT_KIND, config=config_to_json(cfg),
-                             state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                    "rng": rng_state()},
-                             provenance={"recipe": "train_event_classifier", "step": step})
-            for old in sorted(ckpt_dir.glob("state_*.safetensors"))[:-cfg.keep_states]:
-                old.unlink()
+            log.log(step, {"loss/event_ce": ce.item(), "loss/clip_bce": bce.item(), "train/event_acc": acc,
+                           "train/grad_norm": float(grad_norm), "train/lr": opt.param_groups[0]["lr"]})
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_state(out, step, kind=EVENT_KIND, config=cfg, keep=cfg.keep_states,
+                       state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                              "rng": rng_state()},
+                       provenance={"recipe": "train_event_classifier", "step": step})
     bar.close()
     figures = {}
     if cfg.data.val_split and cfg.data.manifest is not None:
-        vclips, vmels = load_split(cfg, cfg.data.val_split, model.cnn, args.out / "cache", cfg.seed)
+        vclips, vmels = load_split(cfg, cfg.data.val_split, model.cnn, out / "cache", cfg.seed)
         figures = {cfg.data.val_split: evaluate(model, vclips, vmels, cfg)}
         print(json.dumps(figures), flush=True)
-        writer.add_text("val", json.dumps(figures), step)
-    writer.close()
+        log.text("val", json.dumps(figures), step)
+    log.close()
     data = (f"{cfg.data.manifest} split {cfg.data.split}" if cfg.data.manifest else
             f"synthetic tone bursts x{cfg.data.synthetic_clips} (seed {cfg.seed})")
-    export(model.eval(), args.out / "event.safetensors", cfg,
+    export(model.eval(), out / "event.safetensors", cfg,
            {"recipe": "recipes/train_event_classifier.py", "steps": step, "seed": cfg.seed, "data": data,
             "clips": len(clips), "figures": figures, "command": " ".join(sys.argv)})
-    print(f"wrote {args.out / 'event.safetensors'} after {step} steps", flush=True)
+    print(f"wrote {out / 'event.safetensors'} after {step} steps", flush=True)
+    release_run(lock)
 
 
 if __name__ == "__main__":

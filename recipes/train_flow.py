@@ -3,7 +3,9 @@
 Launch (CPU, 2 processes; on GPUs use --nproc_per_node <gpus>, the backend becomes nccl):
     torchrun --standalone --nproc_per_node 2 recipes/train_flow.py --config configs/train_flow/default.yaml \
         data.latents=/data/cache/latents-train data.features=/data/cache/features-train out_dir=/data/runs/flow
-Resumes automatically from the newest state_*.safetensors in out_dir (same config required).
+The run folder out_dir has the layout of every recipe (foleyflow.train.run): checkpoints/state_<step>.safetensors,
+config.yaml, tb/, metrics.jsonl, and generator.safetensors / generator_ema.safetensors. A restarted run resumes from
+the newest state (same config required, but for `steps` and the logging/saving settings).
 
 Reads (format in docs/caches.md): a latents cache (VAE posterior mean/std per clip, the latent statistics in its
 info) and a features cache (visual, sync and text features per clip, the empty-text features in its extras). Never
@@ -14,10 +16,7 @@ learned empty visual and sync features.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foleyflow.config import config_to_json, load_config, save_config
+from foleyflow.config import config_to_json, load_config
 from foleyflow.data.cache import Cache
 from foleyflow.errors import CacheError, FoleyError
 from foleyflow.flow.objective import interpolate, sample_times, target_velocity
@@ -35,12 +34,16 @@ from foleyflow.models.generator import Generator, GeneratorConfig
 from foleyflow.models.generator_io import save_generator
 from foleyflow.train.dist import all_reduce_mean, cleanup_distributed, setup_distributed, wrap_ddp
 from foleyflow.train.ema import EMA
-from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.schedule import OptimConfig, build_optimizer, lr_at, set_lr
+from foleyflow.train.state import rng_state, set_rng_state
 
 
 LATENT_KINDS = ("latents", "vae_latents")  # `foleyflow extract-latents` writes "vae_latents"
-# config fields a resumed run may change (to train longer or log differently); every other field must match
-RESUMABLE_CHANGES = ("steps", "log_every", "ckpt_every", "keep_states", "threads")
+# a resumed run may change only foleyflow.train.run.COMMON_RESUMABLE (steps, log_every, ckpt_every, keep_states,
+# threads); states of older runs name the optimiser settings at the top level
+RENAMED = {"lr": "optim.lr", "betas": "optim.betas", "weight_decay": "optim.weight_decay",
+           "warmup_steps": "optim.warmup_steps", "lr_decay_steps": "optim.decay_steps", "grad_clip": "optim.grad_clip"}
 
 
 @dataclass
@@ -54,6 +57,15 @@ class DataConfig:
 
 
 @dataclass
+class FlowOptimConfig(OptimConfig):  # MMAudio's: AdamW (0.9, 0.95), warm-up, then x0.1 at each of decay_steps
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1e-6
+    warmup_steps: int = 1000
+    grad_clip: float = 1.0
+
+
+@dataclass
 class TrainFlowConfig:
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "tiny"
@@ -62,12 +74,7 @@ class TrainFlowConfig:
     seed: int = 0
     steps: int = 10000
     batch_size: int = 16               # per process
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 1e-6
-    warmup_steps: int = 1000
-    lr_decay_steps: list[int] = field(default_factory=list)   # multiply the lr by 0.1 at each
-    grad_clip: float = 1.0
+    optim: FlowOptimConfig = field(default_factory=FlowOptimConfig)
     bf16: bool = True                  # autocast to bfloat16 where the device supports it
     ema_decay: float = 0.999
     drop_video: float = 0.1            # probability of dropping visual + sync together
@@ -176,12 +183,6 @@ def init_weights(net: Generator, path: str) -> None:
     net.load_state_dict(src.state_dict())
 
 
-def lr_at(cfg: TrainFlowConfig, step: int) -> float:
-    from foleyflow.train.schedule import warmup_step_decay
-
-    return cfg.lr * warmup_step_decay(step, cfg.warmup_steps, cfg.lr_decay_steps)
-
-
 def batch_indices(step: int, rank: int, batch_size: int, world_size: int, n_items: int, seed: int) -> torch.Tensor:
     """Items of `rank` at `step`: a pure function of the step, so a resumed run sees exactly the data it would have
     seen. The global stream is a concatenation of per-epoch permutations seeded by (seed, epoch)."""
@@ -210,60 +211,46 @@ def make_batch(data: dict, idx: torch.Tensor, net: Generator, cfg: TrainFlowConf
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default=None, help="YAML config (configs/train_flow/*.yaml)")
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. lr=3e-4 data.latents=DIR")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n")[0], argv)
     cfg = load_config(TrainFlowConfig, args.config, args.overrides)
     ctx = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
+    lock = lock_run(out, ctx)  # a second trainer on this folder stops here
     data = load_data(cfg)
     torch.manual_seed(cfg.seed)
     net = build_model(cfg, data).to(ctx.device)
     step_module = wrap_ddp(FlowTrainStep(net), ctx)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt = build_optimizer(net.parameters(), cfg.optim)
     ema = EMA(net, decay=cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank)
     step = 0
-    resume = latest_checkpoint(out) if out.is_dir() else None
+    state, resume = resume_state(out, kind="generator", config=cfg, renamed=RENAMED, defaults=TrainFlowConfig())
     if resume is not None:
-        state, meta = load_train_state(resume, kind="generator")
-        was, now = json.loads(meta["foleyflow.config"]), json.loads(config_to_json(cfg))
-        changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise FoleyError(f"{resume} was written with another config ({', '.join(changed)} differ); use a new "
-                             f"out_dir or the same config (only {', '.join(RESUMABLE_CHANGES)} may change)")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
         gen.set_state(state["gen"][ctx.rank] if ctx.rank < len(state["gen"]) else state["gen"][0])
         set_rng_state(state["rng"])
         step = int(state["step"])
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+    write_config(out, cfg, ctx)
     use_bf16 = cfg.bf16 and (ctx.device.type == "cuda" and torch.cuda.is_bf16_supported() or ctx.device.type == "cpu")
-    writer = None
-    if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tb"))
+    log = MetricLog(out) if ctx.is_main else None
     from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=step, disable=not ctx.is_main, desc="train_flow", dynamic_ncols=True)
     n_items, t_last, losses = data["mean"].shape[0], time.time(), []
     while step < cfg.steps:
         idx = batch_indices(step, ctx.rank, cfg.batch_size, ctx.world_size, n_items, cfg.seed)
         batch = {k: v.to(ctx.device) for k, v in make_batch(data, idx, net, cfg, gen).items()}
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
+        set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             v = step_module(batch["xt"], batch["t"], batch["visual"], batch["sync"], batch["text"],
                             batch["keep_video"], batch["keep_text"])
         loss = (v.float() - batch["target"]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
         opt.step()
         ema.update(net)
         step += 1
@@ -274,10 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             losses = []
             if ctx.is_main:
                 rate = cfg.log_every * cfg.batch_size * ctx.world_size / max(1e-9, time.time() - t_last)
-                writer.add_scalar("flow/mse", mean_loss, step)
-                writer.add_scalar("train/grad_norm", float(gnorm), step)
-                writer.add_scalar("train/lr", lr_at(cfg, step - 1), step)
-                writer.add_scalar("train/samples_per_s", rate, step)
+                log.log(step, {"flow/mse": mean_loss, "train/grad_norm": float(gnorm),
+                               "train/lr": lr_at(cfg.optim, step - 1, cfg.steps), "train/samples_per_s": rate})
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 bar.write(json.dumps({"step": step, "flow/mse": round(mean_loss, 5),
                                       "samples_per_s": round(rate, 2)}), file=sys.stdout)
@@ -293,17 +278,15 @@ def main(argv: list[str] | None = None) -> int:
                         "producers": data["producers"], "world_size": ctx.world_size}
                 if cfg.init_from:
                     prov["init_from"] = cfg.init_from
-                save_train_state(out / f"state_{step:08d}.safetensors", kind="generator", config=config_to_json(cfg),
-                                 state={"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                        "ema": ema.state_dict(), "step": step, "gen": gens, "rng": rng_state()},
-                                 provenance=prov)
-                for old in sorted(out.glob("state_*.safetensors"))[:-cfg.keep_states]:
-                    old.unlink()
+                save_state(out, step, kind="generator", config=cfg, provenance=prov, keep=cfg.keep_states,
+                           state={"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                  "ema": ema.state_dict(), "step": step, "gen": gens, "rng": rng_state()})
                 save_generator(out / "generator.safetensors", net, provenance=prov)
                 save_generator(out / "generator_ema.safetensors", ema.model, provenance={**prov, "ema": cfg.ema_decay})
     bar.close()
-    if writer is not None:
-        writer.close()
+    if log is not None:
+        log.close()
+    release_run(lock)
     cleanup_distributed(ctx)
     return 0
 

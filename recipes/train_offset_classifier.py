@@ -1,5 +1,6 @@
 """Trains the DeSync evaluation model: the sync recipe's audio-visual offset classifier (SyncAVModel, 21 offsets from
--2 to +2 s over 4.8 s windows, labels and windows exactly as recipes/train_sync_encoder.py draws them), with
+-2 to +2 s over 4.8 s windows, labels and windows drawn by foleyflow.train.sync_objective exactly as
+recipes/train_sync_encoder.py draws them), with
 auxiliary event-detection losses from FoleyWorld's ground truth.
 
 Why: trained from scratch by offset classification alone (Synchformer's objective), the small CPU-sized model stayed
@@ -10,16 +11,16 @@ of the shifted audio window (binary cross-entropy, positives weighted). So the e
 time, and the offset head only has to compare two event trains. This departs from Synchformer (self-supervised,
 two-stage) by using labels, which an evaluation model trained on `evaltrain` may do.
 
-    python recipes/train_offset_classifier.py --config configs/eval_models/offset.yaml --out runs/eval_offset \
+    python recipes/train_offset_classifier.py --config configs/eval_models/offset.yaml out_dir=runs/eval_offset \
         data.manifest=PATH/TO/evaltrain600.jsonl
 
-The manifest rows need `truth` (FoleyWorld ground-truth JSON). Writes into --out: config.yaml,
-checkpoints/state_<step>.safetensors (resumable: rerunning continues from the newest), tb/, and sync_av.safetensors
+The manifest rows need `truth` (FoleyWorld ground-truth JSON). Writes into out_dir (the run folder of every recipe,
+foleyflow.train.run): config.yaml, checkpoints/state_<step>.safetensors (resumable: rerunning continues from the
+newest), tb/, metrics.jsonl and sync_av.safetensors
 (kind sync_av: load with foleyflow.eval.av_models.load_offset_classifier). Single process.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -29,19 +30,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foleyflow.config import config_to_json, load_config, save_config
+from foleyflow.config import load_config
 from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
 from foleyflow.errors import FoleyError
 from foleyflow.eval.av_models import motion_frames
 from foleyflow.models.av_ssl import SYNC_KIND, SyncAVModel, save_av_model
 from foleyflow.models.visual import sync_token_times
-from foleyflow.train.state import resume_train_state, rng_state, save_train_state
-from train_sync_encoder import TrainConfig as SyncTrainConfig
-from train_sync_encoder import lr_at, offset_losses, sample_window
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.schedule import build_optimizer, lr_at, set_lr
+from foleyflow.train.state import rng_state, set_rng_state
+from foleyflow.train.sync_objective import SyncTrainConfig, offset_losses, sample_window
+
+RESUMABLE = ("data.cache_clips",)  # besides foleyflow.train.run.COMMON_RESUMABLE
 
 
 @dataclass
 class TrainConfig(SyncTrainConfig):
+    out_dir: str = "runs/eval_offset"
     event_loss_weight: float = 1.0  # weight of the visual and of the audio event-detection loss
     event_pos_weight: float = 4.0  # BCE weight of positive tokens (events are sparse)
     visual_tolerance_s: float = 0.06  # a visual token is positive when an on-screen onset is this close to its centre
@@ -113,11 +118,7 @@ def make_batch(source: ClipSource, truths: dict, cfg: TrainConfig, rng: np.rando
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 steps=100")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n\n")[0], argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if not cfg.data.manifest:
         raise FoleyError("the offset classifier needs data.manifest (FoleyWorld rows with a truth file)")
@@ -126,17 +127,20 @@ def main(argv=None) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    ckpt_dir = args.out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, args.out / "config.yaml")
+    out = Path(cfg.out_dir)
+    lock = lock_run(out)  # a second trainer on this folder stops here
     model = SyncAVModel(cfg.model)
     step_module = TrainStep(model, cfg)
-    opt = torch.optim.AdamW(step_module.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                            weight_decay=cfg.optim.weight_decay)
-    step, latest = resume_train_state(ckpt_dir, kind=SYNC_KIND, module=step_module, optimizer=opt,
-                                      model_config=json.loads(config_to_json(cfg))["model"])
-    if latest is not None:
+    opt = build_optimizer(step_module.parameters(), cfg.optim)
+    step = 0
+    state, latest = resume_state(out, kind=SYNC_KIND, config=cfg, resumable=RESUMABLE, defaults=TrainConfig())
+    if state is not None:
+        step_module.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
         print(f"resumed from {latest.name} at step {step}", flush=True)
+    write_config(out, cfg)
     source = ClipSource(manifest=cfg.data.manifest, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
                         seed=cfg.seed, cache_clips=cfg.data.cache_clips)
     if any(not r.truth for r in source.rows):
@@ -147,17 +151,15 @@ def main(argv=None) -> None:
     a_times = (np.arange(int(cfg.model.window_s * cfg.model.audio.token_rate) + 1) + 0.5) / cfg.model.audio.token_rate
     truths: dict = {}
 
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    writer = SummaryWriter(str(args.out / "tb"))
+    log = MetricLog(out)
     bar = tqdm(total=cfg.steps, initial=step, desc="offset", dynamic_ncols=True)
     t0 = time.time()
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step])
         batch = make_batch(source, truths, cfg, rng, v_times, a_times)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.optim, cfg.steps)
+        set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         losses = step_module(*batch)
         opt.zero_grad(set_to_none=True)
         losses["sync/total"].backward()
@@ -167,24 +169,21 @@ def main(argv=None) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{losses['sync/ce'].item():.3f}", acc=f"{losses['sync/acc'].item():.2f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
-            for k, v in losses.items():
-                writer.add_scalar(k, v.item(), step)
-            writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-            writer.add_scalar("train/seconds_per_step", (time.time() - t0) / max(1, step), step)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=SYNC_KIND, config=config_to_json(cfg),
-                             state={"model": step_module.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                    "rng": rng_state()},
-                             provenance={"recipe": "train_offset_classifier", "step": step})
-            for old in sorted(ckpt_dir.glob("state_*.safetensors"))[:-cfg.keep_states]:
-                old.unlink()
+            log.log(step, {**{k: v.item() for k, v in losses.items()}, "train/grad_norm": float(grad_norm),
+                           "train/lr": opt.param_groups[0]["lr"],
+                           "train/seconds_per_step": (time.time() - t0) / max(1, step)})
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_state(out, step, kind=SYNC_KIND, config=cfg, keep=cfg.keep_states,
+                       state={"model": step_module.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                              "rng": rng_state()},
+                       provenance={"recipe": "train_offset_classifier", "step": step})
     bar.close()
-    writer.close()
-    save_av_model(args.out / "sync_av.safetensors", model.eval(),
+    log.close()
+    save_av_model(out / "sync_av.safetensors", model.eval(),
                   provenance={"recipe": "train_offset_classifier", "steps": step, "data": cfg.data.manifest,
                               "batch_size": cfg.batch_size, "seed": cfg.seed, "frame_input": cfg.frame_input})
-    print(f"wrote {args.out / 'sync_av.safetensors'} after {step} steps", flush=True)
+    print(f"wrote {out / 'sync_av.safetensors'} after {step} steps", flush=True)
+    release_run(lock)
 
 
 if __name__ == "__main__":

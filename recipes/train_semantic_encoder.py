@@ -2,18 +2,17 @@
 frame embeddings and pooled audio embeddings of the same window; other clips in the batch are the negatives).
 
     torchrun --nproc_per_node 2 recipes/train_semantic_encoder.py --config configs/train_semantic_encoder/default.yaml \
-        --out runs/semantic data.manifest=/data/foleyworld/train.jsonl
+        out_dir=runs/semantic data.manifest=/data/foleyworld/train.jsonl
     (debug: --config configs/train_semantic_encoder/debug.yaml: two steps on synthetic clips in seconds)
 
-Writes into --out: config.yaml, checkpoints/state_<step>.safetensors (crash-safe, resumable: rerunning the same
-command continues from the newest state), tb/ (TensorBoard) and semantic_av.safetensors (the final model; the
+Writes into out_dir (the run folder of every recipe, foleyflow.train.run): config.yaml,
+checkpoints/state_<step>.safetensors (crash-safe, resumable: rerunning the same command continues from the newest
+state), tb/, metrics.jsonl and semantic_av.safetensors (the final model; the
 generator uses its visual part via foleyflow.models.av_ssl.load_semantic_encoder). Negatives are per process
 (InfoNCE is computed on each process's batch; DDP averages the gradients).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,11 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foleyflow.config import config_to_json, load_config, save_config
+from foleyflow.config import load_config
 from foleyflow.data.av_clips import ClipSource, audio_window, frame_window
 from foleyflow.models.av_ssl import SEMANTIC_KIND, SemanticAVConfig, SemanticAVModel, save_av_model
 from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
-from foleyflow.train.state import resume_train_state, rng_state, save_train_state
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.schedule import OptimConfig, Schedule, build_optimizer, lr_at, set_lr
+from foleyflow.train.state import rng_state, set_rng_state
+
+RESUMABLE = ("data.cache_clips",)  # besides foleyflow.train.run.COMMON_RESUMABLE
 
 
 @dataclass
@@ -42,33 +45,29 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
+class SemanticOptimConfig(OptimConfig):  # linear warm-up, then cosine decay to 10%
     lr: float = 3e-4
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 500
     grad_clip: float = 1.0
+    schedule: Schedule = "cosine"
+    floor: float = 0.1
 
 
 @dataclass
 class TrainConfig:
     model: SemanticAVConfig = field(default_factory=SemanticAVConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: SemanticOptimConfig = field(default_factory=SemanticOptimConfig)
+    out_dir: str = "runs/semantic"
     batch_size: int = 32  # per process
     steps: int = 20000
     log_every: int = 20
-    save_every: int = 1000
+    ckpt_every: int = 1000
     keep_states: int = 2
     seed: int = 0
     threads: int = 0  # torch threads per process (0 = leave torch's default)
-
-
-def lr_at(step: int, cfg: OptimConfig, total: int) -> float:
-    """Linear warm-up, then cosine decay to 10%."""
-    from foleyflow.train.schedule import warmup_cosine
-
-    return cfg.lr * warmup_cosine(step, cfg.warmup_steps, total, floor=0.1)
 
 
 def make_batch(source: ClipSource, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,47 +82,43 @@ def make_batch(source: ClipSource, cfg: TrainConfig, rng: np.random.Generator) -
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 steps=100")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n\n")[0], argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     ctx = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    ckpt_dir = args.out / "checkpoints"
-    if ctx.is_main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, args.out / "config.yaml")
+    out = Path(cfg.out_dir)
+    lock = lock_run(out, ctx)  # a second trainer on this folder stops here
 
     model = SemanticAVModel(cfg.model).to(ctx.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                            weight_decay=cfg.optim.weight_decay)
-    barrier(ctx)
-    step, latest = resume_train_state(ckpt_dir, kind=SEMANTIC_KIND, module=model, optimizer=opt,
-                                      model_config=json.loads(config_to_json(cfg))["model"])
-    if latest is not None and ctx.is_main:  # every process read the same file
-        print(f"resumed from {latest.name} at step {step}", flush=True)
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    step = 0
+    state, latest = resume_state(out, kind=SEMANTIC_KIND, config=cfg, resumable=RESUMABLE, defaults=TrainConfig())
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
+        if ctx.is_main:  # every process read the same file
+            print(f"resumed from {latest.name} at step {step}", flush=True)
+    write_config(out, cfg, ctx)
     ddp = wrap_ddp(model, ctx)
     source = ClipSource(manifest=cfg.data.manifest, synthetic_clips=cfg.data.synthetic_clips,
                         duration_s=cfg.data.duration_s, size=cfg.data.size, sample_rate=cfg.data.sample_rate,
                         fps=cfg.data.fps, seed=cfg.seed, cache_clips=cfg.data.cache_clips)
 
-    writer = bar = None
+    log = bar = None
     if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        writer = SummaryWriter(str(args.out / "tb"))
+        log = MetricLog(out)
         bar = tqdm(total=cfg.steps, initial=step, desc="semantic", dynamic_ncols=True)
     t0 = time.time()
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step, ctx.rank])  # data depends only on (seed, step, rank)
         frames, audio = make_batch(source, cfg, rng)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.optim, cfg.steps)
+        set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         losses = ddp(frames.to(ctx.device), audio.to(ctx.device))
         opt.zero_grad(set_to_none=True)
         losses["contrastive/infonce"].backward()
@@ -137,30 +132,24 @@ def main(argv=None) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{logged['contrastive/infonce']:.3f}", acc=f"{logged['contrastive/acc']:.2f}")
             if step % cfg.log_every == 0 or step == cfg.steps:
-                for k, v in logged.items():
-                    writer.add_scalar(k, v, step)
-                writer.add_scalar("train/grad_norm", float(grad_norm), step)
-                writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-                writer.add_scalar("train/temperature", float(model.logit_scale.detach().exp().reciprocal()), step)
-                writer.add_scalar("train/samples_per_s", step * cfg.batch_size * ctx.world_size /
-                                  (time.time() - t0), step)
-        if ctx.is_main and (step % cfg.save_every == 0 or step == cfg.steps):
-            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=SEMANTIC_KIND,
-                             config=config_to_json(cfg),
-                             state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                    "rng": rng_state()},
-                             provenance={"recipe": "train_semantic_encoder", "step": step})
-            for old in sorted(ckpt_dir.glob("state_*.safetensors"))[:-cfg.keep_states]:
-                old.unlink()
+                log.log(step, {**logged, "train/grad_norm": float(grad_norm), "train/lr": opt.param_groups[0]["lr"],
+                               "train/temperature": float(model.logit_scale.detach().exp().reciprocal()),
+                               "train/samples_per_s": step * cfg.batch_size * ctx.world_size / (time.time() - t0)})
+        if ctx.is_main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+            save_state(out, step, kind=SEMANTIC_KIND, config=cfg, keep=cfg.keep_states,
+                       state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                              "rng": rng_state()},
+                       provenance={"recipe": "train_semantic_encoder", "step": step})
     if ctx.is_main:
         bar.close()
-        writer.close()
+        log.close()
         data = cfg.data.manifest or f"synthetic bouncing squares x{cfg.data.synthetic_clips} (seed {cfg.seed})"
-        save_av_model(args.out / "semantic_av.safetensors", model.eval(),
+        save_av_model(out / "semantic_av.safetensors", model.eval(),
                       provenance={"recipe": "train_semantic_encoder", "steps": step, "data": data,
                                   "world_size": ctx.world_size, "batch_size_per_process": cfg.batch_size})
-        print(f"wrote {args.out / 'semantic_av.safetensors'} after {step} steps", flush=True)
+        print(f"wrote {out / 'semantic_av.safetensors'} after {step} steps", flush=True)
     barrier(ctx)
+    release_run(lock)
     cleanup_distributed(ctx)
 
 

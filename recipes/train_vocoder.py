@@ -8,12 +8,12 @@ generator sees the true log-mel of the crop; losses: mel L1 (weight 45 as in Voc
 STFT (Parallel WaveGAN), and after `disc_start_step` the adversarial loss of multi-period + multi-resolution
 discriminators (hinge or LSGAN) with feature matching. The discriminators see one random `disc_segment`-sample
 window (8192, HiFi-GAN's segment length; the same window of real and generated audio) of each crop, and the
-generator's adversarial pass gives them no weight gradients. Data, checkpoints, resuming and logs work as in
-recipes/train_vae.py; the model alone goes to `out_dir/vocoder.safetensors` (load with `load_vocoder`).
+generator's adversarial pass gives them no weight gradients. Data work as in recipes/train_vae.py; the run folder
+`out_dir` has the layout of every recipe (foleyflow.train.run: checkpoints/, config.yaml, tb/, metrics.jsonl; resumed
+from the newest state when restarted) and the model alone goes to `out_dir/vocoder.safetensors` (`load_vocoder`).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +21,20 @@ from pathlib import Path
 import torch
 
 from foleyflow.audio import MEL_SETTINGS, log_mel_spectrogram
-from foleyflow.config import config_to_json, load_config, save_config
+from foleyflow.config import load_config
 from foleyflow.data.audio_clips import build_audio_dataset
+from foleyflow.errors import ConfigError
 from foleyflow.models.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                              feature_matching_loss, generator_adversarial_loss)
 from foleyflow.models.vocoder import Vocoder, VocoderConfig, save_vocoder
 from foleyflow.train.codec_losses import mel_l1, multi_resolution_stft_loss, weighted_sum
 from foleyflow.train.dist import all_reduce_mean, barrier, cleanup_distributed, setup_distributed, wrap_ddp
-from foleyflow.train.state import latest_checkpoint, load_train_state, rng_state, save_train_state, set_rng_state
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.schedule import OptimConfig, Schedule, build_optimizer, lr_at, set_lr
+from foleyflow.train.state import rng_state, set_rng_state
+
+RESUMABLE = ("data.num_workers",)  # besides foleyflow.train.run.COMMON_RESUMABLE
+RENAMED = {"optim.lr_decay": "optim.gamma"}  # old names in states of older runs
 
 
 @dataclass
@@ -41,11 +47,12 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
+class VocoderOptimConfig(OptimConfig):  # both optimisers (generator and discriminators)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.8, 0.9)
     grad_clip: float = 1000.0
-    lr_decay: float = 0.999  # per 100 steps, both optimisers
+    schedule: Schedule = "exponential"
+    gamma: float = 0.999  # per decay_every (100) steps
 
 
 @dataclass
@@ -53,7 +60,7 @@ class TrainVocoderConfig:
     model: VocoderConfig = field(default_factory=VocoderConfig)
     disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: VocoderOptimConfig = field(default_factory=VocoderOptimConfig)
     adversarial: str = "hinge"  # or "lsgan"
     disc_start_step: int = 2000
     disc_segment: int = 8192  # samples of the random crop the discriminators see (HiFi-GAN's segment); 0 = whole clip
@@ -64,8 +71,8 @@ class TrainVocoderConfig:
     seed: int = 0
     out_dir: str = "runs/vocoder"
     log_every: int = 20
-    save_every: int = 500
-    keep_last: int = 2
+    ckpt_every: int = 500
+    keep_states: int = 2
     threads: int = 0
     device: str = "auto"
 
@@ -86,15 +93,13 @@ def disc_crop(real: torch.Tensor, fake: torch.Tensor, segment: int) -> tuple[tor
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the foleyflow vocoder")
-    p.add_argument("--config", required=True)
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-4")
-    args = p.parse_args(argv)
+    args = recipe_args("Train the foleyflow vocoder", argv)
     cfg = load_config(TrainVocoderConfig, args.config, args.overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = setup_distributed(cfg.device)
     out = Path(cfg.out_dir)
+    lock = lock_run(out, ctx)  # a second trainer on this folder stops here
     torch.manual_seed(cfg.seed)
 
     setting = MEL_SETTINGS[cfg.model.mel_setting]
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                                                   drop_last=True)
     per_epoch = len(sampler) // cfg.batch_size
     if per_epoch == 0:
-        raise SystemExit(f"error: {len(ds)} clips are too few for batch_size {cfg.batch_size} x {ctx.world_size}")
+        raise ConfigError(f"{len(ds)} clips are too few for batch_size {cfg.batch_size} x {ctx.world_size}")
 
     def loader(epoch: int, skip: int):
         ds.set_epoch(epoch)
@@ -115,12 +120,12 @@ def main(argv: list[str] | None = None) -> None:
 
     vocoder = Vocoder(cfg.model).to(ctx.device)
     disc = Discriminators(cfg.disc).to(ctx.device)
-    opt_g = torch.optim.AdamW(vocoder.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    opt_g = build_optimizer(vocoder.parameters(), cfg.optim)
+    opt_d = build_optimizer(disc.parameters(), cfg.optim)
     step = 0
-    resume_from = latest_checkpoint(out / "ckpt")
+    state, resume_from = resume_state(out, kind="vocoder", config=cfg, resumable=RESUMABLE, renamed=RENAMED,
+                                      defaults=TrainVocoderConfig())
     if resume_from is not None:
-        state, _ = load_train_state(resume_from, kind="vocoder")
         vocoder.load_state_dict(state["model"])
         disc.load_state_dict(state["disc"])
         opt_g.load_state_dict(state["opt_g"])
@@ -129,14 +134,12 @@ def main(argv: list[str] | None = None) -> None:
         step = int(state["step"])
     gen_model, disc_model = wrap_ddp(vocoder, ctx), wrap_ddp(disc, ctx)
 
-    writer, bar = None, None
+    log, bar = None, None
+    write_config(out, cfg, ctx)
     if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        writer = SummaryWriter(str(out / "tb"))
+        log = MetricLog(out)
         bar = tqdm(total=cfg.steps, initial=step, desc="train_vocoder", dynamic_ncols=True)
         if resume_from is not None:
             bar.write(f"resumed from {resume_from} at step {step}")
@@ -145,14 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         if ctx.is_main:
             prov = {"recipe": "recipes/train_vocoder.py", "argv": sys.argv, "config": args.config, "step": step,
                     "seed": cfg.seed, "data": cfg.data.source, "world_size": ctx.world_size}
-            save_train_state(out / "ckpt" / f"state_{step:08d}.safetensors", kind="vocoder",
-                             config=config_to_json(cfg), provenance=prov,
-                             state={"model": vocoder.state_dict(), "disc": disc.state_dict(),
-                                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                                    "rng": rng_state(), "step": step})
+            save_state(out, step, kind="vocoder", config=cfg, provenance=prov, keep=cfg.keep_states,
+                       state={"model": vocoder.state_dict(), "disc": disc.state_dict(),
+                              "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                              "rng": rng_state(), "step": step})
             save_vocoder(out / "vocoder.safetensors", vocoder, provenance=prov)
-            for old in sorted((out / "ckpt").glob("state_*.safetensors"))[:-cfg.keep_last]:
-                old.unlink()
         barrier(ctx)
 
     gen_model.train()
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         epoch, skip = divmod(step, per_epoch)
         for wav in loader(epoch, skip):
             wav = wav.to(ctx.device).flatten(0, 1)  # (2B, num_samples) mono examples
-            lr = cfg.optim.lr * cfg.optim.lr_decay ** (step / 100)  # a function of the step: exact on resume
-            for group in opt_g.param_groups + opt_d.param_groups:
-                group["lr"] = lr
+            lr = lr_at(cfg.optim, step, cfg.steps)  # a function of the step: exact on resume
+            set_lr(opt_g, lr)
+            set_lr(opt_d, lr)
             mel = log_mel_spectrogram(wav, setting)
             fake = gen_model(mel)
             adversarial = step >= cfg.disc_start_step
@@ -199,21 +199,20 @@ def main(argv: list[str] | None = None) -> None:
             if step % cfg.log_every == 0 or step == cfg.steps:
                 logged = {k: all_reduce_mean(v.detach(), ctx).item() for k, v in terms.items()}
                 if ctx.is_main:
-                    for k, v in {**logged, "train/grad_norm": grad_norm.item(),
-                                 "train/lr": lr}.items():
-                        writer.add_scalar(k, v, step)
+                    log.log(step, {**logged, "train/grad_norm": grad_norm.item(), "train/lr": lr})
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items()})
             if bar is not None:
                 bar.update(1)
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 save()
             if step >= cfg.steps:
                 break
     if ctx.is_main:
         bar.close()
-        writer.close()
+        log.close()
     del gen_model, disc_model  # release DDP reducers before the process group goes
     barrier(ctx)  # every process reaches teardown together (gloo aborts if a peer exits mid-teardown)
+    release_run(lock)
     cleanup_distributed(ctx)
 
 

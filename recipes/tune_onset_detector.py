@@ -42,7 +42,9 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, help="also write the table here")
     args = ap.parse_args(argv)
     if args.split.startswith("test"):
-        raise SystemExit("tune on val or evaltrain, never on a test split")
+        from foleyflow.errors import EvalError
+
+        raise EvalError("tune on val or evaltrain, never on a test split")
     rows = [e for e in read_manifest(args.manifest, check_files=False) if e.split == args.split]
     rows = rows[: args.limit] if args.limit else rows
     clips = []
@@ -84,4 +86,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from foleyflow.train.dist import run_recipe
+
+    run_recipe(main)

@@ -14,7 +14,7 @@ import torch
 
 from foleyflow.checkpoint import load_checkpoint
 from foleyflow.config import load_config
-from foleyflow.errors import CheckpointError
+from foleyflow.errors import CheckpointError, ConfigError
 from foleyflow.data.av_clips import synthetic_clip
 from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder, load_sync_model
 
@@ -34,7 +34,7 @@ def run_recipe(name: str, out: Path, *overrides: str, nproc: int = 2) -> subproc
     config = ROOT / "configs" / name / "debug.yaml"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           str(script), "--config", str(config), "--out", str(out), *overrides]
+           str(script), "--config", str(config), f"out_dir={out}", *overrides]
     fresh = not out.exists()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=ROOT)
     if proc.returncode != 0 and any(t in proc.stderr for t in TRANSIENT):
@@ -62,7 +62,7 @@ def run_in_process(name: str, out: Path, *overrides: str) -> None:
     """The recipe's main() in this process (single process, no torchrun): fast, for checks that need no DDP."""
     threads = torch.get_num_threads()
     try:
-        load_recipe_module(name).main(["--config", str(ROOT / "configs" / name / "debug.yaml"), "--out", str(out),
+        load_recipe_module(name).main(["--config", str(ROOT / "configs" / name / "debug.yaml"), f"out_dir={out}",
                                        *overrides])
     finally:
         torch.set_num_threads(threads)
@@ -109,10 +109,12 @@ def test_resume_is_exact(which, tmp_path, capsys):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_refuses_another_model_config(tmp_path):
+def test_resume_refuses_another_config(tmp_path):
     run_in_process("train_semantic_encoder", tmp_path)
-    with pytest.raises(CheckpointError, match="was made with another model config"):
-        run_in_process("train_semantic_encoder", tmp_path, "steps=3", "model.visual.embed_dim=16")
+    with pytest.raises(CheckpointError, match=r"another config \(model.visual.embed_dim, optim.lr differ\)"):
+        run_in_process("train_semantic_encoder", tmp_path, "steps=3", "model.visual.embed_dim=16", "optim.lr=1.0")
+    with pytest.raises(ConfigError, match="out_dir=runs/x instead of --out"):
+        load_recipe_module("train_semantic_encoder").main(["--config", "x.yaml", "--out", "runs/x"])
 
 
 def test_sync_windows_stay_inside_clip_and_cover_all_classes():

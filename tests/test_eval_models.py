@@ -186,18 +186,18 @@ def _recipe(name):
 def test_recipe_debug_runs_resumes_and_exports(name, out, tmp_path, capsys):
     recipe = _recipe(name)
     cfg = ROOT / "configs" / name / "debug.yaml"
-    recipe.main(["--config", str(cfg), "--out", str(tmp_path)])
+    recipe.main(["--config", str(cfg), f"out_dir={tmp_path}"])
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("state_*")) == [
         "state_00000001.safetensors", "state_00000002.safetensors"]
-    recipe.main(["--config", str(cfg), "--out", str(tmp_path), "steps=3"])
+    recipe.main(["--config", str(cfg), f"out_dir={tmp_path}", "steps=3"])
     assert "resumed from state_00000002.safetensors at step 2" in capsys.readouterr().out
     models = load_eval_models(tmp_path, text_file=None)
     assert (models.event_classifier is not None) == (out == "event")
     meta = json.loads(__import__("foleyflow.checkpoint", fromlist=["read_metadata"]).read_metadata(
         tmp_path / f"{out}.safetensors")["foleyflow.provenance"])
     assert meta["steps"] == 3 and "synthetic" in meta["data"]
-    with pytest.raises(CheckpointError, match="another model config"):
-        recipe.main(["--config", str(cfg), "--out", str(tmp_path), "model.cnn.channels=[4,8,8,16]"])
+    with pytest.raises(CheckpointError, match=r"another config \(model.cnn.channels differ\)"):
+        recipe.main(["--config", str(cfg), f"out_dir={tmp_path}", "model.cnn.channels=[4,8,8,16]"])
 
 
 def test_minilm_caption_vectors():

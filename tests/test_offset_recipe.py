@@ -18,15 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_recipe(name: str):
-    sys.path.insert(0, str(ROOT / "recipes"))  # the recipe imports its sibling train_sync_encoder
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(ROOT / "recipes"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_event_targets(tmp_path):
@@ -66,7 +62,7 @@ def make_world(root: Path, n: int = 3, seconds: float = 5.2, fps: int = 25, sr: 
 TINY = ["model.visual.image_size=16", "model.visual.width=16", "model.visual.depth=1", "model.visual.num_heads=2",
         "model.visual.out_dim=16", "model.audio.n_mels=16", "model.audio.channels=[8,8]", "model.audio.embed_dim=16",
         "model.head_width=16", "model.head_depth=1", "model.head_heads=2", "data.size=16", "batch_size=3",
-        "optim.warmup_steps=1", "frame_input=motion", "log_every=1", "save_every=1", "keep_states=5"]
+        "optim.warmup_steps=1", "frame_input=motion", "log_every=1", "ckpt_every=1", "keep_states=5"]
 
 
 def test_two_steps_resume_and_export(tmp_path):
@@ -74,8 +70,8 @@ def test_two_steps_resume_and_export(tmp_path):
     manifest = make_world(tmp_path)
     out = tmp_path / "run"
     config = ROOT / "configs" / "eval_models" / "offset.yaml"
-    recipe.main(["--config", str(config), "--out", str(out), f"data.manifest={manifest}", "steps=1", *TINY])
-    recipe.main(["--config", str(config), "--out", str(out), f"data.manifest={manifest}", "steps=2", *TINY])
+    recipe.main(["--config", str(config), f"out_dir={out}", f"data.manifest={manifest}", "steps=1", *TINY])
+    recipe.main(["--config", str(config), f"out_dir={out}", f"data.manifest={manifest}", "steps=2", *TINY])
     states = sorted((out / "checkpoints").glob("state_*.safetensors"))
     assert [p.name for p in states] == ["state_00000001.safetensors", "state_00000002.safetensors"]
     clf = load_offset_classifier(out / "sync_av.safetensors")
@@ -88,5 +84,5 @@ def test_two_steps_resume_and_export(tmp_path):
     f, a = rng.integers(0, 255, (120, 16, 16, 3), dtype=np.uint8), rng.standard_normal(76800).astype(np.float32)
     np.testing.assert_allclose(exported(f, a), clf(f, a), atol=2e-2)
     with pytest.raises(FoleyError, match="data.manifest"):
-        recipe.main(["--config", str(config), "--out", str(tmp_path / "x"), "data.manifest=null", *TINY])
+        recipe.main(["--config", str(config), f"out_dir={tmp_path / 'x'}", "data.manifest=null", *TINY])
     assert exported.frame_input == clf.frame_input == "motion"

@@ -93,7 +93,7 @@ def test_contact_head_learns_bouncing_squares(tmp_path):
     """500 cheap steps (about 12 s) on synthetic bounces: the contact BCE falls well below its start and the
     token-level F1 leaves zero."""
     out = tmp_path / "run"
-    run_in_process("train_sync_encoder", out, *CONTACTS, "steps=500", "save_every=1000", "log_every=25",
+    run_in_process("train_sync_encoder", out, *CONTACTS, "steps=500", "ckpt_every=1000", "log_every=25",
                    "data.synthetic_clips=64", "data.cache_clips=64", "optim.lr=0.002", "optim.warmup_steps=10",
                    "batch_size=8")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -146,7 +146,7 @@ def test_recipe_bad_input_is_one_line(tmp_path):
     from test_encoder_recipes import ROOT
 
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_sync_encoder.py"), "--config",
-                           str(ROOT / "configs" / "train_sync_encoder" / "debug.yaml"), "--out", str(tmp_path / "o"),
+                           str(ROOT / "configs" / "train_sync_encoder" / "debug.yaml"), f"out_dir={tmp_path / 'o'}",
                            f"data.manifest={tmp_path / 'missing.jsonl'}"], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 2

@@ -32,7 +32,7 @@ def test_ddp_smoke_loss_goes_down_and_resume_is_exact(tmp_path):
     assert logs[-1]["flow/mse"] < 0.7 * logs[0]["flow/mse"], logs
     first = load_file(str(tmp_path / "run" / "generator_ema.safetensors"))
     # simulate a crash after step 30: drop the newest state and the exported weights, then run again
-    (tmp_path / "run" / "state_00000040.safetensors").unlink()
+    (tmp_path / "run" / "checkpoints" / "state_00000040.safetensors").unlink()
     (tmp_path / "run" / "generator_ema.safetensors").unlink()
     logs2 = run_recipe(tmp_path, tmp_path / "run")
     assert logs2[0]["step"] == 35
@@ -44,9 +44,9 @@ def test_ddp_smoke_loss_goes_down_and_resume_is_exact(tmp_path):
     assert [r["step"] for r in logs3] == [45]
     cmd = [sys.executable, str(ROOT / "recipes" / "train_flow.py"), "--config", str(ROOT / "configs/train_flow/debug.yaml"),
            f"data.latents={tmp_path / 'caches' / 'latents'}", f"data.features={tmp_path / 'caches' / 'features'}",
-           f"out_dir={tmp_path / 'run'}", *MODEL_OVERRIDES, "steps=50", "lr=0.5"]
+           f"out_dir={tmp_path / 'run'}", *MODEL_OVERRIDES, "steps=50", "optim.lr=0.5"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
-    assert proc.returncode != 0 and "(lr differ)" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode != 0 and "(optim.lr differ)" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_refuses_caches_that_do_not_fit(tmp_path):

@@ -50,28 +50,3 @@ def load_train_state(path: str | Path, *, kind: str) -> tuple[dict, dict[str, st
     if SKELETON not in meta:
         raise CheckpointError(f"{path} has no training-state skeleton")
     return unflatten_state(tensors, json.loads(meta[SKELETON])), meta
-
-
-def latest_checkpoint(folder: str | Path, pattern: str = "state_*.safetensors") -> Path | None:
-    """The newest complete training state in `folder` (by step number in the name), or None."""
-    files = sorted(Path(folder).glob(pattern), key=lambda p: int("".join(c for c in p.stem if c.isdigit()) or 0))
-    return files[-1] if files else None
-
-
-def resume_train_state(folder: str | Path, *, kind: str, model_config: dict, module: torch.nn.Module,
-                       optimizer: torch.optim.Optimizer) -> tuple[int, Path | None]:
-    """Resumes from the newest training state in `folder`, if any: loads `module`, `optimizer` and the RNG states and
-    returns (step, path); (0, None) when there is none. Refuses a state whose embedded config["model"] differs from
-    `model_config` (a run must not continue with another model)."""
-    latest = latest_checkpoint(folder)
-    if latest is None:
-        return 0, None
-    state, meta = load_train_state(latest, kind=kind)
-    from foleyflow.checkpoint import checkpoint_config
-
-    if checkpoint_config(meta).get("model") != model_config:
-        raise CheckpointError(f"{latest} was made with another model config; use a new --out folder")
-    module.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    set_rng_state(state["rng"])
-    return int(state["step"]), latest
