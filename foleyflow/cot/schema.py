@@ -83,9 +83,6 @@ class PlanError(FoleyError):
     """A plan file or dict is malformed; the message says where ("plan.json: sources[2].events[5]: ...")."""
 
 
-Event = "float | tuple[float, float]"
-
-
 @dataclass(frozen=True)
 class Source:
     """One sound source. `events`: onsets (float, s) and intervals ((start_s, end_s)), sorted by start; () = it
