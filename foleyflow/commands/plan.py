@@ -1,7 +1,8 @@
 """`foleyflow plan`: make, check and render chain-of-thought plans (the "foleyflow-cot/1" schema, docs/cot.md).
 
   foleyflow plan --from-truth CLIP.json -o plan.json     FoleyWorld ground truth -> plan
-  foleyflow plan --from-caption "... <I>rain patter</I>"  ALIVE-style caption -> plan (classes only, no times)
+  foleyflow plan --from-caption "... <I>rain patter</I>"  ALIVE-style caption -> plan (classes only, no times);
+                 [--refine [0.85]]                        unknown sound words mapped onto the vocabulary (MiniLM)
   foleyflow plan --validate plan.json [--text four-part]  check a plan (one-line error saying where), print its text
 The automatic planner (video -> plan) does not exist yet: `foleyflow plan VIDEO` says so.
 """
@@ -29,6 +30,9 @@ def register(sub) -> None:
     src.add_argument("--validate", metavar="PLAN.json", help="check a plan file; prints a summary or a one-line error")
     p.add_argument("-o", "--out", help="write the plan here (JSON); default: print it")
     p.add_argument("--duration", type=float, default=8.0, help="clip length for --from-caption (s, default 8)")
+    p.add_argument("--refine", type=float, nargs="?", const=0.85, default=None, metavar="SIMILARITY",
+                   help="--from-caption: map tag phrases no class word names onto FoleyWorld's vocabulary by MiniLM "
+                        "similarity, when at least SIMILARITY (default 0.85, as ALIVE)")
     p.add_argument("--text", choices=("four-part", "monolithic"),
                    help="also print the plan as text: the four-part chain of thought or one paragraph")
     p.add_argument("--seed", type=int, default=None,
@@ -53,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.from_caption is not None:
         if not args.duration > 0:
             raise PlanError(f"--duration must be positive, got {args.duration:g}")
-        plan = plan_from_alive(args.from_caption, args.duration)
+        refine = None
+        if args.refine is not None:
+            from foleyflow.cot.refine import Refiner
+
+            if not 0 < args.refine <= 1:
+                raise PlanError(f"--refine takes a similarity in (0, 1], got {args.refine:g}")
+            refine = Refiner(threshold=args.refine).match_class
+        plan = plan_from_alive(args.from_caption, args.duration, refine=refine)
     elif args.validate:
         plan = read_plan(args.validate)
         onsets = sum(len(s.onsets) for s in plan.sources)
