@@ -251,6 +251,13 @@ def test_cli_from_truth_validate_and_errors(tmp_path):
         assert r.returncode == 2 and r.stderr.startswith(msg) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     r = _cli("--from-caption", "Narration: <I>hand claps</I>.", "--duration", "2")
     assert r.returncode == 0 and json.loads(r.stdout)["sources"][0]["class"] == "hand_clap"
+    tuba = {"schema": SCHEMA_ID, "duration_s": 2, "sources": [{"id": "t", "class": "tuba", "on_screen": True}]}
+    (tmp_path / "tuba.json").write_text(json.dumps(tuba))
+    r = _cli("--validate", str(tmp_path / "tuba.json"), "--text", "monolithic")
+    assert r.returncode == 0 and "note: sources[0].class 'tuba' is not in FoleyWorld's vocabulary" in r.stdout
+    assert r.stdout.splitlines()[-1] == "A tuba. Tuba sounds."
+    r = _cli("--validate", str(tmp_path / "tuba.json"), "-o", str(tmp_path / "x.json"))
+    assert r.returncode == 2 and r.stderr.startswith("error: --validate checks a plan in place")
 
 
 def test_validate_checks_plans_built_in_code():
@@ -276,3 +283,20 @@ def test_plan_of_a_made_clip_renders_the_cot_foleyworld_wrote(tmp_path):
         assert r.returncode == 0, r.stderr
         plan = read_plan(tmp_path / "plan.json")
         assert four_part_text(plan, truth_wording(truth)) == truth["text"]["cot"] == row["cot"]
+
+
+def test_json_schema_agrees_with_the_parser():
+    jsonschema = pytest.importorskip("jsonschema")     # not a dependency; checked where it is installed
+    jsonschema.Draft202012Validator.check_schema(JSON_SCHEMA)
+    v = jsonschema.Draft202012Validator(JSON_SCHEMA)
+    assert not list(v.iter_errors(_plan_dict()))
+    assert all(not list(v.iter_errors(plan_to_dict(plan_from_truth(t)))) for t in _truths())
+    for edit in (lambda d: d["sources"][0].__setitem__("pan", 1.5), lambda d: d["sources"][1].__setitem__("pan", 0),
+                 lambda d: d["sources"][0].__setitem__("colour", "r"), lambda d: d["scene"].__setitem__("room", "x"),
+                 lambda d: d["sources"][0]["events"].__setitem__(0, -1), lambda d: d.__setitem__("duration_s", 0),
+                 lambda d: d["sources"][1]["events"].__setitem__(1, [1, 2, 3])):
+        d = _plan_dict()
+        edit(d)
+        assert list(v.iter_errors(d))
+        with pytest.raises(PlanError):
+            parse_plan(d)

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             refine = Refiner(threshold=args.refine).match_class
         plan = plan_from_alive(args.from_caption, args.duration, refine=refine)
     elif args.validate:
+        if args.out:
+            raise PlanError("--validate checks a plan in place; -o is for --from-truth and --from-caption")
         plan = read_plan(args.validate)
         onsets = sum(len(s.onsets) for s in plan.sources)
         spans = sum(len(s.intervals) for s in plan.sources)
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                       f"models were not trained on it")
     else:
         raise PlanError("nothing to do: give --from-truth TRUTH.json, --from-caption TEXT or --validate PLAN.json")
-    if args.out and not args.validate:
+    if args.out:
         write_plan(args.out, plan)
         print(f"wrote {args.out}: {len(plan.sources)} sources")
     elif not args.validate:
