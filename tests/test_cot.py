@@ -300,3 +300,70 @@ def test_json_schema_agrees_with_the_parser():
         assert list(v.iter_errors(d))
         with pytest.raises(PlanError):
             parse_plan(d)
+
+
+def _synthetic_truth():
+    """A hand-built FoleyWorld truth covering every kind of source the writer describes."""
+    def ev(cls, kind, on, src, pan, off=None, on_screen=True, track=None, **params):
+        return {"sound_class": cls, "kind": kind, "onset_s": on, "offset_s": off, "source_id": src,
+                "on_screen": on_screen, "gain": 1.0, "pan": pan, "pan_track": track, "param_track": None,
+                "params": params}
+    objects = [
+        {"id": 1, "type": "body", "visible": True, "silent": False, "material": "metal", "shape": "box",
+         "size_m": 0.2, "color": [220, 45, 45], "release_s": 0.0},
+        {"id": 2, "type": "instrument", "visible": True, "silent": False, "sound_class": "claves",
+         "color": [140, 95, 55], "striker": "clave"},
+        {"id": 3, "type": "instrument", "visible": False, "silent": False, "sound_class": "tom",
+         "color": [35, 35, 35], "pan": -0.7},
+        {"id": 4, "type": "vehicle", "visible": True, "silent": False, "kind": "truck", "color": [45, 105, 225],
+         "depth_m": 20.0, "speed_mps": 9.0},
+        {"id": 5, "type": "body", "visible": True, "silent": True, "material": "foam", "shape": "ball",
+         "size_m": 0.6, "color": [245, 200, 40], "release_s": 1.0},
+    ]
+    events = [
+        ev("rain", "ambience", 0.0, None, 0.0, off=4.0, intensity=0.3),
+        ev("wind", "ambience", 0.0, None, 0.3, off=4.0, intensity=0.2),
+        ev("claves", "discrete", 0.25, 2, 0.1, impact_speed=2.0),
+        ev("impact_metal", "discrete", 0.5, 1, -0.9, impact_speed=5.5),
+        ev("impact_metal", "discrete", 0.9, 1, -0.6, impact_speed=2.0),
+        ev("rolling", "continuous", 1.0, 1, -0.5, off=2.2, track=[[1.0, -0.5], [2.2, 0.2]], mode="slide"),
+        ev("tom", "discrete", 1.5, 3, -0.7, on_screen=False, impact_speed=3.0),
+        ev("engine", "continuous", 1.8, 4, 0.9, off=3.9, track=[[1.8, 0.9], [3.9, -0.8]]),
+        ev("claves", "discrete", 2.75, 2, 0.1, impact_speed=2.5),
+    ]
+    return {"version": 1, "id": "synthetic", "seed": 1234, "split": "train", "duration_s": 4.0, "room": "hall",
+            "ambience": {"rain": 0.3, "wind": 0.2, "room_tone": 0.0}, "objects": objects, "events": events,
+            "stats": {"num_discrete": 5, "event_density_per_s": 1.25}}
+
+
+# FoleyWorld's CoT for _synthetic_truth() as its writer wrote it before the writer went through the plan (main at
+# 6e54efe): FoleyWorld's texts must not change when the templates move (datasets and caches hold them)
+SYNTHETIC_COT = (
+    "Semantic: a small red metal cube that bounces and rolls; a pair of claves struck with a second clave; a floor "
+    "tom struck off-screen; a blue truck passing by, engine humming; a large yellow foam ball that lands silently; "
+    "falling rain; a blowing wind. Temporal: the small red metal cube lands and bounces at 0.50 s and 0.90 s; it "
+    "slides along the floor from 1.00 s to 2.20 s; the pair of claves is hit at 0.25 s and 2.75 s; the floor tom "
+    "off-screen is hit at 1.50 s; the truck's engine is heard from 1.80 s to 3.90 s; the rain and the wind go on "
+    "throughout. Aesthetic: a long, spacious hall reverberation, hard, punchy impacts, a throaty engine, a low "
+    "rolling rumble and a metallic ring, a hiss of rain underneath, sparse and clear. Spatial: the small red metal "
+    "cube is on the far left; the pair of claves is in the centre; the unseen floor tom comes from the far left; the "
+    "blue truck moves from right to left, far away.")
+
+
+def test_foleyworld_cot_is_unchanged_by_going_through_the_plan():
+    from foleyflow.world.text import write_texts
+
+    truth = _synthetic_truth()
+    assert write_texts(truth)["cot"] == SYNTHETIC_COT
+    plan = plan_from_truth(truth)
+    assert four_part_text(plan, truth_wording(truth)) == SYNTHETIC_COT
+    assert [(s.id, s.sound_class, s.sounds) for s in plan.sources] == [
+        ("source_1", "impact_metal", True), ("source_2", "claves", True), ("source_3", "tom", True),
+        ("source_4", "engine", True), ("source_5", "impact_foam", False), ("rain", "rain", True),
+        ("wind", "wind", True)]
+    body = plan.source("source_1")
+    assert body.events == (0.5, 0.9, (1.0, 2.2)) and body.motion == "slides" and body.material == "metal"
+    assert body.trajectory == ((0.5, -0.9), (0.9, -0.6), (1.0, -0.5))
+    assert plan.source("source_3").pan == -0.7 and not plan.source("source_3").on_screen
+    assert plan.source("source_4").trajectory == ((1.8, 0.9), (3.9, -0.8)) and plan.source("source_4").distance == "far"
+    assert plan.scene.room == "hall" and plan.scene.loudness == "loud"
