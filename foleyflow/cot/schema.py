@@ -235,7 +235,7 @@ def _parse_source(s, at: str, dur: float, fail) -> Source:
             start, end = float(e[0]), float(e[1])
             what = "interval start"
             if end <= start:
-                fail(p, f"interval ends ({_fmt(end)} s) before it starts ({_fmt(start)} s)")
+                fail(p, f"interval [{_fmt(start)}, {_fmt(end)}] s does not end after it starts")
             events.append((start, end))
         else:
             fail(p, f"{json.dumps(e)} is neither an onset (seconds) nor an interval [start, end]")
