@@ -367,3 +367,14 @@ def test_foleyworld_cot_is_unchanged_by_going_through_the_plan():
     assert plan.source("source_3").pan == -0.7 and not plan.source("source_3").on_screen
     assert plan.source("source_4").trajectory == ((1.8, 0.9), (3.9, -0.8)) and plan.source("source_4").distance == "far"
     assert plan.scene.room == "hall" and plan.scene.loudness == "loud"
+
+
+def test_bundled_example_clips_plans_render_their_stored_cot():
+    from foleyflow.world.truth import read_truth
+
+    paths = sorted((SOURCE_ROOT / "examples" / "foleyworld").glob("*.json"))
+    if not paths:
+        pytest.skip("no bundled example clips")
+    for path in paths:                      # written by an earlier FoleyWorld: the format has not moved
+        truth = read_truth(path)
+        assert four_part_text(plan_from_truth(truth), truth_wording(truth)) == truth["text"]["cot"], path.name
