@@ -48,7 +48,7 @@ def test_parse_round_trip_and_schema_lists_the_same_keys():
     (lambda d: d["sources"][0]["events"].insert(0, 2.0),
      "plan.json: sources[0].events[1]: onset 0.5 s comes before the previous event (2 s); sort the events"),
     (lambda d: d["sources"][1]["events"].__setitem__(1, [3.0, 2.9]),
-     "plan.json: sources[1].events[1]: interval [3, 2.9] s does not end after it starts"),
+     "plan.json: sources[1].events[1]: interval [3, 2.9] s ends before it starts"),
     (lambda d: d["sources"][1]["events"].__setitem__(1, [3.0, 8.5]),
      "plan.json: sources[1].events[1]: interval end 8.5 s is past the clip's 8 s"),
     (lambda d: d["sources"][0].__setitem__("pan", 1.5), "plan.json: sources[0].pan: 1.5 is not a pan in -1..1"),

@@ -11,7 +11,8 @@ JSON form (UTF-8; unknown keys are errors; times in seconds from the clip start,
    "scene": {"room": "dry" | "small_room" | "hall", "loudness": "soft" | "moderate" | "loud",
              "texture": ["busy and layered", ...]},                                   (scene and its keys optional)
    "sources": [{"id": "source_1", "class": "impact_wood", "on_screen": true,
-                "events": [1.42, 2.28, [3.0, 4.5]],    onsets (numbers) and intervals ([start, end]), sorted by start;
+                "events": [1.42, 2.28, [3.0, 4.5]],    onsets (numbers) and intervals ([start, end], end >= start),
+                                                        sorted by start;
                                                         left out = it sounds, but when is not known
                 "pan": 0.3  or  "trajectory": [[t, pan], ...],                  (at most one; neither = unplaced)
                 optional: "material", "name" (noun phrase), "striker", "motion" ("rolls" | "slides", what a body's
@@ -234,8 +235,8 @@ def _parse_source(s, at: str, dur: float, fail) -> Source:
         elif isinstance(e, list) and len(e) == 2 and all(_num(x) for x in e):
             start, end = float(e[0]), float(e[1])
             what = "interval start"
-            if end <= start:
-                fail(p, f"interval [{_fmt(start)}, {_fmt(end)}] s does not end after it starts")
+            if end < start:
+                fail(p, f"interval [{_fmt(start)}, {_fmt(end)}] s ends before it starts")
             events.append((start, end))
         else:
             fail(p, f"{json.dumps(e)} is neither an onset (seconds) nor an interval [start, end]")
