@@ -210,109 +210,9 @@ class _Writer:
     def sources(self):
         return [self.objs[i] for i in sorted(self.by_src)]
 
-    def semantic(self, names) -> str:
-        parts = []
-        for o in self.sources():
-            n = names[o["id"]]
-            if o["type"] == "instrument":
-                if not o["visible"]:
-                    how = self.pick(["struck off-screen", "played out of view", "heard but not seen"])
-                elif o["sound_class"] == "hand_clap":
-                    how = self.pick(["meeting again and again", "coming together"])
-                else:
-                    how = self.pick(["hit by a", "played with a", "struck with a"]) + " " + self.striker(o)
-                parts.append(f"a {n} {how}")
-            elif o["type"] == "vehicle":
-                how = self.pick(["passing off-screen", "going by out of view"]) if not o["visible"] else \
-                    self.pick(["driving past", "crossing the picture", "passing by"])
-                parts.append(f"a {n} {how}, {self.pick(['engine humming', 'its engine running'])}")
-            else:
-                kinds = {e["sound_class"] for e in self.by_src[o["id"]]}
-                verb = self.pick(["that bounces and rolls", "bouncing, then rolling"]) if "rolling" in kinds else \
-                    self.pick(["that falls", "that drops", "dropping to the floor", "tumbling down"])
-                parts.append(f"a {n} {verb}")
-        silent = [o for o in self.t["objects"] if o["silent"] and o["visible"]]
-        parts += [f"a {names[o['id']]} {self.pick(['that makes no sound', 'that lands silently', 'moving without a sound'])}"
-                  for o in silent]
-        amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
-        amb_words = {"rain": ["steady rain", "falling rain"], "wind": ["gusts of wind", "a blowing wind"],
-                     "room_tone": ["a quiet room hum", "a faint electrical hum"]}
-        parts += [self.pick(amb_words[a]) for a in amb]
-        return "; ".join(parts) + "."
-
     def striker(self, o) -> str:
         """What hits the instrument, as drawn."""
         return {"clave": "second clave", "hand": "pair of hands"}.get(o.get("striker"), o.get("striker", "stick"))
-
-    def temporal(self, names) -> str:
-        clauses = []
-        for o in self.sources():
-            evs = self.by_src[o["id"]]
-            disc = [e["onset_s"] for e in evs if e["kind"] == "discrete"]
-            n = names[o["id"]]
-            off = "" if o["visible"] else " off-screen"
-            if disc and o["type"] == "instrument":
-                verb = self.pick(STRIKE_VERB.get(o["sound_class"], ["is struck at", "is hit at", "sounds at"]))
-                clauses.append(f"the {n}{off} {verb} {_times(disc)}")
-            elif disc:
-                verb = self.pick(["hits at", "lands and bounces at", "knocks at", "strikes the ground at"])
-                clauses.append(f"the {n} {verb} {_times(disc)}")
-            subject = "it" if disc else f"the {n}"
-            for e in evs:
-                if e["kind"] != "continuous":
-                    continue
-                span = f"from {e['onset_s']:.2f} s to {e['offset_s']:.2f} s"
-                if e["sound_class"] == "rolling":
-                    mode = "rolls" if e["params"].get("mode") == "roll" else "slides"
-                    clauses.append(f"{subject} {mode} along the floor {span}")
-                else:
-                    clauses.append(f"the {o['kind']}'s engine is heard{off} {span}")
-        amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience"]
-        if amb:
-            verbs = [" goes on throughout", " lasts the whole clip"] if len(amb) == 1 else \
-                [" go on throughout", " last the whole clip"]
-            clauses.append(" and ".join({"rain": "the rain", "wind": "the wind", "room_tone": "the room hum"}[a]
-                                        for a in amb) + self.pick(verbs))
-        return ("; ".join(clauses) or "nothing sounds") + "."
-
-    def aesthetic(self) -> str:
-        speeds = [e["params"].get("impact_speed", 0) for e in self.events if e["kind"] == "discrete"]
-        loud = self.pick(["loud, sharp hits", "hard, punchy impacts"]) if speeds and max(speeds) > 4 else \
-            self.pick(["moderate, clean hits", "gentle, clear hits"]) if speeds else self.pick(["soft", "smooth"])
-        parts = [self.pick(ROOM_AESTHETIC[self.t["room"]]), loud]
-        present = sorted({e["sound_class"] for e in self.events if e["kind"] != "ambience"})
-        if present:
-            chosen = self.rng.permutation(present)[:3]
-            parts.append(_and([self.pick(TIMBRE[c]) for c in chosen]))
-        if self.t["ambience"]["rain"] > 0:
-            parts.append("a hiss of rain underneath")
-        dense = self.t["stats"]["event_density_per_s"]
-        parts.append("busy and layered" if dense > 2 else "sparse and clear")
-        return ", ".join(parts) + "."
-
-    def spatial(self, names) -> str:
-        parts = []
-        for o in self.sources():
-            evs = self.by_src[o["id"]]
-            n = names[o["id"]]
-            if o["type"] == "vehicle":
-                e = [e for e in evs if e["kind"] == "continuous"]
-                if e and e[0]["pan_track"]:
-                    a, b = e[0]["pan_track"][0][1], e[0]["pan_track"][-1][1]
-                    d = "left to right" if b > a else "right to left"
-                    far = ", far away" if o["depth_m"] > 18 else (", close by" if o["depth_m"] < 13 else "")
-                    parts.append(f"the {n}{'' if o['visible'] else ' (unseen)'} moves from {d}{far}")
-                continue
-            pans = [e["pan"] for e in evs]
-            lo, hi = min(pans), max(pans)
-            where = _where(float(np.mean(pans)))
-            if not o["visible"]:
-                parts.append(f"the unseen {n} comes from {_pos(float(np.mean(pans)))}")
-            elif hi - lo > 0.6:
-                parts.append(f"the {n} moves between {_pos(lo)} and {_pos(hi)}")
-            else:
-                parts.append(f"the {n} is {where}")
-        return ("; ".join(parts) or "nothing to place") + "."
 
     def caption(self, names) -> str:
         room = {"dry": self.pick(["outdoors", "by a road"]), "small_room": "in a small room", "hall": "in a hall"}
@@ -363,8 +263,14 @@ SOUND_TAG = {"marimba": "warm marimba notes", "xylophone": "bright xylophone not
 
 
 def write_texts(truth: dict, seed: int | None = None) -> dict:
-    """{"caption", "cot" (one line), "alive"} for a clip's ground truth; deterministic in `seed` (default: the clip's)."""
+    """{"caption", "cot" (one line), "alive"} for a clip's ground truth; deterministic in `seed` (default: the clip's).
+
+    The chain of thought is the clip's plan (`foleyflow.cot.plan_from_truth`) rendered by `foleyflow.cot.render`
+    with this writer's generator, so hand-written or planned CoTs and FoleyWorld's share one set of templates."""
+    from foleyflow.cot.convert import plan_from_truth
+    from foleyflow.cot.render import Wording, four_part
+
     w = _Writer(truth, truth["seed"] if seed is None else seed)
     names = {o["id"]: w.name(o) for o in truth["objects"]}
-    cot = CoT(w.semantic(names), w.temporal(names), w.aesthetic(), w.spatial(names))
+    cot = four_part(plan_from_truth(truth, names=names), Wording(w.rng))
     return {"caption": w.caption(names), "cot": cot.text(), "alive": w.alive(names)}
