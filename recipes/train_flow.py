@@ -79,6 +79,11 @@ class TrainFlowConfig:
     ema_decay: float = 0.999
     drop_video: float = 0.1            # probability of dropping visual + sync together
     drop_text: float = 0.1             # independent probability of dropping the text
+    # Omni2Sound's interleaved multi-task training (reference.md 3): task name -> probability; each optimisation
+    # step trains ONE task, drawn from this categorical distribution (the same on every rank, a pure function of
+    # seed and step): "t2a" (no video), "v2a" (no text), "vt2a" (both). The condition dropouts above still apply
+    # inside a task (guidance needs them). Empty: no tasks, every batch mixes them through the dropouts alone.
+    tasks: dict[str, float] = field(default_factory=dict)
     overfit_items: int = 0             # > 0: train on the first N items only (smoke tests)
     log_every: int = 50
     ckpt_every: int = 1000
@@ -195,7 +200,30 @@ def batch_indices(step: int, rank: int, batch_size: int, world_size: int, n_item
     return torch.tensor(out)
 
 
-def make_batch(data: dict, idx: torch.Tensor, net: Generator, cfg: TrainFlowConfig, gen: torch.Generator):
+TASKS = ("t2a", "v2a", "vt2a")
+
+
+def task_at(cfg: TrainFlowConfig, step: int) -> str:
+    """The task of optimisation step `step` ("" without `tasks`): a pure function of (seed, step), so every rank
+    and a resumed run draw the same one."""
+    if not cfg.tasks:
+        return ""
+    names = sorted(cfg.tasks)
+    probs = torch.tensor([float(cfg.tasks[n]) for n in names], dtype=torch.float64)
+    k = torch.multinomial(probs / probs.sum(), 1, generator=torch.Generator().manual_seed(cfg.seed * 7919 + step))
+    return names[int(k)]
+
+
+def check_tasks(cfg: TrainFlowConfig) -> None:
+    unknown = sorted(set(cfg.tasks) - set(TASKS))
+    if unknown:
+        raise FoleyError(f"tasks: unknown task {unknown[0]!r} (known: {', '.join(TASKS)})")
+    if cfg.tasks and (any(p < 0 for p in cfg.tasks.values()) or sum(cfg.tasks.values()) <= 0):
+        raise FoleyError("tasks: probabilities must be non-negative with a positive sum")
+
+
+def make_batch(data: dict, idx: torch.Tensor, net: Generator, cfg: TrainFlowConfig, gen: torch.Generator,
+               task: str = ""):
     b = idx.numel()
     z = data["mean"][idx].float() + data["std"][idx].float() * torch.randn(data["mean"][idx].shape, generator=gen)
     x1 = net.normalize(z)
@@ -206,6 +234,10 @@ def make_batch(data: dict, idx: torch.Tensor, net: Generator, cfg: TrainFlowConf
     text = torch.stack([data["texts"][int(c)][int(i)] for c, i in zip(choice, idx)]).float()
     keep_video = (torch.rand(b, generator=gen) >= cfg.drop_video).float() * data["has_video"][idx]
     keep_text = (torch.rand(b, generator=gen) >= cfg.drop_text).float()
+    if task == "t2a":
+        keep_video = torch.zeros_like(keep_video)
+    elif task == "v2a":
+        keep_text = torch.zeros_like(keep_text)
     return dict(xt=interpolate(x0, x1, t), t=t, target=target_velocity(x0, x1), visual=data["visual"][idx].float(),
                 sync=data["sync"][idx].float(), text=text, keep_video=keep_video, keep_text=keep_text)
 
@@ -218,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     lock = lock_run(out, ctx)  # a second trainer on this folder stops here
+    check_tasks(cfg)
     data = load_data(cfg)
     torch.manual_seed(cfg.seed)
     net = build_model(cfg, data).to(ctx.device)
@@ -245,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     n_items, t_last, losses = data["mean"].shape[0], time.time(), []
     while step < cfg.steps:
         idx = batch_indices(step, ctx.rank, cfg.batch_size, ctx.world_size, n_items, cfg.seed)
-        batch = {k: v.to(ctx.device) for k, v in make_batch(data, idx, net, cfg, gen).items()}
+        batch = {k: v.to(ctx.device) for k, v in make_batch(data, idx, net, cfg, gen, task_at(cfg, step)).items()}
         set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             v = step_module(batch["xt"], batch["t"], batch["visual"], batch["sync"], batch["text"],

@@ -75,3 +75,40 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
            f"out_dir={tmp_path / 'c'}", *MODEL_OVERRIDES, f"init_from={src}", "model.num_joint_blocks=2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert proc.returncode != 0 and "another generator config" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_multitask_draws_one_task_per_step_as_a_pure_function_of_the_step():
+    """Omni2Sound's interleaved training: one task per optimisation step, drawn the same on every rank and on resume;
+    t2a drops the video of the whole batch, v2a the text."""
+    import importlib.util
+
+    import torch
+
+    from foleyflow.errors import FoleyError
+
+    spec = importlib.util.spec_from_file_location("train_flow_mt", Path(__file__).parents[1] / "recipes/train_flow.py")
+    tf = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tf   # dataclasses look their module up
+    spec.loader.exec_module(tf)
+    cfg = tf.TrainFlowConfig(tasks={"t2a": 0.2, "v2a": 0.3, "vt2a": 0.5}, drop_video=0.0, drop_text=0.0)
+    draws = [tf.task_at(cfg, s) for s in range(2000)]
+    assert draws == [tf.task_at(cfg, s) for s in range(2000)]
+    for name, p in cfg.tasks.items():
+        assert abs(draws.count(name) / 2000 - p) < 0.04
+    assert tf.task_at(tf.TrainFlowConfig(), 5) == ""
+    with pytest.raises(FoleyError, match="unknown task"):
+        tf.check_tasks(tf.TrainFlowConfig(tasks={"a2v": 1.0}))
+    with pytest.raises(FoleyError, match="non-negative"):
+        tf.check_tasks(tf.TrainFlowConfig(tasks={"t2a": 0.0}))
+
+    class Net:
+        def normalize(self, z):
+            return z
+    n = 6
+    data = {"mean": torch.randn(n, 10, 4), "std": torch.zeros(n, 10, 4), "visual": torch.randn(n, 8, 3),
+            "sync": torch.randn(n, 16, 3), "texts": [torch.randn(n, 5, 3)], "has_video": torch.ones(n)}
+    cfg.data.text_fields = {"text": 1.0}
+    idx = torch.arange(4)
+    for task, video, text in (("t2a", 0.0, 1.0), ("v2a", 1.0, 0.0), ("vt2a", 1.0, 1.0)):
+        b = tf.make_batch(data, idx, Net(), cfg, torch.Generator().manual_seed(0), task)
+        assert b["keep_video"].tolist() == [video] * 4 and b["keep_text"].tolist() == [text] * 4
