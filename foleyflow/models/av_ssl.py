@@ -315,7 +315,7 @@ def save_av_model(path: str | Path, model: SemanticAVModel | SyncAVModel, proven
 def _load(path, kind, cfg_cls, model_cls, visual_only_ok: bool = False):
     from foleyflow.checkpoint import PART, checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
-    from foleyflow.models.adapters import file_sha256
+    from foleyflow.hashing import file_sha256
 
     tensors, meta = load_checkpoint(path, kind=kind)
     model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)))
