@@ -106,7 +106,7 @@ def test_load_eval_models_gives_every_audio_and_text_metric(folder):
     emb = models.audio_embedder(x, SR)
     assert emb.shape == (16,) and np.isfinite(emb).all()
     # resampled input gives nearly the same embedding
-    from foleyflow.eval.audio_io import resample
+    from foleyflow.audio import resample
     assert np.allclose(models.audio_embedder(resample(x, SR, 32000), 32000), emb, rtol=0.05, atol=0.05)
     logits = models.audio_classifier(x, SR)
     p, _ = clf.clip_outputs(x, SR)

@@ -112,7 +112,7 @@ def _read(path: str, sample_rate: int) -> np.ndarray:
 
     x, sr = sf.read(path, dtype="float32", always_2d=True)
     if sr != sample_rate:
-        from foleyflow.eval.audio_io import resample
+        from foleyflow.audio import resample
         return resample(x.T, sr, sample_rate)
     return x.T
 

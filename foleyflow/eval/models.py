@@ -123,11 +123,11 @@ def _torch_one_thread():
 
 
 def _to_rate(audio, sr: int, rate: int) -> np.ndarray:
-    from foleyflow.eval.audio_io import resample
+    from foleyflow.audio import resample
 
     x = np.asarray(audio, np.float32)
     x = x[None] if x.ndim == 1 else x
-    return np.asarray(resample(x, sr, rate), np.float32) if sr != rate else x
+    return resample(x, sr, rate) if sr != rate else x
 
 
 class EventClassifierModel:

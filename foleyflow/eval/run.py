@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.audio_io import list_audio, resample
+from foleyflow.audio import resample
+from foleyflow.eval.audio_io import list_audio
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, retrieval_set, shuffled_set, silence_set
 from foleyflow.eval.desync import WINDOW_S, OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
 from foleyflow.eval.features import melstats_embedding
@@ -103,7 +104,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             desync_short += 1  # DeSync's protocol needs a whole 4.8 s window: counted, not scored
         elif aligned and models.desync:
             clf = models.offset_classifier
-            desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate),
+            desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate, dtype=None),
                                       clf).desync_s)
             t = timer.add("desync", t)
         if aligned and models.ib:

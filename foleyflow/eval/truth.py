@@ -30,7 +30,8 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo, resample
+from foleyflow.audio import resample
+from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo
 from foleyflow.eval.onsets import (TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, match_onsets,
                                    score_onsets)
 from foleyflow.eval.spatial import aesthetics, event_pans
@@ -89,7 +90,7 @@ def classify_events(audio: np.ndarray, sample_rate: int, events: list[SoundEvent
     """[{label, predicted, p_true}] for the non-ambience events of one clip; predicted is None for a label the
     classifier does not cover (such events are counted apart, not scored)."""
     names = list(classifier.class_names)
-    x = resample(audio, sample_rate, classifier.sample_rate)
+    x = resample(audio, sample_rate, classifier.sample_rate, dtype=None)
     out = []
     for ev in events:
         if ev.kind == "ambience":

@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foleyflow.models.av_ssl import mel_filterbank
+from foleyflow.audio import mel_filterbank
 from foleyflow.world.events import AMBIENCE_CLASSES, SOUND_CLASSES
 
 EVENT_KIND, CLAP_KIND = "eval_event", "eval_clap"
@@ -65,7 +66,8 @@ class EvalCNN(nn.Module):
     def __init__(self, cfg: EvalCNNConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("mel_fb", mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_max),
+        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, 0.0, cfg.f_max)  # librosa's (slaney) filters
+        self.register_buffer("mel_fb", torch.from_numpy(np.array(fb)),
                              persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.bn0 = nn.BatchNorm1d(cfg.n_mels)
