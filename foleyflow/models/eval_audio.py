@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleyflow.audio import mel_filterbank
+from foleyflow.models.text_encoder import TEXT_DIM
 from foleyflow.world.events import AMBIENCE_CLASSES, SOUND_CLASSES
 
 EVENT_KIND, CLAP_KIND = "eval_event", "eval_clap"
@@ -155,7 +156,7 @@ class EventModel(nn.Module):
 @dataclass
 class ClapModelConfig:
     cnn: EvalCNNConfig = field(default_factory=lambda: EvalCNNConfig(hop_length=320, time_pool=(2, 1, 1, 1)))
-    text_dim: int = 384          # MiniLM-L6 sentence vector
+    text_dim: int = TEXT_DIM     # MiniLM-L6 sentence vector
     text_encoder: str = "minilm"  # how captions become vectors (eval.models.caption_vectors; "hashed" for tests)
     embed_dim: int = 256
     init_temperature: float = 0.07
