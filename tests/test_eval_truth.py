@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.truth import evaluate_truth, load_truth, score_clip
+from foleyflow.eval.truth import evaluate_truth, score_clip
 from foleyflow.eval.synthetic import ToneClassifier, synthetic_clip
+from foleyflow.events import read_events
 from foleyflow.media import write_audio
 
 SR = 16000
@@ -57,7 +58,7 @@ def test_silence_finds_nothing_and_classifier_is_wrong():
 def test_truth_input_errors(world, tmp_path):
     (tmp_path / "bad.json").write_text('{"events": [{"nope": 1}]}')
     with pytest.raises(EvalError, match="malformed"):
-        load_truth(tmp_path / "bad.json")
+        read_events(tmp_path / "bad.json")
     (tmp_path / "gen").mkdir()
     write_audio(tmp_path / "gen" / "zzz.wav", np.zeros((2, 100)), SR)
     with pytest.raises(EvalError, match="no ground truth"):

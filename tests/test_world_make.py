@@ -125,7 +125,7 @@ def test_shards_hold_every_clip_of_the_split(world_dir):
 
 
 def test_dataset_card_counts_classes(world_dir):
-    from foleyflow.world.events import SOUND_CLASSES
+    from foleyflow.events import SOUND_CLASSES
     from foleyflow.world.make import read_manifest
 
     card = (world_dir / "README.md").read_text()

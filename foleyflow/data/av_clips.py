@@ -80,10 +80,10 @@ def synthetic_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: 
 def visible_onsets(truth_path: str | Path) -> torch.Tensor:
     """(E, 2) [onset_s, pan] of the discrete, on-screen, audible events of a FoleyWorld ground-truth JSON: the
     contacts a sync encoder can see."""
-    from foleyflow.eval.truth import _audible, load_truth
+    from foleyflow.events import marked_audible, read_events
 
-    rows = [(e.onset_s, e.pan) for e in load_truth(truth_path)
-            if e.kind == "discrete" and e.on_screen and _audible(e)]
+    rows = [(e.onset_s, e.pan) for e in read_events(truth_path)
+            if e.kind == "discrete" and e.on_screen and marked_audible(e)]
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
 
 

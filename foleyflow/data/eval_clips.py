@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from foleyflow.errors import FoleyError
-from foleyflow.world.events import SOUND_CLASSES
+from foleyflow.events import SOUND_CLASSES
 
 
 @dataclass

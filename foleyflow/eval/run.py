@@ -27,7 +27,8 @@ from foleyflow.eval.desync import WINDOW_S, OffsetClassifier, av_similarity, cli
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
-from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_info, score_clip, summarize
+from foleyflow.eval.truth import EventClassifier, reference_pan_info, score_clip, summarize
+from foleyflow.events import read_events
 
 NO_MODEL = "no trained evaluation model given"
 
@@ -239,7 +240,7 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         lost = [n for n in names if not (truth_dir / f"{n}.json").is_file()]
         if lost:
             raise EvalError(f"{len(lost)} clips have no ground truth in {truth_dir} (e.g. {', '.join(lost[:3])})")
-        truth = {n: load_truth(truth_dir / f"{n}.json") for n in names}
+        truth = {n: read_events(truth_dir / f"{n}.json") for n in names}
     examples = names[:num_examples]
 
     timers: dict[str, dict] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from foleyflow.eval.spatial import pan_gains
-from foleyflow.world.events import SoundEvent
+from foleyflow.events import SoundEvent
 
 TONE_HZ = 523.25   # "marimba" events ring at this frequency
 

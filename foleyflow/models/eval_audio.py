@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleyflow.audio import mel_filterbank
+from foleyflow.events import AMBIENCE_CLASSES, SOUND_CLASSES
 from foleyflow.models.text_encoder import TEXT_DIM
-from foleyflow.world.events import AMBIENCE_CLASSES, SOUND_CLASSES
 
 EVENT_KIND, CLAP_KIND = "eval_event", "eval_clap"
 LOG_FLOOR = math.log(1e-5)   # log-mel of silence (the clamp in log_mel)

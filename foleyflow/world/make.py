@@ -252,7 +252,7 @@ def write_card(out_dir: Path) -> Path:
     """The dataset card README.md, from the manifest: splits, class counts, histograms."""
     import numpy as np
 
-    from foleyflow.world.events import SOUND_CLASSES
+    from foleyflow.events import SOUND_CLASSES
 
     rows = read_manifest(out_dir / MANIFEST)
     per_split = {s: sum(r.get("split") == s for r in rows) for s in SPLITS}
