@@ -132,7 +132,7 @@ def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
 
 def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
     """Refuses caches made by other checkpoints than `data.producers` names."""
-    from foleyflow.hashing import file_sha256
+    from foleyflow.data.cache import file_sha256
 
     for role, path in cfg.data.producers.items():
         if not Path(path).is_file():

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         vae.encoder.requires_grad_(False)
     init_sha = None
     if cfg.init_from:
-        from foleyflow.hashing import file_sha256
+        from foleyflow.data.cache import file_sha256
 
         init_sha = file_sha256(cfg.init_from) if Path(cfg.init_from).is_file() else None
     opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=cfg.optim.lr, betas=cfg.optim.betas,

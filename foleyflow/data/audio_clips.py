@@ -1,6 +1,6 @@
 """Audio-only training data for the codec: fixed-length stereo crops of wav files, or synthetic stereo audio.
 
-Sources (`audio_files`): a folder (every .wav / .flac below it) or a JSONL manifest (`foleyflow.data.manifest`; the
+Sources (`audio_files`): a folder (every .wav / .flac below it) or a JSONL manifest (`foleyflow.manifest`; the
 `audio` field of each entry, optionally only one `split`). Crops are reproducible: the crop of item i in epoch e is
 drawn from a generator seeded with (seed, e, i), so every process of a distributed run sees the same crop for the same
 item, and a resumed run sees the crops the interrupted one would have seen.
@@ -30,7 +30,7 @@ def audio_files(source: str | Path, split: str | None = None) -> list[Path]:
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     elif source.is_file() and source.suffix.lower() in (".jsonl", ".json"):
-        from foleyflow.data.manifest import read_manifest
+        from foleyflow.manifest import read_manifest
 
         entries = [e for e in read_manifest(source) if split is None or e.split == split]
         missing = [e.id for e in entries if not e.audio]

@@ -8,7 +8,7 @@ bounce makes a short decaying tone whose pitch depends on the class. So colour <
 contrastive training and bounce <-> click timing by offset classification.
 
 `load_clip` decodes with foleyflow.media (frames resampled to `fps`, the last source frame at or before each output
-time; audio resampled and downmixed to stereo); manifests are read with foleyflow.data.manifest.
+time; audio resampled and downmixed to stereo); manifests are read with foleyflow.manifest.
 """
 from __future__ import annotations
 
@@ -88,9 +88,9 @@ def visible_onsets(truth_path: str | Path) -> torch.Tensor:
 
 
 def video_entries(manifest: str | Path) -> list:
-    """The entries of a manifest (foleyflow.data.manifest format) that have a video; clips without video cannot
+    """The entries of a manifest (foleyflow.manifest format) that have a video; clips without video cannot
     train visual encoders and are skipped. Raises FoleyError when none is left."""
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     rows = [e for e in read_manifest(manifest) if e.video]
     if not rows:

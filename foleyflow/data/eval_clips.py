@@ -30,7 +30,7 @@ class EvalClip:
 
 def manifest_clips(manifest: str | Path, split: str, limit: int = 0) -> list[EvalClip]:
     """The clips of `split` in a FoleyWorld manifest, with their ground-truth events and captions."""
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     rows = [e for e in read_manifest(manifest, check_files=False) if e.split == split]
     if limit:
