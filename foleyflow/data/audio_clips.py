@@ -76,7 +76,7 @@ class AudioClips(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(_crop(audio, self.num_samples, rng)))
 
 
-def synthetic_clip(num_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def random_stereo_events(num_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """(2, num_samples) float32 stereo: 1-6 random events (tone, chirp, noise burst, click), each with its own onset,
     decay, level difference (up to +-12 dB) and interaural delay (up to 0.6 ms); peak level below 0.9."""
     out = np.zeros((2, num_samples), np.float64)
@@ -123,7 +123,7 @@ class SyntheticAudio(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        return torch.from_numpy(synthetic_clip(self.num_samples, self.sample_rate, rng))
+        return torch.from_numpy(random_stereo_events(self.num_samples, self.sample_rate, rng))
 
 
 def build_audio_dataset(source: str, *, sample_rate: int, num_samples: int, seed: int, split: str | None = None,

@@ -39,8 +39,8 @@ class AVClip:
         return min(self.frames.shape[0] / self.fps, self.audio.shape[-1] / self.sample_rate)
 
 
-def synthetic_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: int = 64, sample_rate: int = 16000,
-                   num_classes: int = 4) -> AVClip:
+def bouncing_square_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: int = 64,
+                         sample_rate: int = 16000, num_classes: int = 4) -> AVClip:
     """A bouncing square with a tone burst at each bounce (stereo panned by the square's x position)."""
     rng = np.random.default_rng(seed)
     label = int(rng.integers(num_classes))
@@ -136,7 +136,8 @@ class ClipSource:
             self.cache.move_to_end(i)
             return self.cache[i]
         if self.rows is None:
-            clip = synthetic_clip(self.seed * 1_000_003 + i, self.duration_s, self.fps, self.size, self.sample_rate)
+            clip = bouncing_square_clip(self.seed * 1_000_003 + i, self.duration_s, self.fps, self.size,
+                                        self.sample_rate)
         else:
             row = self.rows[i]
             clip = load_clip(row.video, row.audio, fps=self.fps, size=self.size, sample_rate=self.sample_rate)
