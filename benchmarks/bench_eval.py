@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from foleyflow.eval.run import EvalModels, run_evaluation
-from foleyflow.eval.synthetic import ToneClassifier, synthetic_clip
+from foleyflow.eval.synthetic import ToneClassifier, labelled_events_clip
 from foleyflow.media import write_audio
 
 SR = 16000
@@ -39,7 +39,7 @@ def make_sets(root: Path, n: int, duration_s: float) -> None:
     for d in ("ref", "gen", "truth"):
         (root / d).mkdir()
     for i in range(n):
-        x, events = synthetic_clip(i, duration_s=duration_s, sample_rate=SR, num_events=10)
+        x, events = labelled_events_clip(i, duration_s=duration_s, sample_rate=SR, num_events=10)
         write_audio(root / "ref" / f"clip{i:05d}.wav", x, SR, subtype="PCM_16")
         g = np.roll(x, int(rng.integers(0, 800)), axis=1) + 0.003 * rng.standard_normal(x.shape)
         write_audio(root / "gen" / f"clip{i:05d}.wav", np.clip(g, -1, 1), SR, subtype="PCM_16")

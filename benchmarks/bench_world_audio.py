@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from foleyflow.world.events import SoundEvent  # noqa: E402
+from foleyflow.events import SoundEvent  # noqa: E402
 from foleyflow.world.mixer import render_scene_audio  # noqa: E402
 from foleyflow.world.soundbank import _LOADED, load_soundbank  # noqa: E402
 

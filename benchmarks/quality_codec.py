@@ -81,7 +81,8 @@ def main() -> None:
     from foleyflow.audio import griffin_lim, log_mel_spectrogram
     from foleyflow.eval.audio_io import read_stereo
     from foleyflow.eval.onsets import OnsetScores
-    from foleyflow.eval.truth import load_truth, reference_pan_info, score_clip
+    from foleyflow.eval.truth import reference_pan_info, score_clip
+    from foleyflow.events import read_events
     from foleyflow.models.vae import decode_channels, encode_channels, load_vae, num_latent_frames, samples_per_latent
     from foleyflow.models.vocoder import load_vocoder, vocode_channels
 
@@ -125,7 +126,7 @@ def main() -> None:
             print(f"\r{i + 1}/{len(wavs)} clips", end="", flush=True)
             if not systems:  # the VAE alone: no waveforms to score
                 continue
-            events = load_truth(path.with_suffix(".json"))
+            events = read_events(path.with_suffix(".json"))
             outs = {} if args.skip_baselines else {"original": ref}
             for name, voc in vocoders:
                 outs[f"round trip [{name}]"] = vocode_channels(voc, mel_rt)[0, :, :n].double().numpy()

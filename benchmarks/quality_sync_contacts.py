@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from foleyflow.data.av_clips import load_clip, visible_onsets
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.eval.onsets import TOLERANCES_S, OnsetCounts, match_onsets, score_onsets
     from foleyflow.errors import FoleyError
     from foleyflow.models.av_ssl import load_sync_model

@@ -1,4 +1,4 @@
-"""Pure audio functions: the mel front-end of MMAudio's codec, a slaney mel filterbank, and resampling.
+"""Pure audio functions: the mel front-end of MMAudio's codec, the library's one mel filterbank, and resampling.
 
 The two mel settings are those of MMAudio (hkchengrex/MMAudio, `mmaudio/ext/mel_converter.py`, after
 Make-An-Audio 2): reflect-pad the waveform by (n_fft - hop) / 2 on both sides, STFT with `center=False` and a
@@ -7,7 +7,10 @@ of clamp(., 1e-5) (log10 at 16 kHz, natural log at 44.1 kHz). The waveform is cl
 reference. With that padding a clip of `num_samples` gives exactly `num_samples // hop` frames.
 
 The filterbank is our own numpy code equal to `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)` with its
-defaults (slaney mel scale, slaney area normalisation), so librosa is not needed at run time.
+defaults (slaney mel scale, slaney area normalisation), so librosa is not needed at run time; the onset detector's
+variant (HTK mel scale, each filter summing to 1) is the same code with `scale="htk", norm="sum"`. (The published
+embedders' front-ends in foleyflow.eval.published reproduce other libraries' exact conventions and keep their own.)
+`resample` is the one polyphase resampler of the library (scipy's resample_poly, computed in float64).
 """
 from __future__ import annotations
 
@@ -40,9 +43,12 @@ MAGNITUDE_EPS = 1e-9  # added to re^2 + im^2 before the square root
 LOG_CLAMP = 1e-5  # mel energies are clamped to this before the log
 
 
-def hz_to_mel(freq_hz: np.ndarray | float) -> np.ndarray:
-    """Slaney mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above."""
+def hz_to_mel(freq_hz: np.ndarray | float, htk: bool = False) -> np.ndarray:
+    """Slaney mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above; or the HTK scale
+    2595 log10(1 + f / 700)."""
     f = np.asarray(freq_hz, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
     mels = f / f_sp
@@ -50,34 +56,48 @@ def hz_to_mel(freq_hz: np.ndarray | float) -> np.ndarray:
     return np.where(above, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
 
 
-def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
+def mel_to_hz(mels: np.ndarray | float, htk: bool = False) -> np.ndarray:
     """Inverse of `hz_to_mel`."""
     m = np.asarray(mels, dtype=np.float64)
+    if htk:
+        return 700.0 * (10 ** (m / 2595.0) - 1.0)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-@lru_cache(maxsize=16)
-def _mel_filterbank_cached(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+@lru_cache(maxsize=32)
+def _mel_filterbank_cached(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, htk: bool,
+                           norm: str, dtype: str) -> np.ndarray:
     fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
-    mel_f = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(f_min, htk), hz_to_mel(f_max, htk), n_mels + 2), htk)
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]  # slaney: constant energy per band
-    out = weights.astype(np.float32)
+    if norm == "slaney":
+        weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]  # slaney: constant energy per band
+    elif norm == "sum":
+        for i in np.flatnonzero(weights.sum(axis=1) == 0):  # a band narrower than a bin gets its nearest bin
+            weights[i, np.argmin(np.abs(fft_freqs - mel_f[i + 1]))] = 1.0
+        weights = weights / weights.sum(axis=1, keepdims=True)
+    out = weights.astype(dtype)
     out.flags.writeable = False
     return out
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
-                   f_max: float | None = None) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) float32 triangular filters on the slaney mel scale, slaney-normalised."""
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None, *,
+                   scale: str = "slaney", norm: str | None = "slaney", dtype=np.float32) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters (read-only array, cached) between f_min and f_max (Hz, default
+    Nyquist), evenly spaced on the mel `scale` ("slaney", librosa's default, or "htk"). norm: "slaney" (librosa's
+    area normalisation, 2 / band width in Hz), "sum" (each filter sums to 1; a band narrower than one FFT bin gets its
+    nearest bin) or None (peak 1). The defaults equal librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax) in float32."""
+    if scale not in ("slaney", "htk") or norm not in ("slaney", "sum", None):
+        raise ValueError(f"mel_filterbank: unknown scale {scale!r} or norm {norm!r}")
     f_max = sample_rate / 2.0 if f_max is None else float(f_max)
-    return _mel_filterbank_cached(int(sample_rate), int(n_fft), int(n_mels), float(f_min), f_max)
+    return _mel_filterbank_cached(int(sample_rate), int(n_fft), int(n_mels), float(f_min), f_max, scale == "htk",
+                                  str(norm), np.dtype(dtype).name)
 
 
 def num_mel_frames(num_samples: int, hop_length: int) -> int:
@@ -175,17 +195,22 @@ def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_it
     return wav.reshape(*shape[:-2], wav.shape[-1])
 
 
-def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """(..., num_samples) float array resampled along the last axis with a polyphase filter (scipy resample_poly).
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int, dtype=np.float32) -> np.ndarray:
+    """(..., num_samples) float array resampled along the last axis with a polyphase filter (scipy resample_poly,
+    computed in float64). Output length is ceil(num_samples * target_sr / orig_sr).
 
-    Output length is ceil(num_samples * target_sr / orig_sr)."""
+    dtype: of the result (float32 by default; the evaluation code passes float64); None keeps the input's float
+    dtype. Equal rates return the input itself when it already has that dtype."""
     from scipy.signal import resample_poly
 
+    x = np.asarray(audio)
+    if dtype is None:
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
     if orig_sr == target_sr:
-        return np.asarray(audio, dtype=np.float32)
+        return x.astype(dtype, copy=False)
     g = math.gcd(int(orig_sr), int(target_sr))
-    out = resample_poly(np.asarray(audio, dtype=np.float64), int(target_sr) // g, int(orig_sr) // g, axis=-1)
-    return out.astype(np.float32)
+    out = resample_poly(x.astype(np.float64, copy=False), int(target_sr) // g, int(orig_sr) // g, axis=-1)
+    return out.astype(dtype, copy=False)
 
 
 def load_audio(path, sample_rate: int, *, channels: int | None = None) -> np.ndarray:

@@ -84,7 +84,7 @@ def save_fp16_copy(src: str | Path, dst: str | Path, *, part: str | None = None)
     dtype) and the same metadata plus FP16_OF, the sha256 of `src`, so checks that a model was trained with the
     features of `src` (see checkpoint_identities) accept the copy. part: keep only the tensors under "<part>." (e.g.
     the visual tower of an audio-visual model, all a generation pipeline needs) and record it under PART."""
-    from foleyflow.data.cache import file_sha256
+    from foleyflow.hashing import file_sha256
 
     tensors, meta = load_checkpoint(src)
     if part is not None:
@@ -103,7 +103,7 @@ def save_fp16_copy(src: str | Path, dst: str | Path, *, part: str | None = None)
 
 def checkpoint_identities(path: str | Path) -> set[str]:
     """The sha256 values that identify a checkpoint: its own, and for a half-precision storage copy the original's."""
-    from foleyflow.data.cache import file_sha256
+    from foleyflow.hashing import file_sha256
 
     ids = {file_sha256(path)}
     source = read_metadata(path).get(FP16_OF)

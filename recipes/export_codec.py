@@ -13,19 +13,12 @@ difference and the relative L2 difference are printed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from foleyflow.hashing import file_sha256
 
 
 def model_tensors(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], str, dict]:
@@ -49,7 +42,7 @@ def export_fp16(src: Path, dst: Path, kind: str) -> Path:
 
     tensors, config, prov = model_tensors(src, kind)
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    provenance = {"exported_from": str(src), "source_sha256": _sha256(src), "step": prov.get("step"),
+    provenance = {"exported_from": str(src), "source_sha256": file_sha256(src), "step": prov.get("step"),
                   "storage": "float16", "source_provenance": prov}
     return save_checkpoint(dst, half, kind=kind, config=config, provenance=provenance)
 
@@ -93,7 +86,7 @@ def main() -> None:
     vae_out = export_fp16(args.vae, args.out / "vae.safetensors", "vae")
     voc_out = export_fp16(args.vocoder, args.out / "vocoder.safetensors", "vocoder")
     for f in (vae_out, voc_out):
-        print(f"wrote {f} ({f.stat().st_size / 1e6:.2f} MB, sha256 {_sha256(f)})")
+        print(f"wrote {f} ({f.stat().st_size / 1e6:.2f} MB, sha256 {file_sha256(f)})")
     if args.check is None:
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,8 @@ def main(argv=None) -> None:
     from foleyflow.data.eval_clips import crop_labels, manifest_clips
     from foleyflow.data.manifest import read_manifest
     from foleyflow.eval.models import load_clap, load_event_classifier
-    from foleyflow.eval.truth import classify_events, load_truth
+    from foleyflow.eval.truth import classify_events
+    from foleyflow.events import read_events
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--manifest", required=True)
@@ -40,7 +41,7 @@ def main(argv=None) -> None:
     rows = {e.id: e for e in read_manifest(args.manifest, check_files=False) if e.split == args.split}
     audio = [sf.read(c.audio, dtype="float32", always_2d=True) for c in clips]
     audio = [(x.T, sr) for x, sr in audio]
-    out.update(_event(args, clips, rows, audio, load_event_classifier, classify_events, load_truth, crop_labels))
+    out.update(_event(args, clips, rows, audio, load_event_classifier, classify_events, read_events, crop_labels))
     if (args.models / "clap.safetensors").is_file():
         emb = load_clap(args.models / "clap.safetensors", {c.id: c.caption for c in clips})
         a = np.stack([emb.audio_embedding(x, sr) for x, sr in audio])

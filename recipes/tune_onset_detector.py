@@ -18,12 +18,13 @@ from pathlib import Path
 
 from foleyflow.eval import onsets as onsets_mod
 from foleyflow.eval.onsets import OnsetConfig, detect_onsets, score_onsets
-from foleyflow.eval.truth import EDGE_S, _audible, load_truth
+from foleyflow.eval.truth import EDGE_S
+from foleyflow.events import marked_audible, read_events
 
 
 def expected_and_optional(events):
-    discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
-    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and marked_audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not marked_audible(e))]
     optional += [float(t) for e in events if e.kind != "discrete" for t in (e.params or {}).get("transients_s", ())]
     return discrete, optional
 
@@ -50,7 +51,7 @@ def main(argv=None) -> None:
     clips = []
     for e in rows:
         x, sr = sf.read(e.audio, dtype="float64", always_2d=True)
-        clips.append((x.T, sr, *expected_and_optional(load_truth(e.truth))))
+        clips.append((x.T, sr, *expected_and_optional(read_events(e.truth))))
     cache: dict = {}
     plain = onsets_mod.log_mel
 

@@ -26,6 +26,18 @@ def test_filterbank_matches_librosa():
         np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-9)
 
 
+def test_htk_filterbanks_match_librosa_and_sum_norm_fills_every_band():
+    librosa = pytest.importorskip("librosa")
+    ours = audio.mel_filterbank(16000, 512, 64, 30.0, None, scale="htk", norm=None, dtype=np.float64)
+    ref = librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmin=30.0, htk=True, norm=None, dtype=np.float64)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+    fb = audio.mel_filterbank(16000, 256, 128, 30.0, scale="htk", norm="sum", dtype=np.float64)
+    assert fb.dtype == np.float64 and not fb.flags.writeable  # cached: callers must not change it
+    np.testing.assert_allclose(fb.sum(axis=1), 1.0)  # bands narrower than a bin still get their nearest bin
+    with pytest.raises(ValueError):
+        audio.mel_filterbank(16000, 512, 64, norm="area")
+
+
 def test_mel16k_matches_mmaudio_fixture(mmaudio_fixtures):
     from safetensors.torch import load_file
 
@@ -82,6 +94,10 @@ def test_resample_length_and_tone():
     spec = np.abs(np.fft.rfft(y[0, 2000:-2000]))
     peak_hz = np.argmax(spec) * target / (target - 4000)
     assert abs(peak_hz - 1000) < 5
+    y64 = audio.resample(x.astype(np.float64), sr, target, dtype=np.float64)  # computed in float64 either way
+    assert y64.dtype == np.float64 and np.abs(y64 - y).max() < 1e-6
+    assert audio.resample(x, sr, target, dtype=None).dtype == np.float32  # None keeps the input's dtype
+    assert audio.resample(x, sr, sr) is x and audio.resample(x, sr, sr, dtype=np.float64).dtype == np.float64
 
 
 def test_stft_complex_and_istft_same_invert():

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from foleyflow.data.av_clips import ClipSource, audio_window, frame_window, load_clip, synthetic_clip, video_entries
+from foleyflow.data.av_clips import (ClipSource, audio_window, bouncing_square_clip, frame_window, load_clip,
+                                     video_entries)
 from foleyflow.errors import FoleyError
 
 
 def test_synthetic_clip_is_seeded_and_has_bounce_sounds():
-    a, b, c = synthetic_clip(1, 2.0, size=32), synthetic_clip(1, 2.0, size=32), synthetic_clip(2, 2.0, size=32)
+    a, b = bouncing_square_clip(1, 2.0, size=32), bouncing_square_clip(1, 2.0, size=32)
+    c = bouncing_square_clip(2, 2.0, size=32)
     assert a.frames.shape == (50, 3, 32, 32) and a.frames.dtype == torch.uint8
     assert a.audio.shape == (2, 32000) and a.audio.dtype == torch.float32
     assert torch.equal(a.frames, b.frames) and torch.equal(a.audio, b.audio)
@@ -22,7 +24,7 @@ def test_synthetic_clip_is_seeded_and_has_bounce_sounds():
 
 
 def test_windows():
-    clip = synthetic_clip(0, 2.0, size=16)
+    clip = bouncing_square_clip(0, 2.0, size=16)
     w8 = frame_window(clip, 0.5, 1.0, 8)
     assert w8.shape == (8, 3, 16, 16)
     assert torch.equal(w8[1], clip.frames[int((0.5 + 1 / 8) * 25)])
@@ -35,7 +37,7 @@ def test_windows():
 def test_load_clip_round_trip(tmp_path):
     from foleyflow.media import write_video
 
-    clip = synthetic_clip(5, 2.0, size=32)
+    clip = bouncing_square_clip(5, 2.0, size=32)
     path = write_video(tmp_path / "c.mp4", clip.frames.permute(0, 2, 3, 1).numpy(), 25,
                        audio=clip.audio.numpy(), sample_rate=16000)
     (tmp_path / "a.wav").write_bytes(b"")  # an audio-only entry is skipped by the visual recipes
@@ -97,7 +99,7 @@ def test_real_clip_through_encoders(shared_media):
 
 def test_synthetic_bounces_are_heard_when_seen():
     """Every direction reversal of the square (seen in the frames) has a tone burst starting within one frame."""
-    clip = synthetic_clip(7, 4.0, size=64)
+    clip = bouncing_square_clip(7, 4.0, size=64)
     mask = (clip.frames.float().amax(1) > 40).float()  # (T, H, W): the square
     ys, xs = torch.arange(64).float()[:, None], torch.arange(64).float()[None, :]
     cx = (mask * xs).sum((1, 2)) / mask.sum((1, 2))

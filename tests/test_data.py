@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from foleyflow.data.cache import Cache, CacheWriter, producer_record
-from foleyflow.data.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
+from foleyflow.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
 from foleyflow.errors import CacheError
 
 

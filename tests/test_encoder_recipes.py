@@ -15,7 +15,7 @@ import torch
 from foleyflow.checkpoint import load_checkpoint
 from foleyflow.config import load_config
 from foleyflow.errors import CheckpointError, ConfigError
-from foleyflow.data.av_clips import synthetic_clip
+from foleyflow.data.av_clips import bouncing_square_clip
 from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder, load_sync_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_sync_batch_audio_is_shifted_by_the_label():
     mod = load_recipe_module("train_sync_encoder")
     cfg = load_config(mod.TrainConfig, ROOT / "configs" / "train_sync_encoder" / "debug.yaml")
 
-    clip = synthetic_clip(3, duration_s=2.0, size=32)
+    clip = bouncing_square_clip(3, duration_s=2.0, size=32)
     frames, audio, labels, aligned, *_ = mod.make_batch([clip], cfg, np.random.default_rng(1))
     assert frames.shape == (4, 32, 3, 32, 32) and audio.shape == aligned.shape == (4, 2, 20480)
     assert labels.shape == (4,)
@@ -155,7 +155,7 @@ def test_final_sync_model_classifies(tmp_path):
     out = tmp_path / "run"
     run_in_process("train_sync_encoder", out)
     model = load_sync_model(out / "sync_av.safetensors")
-    clip = synthetic_clip(0, duration_s=2.0, size=32)
+    clip = bouncing_square_clip(0, duration_s=2.0, size=32)
     with torch.no_grad():
         off = model.predict_offset_s(clip.frames[None, :32], clip.audio[None, :, :20480])
     assert off.shape == (1,) and round(off.item(), 1) in model.cfg.offsets_s
@@ -169,7 +169,7 @@ def test_recipes_read_a_manifest_of_real_files(tmp_path):
 
     lines = []
     for i in range(2):
-        clip = synthetic_clip(40 + i, duration_s=2.0, size=32)
+        clip = bouncing_square_clip(40 + i, duration_s=2.0, size=32)
         write_video(tmp_path / f"c{i}.mp4", clip.frames.permute(0, 2, 3, 1).numpy(), 25, audio=clip.audio.numpy(),
                     sample_rate=16000)
         lines.append(json.dumps({"id": f"c{i}", "video": f"c{i}.mp4"}))

@@ -14,7 +14,8 @@ from foleyflow.config import to_dict
 from foleyflow.data.eval_clips import EvalClip, clip_mels, crop_labels, mel_slice, synthetic_clips
 from foleyflow.errors import CheckpointError, EvalError
 from foleyflow.eval.models import caption_vectors, load_eval_models, read_captions
-from foleyflow.eval.truth import classify_events, load_truth
+from foleyflow.eval.truth import classify_events
+from foleyflow.events import read_events
 from foleyflow.media import write_audio
 from foleyflow.models.eval_audio import (CLAP_KIND, EVENT_KIND, ClapModel, ClapModelConfig, EvalCNNConfig,
                                          EventModel, EventModelConfig)
@@ -101,12 +102,12 @@ def test_load_eval_models_gives_every_audio_and_text_metric(folder):
     x = x.T
     post = clf(np.zeros((2, int(round(clf.segment_s * SR))), np.float32))
     assert post.shape == (18,) and post.sum() == pytest.approx(1.0) and (post >= 0).all()
-    res = classify_events(x, SR, load_truth(folder / "truth" / "synthetic_0000.json"), clf)
+    res = classify_events(x, SR, read_events(folder / "truth" / "synthetic_0000.json"), clf)
     assert res and all(r["predicted"] in clf.class_names for r in res)
     emb = models.audio_embedder(x, SR)
     assert emb.shape == (16,) and np.isfinite(emb).all()
     # resampled input gives nearly the same embedding
-    from foleyflow.eval.audio_io import resample
+    from foleyflow.audio import resample
     assert np.allclose(models.audio_embedder(resample(x, SR, 32000), 32000), emb, rtol=0.05, atol=0.05)
     logits = models.audio_classifier(x, SR)
     p, _ = clf.clip_outputs(x, SR)

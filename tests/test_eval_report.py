@@ -6,7 +6,7 @@ import pytest
 from foleyflow.errors import EvalError
 from foleyflow.eval.report import markdown_table, write_report
 from foleyflow.eval.run import EvalModels, run_evaluation
-from foleyflow.eval.synthetic import ToneClassifier, synthetic_clip
+from foleyflow.eval.synthetic import ToneClassifier, labelled_events_clip
 from foleyflow.media import write_audio
 
 SR = 16000
@@ -19,13 +19,14 @@ def sets(tmp_path_factory):
         (root / d).mkdir()
     rng = np.random.default_rng(0)
     for i in range(10):
-        x, events = synthetic_clip(i, duration_s=2.5, num_events=4)
+        x, events = labelled_events_clip(i, duration_s=2.5, num_events=4)
         write_audio(root / "ref" / f"clip{i:02d}.wav", x, SR)
         # "generated": the reference with onsets late by 40 ms and a little noise
         g = np.roll(x, int(0.04 * SR), axis=1) + 0.003 * rng.standard_normal(x.shape)
         write_audio(root / "gen" / f"clip{i:02d}.wav", g, SR)
         (root / "truth" / f"clip{i:02d}.json").write_text(json.dumps([e.to_json() for e in events]))
-        write_audio(root / "other" / f"val{i:02d}.wav", synthetic_clip(100 + i, duration_s=2.5, num_events=4)[0], SR)
+        other = labelled_events_clip(100 + i, duration_s=2.5, num_events=4)[0]
+        write_audio(root / "other" / f"val{i:02d}.wav", other, SR)
     return root
 
 
@@ -107,7 +108,7 @@ def test_alignment_metrics_with_fake_models(tmp_path):
     for d in ("ref", "truth"):
         (tmp_path / d).mkdir()
     for i in range(6):
-        x, events = synthetic_clip(50 + i, duration_s=dur, num_events=6, continuous=False)
+        x, events = labelled_events_clip(50 + i, duration_s=dur, num_events=6, continuous=False)
         write_audio(tmp_path / "ref" / f"v{i}.wav", x, SR)
         (tmp_path / "truth" / f"v{i}.json").write_text(json.dumps([e.to_json() for e in events]))
 

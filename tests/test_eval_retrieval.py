@@ -12,7 +12,7 @@ from foleyflow.errors import EvalError
 from foleyflow.eval.av_models import load_video_embedder
 from foleyflow.eval.baselines import nearest_neighbours, retrieval_set
 from foleyflow.eval.run import run_evaluation
-from foleyflow.eval.synthetic import synthetic_clip
+from foleyflow.eval.synthetic import labelled_events_clip
 from foleyflow.media import write_audio, write_video
 from foleyflow.models.av_ssl import AudioEncoderConfig, SemanticAVConfig, SemanticAVModel, save_av_model
 from foleyflow.models.visual import SemanticEncoderConfig
@@ -68,13 +68,13 @@ def world(tmp_path_factory):
     for d in ("ref", "truth", "video", "train"):
         (root / d).mkdir()
     for i, colour in enumerate(("red", "green", "blue")):
-        x, events = synthetic_clip(i, duration_s=2.5, num_events=4, continuous=False)
+        x, events = labelled_events_clip(i, duration_s=2.5, num_events=4, continuous=False)
         write_audio(root / "ref" / f"c{i}.wav", x, SR)
         (root / "truth" / f"c{i}.json").write_text(json.dumps([e.to_json() for e in events]))
         solid_video(root / "video" / f"c{i}.mp4", COLOURS[colour])
         write_audio(root / "train" / f"t_{colour}.wav", 0.5 * x, SR)
         solid_video(root / "train" / f"t_{colour}.mp4", COLOURS[colour])
-    write_audio(root / "train" / "t_yellow.wav", synthetic_clip(9, duration_s=2.5, num_events=4)[0], SR)
+    write_audio(root / "train" / "t_yellow.wav", labelled_events_clip(9, duration_s=2.5, num_events=4)[0], SR)
     solid_video(root / "train" / "t_yellow.mp4", COLOURS["yellow"])
     write_audio(root / "train" / "no_video.wav", np.zeros((2, SR)), SR)
     tiny_encoder(root / "semantic_av.safetensors")

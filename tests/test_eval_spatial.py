@@ -4,7 +4,7 @@ import pytest
 from foleyflow.errors import EvalError
 from foleyflow.eval.spatial import (LOUDNESS_FLOOR_LUFS, clip_spatial, clipping_ratio, event_pans, gcc_phat, ild_db,
                                     loudness_lufs, noise_floor_db, pan_from_ild, pan_gains)
-from foleyflow.world.events import SoundEvent
+from foleyflow.events import SoundEvent
 
 SR = 16000
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.truth import evaluate_truth, load_truth, score_clip
-from foleyflow.eval.synthetic import ToneClassifier, synthetic_clip
+from foleyflow.eval.truth import evaluate_truth, score_clip
+from foleyflow.eval.synthetic import ToneClassifier, labelled_events_clip
+from foleyflow.events import read_events
 from foleyflow.media import write_audio
 
 SR = 16000
@@ -17,7 +18,7 @@ def world(tmp_path_factory):
     (root / "audio").mkdir()
     (root / "truth").mkdir()
     (root / "shuffled").mkdir()
-    clips = [synthetic_clip(s, duration_s=4.0, num_events=6) for s in range(4)]
+    clips = [labelled_events_clip(s, duration_s=4.0, num_events=6) for s in range(4)]
     for i, (x, events) in enumerate(clips):
         write_audio(root / "audio" / f"c{i}.wav", x, SR)
         write_audio(root / "shuffled" / f"c{(i + 1) % 4}.wav", x, SR)
@@ -47,7 +48,7 @@ def test_shuffled_audio_scores_badly(world):
 
 
 def test_silence_finds_nothing_and_classifier_is_wrong():
-    x, events = synthetic_clip(0, duration_s=4.0)
+    x, events = labelled_events_clip(0, duration_s=4.0)
     r = score_clip("s", np.zeros_like(x), SR, events, classifier=ToneClassifier())
     assert r.onsets.counts[0.05].tp == 0 and r.onsets.counts[0.05].fn > 0
     assert r.pan_status.get("ok", 0) == 0
@@ -57,7 +58,7 @@ def test_silence_finds_nothing_and_classifier_is_wrong():
 def test_truth_input_errors(world, tmp_path):
     (tmp_path / "bad.json").write_text('{"events": [{"nope": 1}]}')
     with pytest.raises(EvalError, match="malformed"):
-        load_truth(tmp_path / "bad.json")
+        read_events(tmp_path / "bad.json")
     (tmp_path / "gen").mkdir()
     write_audio(tmp_path / "gen" / "zzz.wav", np.zeros((2, 100)), SR)
     with pytest.raises(EvalError, match="no ground truth"):
@@ -67,7 +68,7 @@ def test_truth_input_errors(world, tmp_path):
 
 
 def test_events_marked_inaudible_are_optional():
-    x, events = synthetic_clip(3, duration_s=4.0, num_events=4)
+    x, events = labelled_events_clip(3, duration_s=4.0, num_events=4)
     silent = np.zeros_like(x)
     base = score_clip("a", silent, SR, events)
     for e in events:
@@ -79,7 +80,7 @@ def test_events_marked_inaudible_are_optional():
 
 
 def test_listed_ambience_transients_are_not_false_positives():
-    x, events = synthetic_clip(4, duration_s=4.0, num_events=3, continuous=False)
+    x, events = labelled_events_clip(4, duration_s=4.0, num_events=3, continuous=False)
     drops = [0.5, 1.7, 3.1]
     for t in drops:                                   # loud clicks in the bed, not labelled as events
         i = int(t * SR)

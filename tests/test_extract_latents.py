@@ -28,7 +28,8 @@ def setup(tmp_path):
 
 def test_extract_latents_writes_cache(setup, run_cli):
     from foleyflow.audio import load_audio, log_mel_spectrogram
-    from foleyflow.data.cache import Cache, file_sha256
+    from foleyflow.data.cache import Cache
+    from foleyflow.hashing import file_sha256
 
     tmp, ckpt = setup
     res = run_cli("extract-latents", tmp / "m.jsonl", "--out", tmp / "cache", "--vae", ckpt, "--threads", "1")

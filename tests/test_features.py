@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from foleyflow import media
-from foleyflow.data.cache import Cache, file_sha256
+from foleyflow.data.cache import Cache
+from foleyflow.hashing import file_sha256
 from foleyflow.data.features import cache_windows, encode_window
 from foleyflow.errors import CacheError
 from foleyflow.models.av_ssl import (AudioEncoderConfig, SemanticAVConfig, SemanticAVModel, SyncAVConfig, SyncAVModel,

@@ -101,7 +101,7 @@ def test_fp16_bundle_with_a_referenced_codec_loads_and_sounds_the_same(bundle, t
 
     from foleyflow.bundle import assemble_bundle
     from foleyflow.checkpoint import checkpoint_identities
-    from foleyflow.data.cache import file_sha256
+    from foleyflow.hashing import file_sha256
 
     info = read_bundle(bundle)
     shared = tmp_path / "codec"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from foleyflow.data.av_clips import ClipSource, synthetic_clip, visible_onsets
+from foleyflow.data.av_clips import ClipSource, bouncing_square_clip, visible_onsets
 from foleyflow.errors import ConfigError
 from foleyflow.models.av_ssl import contact_targets, load_sync_model
 from foleyflow.models.visual import SyncEncoderConfig
@@ -40,7 +40,7 @@ def test_two_onsets_in_one_token_average_their_pan():
 
 
 def test_synthetic_clips_carry_their_bounces():
-    clip = synthetic_clip(5, duration_s=2.0, size=32)
+    clip = bouncing_square_clip(5, duration_s=2.0, size=32)
     assert clip.onsets is not None and clip.onsets.shape[1] == 2 and len(clip.onsets) > 0
     assert bool((clip.onsets[:, 1].abs() <= 1).all()) and bool((clip.onsets[:, 0] <= 2.0).all())
 
@@ -62,7 +62,7 @@ def test_contact_batch_and_missing_truth(tmp_path):
     from test_encoder_recipes import ROOT
 
     cfg = load_config(mod.TrainConfig, ROOT / "configs" / "train_sync_encoder" / "debug.yaml", list(CONTACTS))
-    clip = synthetic_clip(3, duration_s=2.0, size=32)
+    clip = bouncing_square_clip(3, duration_s=2.0, size=32)
     frames, audio, labels, aligned, contact, pan = mod.make_batch([clip], cfg, np.random.default_rng(1))
     assert contact.shape == pan.shape == (4, 24) and contact.sum() > 0  # 32 frames: 3 segments
     aligned_k = int(np.argmin(np.abs(cfg.model.offsets_s)))
@@ -85,7 +85,7 @@ def test_contacts_alone_under_torchrun(tmp_path):
     assert proc.returncode == 0, why(proc)
     model = load_sync_model(tmp_path / "run" / "sync_av.safetensors")
     with torch.no_grad():
-        out = model.contacts(model.visual(synthetic_clip(0, duration_s=2.0, size=32).frames[None, :32]))
+        out = model.contacts(model.visual(bouncing_square_clip(0, duration_s=2.0, size=32).frames[None, :32]))
     assert out.shape == (1, 24, 2) and torch.isfinite(out).all()
 
 
@@ -127,7 +127,7 @@ def test_motion_input_cancels_static_background():
 def test_clip_source_reads_truth_only_when_asked(tmp_path):
     from foleyflow.media import write_video
 
-    clip = synthetic_clip(7, duration_s=1.0, size=32)
+    clip = bouncing_square_clip(7, duration_s=1.0, size=32)
     write_video(tmp_path / "c.mp4", clip.frames.permute(0, 2, 3, 1).numpy(), 25, audio=clip.audio.numpy(),
                 sample_rate=16000)
     ev = dict(sound_class="impact_wood", kind="discrete", onset_s=0.5, on_screen=True, pan=0.3, gain=1.0,

@@ -7,7 +7,7 @@ import torch
 from foleyflow.errors import CheckpointError, ConfigError, FoleyError
 from foleyflow.models.av_ssl import (AudioEncoder, AudioEncoderConfig, SemanticAVConfig, SemanticAVModel,
                                      SyncAVConfig, SyncAVModel, info_nce, load_semantic_encoder, load_semantic_model,
-                                     load_sync_encoder, load_sync_model, mel_filterbank, save_av_model)
+                                     load_sync_encoder, load_sync_model, save_av_model)
 from foleyflow.models.visual import (FrameError, SemanticEncoder, SemanticEncoderConfig, SyncEncoder,
                                      SyncEncoderConfig, clip_seq_len, num_sync_segments, resize_frames,
                                      segment_frames, sync_seq_len, sync_token_times)
@@ -111,10 +111,10 @@ def test_bad_frames():
         SyncEncoderConfig(image_size=100, patch_size=16)
 
 
-def test_mel_filterbank_matches_librosa():
+def test_audio_encoder_filterbank_matches_librosa():
     librosa = pytest.importorskip("librosa")
     ref = torch.tensor(librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmax=8000.0))
-    assert torch.allclose(mel_filterbank(16000, 512, 64, 8000.0), ref, atol=1e-7)
+    assert torch.allclose(AudioEncoder(AudioEncoderConfig()).mel_fb, ref, atol=1e-7)
 
 
 @pytest.mark.parametrize("num_samples", [16000, 76800, 128000])

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
+from foleyflow.events import SoundEvent
 from foleyflow.world import audibility, soundbank, synth
 from foleyflow.world.config import WorldConfig
-from foleyflow.world.events import SoundEvent
 from foleyflow.world.mixer import render_scene_audio
 from foleyflow.world.physics import plan_clip
 

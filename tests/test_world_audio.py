@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from foleyflow.errors import ConfigError, MissingResourceError
+from foleyflow.events import DISCRETE_CLASSES, RECORDED_CLASSES, SoundEvent
 from foleyflow.world import soundbank, spatial, synth
-from foleyflow.world.events import DISCRETE_CLASSES, RECORDED_CLASSES, SoundEvent
 from foleyflow.world.mixer import PEAK_LIMIT, render_scene_audio
 from foleyflow.world.onsets_check import detect_onsets, match_onsets
 

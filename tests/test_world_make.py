@@ -13,6 +13,22 @@ from foleyflow.world.config import WorldConfig, split_seed_range
 pytest.importorskip("foleyflow.world.mixer")
 CFG = WorldConfig(duration_s=2.0, size=64)
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
+SKIP_DIRS = {".git", ".venv", "__pycache__", ".pytest_cache"}
+
+
+def source_tree_listing() -> dict[str, int]:
+    """{relative path: mtime_ns} of the source checkout, without git, venv and Python caches. Compared before and
+    after a command, it shows whether the command wrote into the source tree, whatever the tree held before (a
+    `make demo` leaves out/ behind; that must not make this test fail)."""
+    import os
+
+    out = {}
+    for folder, dirs, files in os.walk(SOURCE_ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        for name in dirs + files:
+            path = Path(folder) / name
+            out[str(path.relative_to(SOURCE_ROOT))] = path.lstat().st_mtime_ns
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +125,7 @@ def test_shards_hold_every_clip_of_the_split(world_dir):
 
 
 def test_dataset_card_counts_classes(world_dir):
-    from foleyflow.world.events import SOUND_CLASSES
+    from foleyflow.events import SOUND_CLASSES
     from foleyflow.world.make import read_manifest
 
     card = (world_dir / "README.md").read_text()
@@ -160,8 +176,9 @@ def test_cli_make_and_preview(run_cli, tmp_path, bank):
 ])
 def test_cli_bad_arguments_give_one_line_errors(run_cli, tmp_path, args, words):
     args = [a.format(tmp=tmp_path, src=SOURCE_ROOT) for a in args]
+    before = source_tree_listing()
     r = run_cli("world", *args)
     assert r.code != 0
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.err
-    assert not (SOURCE_ROOT / "out").exists()
+    assert source_tree_listing() == before  # a refused command writes nothing into the source tree

@@ -1,6 +1,6 @@
 """Audio-only training data for the codec: fixed-length stereo crops of wav files, or synthetic stereo audio.
 
-Sources (`audio_files`): a folder (every .wav / .flac below it) or a JSONL manifest (`foleyflow.data.manifest`; the
+Sources (`audio_files`): a folder (every .wav / .flac below it) or a JSONL manifest (`foleyflow.manifest`; the
 `audio` field of each entry, optionally only one `split`). Crops are reproducible: the crop of item i in epoch e is
 drawn from a generator seeded with (seed, e, i), so every process of a distributed run sees the same crop for the same
 item, and a resumed run sees the crops the interrupted one would have seen.
@@ -30,7 +30,7 @@ def audio_files(source: str | Path, split: str | None = None) -> list[Path]:
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     elif source.is_file() and source.suffix.lower() in (".jsonl", ".json"):
-        from foleyflow.data.manifest import read_manifest
+        from foleyflow.manifest import read_manifest
 
         entries = [e for e in read_manifest(source) if split is None or e.split == split]
         missing = [e.id for e in entries if not e.audio]
@@ -76,7 +76,7 @@ class AudioClips(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(_crop(audio, self.num_samples, rng)))
 
 
-def synthetic_clip(num_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def random_stereo_events(num_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """(2, num_samples) float32 stereo: 1-6 random events (tone, chirp, noise burst, click), each with its own onset,
     decay, level difference (up to +-12 dB) and interaural delay (up to 0.6 ms); peak level below 0.9."""
     out = np.zeros((2, num_samples), np.float64)
@@ -123,7 +123,7 @@ class SyntheticAudio(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        return torch.from_numpy(synthetic_clip(self.num_samples, self.sample_rate, rng))
+        return torch.from_numpy(random_stereo_events(self.num_samples, self.sample_rate, rng))
 
 
 def build_audio_dataset(source: str, *, sample_rate: int, num_samples: int, seed: int, split: str | None = None,

@@ -8,7 +8,7 @@ bounce makes a short decaying tone whose pitch depends on the class. So colour <
 contrastive training and bounce <-> click timing by offset classification.
 
 `load_clip` decodes with foleyflow.media (frames resampled to `fps`, the last source frame at or before each output
-time; audio resampled and downmixed to stereo); manifests are read with foleyflow.data.manifest.
+time; audio resampled and downmixed to stereo); manifests are read with foleyflow.manifest.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class AVClip:
         return min(self.frames.shape[0] / self.fps, self.audio.shape[-1] / self.sample_rate)
 
 
-def synthetic_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: int = 64, sample_rate: int = 16000,
-                   num_classes: int = 4) -> AVClip:
+def bouncing_square_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: int = 64,
+                         sample_rate: int = 16000, num_classes: int = 4) -> AVClip:
     """A bouncing square with a tone burst at each bounce (stereo panned by the square's x position)."""
     rng = np.random.default_rng(seed)
     label = int(rng.integers(num_classes))
@@ -80,17 +80,17 @@ def synthetic_clip(seed: int, duration_s: float = 8.0, fps: float = 25.0, size: 
 def visible_onsets(truth_path: str | Path) -> torch.Tensor:
     """(E, 2) [onset_s, pan] of the discrete, on-screen, audible events of a FoleyWorld ground-truth JSON: the
     contacts a sync encoder can see."""
-    from foleyflow.eval.truth import _audible, load_truth
+    from foleyflow.events import marked_audible, read_events
 
-    rows = [(e.onset_s, e.pan) for e in load_truth(truth_path)
-            if e.kind == "discrete" and e.on_screen and _audible(e)]
+    rows = [(e.onset_s, e.pan) for e in read_events(truth_path)
+            if e.kind == "discrete" and e.on_screen and marked_audible(e)]
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
 
 
 def video_entries(manifest: str | Path) -> list:
-    """The entries of a manifest (foleyflow.data.manifest format) that have a video; clips without video cannot
+    """The entries of a manifest (foleyflow.manifest format) that have a video; clips without video cannot
     train visual encoders and are skipped. Raises FoleyError when none is left."""
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     rows = [e for e in read_manifest(manifest) if e.video]
     if not rows:
@@ -136,7 +136,8 @@ class ClipSource:
             self.cache.move_to_end(i)
             return self.cache[i]
         if self.rows is None:
-            clip = synthetic_clip(self.seed * 1_000_003 + i, self.duration_s, self.fps, self.size, self.sample_rate)
+            clip = bouncing_square_clip(self.seed * 1_000_003 + i, self.duration_s, self.fps, self.size,
+                                        self.sample_rate)
         else:
             row = self.rows[i]
             clip = load_clip(row.video, row.audio, fps=self.fps, size=self.size, sample_rate=self.sample_rate)

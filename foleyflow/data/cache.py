@@ -14,7 +14,6 @@ and a reader refuses a folder without one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,17 +22,10 @@ from typing import Any
 import torch
 
 from foleyflow.errors import CacheError
+from foleyflow.hashing import file_sha256
 
 FORMAT = "foleyflow-cache/1"
 INDEX = "cache.json"
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def producer_record(path: str | Path, kind: str) -> dict:

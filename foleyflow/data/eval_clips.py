@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from foleyflow.errors import FoleyError
-from foleyflow.world.events import SOUND_CLASSES
+from foleyflow.events import SOUND_CLASSES
 
 
 @dataclass
@@ -30,7 +30,7 @@ class EvalClip:
 
 def manifest_clips(manifest: str | Path, split: str, limit: int = 0) -> list[EvalClip]:
     """The clips of `split` in a FoleyWorld manifest, with their ground-truth events and captions."""
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     rows = [e for e in read_manifest(manifest, check_files=False) if e.split == split]
     if limit:
@@ -112,7 +112,7 @@ def _read(path: str, sample_rate: int) -> np.ndarray:
 
     x, sr = sf.read(path, dtype="float32", always_2d=True)
     if sr != sample_rate:
-        from foleyflow.eval.audio_io import resample
+        from foleyflow.audio import resample
         return resample(x.T, sr, sample_rate)
     return x.T
 

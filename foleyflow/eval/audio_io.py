@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foleyflow.audio import resample
 from foleyflow.errors import EvalError
 
 AUDIO_EXTS = (".wav", ".flac")
@@ -28,20 +29,8 @@ def read_stereo(path: str | Path, sample_rate: int | None = None) -> tuple[np.nd
     if x.shape[1] == 0:
         raise EvalError(f"{path} holds no samples")
     if sample_rate is not None and sr != sample_rate:
-        x, sr = resample(x, sr, sample_rate), sample_rate
+        x, sr = resample(x, sr, sample_rate, dtype=np.float64), sample_rate
     return x, int(sr)
-
-
-def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Polyphase resampling along the last axis."""
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    if from_rate == to_rate:
-        return x
-    g = gcd(int(from_rate), int(to_rate))
-    return resample_poly(x, to_rate // g, from_rate // g, axis=-1)
 
 
 def list_audio(folder: str | Path) -> dict[str, Path]:

@@ -154,7 +154,7 @@ def load_av_embedding(path: str | Path, video_dir: str | Path
     norm, from a semantic_av checkpoint; videos are <video_dir>/<name>.mp4. Video embeddings are cached by name."""
     import torch
 
-    from foleyflow.eval.audio_io import resample
+    from foleyflow.audio import resample
     from foleyflow.models.av_ssl import load_semantic_model, pool_segments
 
     model = load_semantic_model(path).float().eval()
@@ -173,7 +173,7 @@ def load_av_embedding(path: str | Path, video_dir: str | Path
             audio = audio.mean(axis=0)
         if audio.ndim != 1 or audio.size == 0:
             raise EvalError(f"the audio-visual embedder takes audio (C, N) or (N,), got {audio.shape}")
-        x = torch.from_numpy(resample(audio, int(sr), model.cfg.audio.sample_rate).astype(np.float32))[None]
+        x = torch.from_numpy(resample(audio, int(sr), model.cfg.audio.sample_rate))[None]
         with torch.no_grad():
             return pool_segments(model.audio_head(model.audio(x)), 1)[0, 0].numpy()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from foleyflow.eval.audio_io import resample
-from foleyflow.eval.onsets import mel_filterbank
+from foleyflow.audio import resample
+from foleyflow.eval.onsets import onset_filterbank
 
 MELSTATS_RATE = 16000
 MELSTATS_DIM = 256
@@ -23,9 +23,9 @@ def melstats_embedding(audio, sample_rate: int) -> np.ndarray:
     x = np.asarray(audio, np.float64)
     if x.ndim == 2:
         x = x.mean(axis=0)
-    x = resample(x, sample_rate, MELSTATS_RATE)
+    x = resample(x, sample_rate, MELSTATS_RATE, dtype=np.float64)
     _, _, z = stft(x, fs=MELSTATS_RATE, window="hann", nperseg=400, noverlap=240, nfft=512, boundary="even")
-    mel = (np.abs(z) ** 2).T @ mel_filterbank(MELSTATS_RATE, 512, 64).T
+    mel = (np.abs(z) ** 2).T @ onset_filterbank(MELSTATS_RATE, 512, 64).T
     db = 10.0 * np.log10(mel + 1e-10)
     d = np.diff(db, axis=0) if len(db) > 1 else np.zeros_like(db)
     return np.concatenate([db.mean(0), db.std(0), d.mean(0), d.std(0)])

@@ -27,6 +27,7 @@ import numpy as np
 
 from foleyflow.errors import CheckpointError, EvalError
 from foleyflow.eval.run import EvalModels
+from foleyflow.models.text_encoder import TEXT_DIM
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "eval"
 
@@ -37,7 +38,7 @@ def default_models_dir() -> Path | None:
 
 
 # ---------------------------------------------------------------- text vectors
-def hashed_text_vectors(texts, dim: int = 384) -> np.ndarray:
+def hashed_text_vectors(texts, dim: int = TEXT_DIM) -> np.ndarray:
     """A model-free text vector for tests and debug runs: the L2-normalised sum of one fixed random Gaussian vector
     per lower-cased word (seeded by the word's SHA-1)."""
     out = np.zeros((len(texts), dim), np.float32)
@@ -123,11 +124,11 @@ def _torch_one_thread():
 
 
 def _to_rate(audio, sr: int, rate: int) -> np.ndarray:
-    from foleyflow.eval.audio_io import resample
+    from foleyflow.audio import resample
 
     x = np.asarray(audio, np.float32)
     x = x[None] if x.ndim == 1 else x
-    return np.asarray(resample(x, sr, rate), np.float32) if sr != rate else x
+    return resample(x, sr, rate) if sr != rate else x
 
 
 class EventClassifierModel:

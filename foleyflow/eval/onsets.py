@@ -60,21 +60,12 @@ def _mono(audio) -> np.ndarray:
     return x
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 30.0, fmax: float | None = None
-                   ) -> np.ndarray:
-    """Triangular filters (n_mels, n_fft // 2 + 1) on the HTK mel scale, each normalised to unit area."""
-    fmax = fmax or sample_rate / 2
-    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
-    hz = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)  # noqa: E731
-    edges = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    lo, ce, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    fb = np.clip(np.minimum((freqs - lo) / (ce - lo), (hi - freqs) / (hi - ce)), 0, None)
-    # keep narrow low bands from being empty: give each at least its nearest bin
-    for i in range(n_mels):
-        if fb[i].sum() == 0:
-            fb[i, np.argmin(np.abs(freqs - ce[i, 0]))] = 1.0
-    return fb / fb.sum(axis=1, keepdims=True)
+def onset_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) float64 triangles on the HTK mel scale from 30 Hz to Nyquist, each summing to 1
+    (foleyflow.audio.mel_filterbank): the detector's and the melstats embedding's bands."""
+    from foleyflow.audio import mel_filterbank
+
+    return mel_filterbank(sample_rate, n_fft, n_mels, 30.0, None, scale="htk", norm="sum", dtype=np.float64)
 
 
 def log_mel(audio, sample_rate: int, config: OnsetConfig = OnsetConfig()) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +79,7 @@ def log_mel(audio, sample_rate: int, config: OnsetConfig = OnsetConfig()) -> tup
     _, t, z = stft(x, fs=sample_rate, window="hann", nperseg=win, noverlap=win - hop, nfft=n_fft, boundary="even",
                    padded=True)
     power = (np.abs(z) ** 2).T
-    mel = power @ mel_filterbank(sample_rate, n_fft, config.n_mels).T
+    mel = power @ onset_filterbank(sample_rate, n_fft, config.n_mels).T
     db = 10.0 * np.log10(np.maximum(mel, 1e-20))
     db = np.maximum(db, db.max() - config.floor_db)
     return db, t

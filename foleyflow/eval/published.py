@@ -3,7 +3,7 @@ papers it serves (MMAudio, ThinkSound...), plus an adapter that turns any user-b
 
 For each embedder a `PublishedSpec` records its sample rate, window, hop, pooling and channel handling, and
 `prepare(spec, audio, sr)` turns a (C, N) float clip into the batch the network takes: resampled (polyphase,
-`audio_io.resample`), mixed to mono, padded / cropped / windowed as the original code does, and, where the
+`foleyflow.audio.resample`), mixed to mono, padded / cropped / windowed as the original code does, and, where the
 published front-end is a fixed transform that lives outside the network (VGGish, ImageBind, Synchformer), the
 log-mel / fbank features themselves. PANNs, PaSST and both CLAPs compute their spectrograms inside the network, so
 for them `prepare` returns waveform windows.
@@ -175,7 +175,7 @@ def _crop(x, n, seed):
 
 
 def _mono(audio, sr, spec):
-    from foleyflow.eval.audio_io import resample
+    from foleyflow.audio import resample
 
     a = np.asarray(audio, np.float64)
     if a.ndim == 1:
@@ -184,7 +184,7 @@ def _mono(audio, sr, spec):
         raise EvalError(f"{spec.name}: audio must be a finite (channels, samples) array, got shape {a.shape}")
     if int(sr) <= 0:
         raise EvalError(f"{spec.name}: sample rate must be positive, got {sr}")
-    return resample(a.mean(axis=0), int(sr), spec.sample_rate)
+    return resample(a.mean(axis=0), int(sr), spec.sample_rate, dtype=np.float64)
 
 
 def prepare(spec: PublishedSpec | str, audio: np.ndarray, sr: int, *, seed: int = 0) -> np.ndarray:

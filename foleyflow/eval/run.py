@@ -20,13 +20,15 @@ from typing import Callable
 import numpy as np
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.audio_io import list_audio, resample
+from foleyflow.audio import resample
+from foleyflow.eval.audio_io import list_audio
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, retrieval_set, shuffled_set, silence_set
 from foleyflow.eval.desync import WINDOW_S, OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
 from foleyflow.eval.features import melstats_embedding
 from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
 from foleyflow.eval.spatial import aesthetics, clip_spatial
-from foleyflow.eval.truth import EventClassifier, load_truth, reference_pan_info, score_clip, summarize
+from foleyflow.eval.truth import EventClassifier, reference_pan_info, score_clip, summarize
+from foleyflow.events import read_events
 
 NO_MODEL = "no trained evaluation model given"
 
@@ -103,7 +105,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             desync_short += 1  # DeSync's protocol needs a whole 4.8 s window: counted, not scored
         elif aligned and models.desync:
             clf = models.offset_classifier
-            desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate),
+            desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate, dtype=None),
                                       clf).desync_s)
             t = timer.add("desync", t)
         if aligned and models.ib:
@@ -238,7 +240,7 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         lost = [n for n in names if not (truth_dir / f"{n}.json").is_file()]
         if lost:
             raise EvalError(f"{len(lost)} clips have no ground truth in {truth_dir} (e.g. {', '.join(lost[:3])})")
-        truth = {n: load_truth(truth_dir / f"{n}.json") for n in names}
+        truth = {n: read_events(truth_dir / f"{n}.json") for n in names}
     examples = names[:num_examples]
 
     timers: dict[str, dict] = {}

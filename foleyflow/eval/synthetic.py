@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from foleyflow.eval.spatial import pan_gains
-from foleyflow.world.events import SoundEvent
+from foleyflow.events import SoundEvent
 
 TONE_HZ = 523.25   # "marimba" events ring at this frequency
 
 
-def synthetic_clip(seed: int, *, duration_s: float = 8.0, sample_rate: int = 16000, num_events: int = 6,
-                   bed_level: float = 0.005, continuous: bool = True) -> tuple[np.ndarray, list[SoundEvent]]:
+def labelled_events_clip(seed: int, *, duration_s: float = 8.0, sample_rate: int = 16000, num_events: int = 6,
+                         bed_level: float = 0.005, continuous: bool = True) -> tuple[np.ndarray, list[SoundEvent]]:
     """(2, num_samples) float32 audio and its events; events at least 0.2 s apart (if they fit)."""
     rng = np.random.default_rng(seed)
     n = int(round(duration_s * sample_rate))

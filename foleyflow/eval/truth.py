@@ -1,7 +1,8 @@
 """Metrics against FoleyWorld's exact ground truth: onsets, event classes, pan, and aesthetic proxies.
 
 Not in the published systems (they have no ground truth); defined here. For each generated clip `NAME.wav` the truth
-folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "events" list (other keys ignored).
+folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "events" list (other keys ignored),
+read by `foleyflow.events.read_events`.
 
 - Onsets: the detector of `onsets.py` on the generated audio against the onsets of the clip's **discrete** events
   (near-simultaneous ones merged, see `onsets.py`); starts of continuous events are optional (a detection there is
@@ -22,7 +23,6 @@ folder holds `NAME.json`: a list of `SoundEvent` dicts, or an object with an "ev
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -30,11 +30,12 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo, resample
+from foleyflow.audio import resample
+from foleyflow.eval.audio_io import list_audio, pair_by_stem, read_stereo
 from foleyflow.eval.onsets import (TOLERANCES_S, OnsetConfig, OnsetScores, detect_onsets, match_onsets,
                                    score_onsets)
 from foleyflow.eval.spatial import aesthetics, event_pans
-from foleyflow.world.events import SoundEvent
+from foleyflow.events import SoundEvent, marked_audible, read_events
 
 EDGE_S = 0.02
 
@@ -56,22 +57,6 @@ class EventClassifier(Protocol):
     def __call__(self, segment: np.ndarray) -> np.ndarray: ...
 
 
-def load_truth(path: str | Path) -> list[SoundEvent]:
-    """Reads a ground-truth JSON (a list of SoundEvent dicts or {"events": [...]})."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise EvalError(f"cannot read ground truth {path}: {e}") from None
-    if isinstance(data, dict):
-        data = data.get("events")
-    if not isinstance(data, list):
-        raise EvalError(f"ground truth {path} must be a list of events or an object with an 'events' list")
-    try:
-        return [SoundEvent.from_json(d) for d in data]
-    except (TypeError, ValueError, AttributeError) as e:
-        raise EvalError(f"ground truth {path} has a malformed event: {e}") from None
-
-
 def event_segment(audio: np.ndarray, sample_rate: int, onset_s: float, segment_s: float, pre_s: float
                   ) -> np.ndarray:
     """(2, round(segment_s * sample_rate)) float32 slice starting pre_s before onset_s, zero-padded outside."""
@@ -89,7 +74,7 @@ def classify_events(audio: np.ndarray, sample_rate: int, events: list[SoundEvent
     """[{label, predicted, p_true}] for the non-ambience events of one clip; predicted is None for a label the
     classifier does not cover (such events are counted apart, not scored)."""
     names = list(classifier.class_names)
-    x = resample(audio, sample_rate, classifier.sample_rate)
+    x = resample(audio, sample_rate, classifier.sample_rate, dtype=None)
     out = []
     for ev in events:
         if ev.kind == "ambience":
@@ -131,11 +116,6 @@ def reference_pan_info(reference_audio: np.ndarray, sample_rate: int, events: li
     det = detect_onsets(reference_audio, sample_rate, onset_config)
     return PanReference([m.status == "ok" for m in event_pans(reference_audio, sample_rate, events)],
                         _matched_detections(events, det, max(TOLERANCES_S)))
-
-
-def _audible(event: SoundEvent) -> bool:
-    """False only when the ground truth marks the event inaudible in the mix (params["audible"] is False)."""
-    return (event.params or {}).get("audible", True) is not False
 
 
 def _accuracy(classes: list[dict]) -> float | None:
@@ -185,8 +165,8 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
             tick[0] = now
 
     dur = audio.shape[1] / sample_rate
-    discrete = [e.onset_s for e in events if e.kind == "discrete" and _audible(e)]
-    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not _audible(e))]
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and marked_audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not marked_audible(e))]
     optional += [float(t) for e in events if e.kind != "discrete" for t in (e.params or {}).get("transients_s", ())]
     det = detect_onsets(audio, sample_rate, onset_config)
     scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
@@ -255,7 +235,7 @@ def evaluate_truth(generated_dir: str | Path, truth_dir: str | Path, *, referenc
         it = tqdm(pairs, desc="ground truth", unit="clip")
     for name, wav, js in it:
         audio, sr = read_stereo(wav)
-        events = load_truth(js)
+        events = read_events(js)
         info = (reference_pan_info(*read_stereo(refs[name], sr), events, onset_config=onset_config)
                 if name in refs else None)
         results.append(score_clip(name, audio, sr, events, classifier=classifier, onset_config=onset_config,

@@ -19,7 +19,6 @@ Every visual encoder, ours or adapted, has the same interface, which the pipelin
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleyflow.errors import CheckpointError, FoleyError
+from foleyflow.hashing import file_sha256
 from foleyflow.models.visual import (SEGMENT_FRAMES, SEGMENT_STRIDE, SEMANTIC_FPS, SYNC_FPS, num_sync_segments,
                                      prepare_frames, segment_frames)
 
@@ -141,14 +141,6 @@ class SynchformerAdapter(nn.Module):
             raise AdapterError(f"the Synchformer model returned {tuple(out.shape)} for {b * s} segments, "
                                f"expected ({b * s}, 1, {c.tokens_per_segment}, {c.dim})")
         return out.float().reshape(b, s * c.tokens_per_segment, c.dim)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_external_weights(module: nn.Module, path: str | Path,

@@ -20,12 +20,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foleyflow.audio import mel_filterbank
 from foleyflow.models.visual import (SemanticEncoder, SemanticEncoderConfig, SyncEncoder, SyncEncoderConfig,
-                                     _ResBlock, sync_token_times)
+                                     ResBlock, sync_token_times)
 
 SEMANTIC_KIND, SYNC_KIND = "semantic_av", "sync_av"
 
@@ -55,29 +57,6 @@ class AudioEncoderConfig:
         return self.sample_rate / self.hop_length / self.time_downsample
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_max: float) -> torch.Tensor:
-    """(n_mels, n_fft // 2 + 1) triangular filters, Slaney mel scale and area normalisation (librosa's default)."""
-    def hz_to_mel(f):
-        f = torch.as_tensor(f, dtype=torch.float64)
-        lin = f / (200.0 / 3)
-        log = 15.0 + torch.log(f.clamp(min=1e-10) / 1000.0) / (math.log(6.4) / 27.0)
-        return torch.where(f >= 1000.0, log, lin)
-
-    def mel_to_hz(m):
-        lin = m * (200.0 / 3)
-        log = 1000.0 * torch.exp((math.log(6.4) / 27.0) * (m - 15.0))
-        return torch.where(m >= 15.0, log, lin)
-
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    edges = mel_to_hz(torch.linspace(float(hz_to_mel(0.0)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64))
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None] - lower) / (centre - lower)
-    down = (upper - freqs[None]) / (upper - centre)
-    weights = torch.clamp(torch.minimum(up, down), min=0.0)
-    weights *= (2.0 / (upper - lower))
-    return weights.float()
-
-
 class AudioEncoder(nn.Module):
     """Waveform (B, num_samples) or (B, C, num_samples) at `sample_rate` (channels averaged to mono)
     -> (B, num_samples // hop_length // time_downsample + ..., embed_dim) tokens at `token_rate` per second.
@@ -88,7 +67,8 @@ class AudioEncoder(nn.Module):
     def __init__(self, cfg: AudioEncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("mel_fb", mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_max),
+        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, 0.0, cfg.f_max)  # librosa's (slaney) filters
+        self.register_buffer("mel_fb", torch.from_numpy(np.array(fb)),
                              persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         time_strides = int(math.log2(cfg.time_downsample))
@@ -97,7 +77,7 @@ class AudioEncoder(nn.Module):
         prev = c0
         for i, c in enumerate(cfg.channels):
             st = 2 if i < time_strides else 1
-            layers += [nn.Conv2d(prev, c, 3, stride=(2, st), padding=1), _ResBlock(c)]
+            layers += [nn.Conv2d(prev, c, 3, stride=(2, st), padding=1), ResBlock(c)]
             prev = c
         self.trunk = nn.Sequential(*layers)
         self.norm = nn.GroupNorm(8, prev)
@@ -315,7 +295,7 @@ def save_av_model(path: str | Path, model: SemanticAVModel | SyncAVModel, proven
 def _load(path, kind, cfg_cls, model_cls, visual_only_ok: bool = False):
     from foleyflow.checkpoint import PART, checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
-    from foleyflow.models.adapters import file_sha256
+    from foleyflow.hashing import file_sha256
 
     tensors, meta = load_checkpoint(path, kind=kind)
     model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)))

@@ -24,12 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foleyflow.models.av_ssl import mel_filterbank
-from foleyflow.world.events import AMBIENCE_CLASSES, SOUND_CLASSES
+from foleyflow.audio import mel_filterbank
+from foleyflow.events import AMBIENCE_CLASSES, SOUND_CLASSES
+from foleyflow.models.text_encoder import TEXT_DIM
 
 EVENT_KIND, CLAP_KIND = "eval_event", "eval_clap"
 LOG_FLOOR = math.log(1e-5)   # log-mel of silence (the clamp in log_mel)
@@ -65,7 +67,8 @@ class EvalCNN(nn.Module):
     def __init__(self, cfg: EvalCNNConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("mel_fb", mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_max),
+        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, 0.0, cfg.f_max)  # librosa's (slaney) filters
+        self.register_buffer("mel_fb", torch.from_numpy(np.array(fb)),
                              persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.bn0 = nn.BatchNorm1d(cfg.n_mels)
@@ -153,7 +156,7 @@ class EventModel(nn.Module):
 @dataclass
 class ClapModelConfig:
     cnn: EvalCNNConfig = field(default_factory=lambda: EvalCNNConfig(hop_length=320, time_pool=(2, 1, 1, 1)))
-    text_dim: int = 384          # MiniLM-L6 sentence vector
+    text_dim: int = TEXT_DIM     # MiniLM-L6 sentence vector
     text_encoder: str = "minilm"  # how captions become vectors (eval.models.caption_vectors; "hashed" for tests)
     embed_dim: int = 256
     init_temperature: float = 0.07

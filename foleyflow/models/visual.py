@@ -145,7 +145,7 @@ class SemanticEncoderConfig:
     frames_per_batch: int = 256  # frames per forward chunk (memory bound for long videos)
 
 
-class _ResBlock(nn.Module):
+class ResBlock(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.body = nn.Sequential(nn.GroupNorm(8, dim), nn.GELU(), nn.Conv2d(dim, dim, 3, padding=1),
@@ -168,7 +168,7 @@ class SemanticEncoder(nn.Module):
         prev = c0
         for c in cfg.channels:
             layers.append(nn.Conv2d(prev, c, 3, stride=2, padding=1))
-            layers += [_ResBlock(c) for _ in range(cfg.blocks_per_stage)]
+            layers += [ResBlock(c) for _ in range(cfg.blocks_per_stage)]
             prev = c
         self.trunk = nn.Sequential(*layers)
         self.norm = nn.GroupNorm(8, prev)

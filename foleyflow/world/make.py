@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 
 from foleyflow.errors import ConfigError, FoleyError, MediaError
+from foleyflow.manifest import MANIFEST
 from foleyflow.world.config import SPLIT_SEED_SPAN, SPLITS, WorldConfig, split_seed_range
 
-MANIFEST = "manifest.jsonl"
 REQUIRED_KEYS = ("id", "video", "duration_s")
 
 
@@ -199,28 +199,17 @@ def _progress(it, on: bool, total: int | None = None):
 
 
 def read_manifest(path: str | Path) -> list[dict]:
-    """Reads a manifest (JSON Lines, format in this module's docstring); checks required keys and unique ids."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MANIFEST
-    if not path.is_file():
-        raise MediaError(f"manifest not found: {path}")
-    rows, ids = [], set()
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise MediaError(f"{path}:{k}: not a JSON object ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise MediaError(f"{path}:{k}: each line must be a JSON object")
+    """The rows of a FoleyWorld manifest (a file or a dataset folder; format in this module's docstring) as written,
+    read by foleyflow.manifest.read_manifest_rows; also checks FoleyWorld's required keys. ManifestError (a
+    MediaError) otherwise."""
+    from foleyflow.manifest import ManifestError, manifest_path, read_manifest_rows
+
+    rows = []
+    for lineno, row in read_manifest_rows(path):
         missing = [key for key in REQUIRED_KEYS if key not in row]
         if missing:
-            raise MediaError(f"{path}:{k}: missing key '{missing[0]}' (required: {', '.join(REQUIRED_KEYS)})")
-        if row["id"] in ids:
-            raise MediaError(f"{path}:{k}: duplicate id '{row['id']}'")
-        ids.add(row["id"])
+            raise ManifestError(f"{manifest_path(path)}:{lineno}: missing key '{missing[0]}' "
+                                f"(required: {', '.join(REQUIRED_KEYS)})")
         rows.append(row)
     return rows
 
@@ -252,7 +241,7 @@ def write_card(out_dir: Path) -> Path:
     """The dataset card README.md, from the manifest: splits, class counts, histograms."""
     import numpy as np
 
-    from foleyflow.world.events import SOUND_CLASSES
+    from foleyflow.events import SOUND_CLASSES
 
     rows = read_manifest(out_dir / MANIFEST)
     per_split = {s: sum(r.get("split") == s for r in rows) for s in SPLITS}

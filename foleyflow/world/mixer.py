@@ -26,7 +26,7 @@ import numpy as np
 
 from foleyflow.errors import ConfigError
 from foleyflow.world import audibility, spatial, synth
-from foleyflow.world.events import (AMBIENCE_CLASSES, DISCRETE_CLASSES, RECORDED_CLASSES, ROOMS, SOUND_CLASSES,
+from foleyflow.events import (AMBIENCE_CLASSES, DISCRETE_CLASSES, RECORDED_CLASSES, ROOMS, SOUND_CLASSES,
                                     SYNTH_CLASSES, SoundEvent)
 
 RECORDED_LEVEL = 0.5       # peak of a recorded note at velocity 127, gain 1

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from foleyflow.events import SoundEvent
 from foleyflow.world.config import WorldConfig
-from foleyflow.world.events import SoundEvent
 from foleyflow.world.scene import BAR_CLASSES, DENSITY, ELASTICITY, FLOOR_Y, FRICTION, WORLD_W, Body, Instrument, \
     Scene, Vehicle
 

@@ -51,9 +51,8 @@ def write_preview(folder: str | Path, out: str | Path, num_clips: int = 4, split
     import matplotlib.pyplot as plt
     import soundfile as sf
 
-    from foleyflow.world.events import SOUND_CLASSES
+    from foleyflow.events import SOUND_CLASSES, read_truth
     from foleyflow.world.make import read_manifest
-    from foleyflow.world.truth import read_truth
 
     folder = Path(folder)
     rows = [r for r in read_manifest(folder) if split is None or r.get("split") == split]

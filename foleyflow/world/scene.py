@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from foleyflow.events import MATERIALS, ROOMS
 from foleyflow.world.config import WorldConfig
-from foleyflow.world.events import MATERIALS, ROOMS
 
 WORLD_W = 4.0          # metres across the frame (and up it)
 FLOOR_Y = 0.5          # floor height in metres

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from foleyflow.errors import CacheError, MissingResourceError
+from foleyflow.hashing import file_sha256
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 INSTALL_HINT = "apt-get install fluid-soundfont-gm fluidsynth"
@@ -281,31 +282,6 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(env) / "soundbank" if env else Path.home() / ".cache" / "foleyflow" / "soundbank"
 
 
-def file_sha256(path: Path, cache: Path | None = None) -> str:
-    """SHA-256 of a file; remembered in `cache`/hashes.json by (path, size, mtime) so big files are hashed once."""
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    memo = cache / "hashes.json" if cache else None
-    known = {}
-    if memo and memo.is_file():
-        try:
-            known = json.loads(memo.read_text())
-        except (OSError, ValueError):
-            known = {}
-    if key in known:
-        return known[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    if memo:
-        known[key] = h.hexdigest()
-        tmp = memo.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, memo)
-    return h.hexdigest()
-
-
 _LOADED: dict[str, SoundBank] = {}
 
 
@@ -326,7 +302,7 @@ def load_soundbank(sample_rate: int = 16000, *, soundfont: str | Path = DEFAULT_
         _check_tools(soundfont)
     root.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps({**asdict(cfg), "version": BANK_VERSION, "specs": CLASS_SPECS}, sort_keys=True)
-    key = f"{file_sha256(soundfont, root)[:16]}-{hashlib.sha256(cfg_json.encode()).hexdigest()[:12]}"
+    key = f"{file_sha256(soundfont, memo_dir=root)[:16]}-{hashlib.sha256(cfg_json.encode()).hexdigest()[:12]}"
     path = root / f"bank-{sample_rate}-{key}.npz"
     if str(path) in _LOADED:
         return _LOADED[str(path)]

@@ -7,6 +7,7 @@ event_density_per_s, max_concurrent_sources}, config (the WorldConfig that made 
 Trajectories are per frame (frame k at k / fps): bodies [x_m, y_m, angle_rad], strikers [x_m, y_m, note_index],
 vehicles [x as a fraction of the frame width]; visible instruments also name their striker (mallet, stick, hammer,
 finger, clave, hand); world x spans 0..4 m across the frame, y up, floor at 0.5 m.
+`write_truth` writes it; `foleyflow.events.read_truth` / `read_events` read it back (for every layer).
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from foleyflow.events import SoundEvent, read_truth  # noqa: F401  (the reader lives in foleyflow.events)
 from foleyflow.world.config import WorldConfig
-from foleyflow.world.events import SoundEvent
 from foleyflow.world.physics import Simulation, instrument_geometry
 from foleyflow.world.scene import FLOOR_Y, WORLD_W, Scene
 
@@ -104,14 +105,3 @@ def write_truth(path: str | Path, truth: dict) -> Path:
     path.write_text(json.dumps(truth, sort_keys=True, separators=(",", ":")))
     return path
 
-
-def read_truth(path: str | Path) -> dict:
-    from foleyflow.errors import MediaError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"ground truth not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise MediaError(f"ground truth {path} is not valid JSON: {e}") from None

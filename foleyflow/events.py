@@ -1,12 +1,19 @@
-"""The contract between FoleyWorld's scenes (what happens, when, where) and its sound renderer (how it sounds).
+"""Sound events and ground truth: the vocabulary FoleyWorld's scenes, its renderer, the metrics, the datasets and
+the evaluation models share.
 
 A scene produces a list of `SoundEvent`s in seconds and screen coordinates; the renderer turns them into a stereo mix
-and per-source stems. Both sides and the ground-truth JSON use these names, so they are defined once, here.
+and per-source stems; the ground-truth JSON (foleyflow.world.truth writes it) lists them; metrics, datasets and
+evaluation models read them back with `read_truth` / `read_events`. The names are defined once, here, in a leaf
+module (standard library only) below every package that uses them.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+
+from foleyflow.errors import EvalError
 
 # Sound classes. Recorded ones are rendered from the FluidR3 GM soundfont with fluidsynth; synthesized ones are
 # physically based; ambience beds are continuous and tied to visible cues (rain streaks, blown particles, indoor room).
@@ -62,3 +69,39 @@ class SoundEvent:
         if d.get("param_track"):
             d["param_track"] = {k: [tuple(p) for p in v] for k, v in d["param_track"].items()}
         return cls(**d)
+
+
+class TruthError(EvalError):
+    """A ground-truth JSON is missing, is not JSON, or holds a malformed event."""
+
+
+def read_truth(path: str | Path) -> dict:
+    """Reads a ground-truth JSON: FoleyWorld's document (foleyflow.world.truth), or a bare list of event dicts, which
+    is returned as {"events": [...]}. Raises TruthError (one line) for a missing or invalid file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TruthError(f"ground truth not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise TruthError(f"cannot read ground truth {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise TruthError(f"ground truth {path} is not valid JSON: {e}") from None
+    if isinstance(data, list):
+        data = {"events": data}
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise TruthError(f"ground truth {path} must be a list of events or an object with an 'events' list")
+    return data
+
+
+def read_events(path: str | Path) -> list[SoundEvent]:
+    """The `SoundEvent`s of a ground-truth JSON (see `read_truth`)."""
+    try:
+        return [SoundEvent.from_json(d) for d in read_truth(path)["events"]]
+    except (TypeError, ValueError, AttributeError) as e:
+        raise TruthError(f"ground truth {path} has a malformed event: {e}") from None
+
+
+def marked_audible(event: SoundEvent) -> bool:
+    """False only when the ground truth marks the event inaudible in the mix (params["audible"] is False)."""
+    return (event.params or {}).get("audible", True) is not False
