@@ -28,9 +28,9 @@ FAR_M, CLOSE_M = 18.0, 13.0
 
 
 def _writer(truth: dict, seed: int | None):
-    from foleyflow.world.text import _Writer
+    from foleyflow.world.text import TruthWriter
 
-    w = _Writer(truth, truth["seed"] if seed is None else seed)
+    w = TruthWriter(truth, truth["seed"] if seed is None else seed)
     return w, {o["id"]: w.name(o) for o in truth["objects"]}
 
 

@@ -62,8 +62,7 @@ def vocabulary() -> tuple[Entry, ...]:
 
 def minilm_embedder(device: str = "cpu") -> Callable[[Sequence[str]], np.ndarray]:
     """MiniLM-L6 sentence vectors (N, 384), L2-normalised, from the installed package (loads it once)."""
-    from foleyflow.data.features import load_text_encoder_quietly
-    from foleyflow.models.text_encoder import TextEncoderConfig
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder_quietly
 
     enc = load_text_encoder_quietly(TextEncoderConfig(seq_len=64), device)
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from foleyflow.cot.schema import Plan, Source
-from foleyflow.world.text import (INSTRUMENT_NOUN, MATERIAL_ADJ, ROOM_AESTHETIC, STRIKE_VERB, TIMBRE, CoT, _and, _pos,
-                                  _times, _where)
+from foleyflow.world.text import (INSTRUMENT_NOUN, MATERIAL_ADJ, ROOM_AESTHETIC, STRIKE_VERB, TIMBRE, CoT, and_list,
+                                 pan_words, times_list, where_words)
 
 AMBIENCE = ("rain", "wind", "room_tone")
 AMBIENCE_WORDS = {"rain": ["steady rain", "falling rain"], "wind": ["gusts of wind", "a blowing wind"],
@@ -129,10 +129,10 @@ def _temporal(plan: Plan, w: Wording) -> str:
         off = "" if s.on_screen else " off-screen"
         if disc and k in ("instrument", "other"):
             verb = w.pick(STRIKE_VERB.get(s.sound_class, ["is struck at", "is hit at", "sounds at"]))
-            clauses.append(f"the {n}{off} {verb} {_times(disc)}")
+            clauses.append(f"the {n}{off} {verb} {times_list(disc)}")
         elif disc:
             verb = w.pick(["hits at", "lands and bounces at", "knocks at", "strikes the ground at"])
-            clauses.append(f"the {n}{off} {verb} {_times(disc)}")
+            clauses.append(f"the {n}{off} {verb} {times_list(disc)}")
         subject = "it" if disc else f"the {n}"
         for a, b in s.intervals:
             span = f"from {a:.2f} s to {b:.2f} s"
@@ -152,7 +152,7 @@ def _temporal(plan: Plan, w: Wording) -> str:
             continue
         clauses += [f"{AMBIENCE_NAME[s.sound_class]} is heard from {a:.2f} s to {b:.2f} s" for a, b in spans]
         if s.onsets:
-            clauses.append(f"{AMBIENCE_NAME[s.sound_class]} sounds at {_times(s.onsets)}")
+            clauses.append(f"{AMBIENCE_NAME[s.sound_class]} sounds at {times_list(s.onsets)}")
     if whole:
         verbs = [" goes on throughout", " lasts the whole clip"] if len(whole) == 1 else \
             [" go on throughout", " last the whole clip"]
@@ -174,7 +174,7 @@ def _aesthetic(plan: Plan, w: Wording) -> str:
     if present:
         texture = {c: s.texture for s in sounding if s.texture for c in classes_of(s)}
         chosen = w.order(present)[:3]
-        parts.append(_and([texture.get(c) or (w.pick(TIMBRE[c]) if c in TIMBRE else c.replace("_", " ") + " sounds")
+        parts.append(and_list([texture.get(c) or (w.pick(TIMBRE[c]) if c in TIMBRE else c.replace("_", " ") + " sounds")
                            for c in chosen]))
     if any(s.sound_class == "rain" and s.sounds for s in plan.sources):
         parts.append("a hiss of rain underneath")
@@ -201,11 +201,11 @@ def _spatial(plan: Plan) -> str:
             continue
         lo, hi, mean = min(pans), max(pans), float(np.mean(pans))
         if not s.on_screen:
-            parts.append(f"the unseen {n} comes from {_pos(mean)}{far}")
+            parts.append(f"the unseen {n} comes from {pan_words(mean)}{far}")
         elif hi - lo > 0.6:
-            parts.append(f"the {n} moves between {_pos(lo)} and {_pos(hi)}{far}")
+            parts.append(f"the {n} moves between {pan_words(lo)} and {pan_words(hi)}{far}")
         else:
-            parts.append(f"the {n} is {_where(mean)}{far}")
+            parts.append(f"the {n} is {where_words(mean)}{far}")
     if not parts and unplaced:
         return ""
     return ("; ".join(parts) or "nothing to place") + "."

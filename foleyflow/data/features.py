@@ -21,6 +21,8 @@ empty string (the generator's unconditional text).
 """
 from __future__ import annotations
 
+from foleyflow.models.text_encoder import load_text_encoder_quietly  # noqa: F401  (its home moved down)
+
 import hashlib
 import json
 import math
@@ -118,18 +120,6 @@ def encode_texts(encoder, texts: Sequence[str | None], *, cot: bool = False) -> 
     if empty:
         out[empty] = encoder.encode([""]).tokens
     return out
-
-
-def load_text_encoder_quietly(cfg, device: str = "cpu"):
-    """`load_text_encoder` without transformers' "Loading weights" progress bar (it would interleave with ours)."""
-    from foleyflow.models.text_encoder import load_text_encoder
-
-    try:
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    return load_text_encoder(cfg, device)
 
 
 def text_encoder_record(cfg) -> dict:

