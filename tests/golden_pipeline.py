@@ -74,29 +74,28 @@ def load_pipeline(bundle: Path, text_encoder=None):
 
 
 def run_case(pipe, videos: dict[str, Path], case: dict) -> dict[str, np.ndarray]:
-    """Runs one case through the pipeline; returns its arrays (window k's as `<name>.<k>`)."""
-    import foleyflow.models.generator_sampling as gs
+    """Runs one case: the conditions and latents of every window through the pipeline's public stages, the waveform
+    through `generate` (window k's arrays as `<name>.<k>`)."""
+    from foleyflow.conditioning import generation_windows
+    from foleyflow.media import probe
 
     kw = dict(case)
     name = kw.pop("video")
     video = videos[name] if name else None
-    records = []
-    orig = gs.generate
-
-    def spy(net, x0, visual, sync, text, **skw):
-        x1 = orig(net, x0, visual, sync, text, **skw)
-        records.append(dict(visual=visual, sync=sync, text=text, latents=x1))
-        return x1
-
-    gs.generate = spy
-    try:
-        result = pipe.generate(video, **kw)
-    finally:
-        gs.generate = orig
+    inputs = {k: kw.pop(k) for k in ("prompt", "duration_s") if k in kw}
+    kw["cfg_scale"] = kw.pop("cfg")
+    opts = pipe.options(**kw)
+    result = pipe.generate(video, options=opts, **inputs)
+    assert result.options == opts
+    duration = probe(video).video.duration_s if video else inputs["duration_s"]
+    gen = torch.Generator().manual_seed(opts.seed)
+    text = pipe.text_features(inputs.get("prompt"))
     out: dict[str, np.ndarray] = {}
-    for k, rec in enumerate(records):
-        for f in ("visual", "sync", "text", "latents"):
-            out[f"{f}.{k}"] = rec[f][0].float().cpu().numpy()
+    for k, w in enumerate(generation_windows(duration, pipe.window_s, opts.overlap_s)):
+        c = pipe.conditions(video, w, text=text)
+        x1 = pipe.sample(c, opts, gen)
+        for f, v in (("visual", c.visual), ("sync", c.sync), ("text", c.text), ("latents", x1)):
+            out[f"{f}.{k}"] = v[0].float().cpu().numpy()
     wav = result.audio.astype(np.float64)
     out["wav_sub"] = result.audio[:, ::WAV_STRIDE].copy()
     out["wav_stats"] = np.array([wav.shape[1], wav.sum(), (wav ** 2).sum()])

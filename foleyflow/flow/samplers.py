@@ -1,8 +1,11 @@
 """ODE samplers for flow matching, as pure functions over a velocity callable (k-diffusion style).
 
-Every fixed-grid sampler has the signature `sampler(velocity_fn, x, ts, *, generator=None) -> x_end`, where
-`velocity_fn(x, t) -> dx/dt` takes x (B, ...) and a 0-d float32 tensor t, and `ts` is an increasing (or
+Every fixed-grid sampler has the signature `sampler(velocity_fn, x, ts, *, generator=None, callback=None) -> x_end`,
+where `velocity_fn(x, t) -> dx/dt` takes x (B, ...) and a 0-d float32 tensor t, and `ts` is an increasing (or
 decreasing) 1-D grid; the ODE samplers ignore `generator` (it is there so stochastic samplers share the signature).
+`callback(i, x)`, if given, is called after step i (1-based) with the new state (progress, cancellation, recording a
+trajectory); it may raise to stop. A sampler may also return a tuple whose first item is x_end (e.g. with its
+trajectory or per-step log-probabilities; `foleyflow.pipeline.latents_of` takes the first item).
 Convention: noise at t = 0, data at t = 1 (see foleyflow.flow.objective); MMAudio samples with `euler` on
 `uniform_grid(25)`.
 - `euler`: first order, one call per step (error O(h)).
@@ -19,6 +22,7 @@ from typing import Callable
 import torch
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, torch.Tensor], None]
 
 
 def uniform_grid(num_steps: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
@@ -29,31 +33,37 @@ def uniform_grid(num_steps: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tens
 
 
 def euler(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
-          generator: torch.Generator | None = None) -> torch.Tensor:
+          generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """x_{i+1} = x_i + (t_{i+1} - t_i) v(x_i, t_i)."""
     for i in range(len(ts) - 1):
         x = x + (ts[i + 1] - ts[i]) * velocity_fn(x, ts[i])
+        if callback is not None:
+            callback(i + 1, x)
     return x
 
 
 def heun(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """Heun (explicit trapezoid): predictor x' = x + h v(x, t), corrector x + h/2 (v(x, t) + v(x', t + h))."""
     for i in range(len(ts) - 1):
         h = ts[i + 1] - ts[i]
         v0 = velocity_fn(x, ts[i])
         x_pred = x + h * v0
         x = x + (h / 2) * (v0 + velocity_fn(x_pred, ts[i + 1]))
+        if callback is not None:
+            callback(i + 1, x)
     return x
 
 
 def midpoint(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """Explicit midpoint: x + h v(x + h/2 v(x, t), t + h/2)."""
     for i in range(len(ts) - 1):
         h = ts[i + 1] - ts[i]
         x_mid = x + (h / 2) * velocity_fn(x, ts[i])
         x = x + h * velocity_fn(x_mid, ts[i] + h / 2)
+        if callback is not None:
+            callback(i + 1, x)
     return x
 
 
