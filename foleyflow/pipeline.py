@@ -327,6 +327,8 @@ class FoleyPipeline:
         from foleyflow.flow.samplers import FIXED_GRID_SAMPLERS, uniform_grid
 
         opts = options or self.options()
+        if isinstance(sampler, str):
+            opts, sampler = opts.replace(sampler=sampler), None
         sampler = sampler or FIXED_GRID_SAMPLERS[opts.sampler]
         if x0 is None:
             gen = generator if generator is not None else torch.Generator().manual_seed(opts.seed)
@@ -365,8 +367,11 @@ class FoleyPipeline:
         """Generates the stereo soundtrack of `video` (or, without a video, `duration_s` seconds from the text).
         Options: `options` and/or GenerationOptions fields as keywords (steps, cfg_scale (or cfg), seed, sampler,
         guidance, apg_eta, overlap_s, negative, sample_rate, loudness_lufs). `progress(done, total)` after every
-        sampler step (total = steps x windows); `cancel()` between steps; `sampler` replaces the options' sampler;
+        sampler step (total = steps x windows); `cancel()` between steps; `sampler`: a sampler's name (an option)
+        or a sampler function that replaces the options' one;
         `edit_conditions(conditions, window) -> conditions` may change each window's conditions before sampling."""
+        if isinstance(sampler, str):               # a sampler's name is an option; a callable replaces it
+            option_values["sampler"], sampler = sampler, None
         opts = self.options(options, **option_values)
         if video is None and duration_s is not None:
             check_duration(duration_s)
