@@ -7,8 +7,11 @@ bundle's defaults, a CheckpointError naming the bundle). The resolved options ar
 in every file that records generation settings (`as_record`).
 
 Names: `cfg_scale` is the classifier-free guidance scale (the CLI keeps `--cfg`; the key `cfg` is accepted as its
-old name in calls and in bundles written before it was renamed); `guidance` is how the two guidance branches are
-combined (`cfg` or `apg`); `sampler` names a fixed-grid ODE sampler of `foleyflow.flow.samplers`.
+old name in calls and in bundles written before it was renamed); `guidance` is how the guidance branches are
+combined: `cfg` (MMAudio's classifier-free guidance), `apg` (adaptive projected guidance, damping `apg_eta`) or
+`multi` (ALIVE-style multi-condition guidance: joint scale `cfg_scale` plus `text_scale` and `video_scale`, four
+network branches); `sampler` names an ODE sampler of `foleyflow.flow.samplers` (`dopri5` is adaptive and ignores
+`steps` for its own step sizes).
 Imports only the standard library (a leaf module).
 """
 from __future__ import annotations
@@ -20,8 +23,8 @@ from typing import Any, Mapping
 
 from foleyflow.errors import CheckpointError, FoleyError
 
-SAMPLERS = ("euler", "heun", "midpoint")   # foleyflow.flow.samplers.FIXED_GRID_SAMPLERS
-GUIDANCE = ("cfg", "apg")                  # foleyflow.models.generator_sampling.combine_fn
+SAMPLERS = ("euler", "heun", "midpoint", "dopri5")   # foleyflow.flow.samplers.FIXED_GRID_SAMPLERS
+GUIDANCE = ("cfg", "apg", "multi")                   # foleyflow.models.generator_sampling
 ALIASES = {"cfg": "cfg_scale"}             # old name -> field
 MAX_STEPS = 1000
 
@@ -36,6 +39,8 @@ class GenerationOptions:
     sampler: str = "euler"              # one of SAMPLERS
     guidance: str = "cfg"               # one of GUIDANCE
     apg_eta: float = 0.0                # APG's damping of the parallel component (guidance "apg" only)
+    text_scale: float = 0.0             # guidance "multi": extra weight of the text (ALIVE's w_text)
+    video_scale: float = 0.0            # guidance "multi": extra weight of the video (ALIVE's w_video)
     overlap_s: float = 1.0              # overlap of the windows of a long video (see foleyflow.pipeline)
     negative: str | None = None         # negative prompt: the unconditional branch's text
     sample_rate: int | None = None      # resample the output to this rate (Hz); None = the codec's
@@ -73,7 +78,8 @@ def check_option(name: str, value: Any) -> None:
         return
     if name in ("steps", "seed", "sample_rate") and not _is_int(value):
         raise FoleyError(f"generation option {name} must be an integer, got {value!r}")
-    if name in ("cfg_scale", "apg_eta", "overlap_s", "loudness_lufs") and not _is_number(value):
+    if name in ("cfg_scale", "apg_eta", "text_scale", "video_scale", "overlap_s", "loudness_lufs") and \
+            not _is_number(value):
         raise FoleyError(f"generation option {name} must be a finite number, got {value!r}")
     if name in ("sampler", "guidance", "negative") and not isinstance(value, str):
         raise FoleyError(f"generation option {name} must be a string, got {value!r}")
@@ -81,6 +87,8 @@ def check_option(name: str, value: Any) -> None:
         raise FoleyError(f"steps must be between 1 and {MAX_STEPS}, got {value}")
     if name == "cfg_scale" and not 0 <= value <= 50:
         raise FoleyError(f"cfg (guidance scale) must be between 0 and 50, got {value}")
+    if name in ("text_scale", "video_scale") and not 0 <= value <= 50:
+        raise FoleyError(f"{name} must be between 0 and 50, got {value}")
     if name == "seed" and not 0 <= value < 2 ** 63:
         raise FoleyError(f"seed must be between 0 and 2**63 - 1, got {value}")
     if name == "sampler" and value not in SAMPLERS:

@@ -300,20 +300,30 @@ class FoleyPipeline:
                     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The guided velocity_fn(x, t) -> dx/dt (x: (B, N, C) normalised latents on the pipeline's device, t a 0-d
         float32 tensor) for `conditions`: the sampling network (bf16 or fp32), guidance `options.guidance` of scale
-        `options.cfg_scale` against the learned empty conditions (with `options.negative`'s text if given).
-        Built without gradients (inference mode)."""
-        from foleyflow.models.generator_sampling import combine_fn, guided_velocity
+        `options.cfg_scale` against the learned empty conditions (with `options.negative`'s text if given; for
+        "multi", also the branches without text and without video). Built without gradients (inference mode)."""
+        from foleyflow.models.generator import Conditions
+        from foleyflow.models.generator_sampling import combine_fn, guided_velocity, multi_guided_velocity
 
         opts = options or self.options()
         net = self._sampling_net
         p = next(net.parameters())
+        c, b = conditions, conditions.batch_size
         with torch.inference_mode():
-            cond = net.prepare(conditions.to(device=self.device))
+            cond = net.prepare(c.to(device=self.device))
+            neg = self.negative_features(opts.negative)
+            neg = None if neg is None else neg.to(device=self.device, dtype=p.dtype)
+            if opts.guidance == "multi":
+                text0 = (net.empty_string_feat[None] if neg is None else neg).expand(b, -1, -1)
+                no_text = Conditions(c.visual, c.sync, text0, c.duration_s)
+                no_video = Conditions(net.empty_clip_feat[None].expand(b, c.visual.shape[1], -1),
+                                      net.empty_sync_feat[None].expand(b, c.sync.shape[1], -1), c.text, c.duration_s)
+                none = net.empty_conditions(b, text=neg, duration_s=c.duration_s)
+                return multi_guided_velocity(net, cond, net.prepare(no_text), net.prepare(no_video), none,
+                                             w_joint=opts.cfg_scale, w_text=opts.text_scale, w_video=opts.video_scale)
             uncond = None
             if opts.cfg_scale != 1.0:
-                neg = self.negative_features(opts.negative)
-                neg = None if neg is None else neg.to(device=self.device, dtype=p.dtype)
-                uncond = net.empty_conditions(conditions.batch_size, text=neg, duration_s=conditions.duration_s)
+                uncond = net.empty_conditions(b, text=neg, duration_s=c.duration_s)
             return guided_velocity(net, cond, uncond, opts.cfg_scale, combine=combine_fn(opts.guidance, opts.apg_eta))
 
     def sample(self, conditions, options: GenerationOptions | None = None, generator: torch.Generator | None = None,

@@ -152,6 +152,16 @@ def test_samplers_and_guidance_modes_are_options(pipe):
     d1 = float((latents(guidance="apg", apg_eta=1.0) - base).abs().max())
     d0 = float((latents(guidance="apg") - base).abs().max())
     assert d1 < 1e-5 and d0 > 1e-5 and d0 > 20 * d1
+    # multi-condition guidance with no extra text/video weight is CFG of the joint scale; with weights it is not
+    assert torch.allclose(latents(guidance="multi"), base, atol=1e-5)
+    d = float((latents(guidance="multi", text_scale=2.0, video_scale=1.0) - base).abs().max())
+    assert d > 1e-5
+    # the adaptive sampler reaches what fine Euler steps reach; progress still runs over the requested steps
+    seen = []
+    ode = pipe.sample(c, pipe.options(steps=4, sampler="dopri5"), progress=lambda i, n: seen.append((i, n)))
+    fine = pipe.sample(c, pipe.options(steps=200))
+    assert seen == [(k, 4) for k in range(1, 5)] and float((ode - fine).abs().max()) < 2e-2
+    assert float((ode - fine).abs().max()) < float((latents() - fine).abs().max())
     # through generate too (names as options)
     r = pipe.generate(duration_s=0.5, steps=2, sampler="heun", guidance="apg")
     assert (r.options.sampler, r.options.guidance) == ("heun", "apg")

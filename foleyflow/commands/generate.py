@@ -16,7 +16,8 @@ def option_values(args: argparse.Namespace) -> dict:
     from foleyflow.options import canonical
 
     values = {"steps": args.steps, "cfg_scale": args.cfg, "seed": args.seed, "sampler": args.sampler,
-              "guidance": args.guidance, "apg_eta": args.apg_eta, "overlap_s": getattr(args, "overlap", None),
+              "guidance": args.guidance, "apg_eta": args.apg_eta, "text_scale": getattr(args, "text_scale", None),
+              "video_scale": getattr(args, "video_scale", None), "overlap_s": getattr(args, "overlap", None),
               "negative": getattr(args, "negative", None), "sample_rate": getattr(args, "sample_rate", None),
               "loudness_lufs": getattr(args, "loudness", None)}
     values = {k: v for k, v in values.items() if v is not None}
@@ -43,12 +44,17 @@ def register(sub) -> None:
     p.add_argument("--cfg", type=float, default=None, help=f"classifier-free guidance scale (default: the bundle's, "
                    f"else {DEFAULTS.cfg_scale:g}); 1 = no guidance")
     p.add_argument("--sampler", default=None, choices=SAMPLERS, help=f"ODE sampler (default: the bundle's, else "
-                   f"{DEFAULTS.sampler}); heun and midpoint evaluate the network twice per step")
-    p.add_argument("--guidance", default=None, choices=GUIDANCE, help="how guidance combines the conditional and "
-                   f"unconditional predictions: cfg (MMAudio's) or apg (adaptive projected guidance) (default: the "
-                   f"bundle's, else {DEFAULTS.guidance})")
+                   f"{DEFAULTS.sampler}); heun and midpoint evaluate the network twice per step; dopri5 is adaptive "
+                   "(its own step sizes; --steps only paces the progress bar)")
+    p.add_argument("--guidance", default=None, choices=GUIDANCE, help="how guidance combines the network's "
+                   "predictions: cfg (MMAudio's), apg (adaptive projected guidance) or multi (separate text and video "
+                   f"weights, 4 network branches) (default: the bundle's, else {DEFAULTS.guidance})")
     p.add_argument("--apg-eta", type=float, default=None, metavar="ETA", help="with --guidance apg: how much of the "
                    f"guidance parallel to the prediction is kept, 0..1 (default {DEFAULTS.apg_eta:g})")
+    p.add_argument("--text-scale", type=float, default=None, metavar="W", help="with --guidance multi: extra weight "
+                   f"of the text over the video-only prediction (default {DEFAULTS.text_scale:g})")
+    p.add_argument("--video-scale", type=float, default=None, metavar="W", help="with --guidance multi: extra "
+                   f"weight of the video over the text-only prediction (default {DEFAULTS.video_scale:g})")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (same seed and inputs -> same audio; default "
                    f"{DEFAULTS.seed})")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

@@ -27,8 +27,11 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
     p.add_argument("--sampler", default=None, choices=SAMPLERS, help="ODE sampler (default: the bundle's)")
-    p.add_argument("--guidance", default=None, choices=GUIDANCE, help="cfg or apg (default: the bundle's)")
+    p.add_argument("--guidance", default=None, choices=GUIDANCE, help="cfg, apg or multi (default: the bundle's; "
+                   "see foleyflow generate --help)")
     p.add_argument("--apg-eta", type=float, default=None, metavar="ETA", help="APG's parallel damping (0..1)")
+    p.add_argument("--text-scale", type=float, default=None, metavar="W", help="--guidance multi: text weight")
+    p.add_argument("--video-scale", type=float, default=None, metavar="W", help="--guidance multi: video weight")
     p.add_argument("--seed", type=int, default=0, help="base seed; each clip's is derived from it and the clip id")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))

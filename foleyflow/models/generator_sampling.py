@@ -15,13 +15,11 @@ from typing import Callable
 
 import torch
 
-from foleyflow.flow.guidance import batched_cfg, cfg, cfg_apg
+from foleyflow.flow.guidance import batched_cfg, cfg, cfg_apg, multi_condition
 from foleyflow.flow.samplers import euler, uniform_grid
 from foleyflow.models.generator import Generator, PreparedConditions
 from foleyflow.nn.layers import ConvSwiGLU, SwiGLU
-from foleyflow.options import DEFAULTS
-
-GUIDANCE = ("cfg", "apg")  # how the conditional and unconditional predictions are combined (foleyflow.options)
+from foleyflow.options import DEFAULTS, GUIDANCE  # noqa: F401 (GUIDANCE: the modes' names)
 
 
 def combine_fn(guidance: str = "cfg", apg_eta: float = 0.0):
@@ -31,7 +29,24 @@ def combine_fn(guidance: str = "cfg", apg_eta: float = 0.0):
         return cfg
     if guidance == "apg":
         return lambda vc, vu, s: cfg_apg(vc, vu, s, apg_eta)
-    raise ValueError(f"unknown guidance {guidance!r} (one of {', '.join(GUIDANCE)})")
+    raise ValueError(f"guidance {guidance!r} has no two-branch combination (one of cfg, apg)")
+
+
+def multi_guided_velocity(net: Generator, full: PreparedConditions, no_text: PreparedConditions,
+                          no_video: PreparedConditions, none: PreparedConditions, *, w_joint: float, w_text: float,
+                          w_video: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """velocity_fn(x, t) with multi-condition guidance (foleyflow.flow.guidance.multi_condition, after ALIVE) over
+    four branches evaluated as one batched call: full conditions, without text, without video, with neither."""
+    dtype = next(net.parameters()).dtype
+    allc = full.cat(no_text).cat(no_video).cat(none)
+
+    def velocity_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        v = net.velocity(x.repeat(4, *([1] * (x.dim() - 1))).to(dtype), t, allc).float()
+        return multi_condition(v[:b], v[b:2 * b], v[2 * b:3 * b], v[3 * b:], w_joint=w_joint, w_text=w_text,
+                               w_video=w_video)
+
+    return velocity_fn
 
 
 def guided_velocity(net: Generator, cond: PreparedConditions, uncond: PreparedConditions | None = None,
@@ -76,8 +91,9 @@ def bf16_copy(net: Generator) -> Generator:
 
 @torch.inference_mode()
 def generate(net: Generator, x0: torch.Tensor, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor, *,
-             cfg_scale: float = DEFAULTS.cfg_scale, num_steps: int = DEFAULTS.steps, sampler=euler, negative_text: torch.Tensor | None = None,
-             batched: bool = True, duration_s: float | None = None) -> torch.Tensor:
+             cfg_scale: float = DEFAULTS.cfg_scale, num_steps: int = DEFAULTS.steps, sampler=euler,
+             negative_text: torch.Tensor | None = None, batched: bool = True,
+             duration_s: float | None = None) -> torch.Tensor:
     """Normalised latents (B, N, C) from noise x0 (B, N, C) and features (float32; cast to the network's dtype),
     for a window of `duration_s` (default: the network's current duration). Pass `bf16_copy(net)` as `net` for the
     bfloat16 path. Returns float32. (FoleyPipeline.sample is the full-featured path.)"""
