@@ -157,6 +157,7 @@ def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: floa
     from foleyflow.models.visual import SemanticEncoderConfig, SyncEncoderConfig
     from foleyflow.models.vocoder import build_vocoder, save_vocoder
     from foleyflow.audio import MEL_SETTINGS
+    from foleyflow.conditioning import TEXT_DIM
 
     out = Path(out_dir)
     if (out / INDEX).exists():
@@ -180,7 +181,7 @@ def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: floa
     mel = MEL_SETTINGS[vae.cfg.mel_setting]
     gcfg = GeneratorConfig.preset(preset, **{
         "latent_channels": 2 * vae.cfg.latent_dim, "visual_dim": semantic_cfg.embed_dim, "sync_dim": sync_cfg.out_dim,
-        "text_dim": 384, "text_len": text_cfg.output_len, "sample_rate": mel.sample_rate,
+        "text_dim": TEXT_DIM, "text_len": text_cfg.output_len, "sample_rate": mel.sample_rate,
         "samples_per_latent": samples_per_latent(vae.cfg), "visual_fps": semantic_cfg.fps, "sync_fps": sync_cfg.fps,
         "duration_s": window_s, **(generator_overrides or {})})
     net = Generator(gcfg)

@@ -204,8 +204,12 @@ class PreparedConditions:
         return self.visual, self.sync, self.text, self.global_cond
 
     def to(self, *args, **kwargs) -> "PreparedConditions":
+        """Fields moved/cast like Tensor.to; the RoPE tables follow to the new device and stay float32."""
         plan = None if self.plan is None else self.plan.to(*args, **kwargs)
-        return self._with([f.to(*args, **kwargs) for f in self.fields()], plan)
+        fields = [f.to(*args, **kwargs) for f in self.fields()]
+        dev = fields[0].device
+        ropes = [None if r is None else r.to(device=dev) for r in (self.latent_rope, self.clip_rope)]
+        return PreparedConditions(*fields, latent_rope=ropes[0], clip_rope=ropes[1], plan=plan)
 
 
 class Generator(nn.Module):
