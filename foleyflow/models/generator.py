@@ -2,7 +2,7 @@
 Multimodal Joint Training for High-Quality Video-to-Audio Synthesis", CVPR 2025), as our own code.
 
     cfg = GeneratorConfig.preset("small_16k")
-    net = Generator(cfg)                        # sequence lengths and RoPE for cfg.duration_s
+    net = Generator(cfg)                        # sequence lengths and RoPE for cfg.duration_s (module state)
     net.set_duration(5.0)                       # training: set lengths + RoPE tables for another duration
     cond = net.prepare_conditions(visual, sync, text)     # once per sample (current duration)
     cond = net.prepare_conditions(visual, sync, text, duration_s=5.0)   # inference: tables travel with the call
