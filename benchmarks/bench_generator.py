@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from foleyflow.flow import euler, uniform_grid  # noqa: E402
 from foleyflow.models.generator import Generator, GeneratorConfig  # noqa: E402
 from foleyflow.models.generator_sampling import guided_velocity, inference_copy  # noqa: E402
+from foleyflow.options import DEFAULTS  # noqa: E402
 
 
 def build(preset: str, duration_s: float, seed: int) -> Generator:
@@ -108,8 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="small_16k")
     ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--cfg", type=float, default=4.5)
+    ap.add_argument("--steps", type=int, default=DEFAULTS.steps)
+    ap.add_argument("--cfg", type=float, default=DEFAULTS.cfg_scale)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", default="fp32,bf16")

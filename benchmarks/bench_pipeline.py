@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from foleyflow.options import DEFAULTS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,8 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--cfg", type=float, default=4.5)
+    ap.add_argument("--steps", type=int, default=DEFAULTS.steps)
+    ap.add_argument("--cfg", type=float, default=DEFAULTS.cfg_scale)
     ap.add_argument("--bundle", default=None, help="bundle to time (default: a fresh untrained tiny bundle)")
     ap.add_argument("--video", default=str(ROOT / "examples" / "demo.mp4"))
     args = ap.parse_args()
@@ -64,8 +66,8 @@ def run(args, tmp: Path, bundle) -> None:
                   f"{time.perf_counter() - t0:.2f} s")
         for run in range(args.repeats + 1):
             t0 = time.perf_counter()
-            r = pipe.generate(args.video, prompt="a ball bounces on a wooden floor", steps=args.steps, cfg=args.cfg,
-                              seed=run)
+            r = pipe.generate(args.video, prompt="a ball bounces on a wooden floor", steps=args.steps,
+                              cfg_scale=args.cfg, seed=run)
             total = time.perf_counter() - t0
             t1 = time.perf_counter()
             media.mux_audio(args.video, r.audio, r.sample_rate, tmp / "out.mp4")

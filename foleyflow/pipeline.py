@@ -1,21 +1,31 @@
-"""FoleyPipeline: the one inference entry point (video and/or text -> stereo soundtrack).
+"""FoleyPipeline: the one inference entry point (video and/or text -> stereo soundtrack), as public stages.
 
 Follows MMAudio's inference (reference.md 1.4): frames at 8 fps (semantic) and 25 fps (sync) through the visual
 encoders, text through the text encoder, Euler sampling with classifier-free guidance against the learned empty
-conditions (or a negative prompt), then the codec: VAE decoder and vocoder, here per stereo channel.
+conditions (or a negative prompt), then the codec: VAE decoder (or the mel-frame codec) and vocoder, per channel.
 
     pipe = FoleyPipeline.from_bundle("path/to/bundle")            # see foleyflow.bundle
-    result = pipe.generate("clip.mp4", prompt="rain on a tin roof", steps=25, cfg=4.5, seed=0)
-    result.audio (2, round(duration_s * sample_rate)) float32, result.sample_rate
+    result = pipe.generate("clip.mp4", prompt="rain on a tin roof", steps=25, cfg_scale=4.5, seed=0)
+    result.audio (2, round(duration_s * sample_rate)) float32, result.sample_rate, result.options
+
+Stages (what `generate` loops over the windows; each is public, so samplers, RL and benchmarks compose them):
+    opts = pipe.options(steps=10, seed=3)                     # GenerationOptions: call > bundle > library defaults
+    c = pipe.conditions("clip.mp4", Window(0, 8), prompt=...)  # Conditions (foleyflow.conditioning's path)
+    fn = pipe.velocity_fn(c, opts)                            # guided velocity_fn(x, t) a sampler integrates
+    x1 = pipe.sample(c, opts, generator, sampler=euler)        # normalised latents (B, N, C) (or the sampler's output)
+    audio = pipe.decode(x1)                                   # (B, 2, num_samples) float32
+A sampler is a pure function `sampler(velocity_fn, x0, ts, *, generator=None, callback=None)` (foleyflow.flow.samplers);
+it may return a tuple whose first item is the latents (e.g. with its trajectory and per-step log-probabilities).
+`progress(done, total)` is called after every sampler step and `cancel()` is checked between steps (True raises
+`Cancelled`). No stage changes model state (the RoPE tables of each window travel with its conditions), so several
+threads can generate with one pipeline at once.
 
 Length. The output always spans the whole video: exactly round(duration_s * sample_rate) samples, where duration_s is
 the video stream's duration. Text-only generation takes `duration_s` instead of a video.
 
-Windows (departure: MMAudio generates one window and users ask for long videos, reference.md 6). The generator has a
-window of W seconds (its training clip length). A video of D <= W seconds is generated in one window of D seconds
-(at least 1 s; the generator's sequence lengths and RoPE follow the duration as in MMAudio; the picture past the end
-of a video shorter than 1 s repeats the last frame). A longer video is cut into windows of W seconds that overlap by
-at least `overlap_s` (default 1 s): window k starts at k * (W - overlap_s), the last one ends exactly at D. Each
+Windows (departure: MMAudio generates one window and users ask for long videos, reference.md 6; see
+foleyflow.conditioning.generation_windows). A video of D <= W seconds (W the generator's window) is generated in one
+window of D seconds (at least 1 s); a longer one in windows of W seconds overlapping by at least `overlap_s`. Each
 window is generated independently (its own noise, drawn in order from the seed) and neighbours are joined with an
 equal-power crossfade (gains cos and sin of a quarter period) of `overlap_s`, centred in their overlap.
 
@@ -34,16 +44,21 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from foleyflow.data.features import Window, decode_window
+from foleyflow.bundle import codec_representation
+from foleyflow.conditioning import MIN_WINDOW_S, TEXT_DIM, Window, generation_windows  # noqa: F401
 from foleyflow.errors import CheckpointError, FoleyError
+from foleyflow.options import GenerationOptions, check_bundle_defaults, resolve_options
 
-MIN_WINDOW_S = 1.0
 MAX_DURATION_S = 3600.0
+
+
+class Cancelled(FoleyError):
+    """Generation stopped because the caller's cancel check returned True (between sampler steps)."""
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -65,18 +80,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise FoleyError(f"unsupported device {device!r} (use cpu or cuda)")
     return dev
-
-
-def generation_windows(duration_s: float, window_s: float, overlap_s: float = 1.0) -> list[Window]:
-    """Windows covering [0, duration_s] for generation (see the module docstring)."""
-    if duration_s <= window_s + 1e-9:
-        return [Window(0.0, max(duration_s, MIN_WINDOW_S))]
-    if not 0 <= overlap_s <= window_s / 2:
-        raise FoleyError(f"overlap {overlap_s} s must be between 0 and half the window ({window_s / 2} s)")
-    hop = window_s - overlap_s
-    n = math.ceil((duration_s - window_s) / hop - 1e-9) + 1
-    starts = [k * hop for k in range(n - 1)] + [duration_s - window_s]
-    return [Window(s, window_s) for s in starts]
 
 
 def crossfade_join(segments: list[tuple[int, np.ndarray]], num_samples: int, fade_samples: int) -> np.ndarray:
@@ -102,6 +105,11 @@ def crossfade_join(segments: list[tuple[int, np.ndarray]], num_samples: int, fad
     return out
 
 
+def latents_of(sample_output) -> torch.Tensor:
+    """The latents of a sampler's output: the tensor itself, or the first item of a tuple/list."""
+    return sample_output[0] if isinstance(sample_output, (tuple, list)) else sample_output
+
+
 @dataclass
 class GenerationResult:
     audio: np.ndarray                 # (2, num_samples) float32
@@ -111,14 +119,16 @@ class GenerationResult:
     precision: str                    # "bf16" or "fp32" (the generator's sampling precision)
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    options: GenerationOptions | None = None   # the resolved options the audio was generated with
 
 
 class FoleyPipeline:
-    """Loaded models plus the text-encoder config of a bundle. Build with `from_bundle` (or directly from modules)."""
+    """Loaded models plus the text-encoder config of a bundle. Build with `from_bundle` (or directly from modules).
+    `representation` ("vae" or "mel"), if given, must match the codec."""
 
     def __init__(self, generator, vae, vocoder, semantic, sync, text_cfg, *, device: str | torch.device = "cpu",
                  precision: str = "auto", text_encoder=None, trained: bool = True, name: str = "",
-                 card: str = "", defaults: dict | None = None):
+                 card: str = "", defaults: dict | None = None, representation: str | None = None):
         from foleyflow.audio import MEL_SETTINGS
         from foleyflow.models.vae import samples_per_latent
 
@@ -126,22 +136,27 @@ class FoleyPipeline:
         g = generator.cfg
         mel = MEL_SETTINGS[vae.cfg.mel_setting]
         problems = []
+        self.representation = codec_representation(vae)
+        if representation is not None and representation != self.representation:
+            problems.append(f"the bundle declares representation {representation!r}, its codec is a "
+                            f"{'mel-frame codec' if self.representation == 'mel' else 'mel VAE'} "
+                            f"({self.representation!r})")
         if g.latent_channels != 2 * vae.cfg.latent_dim:
-            problems.append(f"generator has {g.latent_channels} latent channels, the stereo VAE gives "
+            problems.append(f"generator has {g.latent_channels} latent channels, the stereo codec gives "
                             f"{2 * vae.cfg.latent_dim}")
         if (g.sample_rate, g.samples_per_latent) != (mel.sample_rate, samples_per_latent(vae.cfg)):
             problems.append(f"generator expects {g.sample_rate} Hz and {g.samples_per_latent} samples per latent, "
-                            f"the VAE gives {mel.sample_rate} Hz and {samples_per_latent(vae.cfg)}")
+                            f"the codec gives {mel.sample_rate} Hz and {samples_per_latent(vae.cfg)}")
         if (vocoder.cfg.mel_setting, vocoder.cfg.n_mels) != (vae.cfg.mel_setting, vae.cfg.n_mels):
-            problems.append("vocoder and VAE use different mel settings")
+            problems.append("vocoder and codec use different mel settings")
         for what, dim, fps, enc in (("visual", g.visual_dim, g.visual_fps, semantic), ("sync", g.sync_dim, g.sync_fps,
                                                                                       sync)):
             if (dim, float(fps)) != (enc.out_dim, float(enc.fps)):
                 problems.append(f"generator expects {dim}-d {what} features at {fps:g} fps, the encoder gives "
                                 f"{enc.out_dim}-d at {enc.fps:g} fps")
-        if (g.text_dim, g.text_len) != (384, text_cfg.output_len):
+        if (g.text_dim, g.text_len) != (TEXT_DIM, text_cfg.output_len):
             problems.append(f"generator expects {g.text_len} x {g.text_dim} text features, the text encoder gives "
-                            f"{text_cfg.output_len} x 384")
+                            f"{text_cfg.output_len} x {TEXT_DIM}")
         if torch.isnan(generator.latent_std).any():
             problems.append("generator has no latent statistics")
         if problems:
@@ -150,7 +165,9 @@ class FoleyPipeline:
         self.vae, self.vocoder = vae.to(self.device).eval(), vocoder.to(self.device).eval()
         self.semantic, self.sync = semantic.to(self.device).eval(), sync.to(self.device).eval()
         self.text_cfg, self._text_encoder = text_cfg, text_encoder
-        self.trained, self.name, self.card, self.defaults = trained, name, card, dict(defaults or {})
+        self.trained, self.name, self.card = trained, name, card
+        self.defaults = check_bundle_defaults(defaults or {}, f"bundle {name or '(unnamed)'}")
+        self._negatives: dict[str, torch.Tensor] = {}
         if precision not in ("auto", "fp32", "bf16"):
             raise FoleyError(f"precision must be auto, fp32 or bf16, got {precision!r}")
         if precision == "bf16" and not bf16_supported(self.device):
@@ -173,7 +190,7 @@ class FoleyPipeline:
 
         from foleyflow.bundle import read_bundle, text_config_from_bundle
         from foleyflow.checkpoint import PROVENANCE, checkpoint_identities, read_metadata
-        from foleyflow.data.features import text_encoder_record
+        from foleyflow.conditioning import text_encoder_record
         from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
         from foleyflow.models.generator_io import load_generator
         from foleyflow.models.vae import load_vae
@@ -183,6 +200,7 @@ class FoleyPipeline:
         text_cfg = text_config_from_bundle(info)
         f = info.files
         dev = resolve_device(device)
+        check_bundle_defaults(info.defaults, f"bundle {info.folder}")   # before any model is loaded
         generator = load_generator(f["generator"])
         prov = json.loads(read_metadata(f["generator"]).get(PROVENANCE, "{}") or "{}")
         producers = prov.get("producers", {}) if isinstance(prov, dict) else {}
@@ -195,9 +213,14 @@ class FoleyPipeline:
         if want and want != text_encoder_record(text_cfg)["sha256"]:
             raise CheckpointError(f"bundle {info.folder}: the generator was trained with another text encoder "
                                   "config than bundle.json names")
-        return cls(generator, load_vae(f["vae"]), load_vocoder(f["vocoder"]), load_semantic_encoder(
+        vae = load_vae(f["vae"])
+        if codec_representation(vae) != info.representation:
+            raise CheckpointError(f"bundle {info.folder}: bundle.json says representation {info.representation!r}, "
+                                  f"but {f['vae'].name} is a {codec_representation(vae)!r} codec")
+        return cls(generator, vae, load_vocoder(f["vocoder"]), load_semantic_encoder(
             f["semantic_encoder"]), load_sync_encoder(f["sync_encoder"]), text_cfg, device=dev, precision=precision,
-            text_encoder=text_encoder, trained=info.trained, name=info.name, card=info.card, defaults=info.defaults)
+            text_encoder=text_encoder, trained=info.trained, name=info.name, card=info.card, defaults=info.defaults,
+            representation=info.representation)
 
     @property
     def window_s(self) -> float:
@@ -218,118 +241,198 @@ class FoleyPipeline:
             raise FoleyError("the text encoder given to the pipeline has another token budget than the bundle")
         return self._text_encoder
 
+    # ------------------------------------------------------------------------------------------------ stages
+    def options(self, options: GenerationOptions | None = None, **values: Any) -> GenerationOptions:
+        """The GenerationOptions of a call: `options` as given (with `values` replacing fields), or `values` (None =
+        not given) over the bundle's defaults over the library's. Unknown names and bad values: one-line FoleyError."""
+        if options is not None:
+            if not isinstance(options, GenerationOptions):
+                raise FoleyError(f"options must be a GenerationOptions, got {type(options).__name__}")
+            return options.replace(**{k: v for k, v in values.items() if v is not None})
+        return resolve_options(values, self.defaults)
+
     def text_features(self, prompt: str | None = None, cot: str | Mapping[str, str] | None = None) -> torch.Tensor:
         """(1, text_len, 384): a prompt, a chain of thought (FoleyWorld's text format or a mapping of its four parts),
         or neither (the generator's stored empty-text features)."""
-        from foleyflow.data.features import cot_parts
+        from foleyflow.conditioning import text_features
 
-        if prompt and cot:
-            raise FoleyError("give a prompt or a chain of thought, not both")
-        if cot:
-            parts = cot_parts(cot) if isinstance(cot, str) else dict(cot)
-            return self.text_encoder.encode_cot([parts]).tokens.float()
-        if prompt:
-            return self.text_encoder.encode([prompt]).tokens.float()
-        return self.generator.empty_string_feat[None].float().cpu()
+        return text_features(lambda: self.text_encoder, prompt, cot, empty=self.generator.empty_string_feat)
 
-    # ------------------------------------------------------------------------------------------------ generation
-    def generate(self, video: str | Path | None = None, *, prompt: str | None = None,
-                 cot: str | Mapping[str, str] | None = None, negative: str | None = None,
-                 duration_s: float | None = None, steps: int | None = None, cfg: float | None = None, seed: int = 0,
-                 overlap_s: float | None = None, sample_rate: int | None = None, loudness_lufs: float | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> GenerationResult:
-        """Generates the stereo soundtrack of `video` (or, without a video, `duration_s` seconds from the text).
-        `progress(done, total)` is called after every network evaluation step."""
-        from foleyflow.flow.samplers import euler
-        from foleyflow.models.generator_sampling import generate
+    def negative_features(self, negative: str | None) -> torch.Tensor | None:
+        """(1, text_len, 384) features of a negative prompt (kept per text), or None."""
+        if not negative:
+            return None
+        feats = self._negatives.get(negative)
+        if feats is None:
+            feats = self._negatives[negative] = self.text_encoder.encode([negative]).tokens.float()
+        return feats
+
+    def conditions(self, video: str | Path | None = None, window: Window | None = None, *, prompt: str | None = None,
+                   cot: str | Mapping[str, str] | None = None, text: torch.Tensor | None = None,
+                   duration_s: float | None = None, video_start_s: float | None = None,
+                   timings: dict | None = None):
+        """Conditions (foleyflow.models.generator) of one window: the video's visual and sync features over `window`
+        (start relative to the video's first frame; default: the whole video, which must fit one window) or, without
+        a video, the generator's learned empty features for `window` (default: `duration_s`, at least 1 s); the text
+        features `text` (1, Nt, 384) if given, else those of `prompt` / `cot` / the empty text."""
+        from foleyflow.conditioning import window_conditions
+
+        if video is not None and (video_start_s is None or window is None):
+            info = _probe_video(video)
+            video_start_s = float(info.start_s) if video_start_s is None else video_start_s
+            duration_s = float(info.duration_s)
+        if window is None:
+            if duration_s is None:
+                raise FoleyError("conditions without a video need a window or a duration")
+            windows = generation_windows(duration_s, self.window_s, 0.0)
+            if len(windows) > 1:
+                raise FoleyError(f"{duration_s:g} s do not fit one {self.window_s:g} s window; pass a window "
+                                 "(see foleyflow.conditioning.generation_windows)")
+            window = windows[0]
+        if text is None:
+            text = self.text_features(prompt, cot)
+        g = self.generator
+        return window_conditions(g.cfg, self.semantic, self.sync, video, window, text,
+                                 video_start_s=video_start_s or 0.0, empty_visual=g.empty_clip_feat,
+                                 empty_sync=g.empty_sync_feat, timings=timings)
+
+    def velocity_fn(self, conditions, options: GenerationOptions | None = None
+                    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The guided velocity_fn(x, t) -> dx/dt (x: (B, N, C) normalised latents on the pipeline's device, t a 0-d
+        float32 tensor) for `conditions`: the sampling network (bf16 or fp32), guidance `options.guidance` of scale
+        `options.cfg_scale` against the learned empty conditions (with `options.negative`'s text if given; for
+        "multi", also the branches without text and without video). Built without gradients (inference mode)."""
+        from foleyflow.models.generator import Conditions
+        from foleyflow.models.generator_sampling import combine_fn, guided_velocity, multi_guided_velocity
+
+        opts = options or self.options()
+        net = self._sampling_net
+        p = next(net.parameters())
+        c, b = conditions, conditions.batch_size
+        with torch.inference_mode():
+            cond = net.prepare(c.to(device=self.device))
+            neg = self.negative_features(opts.negative)
+            neg = None if neg is None else neg.to(device=self.device, dtype=p.dtype)
+            if opts.guidance == "multi":
+                text0 = (net.empty_string_feat[None] if neg is None else neg).expand(b, -1, -1)
+                no_text = Conditions(c.visual, c.sync, text0, c.duration_s)
+                no_video = Conditions(net.empty_clip_feat[None].expand(b, c.visual.shape[1], -1),
+                                      net.empty_sync_feat[None].expand(b, c.sync.shape[1], -1), c.text, c.duration_s)
+                none = net.empty_conditions(b, text=neg, duration_s=c.duration_s)
+                return multi_guided_velocity(net, cond, net.prepare(no_text), net.prepare(no_video), none,
+                                             w_joint=opts.cfg_scale, w_text=opts.text_scale, w_video=opts.video_scale)
+            uncond = None
+            if opts.cfg_scale != 1.0:
+                uncond = net.empty_conditions(b, text=neg, duration_s=c.duration_s)
+            return guided_velocity(net, cond, uncond, opts.cfg_scale, combine=combine_fn(opts.guidance, opts.apg_eta))
+
+    def sample(self, conditions, options: GenerationOptions | None = None, generator: torch.Generator | None = None,
+               *, sampler: Callable | None = None, x0: torch.Tensor | None = None,
+               progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None):
+        """Runs `sampler` (default: `options.sampler` of foleyflow.flow.samplers) on `velocity_fn(conditions,
+        options)` over `options.steps` uniform steps from noise x0 (default: (B, N, C) normal noise drawn from
+        `generator`, default torch.Generator seeded with `options.seed`). Returns the sampler's output: normalised
+        latents (B, N, C) float32 for the built-in samplers. `progress(step, steps)` after each step; `cancel()`
+        checked before the first and after each step (True raises Cancelled)."""
+        from foleyflow.flow.samplers import FIXED_GRID_SAMPLERS, uniform_grid
+
+        opts = options or self.options()
+        if isinstance(sampler, str):
+            opts, sampler = opts.replace(sampler=sampler), None
+        sampler = sampler or FIXED_GRID_SAMPLERS[opts.sampler]
+        if x0 is None:
+            gen = generator if generator is not None else torch.Generator().manual_seed(opts.seed)
+            latent_len = self.generator.cfg.seq_lengths(conditions.duration_s)[0]
+            x0 = torch.randn((conditions.batch_size, latent_len, self.generator.cfg.latent_channels), generator=gen)
+        if cancel is not None and cancel():
+            raise Cancelled("generation was cancelled")
+
+        def callback(step: int, x: torch.Tensor) -> None:
+            if progress is not None:
+                progress(step, opts.steps)
+            if cancel is not None and cancel():
+                raise Cancelled("generation was cancelled")
+
+        fn = self.velocity_fn(conditions, opts)
+        with torch.inference_mode():
+            return sampler(fn, x0.to(self.device).float(), uniform_grid(opts.steps), generator=generator,
+                           callback=callback)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, N, C) -> waveforms (B, 2, N * samples_per_latent) float32 on the CPU: unnormalise,
+        then the codec's decoder (VAE, or unpacking of mel frames) and the vocoder, per stereo channel."""
         from foleyflow.models.vae import decode_channels
         from foleyflow.models.vocoder import vocode_channels
 
-        steps = int(self.defaults.get("steps", 25) if steps is None else steps)
-        cfg = float(self.defaults.get("cfg", 4.5) if cfg is None else cfg)
-        overlap_s = float(self.defaults.get("overlap_s", 1.0) if overlap_s is None else overlap_s)
-        check_generation_args(steps, cfg, duration_s if video is None else None, sample_rate, loudness_lufs)
+        z = self.generator.unnormalize(latents.to(self.device).float()).transpose(1, 2)   # (B, C, N)
+        return vocode_channels(self.vocoder, decode_channels(self.vae, z)).float().cpu()
+
+    # ------------------------------------------------------------------------------------------------ generation
+    def generate(self, video: str | Path | None = None, *, prompt: str | None = None,
+                 cot: str | Mapping[str, str] | None = None, duration_s: float | None = None,
+                 options: GenerationOptions | None = None, progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, sampler: Callable | None = None,
+                 edit_conditions: Callable | None = None, **option_values: Any) -> GenerationResult:
+        """Generates the stereo soundtrack of `video` (or, without a video, `duration_s` seconds from the text).
+        Options: `options` and/or GenerationOptions fields as keywords (steps, cfg_scale (or cfg), seed, sampler,
+        guidance, apg_eta, overlap_s, negative, sample_rate, loudness_lufs). `progress(done, total)` after every
+        sampler step (total = steps x windows); `cancel()` between steps; `sampler`: a sampler's name (an option)
+        or a sampler function that replaces the options' one;
+        `edit_conditions(conditions, window) -> conditions` may change each window's conditions before sampling."""
+        if isinstance(sampler, str):               # a sampler's name is an option; a callable replaces it
+            option_values["sampler"], sampler = sampler, None
+        opts = self.options(options, **option_values)
+        if video is None and duration_s is not None:
+            check_duration(duration_s)
         timings = {k: 0.0 for k in ("decode", "encoders", "text", "sampling", "codec", "post")}
-        t0 = 0.0
         video_start = 0.0
         if video is not None:
-            from foleyflow.media import probe
-            info = probe(video)
-            if info.video is None:
-                raise FoleyError(f"{video}: has no video stream (for text-to-audio leave out VIDEO and give a "
-                                 "duration)")
-            duration_s, video_start = float(info.video.duration_s), float(info.video.start_s)
-            if duration_s > MAX_DURATION_S:
-                raise FoleyError(f"{video}: lasts {duration_s:.0f} s; at most {MAX_DURATION_S:.0f} s are supported")
+            info = _probe_video(video)
+            duration_s, video_start = float(info.duration_s), float(info.start_s)
         elif duration_s is None:
             raise FoleyError("text-only generation needs a duration (--duration S)")
         t0 = time.perf_counter()
         text = self.text_features(prompt, cot)
-        neg = self.text_encoder.encode([negative]).tokens.float() if negative else None
+        self.negative_features(opts.negative)
         timings["text"] += time.perf_counter() - t0
 
         sr = self.sample_rate
-        num_samples = round(duration_s * sr)
-        windows = generation_windows(duration_s, self.window_s, overlap_s)
-        net, fp32_net = self._sampling_net, self.generator
-        gen = torch.Generator().manual_seed(int(seed))
-        total, done = steps * len(windows), 0
-
-        def sampler(fn, x, ts, **kw):
-            def counted(x, t):
-                nonlocal done
-                v = fn(x, t)
-                done += 1
-                if progress:
-                    progress(done, total)
-                return v
-            return euler(counted, x, ts, **kw)
-
+        windows = generation_windows(duration_s, self.window_s, opts.overlap_s)
+        gen = torch.Generator().manual_seed(opts.seed)
+        total = opts.steps * len(windows)
         segments = []
-        for w in windows:
-            for m in {id(net): net, id(fp32_net): fp32_net}.values():
-                m.set_duration(w.duration_s)
-            latent_len, visual_len, sync_len = fp32_net.latent_len, fp32_net.visual_len, fp32_net.sync_len
-            if video is not None:
-                visual, sync = self._video_features(video, Window(video_start + w.start_s, w.duration_s),
-                                                    visual_len, sync_len, timings)
-            else:
-                visual = fp32_net.empty_clip_feat.detach()[None].expand(1, visual_len, -1).float()
-                sync = fp32_net.empty_sync_feat.detach()[None].expand(1, sync_len, -1).float()
-            x0 = torch.randn((1, latent_len, fp32_net.cfg.latent_channels), generator=gen)
+        for k, w in enumerate(windows):
+            c = self.conditions(video, w, text=text, video_start_s=video_start, timings=timings)
+            if edit_conditions is not None:
+                c = edit_conditions(c, w)
             t0 = time.perf_counter()
-            dev = self.device
-            x1 = generate(net, x0.to(dev), visual.to(dev), sync.to(dev), text.to(dev), cfg_scale=cfg,
-                          num_steps=steps, sampler=sampler, negative_text=None if neg is None else neg.to(dev))
+            step_progress = None if progress is None else (lambda i, n, k=k: progress(k * opts.steps + i, total))
+            x1 = latents_of(self.sample(c, opts, gen, sampler=sampler, progress=step_progress, cancel=cancel))
             timings["sampling"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            with torch.inference_mode():
-                z = fp32_net.unnormalize(x1.float()).transpose(1, 2)          # (1, C, latent_len)
-                wav = vocode_channels(self.vocoder, decode_channels(self.vae, z))[0].float().cpu().numpy()
+            wav = self.decode(x1)[0].numpy()
             timings["codec"] += time.perf_counter() - t0
             take = min(wav.shape[1], round(w.duration_s * sr))
             segments.append((round(w.start_s * sr), wav[:, :take]))
         t0 = time.perf_counter()
-        audio = crossfade_join(segments, num_samples, round(overlap_s * sr))
-        audio, out_sr, notes = postprocess(audio, sr, duration_s, sample_rate, loudness_lufs)
+        audio = crossfade_join(segments, round(duration_s * sr), round(opts.overlap_s * sr))
+        audio, out_sr, notes = postprocess(audio, sr, duration_s, opts.sample_rate, opts.loudness_lufs)
         timings["post"] = time.perf_counter() - t0
-        return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings)
+        return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings, opts)
 
-    def _video_features(self, video, window: Window, visual_len: int, sync_len: int, timings: dict):
-        t0 = time.perf_counter()
-        sem_frames = decode_window(video, self.semantic, window.start_s, window.duration_s, visual_len)
-        n25 = int(math.floor(window.duration_s * self.sync.fps + 1e-6))
-        sync_frames = decode_window(video, self.sync, window.start_s, window.duration_s, n25)
-        t1 = time.perf_counter()
-        with torch.inference_mode():
-            visual = self.semantic(sem_frames.to(self.device)).float().cpu()
-            sync = self.sync(sync_frames.to(self.device)).float().cpu()
-        timings["decode"] += t1 - t0
-        timings["encoders"] += time.perf_counter() - t1
-        if visual.shape[1] != visual_len or sync.shape[1] != sync_len:
-            raise FoleyError(f"encoders gave {visual.shape[1]} visual and {sync.shape[1]} sync tokens, the generator "
-                             f"expects {visual_len} and {sync_len}")
-        return visual, sync
+
+def _probe_video(video):
+    """The video stream of `video` (one-line FoleyErrors: no video stream, too long)."""
+    from foleyflow.media import probe
+
+    info = probe(video)
+    if info.video is None:
+        raise FoleyError(f"{video}: has no video stream (for text-to-audio leave out VIDEO and give a duration)")
+    if info.video.duration_s > MAX_DURATION_S:
+        raise FoleyError(f"{video}: lasts {info.video.duration_s:.0f} s; at most {MAX_DURATION_S:.0f} s are "
+                         "supported")
+    return info.video
 
 
 @lru_cache(maxsize=2)
@@ -337,24 +440,16 @@ def _load_text_encoder(cfg_json: str, device: str):
     """MiniLM loads in seconds: pipelines of one process with the same token budget share one instance."""
     import json
 
-    from foleyflow.data.features import load_text_encoder_quietly
+    from foleyflow.conditioning import load_text_encoder_quietly
     from foleyflow.models.text_encoder import TextEncoderConfig
     return load_text_encoder_quietly(TextEncoderConfig(**json.loads(cfg_json)), device)
 
 
-def check_generation_args(steps: int, cfg: float, duration_s: float | None, sample_rate: int | None,
-                          loudness_lufs: float | None) -> None:
-    """One-line FoleyErrors for absurd generation settings (checked before any model runs)."""
-    if not 1 <= steps <= 1000:
-        raise FoleyError(f"steps must be between 1 and 1000, got {steps}")
-    if not (math.isfinite(cfg) and 0 <= cfg <= 50):
-        raise FoleyError(f"cfg (guidance scale) must be between 0 and 50, got {cfg}")
-    if duration_s is not None and not (math.isfinite(duration_s) and 0.1 <= duration_s <= MAX_DURATION_S):
+def check_duration(duration_s: float) -> None:
+    """One-line FoleyError for a text-only duration out of range."""
+    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s)
+            and 0.1 <= duration_s <= MAX_DURATION_S):
         raise FoleyError(f"duration must be between 0.1 and {MAX_DURATION_S:.0f} s, got {duration_s}")
-    if sample_rate is not None and not 8000 <= sample_rate <= 192000:
-        raise FoleyError(f"sample rate must be between 8000 and 192000 Hz, got {sample_rate}")
-    if loudness_lufs is not None and not (math.isfinite(loudness_lufs) and -70 <= loudness_lufs <= 0):
-        raise FoleyError(f"loudness must be between -70 and 0 LUFS, got {loudness_lufs}")
 
 
 def postprocess(audio: np.ndarray, sr: int, duration_s: float, sample_rate: int | None,

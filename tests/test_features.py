@@ -229,7 +229,8 @@ def test_published_feature_shapes_through_adapters_into_a_generator(tmp_path):
     frames = [np.full((48, 64, 3), 10 * i % 255, np.uint8) for i in range(80)]
     video = media.write_video(tmp_path / "eight.mp4", frames, 10)
     timings = {"decode": 0.0, "encoders": 0.0}
-    visual, sync = pipe._video_features(video, cache_windows(8.0, 8.0)[0], 64, 192, timings)
+    c = pipe.conditions(video, cache_windows(8.0, 8.0)[0], timings=timings)
+    visual, sync = c.visual, c.sync
     assert visual.shape == (1, 64, 1024) and sync.shape == (1, 192, 768)        # 8 fps and 24 tokens/s for 8 s
     assert torch.allclose(visual.norm(dim=-1), torch.ones(1, 64), atol=1e-4)     # CLIP features are L2-normalised
     r = pipe.generate(video, steps=1, cfg=1.0)

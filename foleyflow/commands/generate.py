@@ -6,7 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from foleyflow.options import DEFAULTS, GUIDANCE, SAMPLERS
+
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default"
+
+
+def option_values(args: argparse.Namespace) -> dict:
+    """The generation options given on the command line (None = not given), checked (one-line FoleyError)."""
+    from foleyflow.options import canonical
+
+    values = {"steps": args.steps, "cfg_scale": args.cfg, "seed": args.seed, "sampler": args.sampler,
+              "guidance": args.guidance, "apg_eta": args.apg_eta, "text_scale": getattr(args, "text_scale", None),
+              "video_scale": getattr(args, "video_scale", None), "overlap_s": getattr(args, "overlap", None),
+              "negative": getattr(args, "negative", None), "sample_rate": getattr(args, "sample_rate", None),
+              "loudness_lufs": getattr(args, "loudness", None)}
+    values = {k: v for k, v in values.items() if v is not None}
+    canonical(values)
+    return values
 
 
 def register(sub) -> None:
@@ -23,10 +39,24 @@ def register(sub) -> None:
     text.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
                       "Aesthetic: / Spatial: parts, FoleyWorld's format)")
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's, 25)")
-    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: the bundle's, "
-                   "4.5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed and inputs -> same audio)")
+    p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: the bundle's, else "
+                   f"{DEFAULTS.steps})")
+    p.add_argument("--cfg", type=float, default=None, help=f"classifier-free guidance scale (default: the bundle's, "
+                   f"else {DEFAULTS.cfg_scale:g}); 1 = no guidance")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help=f"ODE sampler (default: the bundle's, else "
+                   f"{DEFAULTS.sampler}); heun and midpoint evaluate the network twice per step; dopri5 is adaptive "
+                   "(its own step sizes; --steps only paces the progress bar)")
+    p.add_argument("--guidance", default=None, choices=GUIDANCE, help="how guidance combines the network's "
+                   "predictions: cfg (MMAudio's), apg (adaptive projected guidance) or multi (separate text and video "
+                   f"weights, 4 network branches) (default: the bundle's, else {DEFAULTS.guidance})")
+    p.add_argument("--apg-eta", type=float, default=None, metavar="ETA", help="with --guidance apg: how much of the "
+                   f"guidance parallel to the prediction is kept, 0..1 (default {DEFAULTS.apg_eta:g})")
+    p.add_argument("--text-scale", type=float, default=None, metavar="W", help="with --guidance multi: extra weight "
+                   f"of the text over the video-only prediction (default {DEFAULTS.text_scale:g})")
+    p.add_argument("--video-scale", type=float, default=None, metavar="W", help="with --guidance multi: extra "
+                   f"weight of the video over the text-only prediction (default {DEFAULTS.video_scale:g})")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (same seed and inputs -> same audio; default "
+                   f"{DEFAULTS.seed})")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="generator precision: auto = bf16 where the CPU/GPU supports it, else fp32")
@@ -38,7 +68,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument("--overlap", type=float, default=None, metavar="S",
-                   help="overlap of the windows of videos longer than the model's window (default 1 s)")
+                   help="overlap of the windows of videos longer than the model's window (default: the bundle's, else "
+                   f"{DEFAULTS.overlap_s:g} s)")
     p.set_defaults(func=run)
 
 
@@ -61,18 +92,17 @@ def _check_out(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from foleyflow.errors import FoleyError
-    from foleyflow.pipeline import check_generation_args
+    from foleyflow.pipeline import check_duration
 
     # ---- every argument is checked before any model is loaded
-    check_generation_args(25 if args.steps is None else args.steps, 4.5 if args.cfg is None else args.cfg,
-                          args.duration, args.sample_rate, args.loudness)
+    values = option_values(args)
+    if args.duration is not None:
+        check_duration(args.duration)
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
-    if args.overlap is not None and not 0 <= args.overlap <= 10:
-        _fail(f"--overlap must be between 0 and 10 s, got {args.overlap}")
     cot = None
     if args.cot is not None:
-        from foleyflow.data.features import cot_parts
+        from foleyflow.conditioning import cot_parts
 
         path = Path(args.cot)
         if not path.is_file():
@@ -138,18 +168,17 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        result = pipe.generate(args.video, prompt=args.prompt, cot=cot, negative=args.negative,
-                               duration_s=args.duration, steps=args.steps, cfg=args.cfg, seed=args.seed,
-                               overlap_s=args.overlap, sample_rate=args.sample_rate, loudness_lufs=args.loudness,
-                               progress=progress)
+        result = pipe.generate(args.video, prompt=args.prompt, cot=cot, duration_s=args.duration,
+                               options=pipe.options(**values), progress=progress)
     finally:
         bar.close()
     write_audio(wav, result.audio, result.sample_rate)
     n = result.audio.shape[1]
     win = f"{len(result.windows)} windows of {pipe.window_s:g} s, crossfaded" if len(result.windows) > 1 else \
         "1 window"
+    o = result.options
     print(f"generated {n} samples at {result.sample_rate} Hz = {n / result.sample_rate:.3f} s ({win}, "
-          f"{result.precision}, seed {args.seed})")
+          f"{result.precision}, {o.steps} {o.sampler} steps, {o.guidance} {o.cfg_scale:g}, seed {o.seed})")
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {wav}")

@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from foleyflow.options import GUIDANCE, SAMPLERS
+
 TEXT_MODES = ("none", "caption", "cot")
 
 
@@ -24,7 +26,13 @@ def register(sub) -> None:
     p.add_argument("--bundle", default=None, metavar="DIR", help="model bundle (default: the installed default model)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help="ODE sampler (default: the bundle's)")
+    p.add_argument("--guidance", default=None, choices=GUIDANCE, help="cfg, apg or multi (default: the bundle's; "
+                   "see foleyflow generate --help)")
+    p.add_argument("--apg-eta", type=float, default=None, metavar="ETA", help="APG's parallel damping (0..1)")
+    p.add_argument("--text-scale", type=float, default=None, metavar="W", help="--guidance multi: text weight")
+    p.add_argument("--video-scale", type=float, default=None, metavar="W", help="--guidance multi: video weight")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each clip's is derived from it and the clip id")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
@@ -43,9 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from foleyflow.commands.generate import DEFAULT_BUNDLE
+    from foleyflow.commands.generate import DEFAULT_BUNDLE, option_values
     from foleyflow.data.manifest import read_manifest
     from foleyflow.errors import FoleyError
+
+    values = option_values(argparse.Namespace(**{**vars(args), "seed": None}))  # checked before anything is read
 
     rows = read_manifest(args.manifest)
     if args.split is not None:
@@ -78,20 +88,23 @@ def run(args: argparse.Namespace) -> int:
     pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
+    options = pipe.options(**values)   # the settings every clip is generated with (its seed: clip_seed)
     todo = [r for r in rows if not (out / f"{r.id}.wav").is_file()]
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     for r in tqdm(todo, desc="generate-set", unit="clip", file=sys.stderr, disable=None, dynamic_ncols=True):
         kw = {"prompt": r.caption} if args.text == "caption" else {"cot": r.cot} if args.text == "cot" else {}
-        res = pipe.generate(r.video, steps=args.steps, cfg=args.cfg, seed=clip_seed(args.seed, r.id), **kw)
+        res = pipe.generate(r.video, options=options.replace(seed=clip_seed(args.seed, r.id)), **kw)
         tmp = out / f".{r.id}.tmp.wav"
         write_audio(tmp, res.audio, res.sample_rate)
         tmp.replace(out / f"{r.id}.wav")
         for k, v in res.timings_s.items():
             timings[k] = timings.get(k, 0.0) + v
     wall = time.perf_counter() - t_start
+    recorded = {k: v for k, v in options.as_record().items() if k != "seed"}
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
-                "steps": args.steps, "cfg": args.cfg, "seed": args.seed, "precision": pipe.precision}
+                **recorded, "cfg": options.cfg_scale, "seed": args.seed, "clip_seed": "crc32 of the id, see clip_seed",
+                "precision": pipe.precision}
     (out / "generate_set.json").write_text(json.dumps({"settings": settings, "clips": len(rows),
                                                       "generated_now": len(todo), "wall_s": round(wall, 2),
                                                       "timings_s": {k: round(v, 2) for k, v in timings.items()}},

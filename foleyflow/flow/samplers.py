@@ -1,15 +1,18 @@
 """ODE samplers for flow matching, as pure functions over a velocity callable (k-diffusion style).
 
-Every fixed-grid sampler has the signature `sampler(velocity_fn, x, ts, *, generator=None) -> x_end`, where
-`velocity_fn(x, t) -> dx/dt` takes x (B, ...) and a 0-d float32 tensor t, and `ts` is an increasing (or
+Every fixed-grid sampler has the signature `sampler(velocity_fn, x, ts, *, generator=None, callback=None) -> x_end`,
+where `velocity_fn(x, t) -> dx/dt` takes x (B, ...) and a 0-d float32 tensor t, and `ts` is an increasing (or
 decreasing) 1-D grid; the ODE samplers ignore `generator` (it is there so stochastic samplers share the signature).
+`callback(i, x)`, if given, is called after step i (1-based) with the new state (progress, cancellation, recording a
+trajectory); it may raise to stop. A sampler may also return a tuple whose first item is x_end (e.g. with its
+trajectory or per-step log-probabilities; `foleyflow.pipeline.latents_of` takes the first item).
 Convention: noise at t = 0, data at t = 1 (see foleyflow.flow.objective); MMAudio samples with `euler` on
 `uniform_grid(25)`.
 - `euler`: first order, one call per step (error O(h)).
 - `heun`: Heun's second-order method (explicit trapezoid), two calls per step except the last (error O(h^2)).
 - `midpoint`: explicit midpoint, two calls per step (O(h^2)).
 - `dopri5`: adaptive Dormand-Prince 5(4) with error control (Dormand & Prince 1980; Hairer et al. II.4), first same
-  as last; takes tolerances instead of a grid.
+  as last; takes tolerances instead of a grid (`dopri5_span` puts it behind the fixed-grid signature).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Callable
 import torch
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, torch.Tensor], None]
 
 
 def uniform_grid(num_steps: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
@@ -29,31 +33,37 @@ def uniform_grid(num_steps: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tens
 
 
 def euler(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
-          generator: torch.Generator | None = None) -> torch.Tensor:
+          generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """x_{i+1} = x_i + (t_{i+1} - t_i) v(x_i, t_i)."""
     for i in range(len(ts) - 1):
         x = x + (ts[i + 1] - ts[i]) * velocity_fn(x, ts[i])
+        if callback is not None:
+            callback(i + 1, x)
     return x
 
 
 def heun(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """Heun (explicit trapezoid): predictor x' = x + h v(x, t), corrector x + h/2 (v(x, t) + v(x', t + h))."""
     for i in range(len(ts) - 1):
         h = ts[i + 1] - ts[i]
         v0 = velocity_fn(x, ts[i])
         x_pred = x + h * v0
         x = x + (h / 2) * (v0 + velocity_fn(x_pred, ts[i + 1]))
+        if callback is not None:
+            callback(i + 1, x)
     return x
 
 
 def midpoint(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """Explicit midpoint: x + h v(x + h/2 v(x, t), t + h/2)."""
     for i in range(len(ts) - 1):
         h = ts[i + 1] - ts[i]
         x_mid = x + (h / 2) * velocity_fn(x, ts[i])
         x = x + h * velocity_fn(x_mid, ts[i] + h / 2)
+        if callback is not None:
+            callback(i + 1, x)
     return x
 
 
@@ -72,10 +82,11 @@ _B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 
 
 def dopri5(velocity_fn: VelocityFn, x: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *, rtol: float = 1e-4,
            atol: float = 1e-5, first_step: float | None = None, max_steps: int = 1000,
-           generator: torch.Generator | None = None, stats: dict | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, stats: dict | None = None,
+           callback: StepCallback | None = None) -> torch.Tensor:
     """Adaptive Dormand-Prince 5(4) from t0 to t1. The step is accepted when the RMS of
     err / (atol + rtol * max(|x|, |x_new|)) is <= 1. If `stats` is a dict it receives `nfe`, `accepted`, `rejected`.
-    Raises RuntimeError after `max_steps` attempts."""
+    `callback(accepted, x)` after every accepted step. Raises RuntimeError after `max_steps` attempts."""
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
     h = min(first_step or 0.05 * span, span) if span > 0 else 0.0
@@ -103,6 +114,8 @@ def dopri5(velocity_fn: VelocityFn, x: torch.Tensor, t0: float = 0.0, t1: float 
         if err_norm <= 1.0:
             t, x, k1 = t + hs, x5, ks[6]
             accepted += 1
+            if callback is not None:
+                callback(accepted, x)
         else:
             rejected += 1
         factor = 5.0 if err_norm == 0 else min(5.0, max(0.2, 0.9 * err_norm ** (-1 / 5)))
@@ -114,4 +127,33 @@ def dopri5(velocity_fn: VelocityFn, x: torch.Tensor, t0: float = 0.0, t1: float 
     return x
 
 
-FIXED_GRID_SAMPLERS = {"euler": euler, "heun": heun, "midpoint": midpoint}
+def dopri5_span(velocity_fn: VelocityFn, x: torch.Tensor, ts: torch.Tensor, *,
+                generator: torch.Generator | None = None, callback: StepCallback | None = None) -> torch.Tensor:
+    """`dopri5` (default tolerances) from ts[0] to ts[-1] behind the fixed-grid signature: the grid's interior points
+    are ignored (the solver picks its own steps), and `callback` is called once per grid step, in order, as the
+    solution passes each grid time, so a caller's progress over len(ts) - 1 steps stays meaningful."""
+    t0, t1 = float(ts[0]), float(ts[-1])
+    grid = [float(t) for t in ts[1:]]
+    done = [0]
+    state = {"t": t0}
+
+    def tracked(xx, tt):
+        state["t"] = float(tt)
+        return velocity_fn(xx, tt)
+
+    def on_step(_, xx):
+        if callback is None:
+            return
+        while done[0] < len(grid) - 1 and (grid[done[0]] - state["t"]) * (1 if t1 >= t0 else -1) <= 1e-12:
+            done[0] += 1
+            callback(done[0], xx)
+
+    x = dopri5(tracked, x, t0, t1, generator=generator, callback=on_step)
+    if callback is not None:
+        while done[0] < len(grid):
+            done[0] += 1
+            callback(done[0], x)
+    return x
+
+
+FIXED_GRID_SAMPLERS = {"euler": euler, "heun": heun, "midpoint": midpoint, "dopri5": dopri5_span}

@@ -2,9 +2,10 @@
 Multimodal Joint Training for High-Quality Video-to-Audio Synthesis", CVPR 2025), as our own code.
 
     cfg = GeneratorConfig.preset("small_16k")
-    net = Generator(cfg)                        # sequence lengths and RoPE for cfg.duration_s
-    net.set_duration(5.0)                       # rebuild lengths + RoPE tables for another duration
-    cond = net.prepare_conditions(visual, sync, text)     # once per sample
+    net = Generator(cfg)                        # sequence lengths and RoPE for cfg.duration_s (module state)
+    net.set_duration(5.0)                       # training: set lengths + RoPE tables for another duration
+    cond = net.prepare_conditions(visual, sync, text)     # once per sample (current duration)
+    cond = net.prepare_conditions(visual, sync, text, duration_s=5.0)   # inference: tables travel with the call
     uncond = net.empty_conditions(batch_size)             # learned empty visual/sync + empty-text features
     v = net.velocity(x_t, t, cond)              # once per solver step; x_t (B, N, C) normalised latents
 
@@ -18,7 +19,7 @@ departures, none of which changes the numbers:
 - the frozen latent mean/std and empty-text features are persistent buffers rather than frozen parameters;
 - the global-condition MLP over the pooled visual + text vectors is computed in `prepare_conditions` (it does
   not depend on t) instead of at every step;
-- `Conditions.cat` batches the conditional and unconditional branches into one call (foleyflow.flow.guidance).
+- `PreparedConditions.cat` batches the conditional and unconditional branches into one call (foleyflow.flow.guidance).
 Three config flags (`use_sync`, `use_text`, `aligned_rope`; all on by default) remove a pathway for the ablations
 of MMAudio's paper; the checkpoint carries them, so an ablated model samples the way it was trained.
 """
@@ -117,30 +118,98 @@ PRESETS: dict[str, GeneratorConfig] = {
 
 @dataclass
 class Conditions:
-    """Per-sample conditions, prepared once and reused at every solver step.
-    visual (B, Nv, D), text (B, Nt, D), sync (B, N, D) resized to the latent length, global_cond (B, D)."""
+    """The generator's condition features for one window (not yet projected): what `foleyflow.conditioning` makes
+    for a clip, what a features cache stores, what `FoleyPipeline.conditions` returns and `FoleyPipeline.sample`
+    takes. visual (B, Nv, visual_dim) at visual_fps, sync (B, Ns, sync_dim), text (B, Nt, text_dim), all float32,
+    for a window of `duration_s` seconds. `plan` is an optional time-aligned track (B, Np, Dp) for future planners:
+    carried through cat/repeat/to, ignored by the generator while it has no plan pathway."""
 
     visual: torch.Tensor
     sync: torch.Tensor
     text: torch.Tensor
-    global_cond: torch.Tensor
+    duration_s: float
+    plan: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.visual.shape[0]
 
+    def _map(self, fn) -> "Conditions":
+        return Conditions(fn(self.visual), fn(self.sync), fn(self.text), self.duration_s,
+                          None if self.plan is None else fn(self.plan))
+
     def cat(self, other: "Conditions") -> "Conditions":
+        """Stacks two condition sets of the same window length along the batch."""
+        if abs(self.duration_s - other.duration_s) > 1e-9:
+            raise FoleyError(f"cannot batch conditions of {self.duration_s} s and {other.duration_s} s windows")
+        if (self.plan is None) != (other.plan is None):
+            raise FoleyError("cannot batch conditions with and without a plan track")
+        for a, b in zip(self.fields(), other.fields()):
+            if a.shape[1:] != b.shape[1:]:
+                raise FoleyError(f"cannot batch condition features of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        plan = None if self.plan is None else torch.cat([self.plan, other.plan])
+        return Conditions(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())), self.duration_s, plan)
+
+    def repeat(self, n: int) -> "Conditions":
+        """Each item repeated n times along the batch (item-major: a group of n samples per clip)."""
+        return self._map(lambda x: x.repeat_interleave(n, dim=0))
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return self.visual, self.sync, self.text
+
+    def to(self, *args, **kwargs) -> "Conditions":
+        return self._map(lambda x: x.to(*args, **kwargs))
+
+
+@dataclass
+class PreparedConditions:
+    """Per-sample conditions projected by the network (`Generator.prepare_conditions`), prepared once and reused at
+    every solver step. visual (B, Nv, D), text (B, Nt, D), sync (B, N, D) resized to the latent length N,
+    global_cond (B, D). `latent_rope` / `clip_rope`: the RoPE tables of this window's sequence lengths (None: the
+    module's, set by `set_duration`); with them the call needs no module state, so threads can share a network."""
+
+    visual: torch.Tensor
+    sync: torch.Tensor
+    text: torch.Tensor
+    global_cond: torch.Tensor
+    latent_rope: torch.Tensor | None = None
+    clip_rope: torch.Tensor | None = None
+    plan: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.visual.shape[0]
+
+    @property
+    def latent_len(self) -> int:
+        return self.sync.shape[1]
+
+    def _with(self, fields, plan) -> "PreparedConditions":
+        return PreparedConditions(*fields, latent_rope=self.latent_rope, clip_rope=self.clip_rope, plan=plan)
+
+    def cat(self, other: "PreparedConditions") -> "PreparedConditions":
         """Stacks two condition sets along the batch (e.g. conditional then unconditional guidance branch)."""
         if self.text.shape[1] != other.text.shape[1]:
             raise FoleyError(f"cannot batch text conditions of {self.text.shape[1]} and {other.text.shape[1]} "
                              "tokens; pad the prompt features to the same length")
-        return Conditions(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())))
+        plan = None if self.plan is None or other.plan is None else torch.cat([self.plan, other.plan])
+        return self._with([torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())], plan)
+
+    def repeat(self, n: int) -> "PreparedConditions":
+        """Each item repeated n times along the batch (item-major)."""
+        plan = None if self.plan is None else self.plan.repeat_interleave(n, dim=0)
+        return self._with([f.repeat_interleave(n, dim=0) for f in self.fields()], plan)
 
     def fields(self) -> tuple[torch.Tensor, ...]:
         return self.visual, self.sync, self.text, self.global_cond
 
-    def to(self, *args, **kwargs) -> "Conditions":
-        return Conditions(*(f.to(*args, **kwargs) for f in self.fields()))
+    def to(self, *args, **kwargs) -> "PreparedConditions":
+        """Fields moved/cast like Tensor.to; the RoPE tables follow to the new device and stay float32."""
+        plan = None if self.plan is None else self.plan.to(*args, **kwargs)
+        fields = [f.to(*args, **kwargs) for f in self.fields()]
+        dev = fields[0].device
+        ropes = [None if r is None else r.to(device=dev) for r in (self.latent_rope, self.clip_rope)]
+        return PreparedConditions(*fields, latent_rope=ropes[0], clip_rope=ropes[1], plan=plan)
 
 
 class Generator(nn.Module):
@@ -227,9 +296,25 @@ class Generator(nn.Module):
                      else rope_tables(visual_len, hd, device=device))
         self.register_buffer("clip_rope", clip_rope, persistent=False)
 
+    def rope_for(self, latent_len: int, visual_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latent, visual) RoPE tables (float32) for these sequence lengths, computed once per length pair and kept
+        in a dict (no module state changes: safe to call from several threads)."""
+        device = self.latent_mean.device
+        key = (latent_len, visual_len, str(device))
+        cache = self.__dict__.setdefault("_rope_cache", {})
+        tables = cache.get(key)
+        if tables is None:
+            dev = None if device.type == "meta" else device
+            hd = self.cfg.head_dim
+            clip = (aligned_rope_tables(visual_len, hd, latent_len, device=dev) if self.cfg.aligned_rope
+                    else rope_tables(visual_len, hd, device=dev))
+            tables = cache[key] = (rope_tables(latent_len, hd, device=dev), clip)
+        return tables
+
     def _apply(self, fn, recurse=True):
         # RoPE tables stay float32 on whatever device/dtype the module moves to
         super()._apply(fn, recurse)
+        self.__dict__["_rope_cache"] = {}
         if hasattr(self, "latent_len"):
             self.set_seq_lengths(self.latent_len, self.visual_len, self.sync_len)
         return self
@@ -250,11 +335,20 @@ class Generator(nn.Module):
     def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.latent_std + self.latent_mean
 
-    def prepare_conditions(self, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor) -> Conditions:
+    def prepare_conditions(self, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor, *,
+                           duration_s: float | None = None, plan: torch.Tensor | None = None) -> PreparedConditions:
         """Projects the condition features once: visual (B, Nv, visual_dim), sync (B, Ns, sync_dim),
-        text (B, Nt, text_dim) -> Conditions. Nv and Ns must match the current duration."""
-        self._check_input("visual", visual, self.visual_len, self.cfg.visual_dim)
-        self._check_input("sync", sync, self.sync_len, self.cfg.sync_dim)
+        text (B, Nt, text_dim) -> PreparedConditions. With `duration_s`, Nv and Ns must match that window and the
+        result carries its RoPE tables (no module state is read or changed); without, they must match the current
+        duration (`set_duration`). `plan` is carried along unused (no plan pathway yet)."""
+        if duration_s is None:
+            latent_len, visual_len, sync_len = self.latent_len, self.visual_len, self.sync_len
+            ropes = (None, None)
+        else:
+            latent_len, visual_len, sync_len = self.cfg.seq_lengths(duration_s)
+            ropes = self.rope_for(latent_len, visual_len)
+        self._check_input("visual", visual, visual_len, self.cfg.visual_dim)
+        self._check_input("sync", sync, sync_len, self.cfg.sync_dim)
         self._check_input("text", text, None, self.cfg.text_dim)
         b = sync.shape[0]
         if not self.cfg.use_sync:  # ablation: no timing stream
@@ -265,26 +359,42 @@ class Generator(nn.Module):
         visual = self.clip_input_proj(visual)
         sync = self.sync_input_proj(sync)
         text = self.text_input_proj(text)
-        sync = F.interpolate(sync.transpose(1, 2), size=self.latent_len, mode="nearest-exact").transpose(1, 2)
+        sync = F.interpolate(sync.transpose(1, 2), size=latent_len, mode="nearest-exact").transpose(1, 2)
         pooled = self.clip_cond_proj(visual.mean(dim=1)) + self.text_cond_proj(text.mean(dim=1))
-        return Conditions(visual=visual, sync=sync, text=text, global_cond=self.global_cond_mlp(pooled))
+        return PreparedConditions(visual=visual, sync=sync, text=text, global_cond=self.global_cond_mlp(pooled),
+                                  latent_rope=ropes[0], clip_rope=ropes[1], plan=plan)
 
-    def empty_conditions(self, batch_size: int, *, text: torch.Tensor | None = None) -> Conditions:
+    def prepare(self, c: Conditions) -> PreparedConditions:
+        """`prepare_conditions` of a Conditions (cast to the network's dtype and device)."""
+        p = next(self.parameters())
+        c = c.to(device=p.device, dtype=p.dtype)
+        return self.prepare_conditions(c.visual, c.sync, c.text, duration_s=c.duration_s, plan=c.plan)
+
+    def empty_conditions(self, batch_size: int, *, text: torch.Tensor | None = None,
+                         duration_s: float | None = None) -> PreparedConditions:
         """Unconditional branch: learned empty visual/sync features and the empty-text (or a negative prompt's,
-        (B or 1, Nt, text_dim)) features, prepared and expanded to `batch_size`."""
-        visual = self.empty_clip_feat[None].expand(1, self.visual_len, -1)
-        sync = self.empty_sync_feat[None].expand(1, self.sync_len, -1)
+        (B or 1, Nt, text_dim)) features, prepared and expanded to `batch_size`; for `duration_s` (default: the
+        current duration)."""
+        visual_len, sync_len = ((self.visual_len, self.sync_len) if duration_s is None
+                                else self.cfg.seq_lengths(duration_s)[1:])
+        visual = self.empty_clip_feat[None].expand(1, visual_len, -1)
+        sync = self.empty_sync_feat[None].expand(1, sync_len, -1)
         text = self.empty_string_feat[None] if text is None else text
         if text.shape[0] not in (1, batch_size):
             raise FoleyError(f"negative text features have batch {text.shape[0]}, expected 1 or {batch_size}")
-        c = self.prepare_conditions(visual.expand(text.shape[0], -1, -1), sync.expand(text.shape[0], -1, -1), text)
-        return Conditions(*(f.expand(batch_size, *f.shape[1:]) for f in c.fields()))
+        c = self.prepare_conditions(visual.expand(text.shape[0], -1, -1), sync.expand(text.shape[0], -1, -1), text,
+                                    duration_s=duration_s)
+        return c._with([f.expand(batch_size, *f.shape[1:]) for f in c.fields()], None)
 
-    def velocity(self, latent: torch.Tensor, t: torch.Tensor | float, cond: Conditions) -> torch.Tensor:
+    def velocity(self, latent: torch.Tensor, t: torch.Tensor | float, cond: PreparedConditions) -> torch.Tensor:
         """Flow velocity at normalised latents `latent` (B, N, C) and time t ((B,), (1,) or float) -> (B, N, C)."""
-        if latent.shape[1] != self.latent_len:
-            raise FoleyError(f"latent length {latent.shape[1]} does not match the generator's {self.latent_len} "
-                             "(call set_duration first)")
+        if cond.latent_rope is None:
+            latent_rope, clip_rope, want = self.latent_rope, self.clip_rope, self.latent_len
+        else:
+            latent_rope, clip_rope, want = cond.latent_rope, cond.clip_rope, cond.latent_len
+        if latent.shape[1] != want:
+            raise FoleyError(f"latent length {latent.shape[1]} does not match the conditions' {want} "
+                             "(call set_duration first, or prepare the conditions with duration_s)")
         b = latent.shape[0]
         t = torch.as_tensor(t, dtype=torch.float32, device=latent.device).reshape(-1).expand(b)
         x = self.audio_input_proj(latent)
@@ -292,9 +402,9 @@ class Generator(nn.Module):
         frame_c = global_c + cond.sync                                          # (B, N, D)
         visual, text = cond.visual, cond.text
         for block in self.joint_blocks:
-            x, visual, text = block(x, visual, text, global_c, frame_c, self.latent_rope, self.clip_rope)
+            x, visual, text = block(x, visual, text, global_c, frame_c, latent_rope, clip_rope)
         for block in self.fused_blocks:
-            x = block(x, frame_c, self.latent_rope)
+            x = block(x, frame_c, latent_rope)
         return self.final_layer(x, global_c)  # global (not per-frame) condition, as the released weights expect
 
     def forward(self, latent: torch.Tensor, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor,

@@ -2,6 +2,7 @@
 
 `guided_velocity` builds the `velocity_fn(x, t)` the samplers in foleyflow.flow.samplers integrate, with the
 conditions prepared once; by default both guidance branches run as one batched call (the reference runs two).
+`GUIDANCE` names the ways the two branches are combined (`cfg`, MMAudio's; `apg`, adaptive projected guidance).
 `generate` runs a sampler from given noise, optionally in bfloat16: the network weights and activations are bf16
 (on CPU this uses the avx512_bf16 / AMX kernels of oneDNN), while the sampler state, the time embedding, RoPE and
 the guidance combination stay float32. Convention: noise at t = 0, data at t = 1; latents are in the network's
@@ -14,18 +15,47 @@ from typing import Callable
 
 import torch
 
-from foleyflow.flow.guidance import batched_cfg, cfg
+from foleyflow.flow.guidance import batched_cfg, cfg, cfg_apg, multi_condition
 from foleyflow.flow.samplers import euler, uniform_grid
-from foleyflow.models.generator import Conditions, Generator
+from foleyflow.models.generator import Generator, PreparedConditions
 from foleyflow.nn.layers import ConvSwiGLU, SwiGLU
+from foleyflow.options import DEFAULTS, GUIDANCE  # noqa: F401 (GUIDANCE: the modes' names)
 
 
-def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None = None, cfg_scale: float = 4.5, *,
-                    batched: bool = True, compile: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """velocity_fn(x, t) with classifier-free guidance `cfg_scale` (v = s v_cond + (1 - s) v_uncond) against
-    `uncond` (default: the learned empty conditions); scale 1 -> the plain conditional velocity, one branch.
-    `compile=True` wraps the network call in torch.compile (static shapes; the first call compiles, which takes
-    minutes on a small CPU; needs a C++ compiler)."""
+def combine_fn(guidance: str = "cfg", apg_eta: float = 0.0):
+    """The guidance combination `combine(v_cond, v_uncond, scale)`: "cfg" = s v_cond + (1 - s) v_uncond;
+    "apg" = v_cond + (s - 1) APG(v_cond - v_uncond) with parallel damping `apg_eta` (foleyflow.flow.guidance)."""
+    if guidance == "cfg":
+        return cfg
+    if guidance == "apg":
+        return lambda vc, vu, s: cfg_apg(vc, vu, s, apg_eta)
+    raise ValueError(f"guidance {guidance!r} has no two-branch combination (one of cfg, apg)")
+
+
+def multi_guided_velocity(net: Generator, full: PreparedConditions, no_text: PreparedConditions,
+                          no_video: PreparedConditions, none: PreparedConditions, *, w_joint: float, w_text: float,
+                          w_video: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """velocity_fn(x, t) with multi-condition guidance (foleyflow.flow.guidance.multi_condition, after ALIVE) over
+    four branches evaluated as one batched call: full conditions, without text, without video, with neither."""
+    dtype = next(net.parameters()).dtype
+    allc = full.cat(no_text).cat(no_video).cat(none)
+
+    def velocity_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        v = net.velocity(x.repeat(4, *([1] * (x.dim() - 1))).to(dtype), t, allc).float()
+        return multi_condition(v[:b], v[b:2 * b], v[2 * b:3 * b], v[3 * b:], w_joint=w_joint, w_text=w_text,
+                               w_video=w_video)
+
+    return velocity_fn
+
+
+def guided_velocity(net: Generator, cond: PreparedConditions, uncond: PreparedConditions | None = None,
+                    cfg_scale: float = DEFAULTS.cfg_scale, *, batched: bool = True, compile: bool = False, combine=cfg,
+                    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """velocity_fn(x, t) with classifier-free guidance `cfg_scale` (v = s v_cond + (1 - s) v_uncond, or another
+    `combine`, see `combine_fn`) against `uncond` (default: the learned empty conditions of the current duration);
+    scale 1 -> the plain conditional velocity, one branch. `compile=True` wraps the network call in torch.compile
+    (static shapes; the first call compiles, which takes minutes on a small CPU; needs a C++ compiler)."""
     dtype = next(net.parameters()).dtype
     velocity = torch.compile(net.velocity, dynamic=False) if compile else net.velocity
 
@@ -38,8 +68,8 @@ def guided_velocity(net: Generator, cond: Conditions, uncond: Conditions | None 
         uncond = net.empty_conditions(cond.batch_size)
     if batched:
         both = cond.cat(uncond)
-        return batched_cfg(lambda x2, t: run(x2, t, both), cfg_scale)
-    return lambda x, t: cfg(run(x, t, cond), run(x, t, uncond), cfg_scale)
+        return batched_cfg(lambda x2, t: run(x2, t, both), cfg_scale, combine=combine)
+    return lambda x, t: combine(run(x, t, cond), run(x, t, uncond), cfg_scale)
 
 
 def inference_copy(net: Generator, dtype: torch.dtype = torch.bfloat16, *, fuse: bool = True) -> Generator:
@@ -61,15 +91,17 @@ def bf16_copy(net: Generator) -> Generator:
 
 @torch.inference_mode()
 def generate(net: Generator, x0: torch.Tensor, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor, *,
-             cfg_scale: float = 4.5, num_steps: int = 25, sampler=euler, negative_text: torch.Tensor | None = None,
-             batched: bool = True) -> torch.Tensor:
-    """Normalised latents (B, N, C) from noise x0 (B, N, C) and features (float32; cast to the network's dtype).
-    Pass `bf16_copy(net)` as `net` for the bfloat16 path. Returns float32."""
+             cfg_scale: float = DEFAULTS.cfg_scale, num_steps: int = DEFAULTS.steps, sampler=euler,
+             negative_text: torch.Tensor | None = None, batched: bool = True,
+             duration_s: float | None = None) -> torch.Tensor:
+    """Normalised latents (B, N, C) from noise x0 (B, N, C) and features (float32; cast to the network's dtype),
+    for a window of `duration_s` (default: the network's current duration). Pass `bf16_copy(net)` as `net` for the
+    bfloat16 path. Returns float32. (FoleyPipeline.sample is the full-featured path.)"""
     dtype = next(net.parameters()).dtype
-    cond = net.prepare_conditions(visual.to(dtype), sync.to(dtype), text.to(dtype))
+    cond = net.prepare_conditions(visual.to(dtype), sync.to(dtype), text.to(dtype), duration_s=duration_s)
     uncond = None
     if cfg_scale != 1.0:
         neg = None if negative_text is None else negative_text.to(dtype)
-        uncond = net.empty_conditions(x0.shape[0], text=neg)
+        uncond = net.empty_conditions(x0.shape[0], text=neg, duration_s=duration_s)
     fn = guided_velocity(net, cond, uncond, cfg_scale, batched=batched)
     return sampler(fn, x0.float(), uniform_grid(num_steps))

@@ -1,0 +1,204 @@
+"""Conditioning: windows, frame decoding at each encoder's rate, visual and text encoding, the text-encoder record.
+
+The one path from a clip to the generator's condition features. `foleyflow extract-features` (the training caches,
+foleyflow.data.features) and `FoleyPipeline.conditions` (generation) both call `window_conditions` /
+`encode_video_window` and `text_features` here, so a generator sees at inference exactly the features it was trained
+on (tests/test_conditioning.py compares the two).
+
+Windows. The generator works on windows of a fixed duration W (its training clip length).
+- `cache_windows` cuts a clip of D seconds for a cache: D <= W gives one window [0, W) (the clip is padded: the last
+  video frame is repeated, the audio is padded with silence); D > W gives floor(D / W) back-to-back windows plus,
+  when the rest is at least `min_tail_s`, one more window aligned to the end [D - W, D) (it overlaps its neighbour).
+- `generation_windows` cuts a video for generation: D <= W gives one window of D seconds (at least 1 s); a longer
+  video is cut into windows of W seconds that overlap by at least `overlap_s`: window k starts at k * (W - overlap_s),
+  the last one ends exactly at D (foleyflow.pipeline joins them with crossfades).
+Window starts are seconds from the first frame of the video stream; the stream's own start time (`probe`'s
+`start_s`) is added when frames are decoded.
+
+Frames. Each visual encoder states its rate (`fps`), input size (`cfg.image_size`) and how it resizes (semantic:
+stretched to a square, as MMAudio's CLIP; sync: short side to the size and centre crop, as Synchformer), so frames are
+decoded straight at that size by FFmpeg (`foleyflow.media.iter_frames`) and the encoder's own resize is a no-op.
+Frame counts follow the generator's token rules for the window (GeneratorConfig.seq_lengths): int(d * 8) semantic
+frames; int(d * 25) sync frames, giving ((int(d * 25) - 16) // 8 + 1) * 8 sync tokens. Past the end of the video the
+last frame is repeated. A window without video holds the generator's learned empty visual and sync features.
+
+Text. Captions and prompts go through `TextEncoder.encode`, chains of thought (FoleyWorld's format, parsed by
+`foleyflow.world.text.parse_cot`, or a mapping of its four parts) through `encode_cot`; both give `output_len`
+tokens, so every text field of a cache and the empty text have the same token count (the generator's `text_len`).
+A missing caption or CoT is encoded as the empty string (the generator's unconditional text).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from foleyflow.errors import FoleyError
+from foleyflow.models.text_encoder import TEXT_DIM, load_text_encoder_quietly  # noqa: F401  (re-exported)
+
+MIN_TAIL_S = 1.0     # a rest shorter than this at the end of a long clip is not cached as its own window
+MIN_WINDOW_S = 1.0   # generation windows are at least this long (the output is cut to the video afterwards)
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float  # seconds from the start of the video stream
+    duration_s: float
+
+
+def cache_windows(duration_s: float, window_s: float, min_tail_s: float = MIN_TAIL_S) -> list[Window]:
+    """Windows of `window_s` covering a clip of `duration_s` for a cache (see the module docstring)."""
+    if window_s <= 0:
+        raise FoleyError(f"window duration must be positive, got {window_s}")
+    if duration_s <= window_s + 1e-6:
+        return [Window(0.0, window_s)]
+    n = int(math.floor(duration_s / window_s + 1e-9))
+    out = [Window(k * window_s, window_s) for k in range(n)]
+    if duration_s - n * window_s >= min_tail_s:
+        out.append(Window(duration_s - window_s, window_s))
+    return out
+
+
+def generation_windows(duration_s: float, window_s: float, overlap_s: float = 1.0) -> list[Window]:
+    """Windows covering [0, duration_s] for generation (see the module docstring)."""
+    if duration_s <= window_s + 1e-9:
+        return [Window(0.0, max(duration_s, MIN_WINDOW_S))]
+    if not 0 <= overlap_s <= window_s / 2:
+        raise FoleyError(f"overlap {overlap_s} s must be between 0 and half the window ({window_s / 2} s)")
+    hop = window_s - overlap_s
+    n = math.ceil((duration_s - window_s) / hop - 1e-9) + 1
+    starts = [k * hop for k in range(n - 1)] + [duration_s - window_s]
+    return [Window(s, window_s) for s in starts]
+
+
+# ---------------------------------------------------------------------------------------------------- video
+def frame_size_mode(encoder) -> tuple[int | None, str]:
+    """(decode size, resize mode) for a visual encoder: its input size and the resize it would apply itself."""
+    size = getattr(getattr(encoder, "cfg", None), "image_size", None)
+    sync_like = hasattr(getattr(encoder, "cfg", None), "segment_frames") or "sync" in type(encoder).__name__.lower()
+    return size, ("center_crop" if sync_like else "stretch")
+
+
+def decode_window(path: str | Path, encoder, start_s: float, duration_s: float, num_frames: int) -> torch.Tensor:
+    """(1, num_frames, 3, S, S) uint8 frames of `path` at `encoder.fps` from `start_s` (seconds of the stream's
+    timeline), decoded at the encoder's input size; padded by repeating the last frame (or trimmed) to exactly
+    `num_frames`."""
+    from foleyflow.media import iter_frames
+
+    size, mode = frame_size_mode(encoder)
+    frames = [f for _, _, f in iter_frames(path, encoder.fps, size=size, resize=mode, start_s=start_s,
+                                           duration_s=duration_s)][:num_frames]
+    if not frames:
+        raise FoleyError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
+    frames += [frames[-1]] * (num_frames - len(frames))
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].contiguous()
+
+
+def sync_frame_count(duration_s: float, sync_fps: float) -> int:
+    """Frames the sync encoder reads for a window: int(duration_s * fps)."""
+    return int(math.floor(duration_s * sync_fps + 1e-6))
+
+
+@torch.inference_mode()
+def encode_window(path: str | Path, semantic, sync, start_s: float, duration_s: float, visual_len: int,
+                  sync_len: int, timings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Visual (1, visual_len, Dv) and sync (1, sync_len, Ds) features (float32, CPU) of the window [start_s,
+    start_s + duration_s) of a video (`start_s` on the stream's timeline). The encoders run on their own device.
+    `timings`, if given, accumulates seconds under "decode" and "encoders"."""
+    device = next(semantic.parameters()).device
+    t0 = time.perf_counter()
+    sem_frames = decode_window(path, semantic, start_s, duration_s, visual_len)
+    syn_frames = decode_window(path, sync, start_s, duration_s, sync_frame_count(duration_s, sync.fps))
+    t1 = time.perf_counter()
+    visual = semantic(sem_frames.to(device)).float().cpu()
+    tokens = sync(syn_frames.to(device)).float().cpu()
+    if timings is not None:
+        timings["decode"] = timings.get("decode", 0.0) + t1 - t0
+        timings["encoders"] = timings.get("encoders", 0.0) + time.perf_counter() - t1
+    if tokens.shape[1] != sync_len or visual.shape[1] != visual_len:
+        raise FoleyError(f"encoders gave {visual.shape[1]} visual and {tokens.shape[1]} sync tokens for "
+                         f"{duration_s} s; the generator expects {visual_len} and {sync_len}")
+    return visual, tokens
+
+
+def window_conditions(generator_cfg, semantic, sync, video: str | Path | None, window: Window, text: torch.Tensor,
+                      *, video_start_s: float = 0.0, empty_visual: torch.Tensor | None = None,
+                      empty_sync: torch.Tensor | None = None, timings: dict | None = None):
+    """The generator's Conditions (foleyflow.models.generator) of one window: the video's features over `window`
+    (its start relative to the first frame; `video_start_s` is the stream's start time), or without a video the
+    learned empty features `empty_visual` (1, Dv) / `empty_sync` (1, Ds) (zeros if not given, as the caches store
+    them); `text` (1, Nt, Dt) as is. Lengths follow `generator_cfg.seq_lengths(window.duration_s)`."""
+    from foleyflow.models.generator import Conditions
+
+    _, visual_len, sync_len = generator_cfg.seq_lengths(window.duration_s)
+    if video is not None:
+        visual, tokens = encode_window(video, semantic, sync, video_start_s + window.start_s, window.duration_s,
+                                       visual_len, sync_len, timings)
+    else:
+        ev = torch.zeros(1, semantic.out_dim) if empty_visual is None else empty_visual.detach().float().cpu()
+        es = torch.zeros(1, sync.out_dim) if empty_sync is None else empty_sync.detach().float().cpu()
+        visual, tokens = ev[None].expand(1, visual_len, -1), es[None].expand(1, sync_len, -1)
+    return Conditions(visual=visual, sync=tokens, text=text.float(), duration_s=float(window.duration_s))
+
+
+# ---------------------------------------------------------------------------------------------------- text
+def cot_parts(text: str) -> dict[str, str]:
+    """A chain of thought in FoleyWorld's format (foleyflow.world.text) -> {semantic, temporal, aesthetic, spatial}."""
+    from foleyflow.world.text import PARTS, parse_cot
+
+    cot = parse_cot(text)
+    return {p: getattr(cot, p) for p in PARTS}
+
+
+def encode_texts(encoder, texts: Sequence[str | None], *, cot: bool = False) -> torch.Tensor:
+    """(N, output_len, 384) token features; None or "" -> the empty string's features."""
+    if not texts:
+        return torch.zeros(0, encoder.cfg.output_len, TEXT_DIM)
+    out = torch.zeros(len(texts), encoder.cfg.output_len, TEXT_DIM)
+    todo = [(i, t) for i, t in enumerate(texts) if t]
+    if todo:
+        idx = [i for i, _ in todo]
+        if cot:
+            feats = encoder.encode_cot([cot_parts(t) for _, t in todo]).tokens
+        else:
+            feats = encoder.encode([t for _, t in todo]).tokens
+        out[idx] = feats
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        out[empty] = encoder.encode([""]).tokens
+    return out
+
+
+def text_features(encoder, prompt: str | None = None, cot: str | Mapping[str, str] | None = None, *,
+                  empty: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, output_len, 384) float32: a prompt, a chain of thought (FoleyWorld's text format or a mapping of its four
+    parts), or neither: `empty` (1 or no batch dim; the generator's stored empty-text features) if given, else the
+    encoder's encoding of "". `encoder` is only used when there is a text (it may be a callable returning it)."""
+    if prompt and cot:
+        raise FoleyError("give a prompt or a chain of thought, not both")
+    if not prompt and not cot and empty is not None:
+        return (empty if empty.dim() == 3 else empty[None]).detach().float().cpu()
+    enc = encoder() if callable(encoder) and not hasattr(encoder, "encode") else encoder
+    if cot:
+        parts = cot_parts(cot) if isinstance(cot, str) else dict(cot)
+        return enc.encode_cot([parts]).tokens.float()
+    return enc.encode([prompt or ""]).tokens.float()
+
+
+def text_encoder_record(cfg) -> dict:
+    """Producer record of the text encoder for caches and bundles: its identity hashed like a checkpoint."""
+    from foleyflow.models.text_encoder import text_encoder_id
+
+    ident = text_encoder_id(cfg)
+    # what a text that fits its budget encodes to depends on neither what happens to texts that do not (overflow)
+    # nor on how many texts run at once (batch_size): those do not change the identity
+    same = {**ident, "config": {k: v for k, v in ident["config"].items() if k not in ("overflow", "batch_size")}}
+    digest = hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
+    return {"kind": "text_encoder", "sha256": digest, "path": ident["model"], "config": ident["config"]}
