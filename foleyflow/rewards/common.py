@@ -196,3 +196,33 @@ def truth_pan_track(truth: dict, duration_s: float, fps: float = PAN_FPS, *, on_
             pan[on] = np.broadcast_to(pan_at(t, float(e.get("pan", 0.0)), e.get("pan_track")), (n,))[on]
             best[on] = float(e.get("gain", 1.0))
     return torch.from_numpy(pan.astype(np.float32)), torch.from_numpy(np.isfinite(best))
+
+
+def crop_start_s(duration_s: float, crop_s: float, generator: torch.Generator, *, lo_s: float = 0.0,
+                 hi_margin_s: float = 0.0, step_s: float = 0.0) -> float:
+    """A random start in [lo_s, duration_s - crop_s - hi_margin_s] (0 when the clip is too short), rounded down to a
+    multiple of step_s when step_s > 0 (e.g. to align crops with 10 fps frames)."""
+    hi = max(lo_s, duration_s - crop_s - hi_margin_s)
+    s = lo_s + (hi - lo_s) * float(torch.rand((), generator=generator))
+    return math.floor(s / step_s + 1e-9) * step_s if step_s > 0 else s
+
+
+def crop(audio: torch.Tensor, start_s: float, crop_s: float) -> torch.Tensor:
+    """(C, num_samples) -> (C, round(crop_s * 16000)) from start_s, zero-padded past the end."""
+    s, n = int(round(start_s * SAMPLE_RATE)), int(round(crop_s * SAMPLE_RATE))
+    return fit_length(audio[:, s:s + n], n, dim=1)
+
+
+def conditions_from_truth(clips: list[RewardClip], duration_s: float | None = None, *,
+                          use_cot: bool = True) -> RewardConditions:
+    """Ground-truth conditions of whole `train` clips (what GRPO may use on `train`): texts (the CoT, else the
+    caption), contacts at 25 fps and the visible pan track at 10 fps, all clipped or padded to duration_s (default:
+    the first clip's)."""
+    d = duration_s or clips[0].duration_s
+    for c in clips:
+        if c.truth is None:
+            raise RewardError(f"clip {c.id} has no truth JSON")
+    pans = [truth_pan_track(c.truth, d) for c in clips]
+    return RewardConditions(texts=[(c.cot if use_cot and c.cot else c.caption) for c in clips],
+                            contacts=torch.stack([truth_contacts(c.truth, d) for c in clips]),
+                            pan_track=torch.stack([p for p, _ in pans]), pan_mask=torch.stack([m for _, m in pans]))
