@@ -124,8 +124,8 @@ def main(argv=None) -> None:
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             for k, v in out.items():
-                writer.add_scalar(k, float(v), step)
-            print(f"step {step} " + " ".join(f"{k}={float(v):.4f}" for k, v in out.items()), flush=True)
+                writer.add_scalar(k, float(v.detach()), step)
+            print(f"step {step} " + " ".join(f"{k}={float(v.detach()):.4f}" for k, v in out.items()), flush=True)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=KIND, config=config_to_json(cfg),
                              state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
