@@ -34,7 +34,7 @@ def world_manifest(tmp_path_factory, clips: int = 4, duration_s: float = 3.0) ->
     from foleyflow.world.config import WorldConfig
 
     if "train" not in _WORLD:
-        cfg = WorldConfig(duration_s=duration_s, size=32)
+        cfg = WorldConfig(duration_s=duration_s, size=64)
         if not Path(cfg.soundfont).is_file():
             pytest.skip(f"soundfont not installed at {cfg.soundfont}")
         from foleyflow.world.make import make_split
