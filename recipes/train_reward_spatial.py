@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from foleyflow.config import config_to_json, load_config, save_config, to_dict
-from foleyflow.rewards.common import PAN_FPS, RewardConditions, crop, crop_start_s, fit_length, load_clips, truth_pan_track
+from foleyflow.rewards.common import (PAN_FPS, RewardConditions, crop, crop_start_s, fit_length, load_clips,
+                                      truth_pan_track)
 from foleyflow.rewards.spatial import KIND, SpatialRewardConfig, SpatialRewardModel, save_spatial_reward
 from foleyflow.train.state import resume_train_state, rng_state, save_train_state
 

@@ -46,7 +46,7 @@ def world_manifest(tmp_path_factory, clips: int = 4, duration_s: float = 3.0) ->
 
 
 def click_clip(onsets_s: list[float], duration_s: float, seed: int) -> torch.Tensor:
-    """(2, num_samples) quiet noise floor plus a 40 ms decaying noise burst at each onset (a synthetic contact sound)."""
+    """(2, num_samples): a quiet noise floor plus a 40 ms decaying noise burst at each onset (a contact sound)."""
     g = torch.Generator().manual_seed(seed)
     n = int(duration_s * 16000)
     x = 0.003 * torch.randn(2, n, generator=g)

@@ -4,6 +4,7 @@ audio to shifted audio and the aesthetic reward prefers clean audio to heavily d
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 import pytest
@@ -35,10 +36,13 @@ def test_debug_recipe_writes_a_loadable_reward(tmp_path, manifest, name):
 
     torch.set_num_threads(1)
     recipe(name).main(["--config", str(ROOT / "configs" / f"train_reward_{name}" / "debug.yaml"),
-                       "--out", str(tmp_path), f"data.manifest={manifest}"])
+                       "--out", str(tmp_path), f"data.manifest={manifest}", "data.val_split=train"])
     module = import_module(f"foleyflow.rewards.{name}")
     model = getattr(module, f"load_{name}_reward")(tmp_path / f"reward_{name}.safetensors")
-    assert model.identity["provenance"]["data"].endswith("split train")
+    prov = model.identity["provenance"]
+    assert prov["data"].endswith("split train") and prov["steps"] == 3
+    figures = prov["figures"]["train"]  # the held-out report's code path, here on the training clips
+    assert figures["clips"] == 4 and all(v is None or v == v for v in figures.values())
     clips = load_clips(manifest)
     cond = conditions_from_truth(clips)
     if name == "semantic":
@@ -48,7 +52,8 @@ def test_debug_recipe_writes_a_loadable_reward(tmp_path, manifest, name):
     with torch.no_grad():
         scores = model.score(torch.stack([c.audio for c in clips]), cond)
     assert scores.shape == (len(clips),) and torch.isfinite(scores).all()
-    assert (tmp_path / "checkpoints").glob("state_*.safetensors")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("state_*.safetensors")) == [
+        "state_00000002.safetensors", "state_00000003.safetensors"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -157,3 +162,13 @@ def test_aesthetic_reward_ranks_clean_above_heavily_degraded(manifest):
         for kind in ("noise", "clip", "lowpass", "codec"):
             bad = torch.stack([degrade(x, kind, 1.0, torch.Generator().manual_seed(1)) for x in clean])
             assert (q_clean > model.score(bad)).float().mean() >= 0.75, kind
+
+
+def test_recipe_errors_are_one_line(tmp_path, manifest):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_reward_spatial.py"), "--config",
+                           str(ROOT / "configs" / "train_reward_spatial" / "debug.yaml"), "--out", str(tmp_path),
+                           f"data.manifest={manifest}", "data.split=evaltrain", "data.allow_other_split=true"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "evaltrain" in proc.stderr
