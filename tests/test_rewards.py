@@ -108,6 +108,15 @@ def test_reward_code_never_imports_the_evaluation_suite():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert "assets/eval" not in node.value, path.name
 
+def test_semantic_text_takes_the_semantic_part_of_a_cot():
+    cot = "Semantic: a glass ball bounces. Temporal: hits at 0.5 s. Aesthetic: dry. Spatial: on the left."
+    assert semantic.semantic_text(cot) == "a glass ball bounces."
+    assert semantic.semantic_text("Semantic: a can\nTemporal: at 1 s") == "a can"
+    assert semantic.semantic_text("a metal can rolls") == "a metal can rolls"
+    a, b = semantic.hashed_text_features([cot, "a glass ball bounces."])
+    assert torch.allclose(a, b)
+
+
 def test_train_split_rule():
     check_split("train")
     check_split("val", allow_other_split=True)

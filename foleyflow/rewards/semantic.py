@@ -103,12 +103,14 @@ class SemanticRewardModel(nn.Module):
 
 
 def semantic_text(text: str) -> str:
-    """The Semantic part of a chain of thought, or the text itself when it is a plain prompt."""
-    from foleyflow.models.text_encoder import split_cot
+    """The Semantic part of a chain of thought (FoleyWorld's format, parts on one line or several:
+    `foleyflow.world.text.parse_cot`), or the text itself when it is a plain prompt or has no Semantic part."""
+    from foleyflow.errors import FoleyError
+    from foleyflow.world.text import parse_cot
 
     try:
-        part = split_cot(text)[0]
-    except Exception:  # not a chain of thought
+        part = parse_cot(text).semantic
+    except FoleyError:  # not a chain of thought
         return text
     return part or text
 
