@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from foleyflow.config import config_to_json, load_config, save_config, to_dict
-from foleyflow.rewards.common import CONTACT_FPS, crop_start_s, load_clips, truth_contacts
+from foleyflow.rewards.common import CONTACT_FPS, load_clips, truth_contacts
 from foleyflow.rewards.temporal import (KIND, TemporalRewardConfig, TemporalRewardModel, contact_window,
                                         sample_shifts, save_temporal_reward, shifted_windows)
 from foleyflow.train.state import resume_train_state, rng_state, save_train_state
@@ -71,12 +71,14 @@ def noisy(track: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
 def batch(clips, tracks, cfg: TrainConfig, g: torch.Generator, noise: float):
     """(candidates (B, K + 1, 2, N), contacts (B, round(window_s * 25), 2))."""
     pick = torch.randint(len(clips), (cfg.batch_size,), generator=g).tolist()
-    w, m = cfg.data.window_s, cfg.model.max_shift_s
+    w = cfg.data.window_s
     cands, conts = [], []
     for i in pick:
-        start = crop_start_s(clips[i].duration_s, w, g, lo_s=min(m, max(0.0, (clips[i].duration_s - w) / 2)),
-                             hi_margin_s=m)
-        cands.append(shifted_windows(clips[i].audio, start, w, sample_shifts(cfg.data.negatives, cfg.model, g)))
+        shifts = sample_shifts(cfg.data.negatives, cfg.model, g)
+        # the aligned window and every shifted one inside the clip (no zero padding that would give a shift away)
+        lo, hi = max(0.0, -min(shifts)), clips[i].duration_s - w - max(0.0, max(shifts))
+        start = lo + max(0.0, hi - lo) * float(torch.rand((), generator=g))
+        cands.append(shifted_windows(clips[i].audio, start, w, shifts))
         conts.append(contact_window(noisy(tracks[i], noise, g), start, w))
     return torch.stack(cands), torch.stack(conts)
 
