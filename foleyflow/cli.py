@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "extract_latents",
     "extract_features",
     "evaluate",
+    "convert",
 )
 
 
