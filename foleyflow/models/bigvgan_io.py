@@ -66,7 +66,7 @@ def build_bigvgan(config: dict) -> nn.Module:
         import bigvgan
         from bigvgan.env import AttrDict
     except ImportError:
-        raise MissingResourceError("NVIDIA's bigvgan package is not installed (pip install 'foleyflow[mmaudio]', "
+        raise MissingResourceError("NVIDIA's bigvgan package is not installed (bash scripts/setup.sh installs it, "
                                    "see docs/mmaudio.md)") from None
     try:
         net = bigvgan.BigVGAN(AttrDict(dict(config)), use_cuda_kernel=False)

@@ -40,7 +40,7 @@ BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 def open_clip_modules() -> tuple[types.ModuleType, types.ModuleType]:
     """(open_clip.model, open_clip.tokenizer), importable without torchvision."""
     if importlib.util.find_spec("open_clip") is None:
-        raise MissingResourceError("open-clip-torch is not installed (pip install 'foleyflow[mmaudio]', see "
+        raise MissingResourceError("open-clip-torch is not installed (bash scripts/setup.sh installs it, see "
                                    "docs/mmaudio.md)")
     if importlib.util.find_spec("torchvision") is not None:
         import open_clip
