@@ -180,6 +180,7 @@ def write_fake_release(root: Path, mmaudio_fixtures) -> dict[str, Path]:
     root.mkdir()
     gen = Generator(GeneratorConfig(latent_channels=20, visual_dim=16, sync_dim=96, text_dim=24, hidden_dim=64,
                                     num_heads=1, num_joint_blocks=2, num_audio_blocks=1))
+    gen.set_latent_stats(torch.rand(20) - 0.5, torch.rand(20) + 0.5)
     paths = {"generator": root / "mmaudio_small_16k.pth", "vae": root / "v1-16.pth",
              "synchformer": root / "synchformer_state_dict.pth", "vocoder": root / "bigvgan", "clip": root / "clip"}
     torch.save(to_mmaudio(gen.state_dict()), paths["generator"])
@@ -236,6 +237,15 @@ def test_convert_command_on_a_fake_release_folder(tmp_path, mmaudio_fixtures, ca
                          torch.load(p["clip"] / "open_clip_pytorch_model.bin", weights_only=True).items()})
     with torch.no_grad():
         torch.testing.assert_close(C.ClipText(ref)(["a dog barks", ""]), text)
+    # end to end from frames: 1 s (8 frames at 8 fps, 25 at 25 fps), 2 guided Euler steps, mono and stereo
+    frames25 = torch.randint(0, 256, (1, 25, 3, 40, 60), dtype=torch.uint8)
+    audio = rel.synthesize(1.0, frames8=frames25[:, ::3][:, :8], frames25=frames25, texts=["a dog barks"],
+                           num_steps=2, seed=3)
+    assert audio.shape == (1, 16000) and torch.isfinite(audio).all()
+    again = rel.synthesize(1.0, frames8=frames25[:, ::3][:, :8], frames25=frames25, texts=["a dog barks"],
+                           num_steps=2, seed=3, stereo=True)
+    assert again.shape == (1, 2, 16000) and torch.equal(again[:, 1], audio)
+    assert rel.synthesize(1.0, texts=["rain"], num_steps=1).shape == (1, 16000)  # text-to-audio
 
 
 def test_convert_names_missing_files_and_mismatched_parts(tmp_path, mmaudio_fixtures, capsys):

@@ -46,6 +46,41 @@ class MMAudioRelease:
         wav = self.decoder(self.vae.decode(latents.float()))
         return to_stereo(wav) if stereo else wav
 
+    @torch.no_grad()
+    def synthesize(self, duration_s: float, *, frames8: torch.Tensor | None = None,
+                   frames25: torch.Tensor | None = None, texts: list[str] | None = None, num_steps: int = 25,
+                   cfg_scale: float = 4.5, seed: int = 0, stereo: bool = False) -> torch.Tensor:
+        """MMAudio's inference from decoded frames: frames8 (B, int(8 d), 3, H, W) and frames25 (B, >= the frames of
+        d s at 25 fps, 3, H, W), uint8 or float [0, 1], and/or texts (B strings) -> (B, round(d * sr)) mono (or
+        (B, 2, ...)). Missing visual inputs take the learned empty features (text-to-audio), a missing text the
+        empty string, as MMAudio does. Euler on linspace(0, 1, steps + 1), guidance v = s v_c + (1 - s) v_u, noise
+        from `seed`. The video decoding and frame sampling are the pipeline's (foleyflow.video)."""
+        from foleyflow.errors import FoleyError
+        from foleyflow.models.generator_sampling import generate
+
+        net = self.generator
+        if net is None or self.text is None:
+            raise CheckpointError("synthesize needs the bundle's generator and CLIP (convert with --clip)")
+        net.set_duration(duration_s)
+        b = next(x.shape[0] for x in (frames8, frames25) if x is not None) if texts is None else len(texts)
+        text = self.text(texts if texts is not None else [""] * b)
+        visual = net.empty_clip_feat[None].expand(b, net.visual_len, -1)
+        sync = net.empty_sync_feat[None].expand(b, net.sync_len, -1)
+        if frames8 is not None:
+            visual = self.semantic(frames8)
+        if frames25 is not None:
+            if self.sync is None:
+                raise CheckpointError("this bundle has no Synchformer: convert with --synchformer")
+            sync = self.sync(frames25)[:, : net.sync_len]
+        if visual.shape[1] != net.visual_len or sync.shape[1] != net.sync_len:
+            raise FoleyError(f"{duration_s} s needs {net.visual_len} frames at 8 fps and {net.sync_len // 8} sync "
+                             f"segments, got {visual.shape[1]} and {sync.shape[1] // 8}")
+        g = torch.Generator().manual_seed(seed)
+        x0 = torch.randn(b, net.latent_len, net.cfg.latent_channels, generator=g)
+        z = net.unnormalize(generate(net, x0, visual, sync, text, cfg_scale=cfg_scale, num_steps=num_steps))
+        wav = self.latents_to_audio(z.transpose(1, 2), stereo=stereo)
+        return wav[..., : round(duration_s * self.sample_rate)]
+
 
 def _part(folder: Path, manifest: dict, name: str):
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint

@@ -115,6 +115,10 @@ def convert_generator(state: dict[str, torch.Tensor], what: str = "generator"):
     state = from_mmaudio(_tensors_only(state, what))
     cfg = config_from_mmaudio(state)
     account(_meta_shapes(lambda: Generator(cfg)), _shapes(state), what)
+    for key in ("latent_mean", "latent_std"):
+        if state[key].device.type != "meta" and not torch.isfinite(state[key]).all():
+            raise CheckpointError(f"{what}: its '{key}' is not finite (a generator saved before its codec "
+                                  "statistics were set)")
     return cfg, state
 
 
