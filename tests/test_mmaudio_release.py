@@ -103,6 +103,9 @@ def test_clip_preprocessing_matches_mmaudio_steps_by_hand():
     assert out.shape == (1, 1, 3, 384, 384)  # stretched, not cropped
     hand = (torch.tensor([200, 30, 90]) / 255 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
     torch.testing.assert_close(out[0, 0, :, 100, 200], hand, atol=1e-5, rtol=0)
+    # DFN5B's config says 378 px (27 x 27 patches of 14); MMAudio still resizes to 384 (eval_utils._CLIP_SIZE)
+    dfn = {**cfg, "vision_cfg": {**cfg["vision_cfg"], "image_size": 378, "patch_size": 14}}
+    assert C.image_size(dfn) == 384 and C.image_size(TINY_CLIP["model_cfg"]) == 32
 
 
 # ----- every key of the released sizes -----

@@ -102,9 +102,18 @@ def build_clip(model_cfg: dict) -> nn.Module:
         raise CheckpointError(f"open_clip config not understood ({e})") from None
 
 
+MMAUDIO_CLIP_SIZE = 384  # mmaudio/eval_utils.py: _CLIP_SIZE = 384 (v2.Resize((384, 384), BICUBIC), no crop)
+
+
 def image_size(model_cfg: dict) -> int:
-    size = model_cfg.get("vision_cfg", {}).get("image_size", 224)
-    return int(size[0] if isinstance(size, (list, tuple)) else size)
+    """The frame size MMAudio feeds: 384 px whenever the model's patch grid at 384 px is its positional grid (the
+    DFN5B ViT-H/14 config says 378 px, 27 x 27 patches of 14; at 384 px its patch convolution still makes 27 x 27 and
+    ignores the last 6 rows and columns, as in MMAudio), otherwise the config's own size."""
+    vision = model_cfg.get("vision_cfg", {})
+    size = vision.get("image_size", 224)
+    size = int(size[0] if isinstance(size, (list, tuple)) else size)
+    patch = int(vision.get("patch_size", 16))
+    return MMAUDIO_CLIP_SIZE if MMAUDIO_CLIP_SIZE // patch == size // patch else size
 
 
 class ClipText(nn.Module):
