@@ -262,6 +262,10 @@ def test_convert_names_missing_files_and_mismatched_parts(tmp_path, mmaudio_fixt
     err = capsys.readouterr().err
     assert "different releases" in err and err.count("\n") == 1
     assert not (tmp_path / "b").exists()  # nothing written before every input was checked
+    assert not list(tmp_path.glob(".b.partial-*"))  # and the staging folder is gone
+    assert cli.main(["convert", "mmaudio", "--generator", str(p["generator"]), "-o", str(tmp_path / "b")]) == 0
+    assert cli.main(["convert", "mmaudio", "--generator", str(p["generator"]), "-o", str(tmp_path / "b")]) == 2
+    assert "already holds" in capsys.readouterr().err
 
 
 # ----- no unpickling anywhere -----

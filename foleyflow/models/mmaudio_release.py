@@ -17,6 +17,7 @@ Output folder (`BUNDLE`): `generator.safetensors` (kind "generator"), `vae.safet
 `vocoder.safetensors` ("vocoder_bigvgan"), `synchformer.safetensors` ("synchformer_visual"), `clip.safetensors`
 ("open_clip"), each with its config and provenance (source file name, size, sha256, licence), and `mmaudio.json`, the
 manifest (`mmaudio_bundle.load_release` reads it). MMAudio's weights are CC-BY-NC-4.0 (non-commercial).
+Memory: one part at a time (the largest, CLIP ViT-H or large_44k, about 4 GB in float32 while it is converted).
 """
 from __future__ import annotations
 
@@ -188,62 +189,75 @@ def _store(tensors: dict, fp16: bool) -> dict:
 def convert_release(out: str | Path, *, generator: str | Path, vae: str | Path | None = None,
                     vocoder: str | Path | None = None, synchformer: str | Path | None = None,
                     clip: str | Path | None = None, fp16: bool = False) -> Path:
-    """Writes the bundle folder `out` (see module docstring) and returns the manifest's path. Every input is checked
-    before anything is written; each file is written atomically, the manifest last."""
-    from foleyflow.checkpoint import save_checkpoint
-    from foleyflow.config import config_to_json
+    """Writes the bundle folder `out` (see module docstring) and returns the manifest's path.
 
+    Parts are converted one at a time (only one is in memory) into a staging folder beside `out`; they are moved into
+    `out` only after every input has passed, the manifest last, so a refused input leaves no bundle behind."""
     out = Path(out)
-    parts: dict[str, tuple[str, dict, dict, dict]] = {}  # name -> (kind, config, tensors, provenance)
-    gpath = Path(generator)
-    gcfg, gt = convert_generator(read_pth(gpath), f"generator {gpath.name}")
-    parts["generator"] = ("generator", json.loads(config_to_json(gcfg)), gt, _source(gpath, LICENCES["generator"]))
-    rate = "44k" if gcfg.latent_channels == 40 else "16k"
-    if vae is not None:
-        vpath = Path(vae)
-        vcfg, vt = convert_vae(read_pth(vpath), f"VAE {vpath.name}")
-        if vcfg.latent_dim != gcfg.latent_channels:
-            raise CheckpointError(f"VAE {vpath.name} has {vcfg.latent_dim} latent channels, the generator "
-                                  f"{gcfg.latent_channels}: they belong to different releases (16k / 44k)")
-        parts["vae"] = ("vae", json.loads(config_to_json(vcfg)), vt, _source(vpath, LICENCES["vae"]))
-    if vocoder is not None:
-        parts["vocoder"] = _vocoder_part(Path(vocoder), rate)
-    if synchformer is not None:
-        spath = Path(synchformer)
-        scfg, st = convert_synchformer(read_pth(spath), f"synchformer {spath.name}")
-        parts["synchformer"] = ("synchformer_visual", json.loads(config_to_json(scfg)), st,
-                                _source(spath, LICENCES["synchformer"]))
-    tokenizer = None
-    if clip is not None:
-        ccfg, ct, wpath = convert_clip(clip, f"CLIP {Path(clip).name}")
-        parts["clip"] = ("open_clip", ccfg, ct, _source(wpath, LICENCES["clip"]))
-        from foleyflow.models.clip_open import BPE_NAME
+    if (out / MANIFEST).exists():
+        raise CheckpointError(f"{out} already holds a converted bundle; choose another folder or remove it")
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    staging.mkdir(parents=True, exist_ok=False)
+    try:
+        files, rate = _convert_parts(staging, generator, vae, vocoder, synchformer, clip, fp16)
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in files.values():
+            os.replace(staging / entry["file"], out / entry["file"])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    from foleyflow import __version__
 
-        if (Path(clip) / BPE_NAME).is_file():
-            tokenizer = Path(clip) / BPE_NAME
-    files = {}
-    for name, (kind, config, tensors, source) in parts.items():
-        prov = {"converted_from": source, "licence": source["licence"], "reference": "hkchengrex/MMAudio"}
-        save_checkpoint(out / f"{name}.safetensors", _store(tensors, fp16), kind=kind, config=config,
-                        provenance=prov)
-        files[name] = {"file": f"{name}.safetensors", "kind": kind, "source": source}
-    if tokenizer is not None:
-        tmp = out / f".{BPE_NAME}.{os.getpid()}.tmp"
-        shutil.copyfile(tokenizer, tmp)
-        os.replace(tmp, out / BPE_NAME)
-        files["tokenizer"] = {"file": BPE_NAME, "source": _source(tokenizer, LICENCES["clip"])}
     manifest = {"format": FORMAT, "reference": "hkchengrex/MMAudio", "licence": MMAUDIO_LICENCE,
                 "licence_note": "MMAudio's released weights are CC-BY-NC-4.0: non-commercial use only",
                 "sample_rate": 44100 if rate == "44k" else 16000, "mel_setting": rate, "channels": 1,
-                "storage": "float16" if fp16 else "float32", "components": files}
-    from foleyflow import __version__
-
-    manifest["foleyflow_version"] = __version__
+                "storage": "float16" if fp16 else "float32", "components": files,
+                "foleyflow_version": __version__}
     path = out / MANIFEST
     tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _convert_parts(staging: Path, generator, vae, vocoder, synchformer, clip, fp16: bool) -> tuple[dict, str]:
+    from foleyflow.checkpoint import save_checkpoint
+    from foleyflow.config import config_to_json
+
+    files: dict[str, dict] = {}
+
+    def store(name: str, kind: str, config: dict, tensors: dict, source: dict) -> None:
+        prov = {"converted_from": source, "licence": source["licence"], "reference": "hkchengrex/MMAudio"}
+        save_checkpoint(staging / f"{name}.safetensors", _store(tensors, fp16), kind=kind, config=config,
+                        provenance=prov)
+        files[name] = {"file": f"{name}.safetensors", "kind": kind, "source": source}
+
+    gpath = Path(generator)
+    gcfg, tensors = convert_generator(read_pth(gpath), f"generator {gpath.name}")
+    store("generator", "generator", json.loads(config_to_json(gcfg)), tensors, _source(gpath, LICENCES["generator"]))
+    rate = "44k" if gcfg.latent_channels == 40 else "16k"
+    if vae is not None:
+        vpath = Path(vae)
+        vcfg, tensors = convert_vae(read_pth(vpath), f"VAE {vpath.name}")
+        if vcfg.latent_dim != gcfg.latent_channels:
+            raise CheckpointError(f"VAE {vpath.name} has {vcfg.latent_dim} latent channels, the generator "
+                                  f"{gcfg.latent_channels}: they belong to different releases (16k / 44k)")
+        store("vae", "vae", json.loads(config_to_json(vcfg)), tensors, _source(vpath, LICENCES["vae"]))
+    if vocoder is not None:
+        store("vocoder", *_vocoder_part(Path(vocoder), rate))
+    if synchformer is not None:
+        spath = Path(synchformer)
+        scfg, tensors = convert_synchformer(read_pth(spath), f"synchformer {spath.name}")
+        store("synchformer", "synchformer_visual", json.loads(config_to_json(scfg)), tensors,
+              _source(spath, LICENCES["synchformer"]))
+    if clip is not None:
+        from foleyflow.models.clip_open import BPE_NAME
+
+        ccfg, tensors, wpath = convert_clip(clip, f"CLIP {Path(clip).name}")
+        store("clip", "open_clip", ccfg, tensors, _source(wpath, LICENCES["clip"]))
+        if (Path(clip) / BPE_NAME).is_file():
+            shutil.copyfile(Path(clip) / BPE_NAME, staging / BPE_NAME)
+            files["tokenizer"] = {"file": BPE_NAME, "source": _source(Path(clip) / BPE_NAME, LICENCES["clip"])}
+    return files, rate
 
 
 def _vocoder_part(path: Path, rate: str):
