@@ -287,6 +287,14 @@ def test_malicious_pickle_is_refused_and_its_payload_never_runs(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "refused" in err and err.count("\n") == 1
     assert not marker.exists() and not (tmp_path / "b").exists()
+    for legacy in (False, True):  # zip (memory-mapped) and legacy torch formats
+        path = tmp_path / f"legacy{legacy}.pth"
+        torch.save({"x": _Payload(str(marker))}, path, _use_new_zipfile_serialization=not legacy)
+        with pytest.raises(CheckpointError, match="refused"):
+            R.read_pth(path)
+        torch.save({"w": torch.arange(3.0)}, path, _use_new_zipfile_serialization=not legacy)
+        assert torch.equal(R.read_pth(path)["w"], torch.arange(3.0))
+    assert not marker.exists()
 
 
 def test_code_never_unpickles():

@@ -51,8 +51,10 @@ def read_pth(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    import zipfile
+
+    try:  # zip-format files (torch >= 1.6) are memory-mapped: pages are read as tensors are used
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: refused, it holds pickled objects other than tensors (it would need "
                               f"unpickling, which foleyflow never does)") from None
