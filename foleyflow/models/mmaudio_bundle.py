@@ -62,7 +62,7 @@ class MMAudioRelease:
         if net is None or self.text is None:
             raise CheckpointError("synthesize needs the bundle's generator and CLIP (convert with --clip)")
         net.set_duration(duration_s)
-        b = next(x.shape[0] for x in (frames8, frames25) if x is not None) if texts is None else len(texts)
+        b = len(texts) if texts is not None else next((x.shape[0] for x in (frames8, frames25) if x is not None), 1)
         text = self.text(texts if texts is not None else [""] * b)
         visual = net.empty_clip_feat[None].expand(b, net.visual_len, -1)
         sync = net.empty_sync_feat[None].expand(b, net.sync_len, -1)
