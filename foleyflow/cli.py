@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "extract_features",
     "evaluate",
     "plan",
+    "convert",
 )
 
 
