@@ -302,17 +302,21 @@ class FoleyPipeline:
             x1 = generate(net, x0.to(dev), visual.to(dev), sync.to(dev), text.to(dev), cfg_scale=cfg,
                           num_steps=steps, sampler=sampler, negative_text=None if neg is None else neg.to(dev))
             timings["sampling"] += time.perf_counter() - t0
+            _check_finite(x1, "sampling", video, w)  # safety: NaN/inf is an error where it is made
             t0 = time.perf_counter()
             with torch.inference_mode():
                 z = fp32_net.unnormalize(x1.float()).transpose(1, 2)          # (1, C, latent_len)
                 wav = vocode_channels(self.vocoder, decode_channels(self.vae, z))[0].float().cpu().numpy()
             timings["codec"] += time.perf_counter() - t0
+            _check_finite(wav, "decode", video, w)
             take = min(wav.shape[1], round(w.duration_s * sr))
             segments.append((round(w.start_s * sr), wav[:, :take]))
         t0 = time.perf_counter()
         audio = crossfade_join(segments, num_samples, round(overlap_s * sr))
         audio, out_sr, notes = postprocess(audio, sr, duration_s, sample_rate, loudness_lufs)
         timings["post"] = time.perf_counter() - t0
+        if not np.any(audio):  # a silent video may rightly give silence: a warning, not an error
+            notes.append("warning: the model produced all-zero audio (silence)")
         return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings)
 
     def _video_features(self, video, window: Window, visual_len: int, sync_len: int, timings: dict):
@@ -330,6 +334,16 @@ class FoleyPipeline:
             raise FoleyError(f"encoders gave {visual.shape[1]} visual and {sync.shape[1]} sync tokens, the generator "
                              f"expects {visual_len} and {sync_len}")
         return visual, sync
+
+
+def _check_finite(values, stage: str, video, window: Window) -> None:
+    """One-line FoleyError if a stage (sampling: latents; decode: the codec's waveform) made NaN or infinite values,
+    naming the stage, the video (or text-only) and the window."""
+    finite = torch.isfinite(values).all() if isinstance(values, torch.Tensor) else np.isfinite(values).all()
+    if not bool(finite):
+        what = f"video {video}" if video is not None else "text-only generation"
+        raise FoleyError(f"{stage} produced NaN/infinite values for {what} (window at {window.start_s:g} s): the "
+                         "model bundle's weights are broken")
 
 
 @lru_cache(maxsize=2)
