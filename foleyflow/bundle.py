@@ -52,7 +52,7 @@ def read_bundle(folder: str | Path) -> BundleInfo:
         raise CheckpointError(f"{folder} is not a foleyflow bundle (no {INDEX})")
     try:
         data = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"{index} is not valid JSON") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else None
@@ -63,15 +63,47 @@ def read_bundle(folder: str | Path) -> BundleInfo:
         if not isinstance(name, str) or not name:
             raise CheckpointError(f"{index} names no '{role}' checkpoint")
         path = folder / name
+        _check_inside(path, name, role, folder)  # safety: a bundle names no file outside itself
         if not path.is_file():
             raise CheckpointError(f"bundle {folder}: {role} checkpoint {name} is missing")
         files[role] = path
     text = data.get("text_encoder")
     if not isinstance(text, dict) or not isinstance(text.get("config", {}), dict):
         raise CheckpointError(f"{index} has no valid 'text_encoder' entry")
-    card = (folder / CARD).read_text() if (folder / CARD).is_file() else ""
+    card = (folder / CARD).read_text(errors="replace") if (folder / CARD).is_file() else ""
     return BundleInfo(folder, str(data.get("name", folder.name)), bool(data.get("trained", False)), files, text,
-                      dict(data.get("defaults", {})), card)
+                      check_defaults(data.get("defaults", {}), index), card)
+
+
+# The package's own shipped models: a bundle may reference the shared codec there (assemble_bundle's `reference`).
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_RANGES = {"steps": (int, 1, 1000), "cfg": (float, 0.0, 50.0), "overlap_s": (float, 0.0, 10.0)}
+
+
+def _check_inside(path: Path, name: str, role: str, folder: Path) -> None:
+    """A checkpoint named in bundle.json must be a relative path that resolves inside the bundle folder (or inside
+    foleyflow's own assets folder, for a codec shared by the shipped bundles); no absolute paths, no escapes."""
+    from foleyflow.fileio import is_inside
+
+    if Path(name).is_absolute() or "\0" in name or not (is_inside(path, folder) or is_inside(path, ASSETS)):
+        raise CheckpointError(f"bundle {folder}: {role} checkpoint {name!r} is outside the bundle folder")
+
+
+def check_defaults(defaults, index: Path) -> dict:
+    """bundle.json's `defaults` ({"steps": int, "cfg": float, "overlap_s": float}), type- and range-checked."""
+    import math
+
+    if not isinstance(defaults, dict):
+        raise CheckpointError(f"{index}: 'defaults' must be an object, got {type(defaults).__name__}")
+    for key, value in defaults.items():
+        if key not in DEFAULT_RANGES:
+            raise CheckpointError(f"{index}: unknown default '{key}' (known: {', '.join(DEFAULT_RANGES)})")
+        kind, lo, hi = DEFAULT_RANGES[key]
+        ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or not (math.isfinite(value) and lo <= value <= hi):
+            raise CheckpointError(f"{index}: default '{key}' must be {'an integer' if kind is int else 'a number'} "
+                                  f"between {lo:g} and {hi:g}, got {value!r}")
+    return dict(defaults)
 
 
 def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: dict[str, str],
@@ -80,10 +112,10 @@ def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: d
     folder = Path(folder)
     data = {"format": FORMAT, "name": name, "trained": trained, **files, "text_encoder": text_encoder,
             "defaults": defaults}
+    from foleyflow.fileio import atomic_write_text
+
     for path, text in ((folder / CARD, card), (folder / INDEX, json.dumps(data, indent=1) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return folder
 
 
@@ -232,9 +264,14 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
             "sync_encoder": sync_encoder}
     names = {"generator": "generator.safetensors", "vae": "vae.safetensors", "vocoder": "vocoder.safetensors",
              "semantic_encoder": "semantic_av.safetensors", "sync_encoder": "sync_av.safetensors"}
+    from foleyflow.fileio import is_inside
+
     for role, src in srcs.items():
         if not Path(src).is_file():
             raise CheckpointError(f"{role} checkpoint not found: {src}")
+        if role in reference and not (is_inside(src, out) or is_inside(src, ASSETS)):
+            raise CheckpointError(f"{role} checkpoint {src} can be referenced only inside the bundle folder or "
+                                  f"foleyflow's assets ({ASSETS}); copy it instead")
     out.mkdir(parents=True, exist_ok=True)
     for role, src in srcs.items():
         if role in reference:

@@ -58,43 +58,61 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> list[Manifes
         raise ManifestError(f"manifest not found: {path}")
     known = set(ManifestEntry.__dataclass_fields__) - {"extra"}
     entries, seen = [], set()
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError:
-                raise ManifestError(f"{path}:{lineno}: not a JSON object") from None
-            if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
-                raise ManifestError(f"{path}:{lineno}: each line needs a string 'id'")
-            if raw["id"] in seen:
-                raise ManifestError(f"{path}:{lineno}: duplicate id '{raw['id']}'")
-            seen.add(raw["id"])
-            if not raw.get("video") and not raw.get("audio"):
-                raise ManifestError(f"{path}:{lineno}: entry '{raw['id']}' has neither 'video' nor 'audio'")
-            entry = ManifestEntry(**{k: v for k, v in raw.items() if k in known},
-                                  extra={k: v for k, v in raw.items() if k not in known})
-            for k in PATH_FIELDS:
-                value = getattr(entry, k)
-                if value:
-                    p = Path(value) if Path(value).is_absolute() else path.parent / value
-                    if check_files and not p.exists():
-                        raise ManifestError(f"{path}:{lineno}: {k} file not found: {p}")
-                    setattr(entry, k, str(p))
-            entries.append(entry)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a UTF-8 text file (a manifest is JSON Lines)") from None
+    except OSError as e:
+        raise ManifestError(f"cannot read manifest {path}: {e.strerror}") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            raise ManifestError(f"{path}:{lineno}: not a JSON object") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+            raise ManifestError(f"{path}:{lineno}: each line needs a string 'id'")
+        if raw["id"] in seen:
+            raise ManifestError(f"{path}:{lineno}: duplicate id '{raw['id']}'")
+        seen.add(raw["id"])
+        _check_types(raw, f"{path}:{lineno}")
+        if not raw.get("video") and not raw.get("audio"):
+            raise ManifestError(f"{path}:{lineno}: entry '{raw['id']}' has neither 'video' nor 'audio'")
+        entry = ManifestEntry(**{k: v for k, v in raw.items() if k in known},
+                              extra={k: v for k, v in raw.items() if k not in known})
+        for k in PATH_FIELDS:
+            value = getattr(entry, k)
+            if value:
+                p = Path(value) if Path(value).is_absolute() else path.parent / value
+                if check_files and not p.exists():
+                    raise ManifestError(f"{path}:{lineno}: {k} file not found: {p}")
+                setattr(entry, k, str(p))
+        entries.append(entry)
     if not entries:
         raise ManifestError(f"manifest {path} has no entries")
     return entries
 
 
+def _check_types(raw: dict, where: str) -> None:
+    """Known fields have the documented types (a ManifestError names the line and field otherwise)."""
+    import math
+
+    for k in ("video", "audio", "truth", "caption", "cot", "split"):
+        if raw.get(k) is not None and not isinstance(raw[k], str):
+            raise ManifestError(f"{where}: field '{k}' must be a string, got {type(raw[k]).__name__}")
+    for k in PATH_FIELDS:
+        if raw.get(k) and "\0" in raw[k]:
+            raise ManifestError(f"{where}: field '{k}' holds a NUL character")
+    d = raw.get("duration_s")
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0):
+        raise ManifestError(f"{where}: field 'duration_s' must be a positive number, got {d!r}")
+
+
 def write_manifest(path: str | Path, entries: list[ManifestEntry], *, relative: bool = True) -> Path:
     """Writes entries as JSONL (atomically); with `relative`, paths under the manifest's folder become relative."""
+    from foleyflow.fileio import atomic_write_text
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     base = path.parent.resolve() if relative else None
-    with tmp.open("w") as f:
-        for e in entries:
-            f.write(json.dumps(e.to_json(base), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, "".join(json.dumps(e.to_json(base), ensure_ascii=False) + "\n" for e in entries))
