@@ -11,7 +11,6 @@ Nested state (optimizer state, EMA, RNG) is flattened with `flatten_state` into 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,10 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], *, kind:
         meta[CONFIG] = config if isinstance(config, str) else json.dumps(config, sort_keys=True)
     meta.update(extra or {})
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(path) as tmp:
         save_file(clean, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
