@@ -27,8 +27,17 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments print one line, `error: <prog>: <message> (see --help)`, and exit 2 (no usage block).
+    Subparsers inherit the class, so every subcommand behaves the same."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="foleyflow", description="foleyflow: sound for pictures (video-to-audio and text-to-audio generation)."
     )
     parser.add_argument("--version", action="version", version=f"foleyflow {__version__}")

@@ -55,6 +55,7 @@ def _make(args: argparse.Namespace) -> int:
     if args.shard_size < 0:
         raise ConfigError(f"--shard-size must be 0 (no shards) or more, got {args.shard_size}")
     cfg = load_config(WorldConfig, args.config, args.overrides)
+    _check_out_folder(args.out)
     t0 = time.time()
     rows = make_split(args.out, args.split, args.n, cfg, seed=args.seed, workers=args.workers,
                       progress=sys.stderr.isatty())
@@ -67,10 +68,36 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_folder(out: str) -> None:
+    """--out must be (or become) a writable folder: a one-line error before any clip is made."""
+    import os
+    from pathlib import Path
+
+    from foleyflow.errors import FoleyError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise FoleyError(f"--out {out} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FoleyError(f"cannot create the output folder {out}: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FoleyError(f"cannot write into {out}: permission denied")
+
+
 def _preview(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from foleyflow.errors import FoleyError
     from foleyflow.world.preview import write_preview
+
+    if not Path(args.dir).is_dir():
+        raise FoleyError(f"{args.dir} is not a folder made by `world make`")
+    if not 1 <= args.clips <= 64:
+        raise FoleyError(f"--clips must be between 1 and 64, got {args.clips}")
+    if args.output is not None and Path(args.output).is_dir():
+        raise FoleyError(f"cannot write {args.output}: it is a folder")
 
     out = write_preview(args.dir, args.output or Path(args.dir) / "preview.png", num_clips=args.clips,
                         split=args.split)
