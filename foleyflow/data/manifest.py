@@ -84,7 +84,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> list[Manifes
         for k in PATH_FIELDS:
             value = getattr(entry, k)
             if value:
-                p = Path(value) if Path(value).is_absolute() else path.parent / value
+                # absolute even when the manifest's path is relative (callers may change folders, e.g. workers)
+                p = Path(value) if Path(value).is_absolute() else path.parent.absolute() / value
                 if check_files and not p.exists():
                     raise ManifestError(f"{path}:{lineno}: {k} file not found: {p}")
                 setattr(entry, k, str(p))
