@@ -222,6 +222,20 @@ def test_mux_and_write_audio_name_the_file_with_nans(clip, tmp_path, run_cli):
     assert not (tmp_path / "x.wav").exists()
 
 
+def test_evaluate_names_the_file_with_nans(tmp_path, run_cli):
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir(), ref.mkdir()
+    data = np.full((16000, 2), 0.1, np.float32)
+    for i in range(3):
+        sf.write(ref / f"c{i}.wav", data, 16000, subtype="FLOAT")
+        sf.write(gen / f"c{i}.wav", data, 16000, subtype="FLOAT")
+    data[10, 1] = np.nan
+    sf.write(gen / "c1.wav", data, 16000, subtype="FLOAT")
+    r = run_cli("evaluate", "--generated", gen, "--reference", ref, "-o", tmp_path / "r", "--no-models",
+                "--no-baselines", "--no-plots")
+    assert r.code == 2 and "c1.wav" in r.err and "NaN" in r.err, r.err
+
+
 def test_all_zero_audio_is_a_warning_not_an_error(bundle, tmp_path):
     import shutil
 
