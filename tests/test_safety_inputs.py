@@ -207,3 +207,50 @@ def test_default_text_budget_takes_foleyworld_texts():
     rows = read_manifest(ROOT / "examples" / "foleyworld" / "manifest.jsonl")
     enc.encode_cot([cot_parts(r.cot) for r in rows])
     enc.encode([r.caption for r in rows])
+
+
+# ------------------------------------------------------------------------------------------------ promises
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path(self.marker).touch, ())
+
+
+def test_a_pickle_named_safetensors_is_refused_and_never_runs(tmp_path):
+    """No unpickling anywhere: a pickle renamed .safetensors is a CheckpointError and its payload does not run."""
+    import pickle
+
+    from foleyflow.bundle import read_bundle
+    from foleyflow.checkpoint import load_checkpoint
+
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "generator.safetensors"
+    evil.write_bytes(pickle.dumps({"state": _Payload(str(marker))}))
+    torch_file = tmp_path / "t.safetensors"
+    torch.save({"x": _Payload(str(marker))}, torch_file)  # torch.save's zip format too
+    for path in (evil, torch_file):
+        with pytest.raises(CheckpointError):
+            load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_generate_memory_does_not_grow_with_video_length(bundle, tmp_path):
+    """Bounded memory for any video length: the peak RSS of `generate` for a 240 s video is within 150 MB of a 20 s
+    one (frames are decoded window by window; only the output audio grows, 2 x 16000 x 4 bytes a second)."""
+    import subprocess
+    import sys
+
+    peaks = []
+    for seconds in (20, 240):
+        clip = make_video(tmp_path / f"v{seconds}.mp4", seconds, fps=5, size=(16, 16), audio=False)
+        code = ("import resource, sys; from foleyflow.cli import main; rc = main(sys.argv[1:]); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+        p = subprocess.run([sys.executable, "-c", code, "generate", str(clip), "-o", str(tmp_path / f"o{seconds}.mp4"),
+                            "--bundle", str(bundle), "--steps", "1", "--threads", "1"], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=1800)
+        assert p.returncode == 0, p.stderr
+        peaks.append(int(p.stdout.strip().splitlines()[-1]))
+    assert peaks[1] - peaks[0] < 150_000, peaks  # KiB
