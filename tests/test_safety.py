@@ -260,3 +260,12 @@ def test_safe_component_refuses_what_leaves_a_folder():
         with pytest.raises(Exception, match="cannot be used as a file name"):
             safe_component(bad)
     assert safe_component("test_200000001") == "test_200000001"
+
+
+def test_non_utf8_output_names_are_written(bundle, clip, tmp_path):
+    """A non-UTF-8 output name ended in an internal error (soundfile and PyAV cannot open such names)."""
+    out = tmp_path / os.fsdecode(b"take-\xff.mp4")
+    code, stdout, err = run("generate", clip, "-o", out, "--bundle", bundle, "--steps", "1", "--threads", "1")
+    assert code == 0, err
+    assert out.is_file() and out.with_suffix(".wav").is_file() and "take-\\udcff" in stdout
+    assert temporaries(tmp_path) == []
