@@ -97,6 +97,7 @@ CASES = [
     ("preview-missing", "world preview {missing}"), ("preview-file", "world preview {text.txt}"),
     ("preview-clips-0", f"world preview {EXAMPLES} --clips 0 -o {{dir}}/p.png"),
     ("preview-out-folder", f"world preview {EXAMPLES} -o {{folder}}"),
+    ("preview-out-manifest", f"world preview {EXAMPLES} -o {MANIFEST}"),
     # extract-latents
     ("lat-missing", f"extract-latents {{missing}} --out {{dir}}/l --vae {VAE}"),
     ("lat-dur-nan", f"extract-latents {MANIFEST} --out {{dir}}/l --vae {VAE} --duration-s nan"),

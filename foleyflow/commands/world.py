@@ -98,6 +98,9 @@ def _preview(args: argparse.Namespace) -> int:
         raise FoleyError(f"--clips must be between 1 and 64, got {args.clips}")
     if args.output is not None and Path(args.output).is_dir():
         raise FoleyError(f"cannot write {args.output}: it is a folder")
+    if args.output is not None and Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+        # (also keeps -o from naming one of the clip's files: manifest, json, wav, mp4)
+        raise FoleyError(f"-o {args.output}: the preview is an image (.png, .jpg, .pdf or .svg)")
 
     out = write_preview(args.dir, args.output or Path(args.dir) / "preview.png", num_clips=args.clips,
                         split=args.split)
