@@ -78,12 +78,13 @@ def _check_out_folder(out: str) -> None:
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise FoleyError(f"--out {out} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FoleyError(f"cannot create the output folder {out}: {e.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise FoleyError(f"cannot write into {out}: permission denied")
+    parent = path.absolute()  # nothing is created here: make_split checks the folder's place first
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FoleyError(f"cannot create the output folder {out}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FoleyError(f"cannot write into {parent}: permission denied")
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -92,7 +93,7 @@ def _preview(args: argparse.Namespace) -> int:
     from foleyflow.errors import FoleyError
     from foleyflow.world.preview import write_preview
 
-    if not Path(args.dir).is_dir():
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
         raise FoleyError(f"{args.dir} is not a folder made by `world make`")
     if not 1 <= args.clips <= 64:
         raise FoleyError(f"--clips must be between 1 and 64, got {args.clips}")
