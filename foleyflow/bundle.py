@@ -69,7 +69,7 @@ def read_bundle(folder: str | Path) -> BundleInfo:
         raise CheckpointError(f"{folder} is not a foleyflow bundle (no {INDEX})")
     try:
         data = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"{index} is not valid JSON") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else None
@@ -80,6 +80,7 @@ def read_bundle(folder: str | Path) -> BundleInfo:
         if not isinstance(name, str) or not name:
             raise CheckpointError(f"{index} names no '{role}' checkpoint")
         path = folder / name
+        _check_inside(path, name, role, folder)  # safety: a bundle names no file outside itself
         if not path.is_file():
             raise CheckpointError(f"bundle {folder}: {role} checkpoint {name} is missing")
         files[role] = path
@@ -93,9 +94,23 @@ def read_bundle(folder: str | Path) -> BundleInfo:
     from foleyflow.options import check_bundle_defaults
 
     defaults = check_bundle_defaults(data.get("defaults", {}), str(index))
-    card = (folder / CARD).read_text() if (folder / CARD).is_file() else ""
+    card = (folder / CARD).read_text(errors="replace") if (folder / CARD).is_file() else ""
     return BundleInfo(folder, str(data.get("name", folder.name)), bool(data.get("trained", False)), files, text,
                       defaults, card, representation)
+
+
+# The package's own shipped models: a bundle may reference the shared codec there (assemble_bundle's `reference`).
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def _check_inside(path: Path, name: str, role: str, folder: Path) -> None:
+    """A checkpoint named in bundle.json must be a relative path that resolves inside the bundle folder (or inside
+    foleyflow's own assets folder, for a codec shared by the shipped bundles); no absolute paths, no escapes."""
+    from foleyflow.fileio import is_inside
+
+    if Path(name).is_absolute() or "\0" in name or not (is_inside(path, folder) or is_inside(path, ASSETS)):
+        raise CheckpointError(f"bundle {folder}: {role} checkpoint {name!r} is outside the bundle folder")
+
 
 
 def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: dict[str, str],
@@ -109,10 +124,10 @@ def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: d
     defaults = check_bundle_defaults(defaults, f"bundle {folder}")
     data = {"format": FORMAT, "name": name, "trained": trained, "representation": representation, **files,
             "text_encoder": text_encoder, "defaults": defaults}
+    from foleyflow.fileio import atomic_write_text
+
     for path, text in ((folder / CARD, card), (folder / INDEX, json.dumps(data, indent=1) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return folder
 
 
@@ -277,9 +292,14 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
             "sync_encoder": sync_encoder}
     names = {"generator": "generator.safetensors", "vae": "vae.safetensors", "vocoder": "vocoder.safetensors",
              "semantic_encoder": "semantic_av.safetensors", "sync_encoder": "sync_av.safetensors"}
+    from foleyflow.fileio import is_inside
+
     for role, src in srcs.items():
         if not Path(src).is_file():
             raise CheckpointError(f"{role} checkpoint not found: {src}")
+        if role in reference and not (is_inside(src, out) or is_inside(src, ASSETS)):
+            raise CheckpointError(f"{role} checkpoint {src} can be referenced only inside the bundle folder or "
+                                  f"foleyflow's assets ({ASSETS}); copy it instead")
     out.mkdir(parents=True, exist_ok=True)
     for role, src in srcs.items():
         if role in reference:

@@ -11,7 +11,6 @@ Nested state (optimizer state, EMA, RNG) is flattened with `flatten_state` into 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,10 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], *, kind:
         meta[CONFIG] = config if isinstance(config, str) else json.dumps(config, sort_keys=True)
     meta.update(extra or {})
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(path) as tmp:
         save_file(clean, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -111,14 +107,48 @@ def checkpoint_identities(path: str | Path) -> set[str]:
 
 
 def checkpoint_config(meta: dict[str, str]) -> dict:
-    """The config dict stored in a checkpoint's metadata."""
+    """The config dict stored in a checkpoint's metadata (CheckpointError if missing, not JSON or not an object)."""
     if CONFIG not in meta:
         raise CheckpointError("checkpoint has no embedded config")
-    return json.loads(meta[CONFIG])
+    try:
+        cfg = json.loads(meta[CONFIG])
+    except (ValueError, TypeError, RecursionError):
+        raise CheckpointError("checkpoint's embedded config is not valid JSON") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint's embedded config is a JSON {type(cfg).__name__}, not an object")
+    return cfg
+
+
+def build_checked(build, tensors: dict[str, torch.Tensor], *, what: str = "model", select=None):
+    """Builds a module from its checkpoint's config only after checking that the config fits the tensors.
+
+    `build()` is first run on the meta device (no memory is allocated, so a config with a huge width cannot try to
+    allocate terabytes) and the tensors' shapes are compared with the module's (`check_fits`, on `select(module)`
+    if given); then the real module is built and returned (not loaded: call `load_into`). A config the model
+    rejects (ValueError, TypeError, ZeroDivisionError...) is a one-line CheckpointError."""
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, ZeroDivisionError, AssertionError, OverflowError, KeyError) as e:
+        raise CheckpointError(f"{what}: its config does not build a model ({type(e).__name__}: {e})") from None
+    except Exception:  # a module that cannot be built on the meta device: no pre-check, build for real
+        probe = None
+    if probe is not None:
+        check_fits(select(probe) if select else probe, tensors, what=what)
+    return build()
 
 
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, what: str = "model") -> None:
     """Strict `load_state_dict` whose errors name the first missing, unexpected or mis-shaped key in one line."""
+    check_fits(module, tensors, what=what)
+    own = module.state_dict()
+    module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
+
+
+def check_fits(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, what: str = "model") -> None:
+    """One-line CheckpointError naming the first missing, unexpected or mis-shaped key (works on meta modules)."""
     own = module.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
@@ -129,7 +159,6 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, what
         if tuple(tensors[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{what} checkpoint does not fit: '{k}' has shape {tuple(tensors[k].shape)}, "
                                   f"the model expects {tuple(v.shape)}")
-    module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
 
 
 def flatten_state(state: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:

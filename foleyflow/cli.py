@@ -29,8 +29,17 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments print one line, `error: <prog>: <message> (see --help)`, and exit 2 (no usage block).
+    Subparsers inherit the class, so every subcommand behaves the same."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="foleyflow", description="foleyflow: sound for pictures (video-to-audio and text-to-audio generation)."
     )
     parser.add_argument("--version", action="version", version=f"foleyflow {__version__}")
@@ -40,14 +49,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler: unwinds the stack like Ctrl-C, so `atomic_write` removes its temporaries and
+    the previous result stays."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \xNN, not a crash
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+    # SIGTERM (kill, a scheduler's timeout) becomes an exception that runs clean-up, like SIGINT's KeyboardInterrupt
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except FoleyError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -60,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: internal error ({type(e).__name__}: {e}); set FOLEYFLOW_DEBUG=1 for the traceback",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

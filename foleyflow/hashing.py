@@ -36,7 +36,7 @@ def file_sha256(path: str | Path, *, memo_dir: str | Path | None = None) -> str:
     digest = h.hexdigest()
     if memo is not None:
         known[key] = digest
-        tmp = memo.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, memo)
+        from foleyflow.fileio import atomic_write_text
+
+        atomic_write_text(memo, json.dumps(known))
     return digest

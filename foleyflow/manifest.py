@@ -70,12 +70,18 @@ def read_manifest_rows(path: str | Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     rows, seen = [], set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a UTF-8 text file (a manifest is JSON Lines)") from None
+    except OSError as e:
+        raise ManifestError(f"cannot read manifest {path}: {e.strerror}") from None
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             raw = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise ManifestError(f"{path}:{lineno}: not a JSON object") from None
         if not isinstance(raw, dict):
             raise ManifestError(f"{path}:{lineno}: not a JSON object")
@@ -84,12 +90,28 @@ def read_manifest_rows(path: str | Path) -> list[tuple[int, dict]]:
         if raw["id"] in seen:
             raise ManifestError(f"{path}:{lineno}: duplicate id '{raw['id']}'")
         seen.add(raw["id"])
+        _check_types(raw, f"{path}:{lineno}")
         if not raw.get("video") and not raw.get("audio"):
             raise ManifestError(f"{path}:{lineno}: entry '{raw['id']}' has neither 'video' nor 'audio'")
         rows.append((lineno, raw))
     if not rows:
         raise ManifestError(f"manifest {path} has no entries")
     return rows
+
+
+def _check_types(raw: dict, where: str) -> None:
+    """Known fields have the documented types (a ManifestError names the line and field otherwise)."""
+    import math
+
+    for k in ("video", "audio", "truth", "caption", "cot", "split"):
+        if raw.get(k) is not None and not isinstance(raw[k], str):
+            raise ManifestError(f"{where}: field '{k}' must be a string, got {type(raw[k]).__name__}")
+    for k in PATH_FIELDS:
+        if raw.get(k) and "\0" in raw[k]:
+            raise ManifestError(f"{where}: field '{k}' holds a NUL character")
+    d = raw.get("duration_s")
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0):
+        raise ManifestError(f"{where}: field 'duration_s' must be a positive number, got {d!r}")
 
 
 def read_manifest(path: str | Path, *, check_files: bool = True) -> list[ManifestEntry]:
@@ -104,7 +126,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> list[Manifes
         for k in PATH_FIELDS:
             value = getattr(entry, k)
             if value:
-                p = Path(value) if Path(value).is_absolute() else path.parent / value
+                # absolute even when the manifest's path is relative (callers may change folders, e.g. workers)
+                p = Path(value) if Path(value).is_absolute() else path.parent.absolute() / value
                 if check_files and not p.exists():
                     raise ManifestError(f"{path}:{lineno}: {k} file not found: {p}")
                 setattr(entry, k, str(p))
@@ -114,11 +137,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> list[Manifes
 
 def write_manifest(path: str | Path, entries: list[ManifestEntry], *, relative: bool = True) -> Path:
     """Writes entries as JSONL (atomically); with `relative`, paths under the manifest's folder become relative."""
+    from foleyflow.fileio import atomic_write_text
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     base = path.parent.resolve() if relative else None
-    with tmp.open("w") as f:
-        for e in entries:
-            f.write(json.dumps(e.to_json(base), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, "".join(json.dumps(e.to_json(base), ensure_ascii=False) + "\n" for e in entries))

@@ -410,15 +410,19 @@ class FoleyPipeline:
             step_progress = None if progress is None else (lambda i, n, k=k: progress(k * opts.steps + i, total))
             x1 = latents_of(self.sample(c, opts, gen, sampler=sampler, progress=step_progress, cancel=cancel))
             timings["sampling"] += time.perf_counter() - t0
+            _check_finite(x1, "sampling", video, w)  # safety: NaN/inf is an error where it is made
             t0 = time.perf_counter()
             wav = self.decode(x1)[0].numpy()
             timings["codec"] += time.perf_counter() - t0
+            _check_finite(wav, "decode", video, w)
             take = min(wav.shape[1], round(w.duration_s * sr))
             segments.append((round(w.start_s * sr), wav[:, :take]))
         t0 = time.perf_counter()
         audio = crossfade_join(segments, round(duration_s * sr), round(opts.overlap_s * sr))
         audio, out_sr, notes = postprocess(audio, sr, duration_s, opts.sample_rate, opts.loudness_lufs)
         timings["post"] = time.perf_counter() - t0
+        if not np.any(audio):  # a silent video may rightly give silence: a warning, not an error
+            notes.append("warning: the model produced all-zero audio (silence)")
         return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings, opts)
 
 
@@ -433,6 +437,16 @@ def _probe_video(video):
         raise FoleyError(f"{video}: lasts {info.video.duration_s:.0f} s; at most {MAX_DURATION_S:.0f} s are "
                          "supported")
     return info.video
+
+
+def _check_finite(values, stage: str, video, window: Window) -> None:
+    """One-line FoleyError if a stage (sampling: latents; decode: the codec's waveform) made NaN or infinite values,
+    naming the stage, the video (or text-only) and the window."""
+    finite = torch.isfinite(values).all() if isinstance(values, torch.Tensor) else np.isfinite(values).all()
+    if not bool(finite):
+        what = f"video {video}" if video is not None else "text-only generation"
+        raise FoleyError(f"{stage} produced NaN/infinite values for {what} (window at {window.start_s:g} s): the "
+                         "model bundle's weights are broken")
 
 
 @lru_cache(maxsize=2)

@@ -19,7 +19,8 @@ else
     echo
 fi
 echo "== foleyflow generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle $BUNDLE"
-"$FF" generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle "$BUNDLE"
+# (out/ is the demo's own folder: --overwrite also replaces a result of a foleyflow from before outputs were tagged)
+"$FF" generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle "$BUNDLE" --overwrite
 echo
 echo "== foleyflow generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated (4 FoleyWorld test clips)"
 rm -rf out/demo_eval

@@ -104,14 +104,14 @@ def test_fp16_bundle_with_a_referenced_codec_loads_and_sounds_the_same(bundle, t
     from foleyflow.hashing import file_sha256
 
     info = read_bundle(bundle)
-    shared = tmp_path / "codec"
-    shared.mkdir()
+    shared = tmp_path / "half" / "codec"  # a referenced file must stay inside the bundle (or foleyflow's assets)
+    shared.mkdir(parents=True)
     vocoder = shared / "vocoder.safetensors"
     vocoder.write_bytes(info.files["vocoder"].read_bytes())
     out = assemble_bundle(tmp_path / "half", **{**info.files, "vocoder": vocoder}, text_cfg=TEXT_CFG, name="half",
                           trained_on="test", fp16=True, reference=("vocoder",))
     index = json.loads((out / "bundle.json").read_text())
-    assert index["vocoder"] == "../codec/vocoder.safetensors" and not (out / "vocoder.safetensors").exists()
+    assert index["vocoder"] == "codec/vocoder.safetensors" and not (out / "vocoder.safetensors").exists()
     gen = out / "generator.safetensors"
     assert gen.stat().st_size < 0.55 * info.files["generator"].stat().st_size
     with safe_open(str(gen), framework="pt") as f:

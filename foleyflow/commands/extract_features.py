@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 
+DEFAULT_BUDGET = "64:64,256,64,96"
+
+
 def register(sub) -> None:
     p = sub.add_parser("extract-features", help="compute the visual, sync and text features of a manifest's clips "
                        "into a features cache (for training)",
@@ -19,12 +22,16 @@ def register(sub) -> None:
     p.add_argument("--semantic-encoder", required=True, metavar="CKPT", help="semantic_av checkpoint")
     p.add_argument("--sync-encoder", required=True, metavar="CKPT", help="sync_av checkpoint")
     p.add_argument("--duration", type=float, default=8.0, metavar="S", help="window (clip) duration, default 8")
-    p.add_argument("--text-budget", default="256", metavar="N[:P]",
+    # The defaults are the default model's (docs/default_model.md): FoleyWorld's own clips must pass them. Its
+    # chain of thought lists every onset in the Temporal part (up to ~320 tokens), so a few long ones are cut to 256;
+    # the summary counts them (never silent).
+    p.add_argument("--text-budget", default=DEFAULT_BUDGET, metavar="N[:P]",
                    help="tokens of a caption (N, at most 256) and of each of the four CoT parts (P, default N/4; or "
                         "four budgets S,T,A,Sp for semantic, temporal, aesthetic, spatial); every text field is padded "
-                        "to max(N, sum of the part budgets) tokens, the generator's text_len (default 256)")
-    p.add_argument("--text-overflow", default="error", choices=("error", "truncate"),
-                   help="a text over its budget stops the run (error, default) or is cut to it (truncate); cut texts "
+                        f"to max(N, sum of the part budgets) tokens, the generator's text_len (default {DEFAULT_BUDGET}"
+                        ", 480 tokens: the default model's)")
+    p.add_argument("--text-overflow", default="truncate", choices=("error", "truncate"),
+                   help="a text over its budget stops the run (error) or is cut to it (truncate, default); cut texts "
                         "are counted in the summary")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -124,11 +131,35 @@ def _run_workers(args: argparse.Namespace, n: int):
     out = Path(args.out)
     if (out / INDEX).exists():
         raise FoleyError(f"a cache already exists in {out}; choose another folder or delete it")
-    work = out.with_name(f".{out.name}.parts")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    import tempfile
+
+    entries = read_manifest(args.manifest)            # absolute paths (checked before the parts folder exists)
     raw = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
-    entries = read_manifest(args.manifest)            # absolute paths
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # unique per run (two runs never share it) and removed whatever happens (finally below)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.parts-", dir=out.parent))
+    except OSError as e:
+        raise FoleyError(f"cannot create a work folder next to {out}: {e.strerror}") from None
+    try:
+        return _run_parts(args, n, out, work, raw, entries)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_parts(args, n, out, work, raw, entries):
+    """The body of _run_workers: runs the children on parts of the manifest in `work` and merges their caches."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from foleyflow.data.cache import merge_caches
+    from foleyflow.errors import FoleyError
+
     k = min(args.workers, n)
     procs = []
     for i in range(k):
@@ -168,5 +199,4 @@ def _run_workers(args: argparse.Namespace, n: int):
         f = work / f"part{i}.cut"
         cut += [m for m in f.read_text().splitlines() if m] if f.is_file() else []
     merge_caches([work / f"cache{i}" for i in range(k)], out, info_overrides={"manifest": str(args.manifest)})
-    shutil.rmtree(work, ignore_errors=True)
     return out, cut

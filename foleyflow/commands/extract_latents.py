@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 CACHE_KIND = "vae_latents"
+MAX_DURATION_S = 600.0  # a cache clip longer than this is a mistake (1e6 s would need 119 GiB per clip)
 
 
 def register(subparsers) -> None:
@@ -37,6 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.data.manifest import ManifestError, read_manifest
     from foleyflow.models.vae import encode_channels, load_vae, num_latent_frames, samples_per_latent
 
+    import math
+
+    from foleyflow.errors import ConfigError
+
+    if not 0 <= args.threads <= 1024:
+        raise ConfigError(f"--threads must be between 0 (default) and 1024, got {args.threads}")
+    if not 1 <= args.shard_size <= 1_000_000:
+        raise ConfigError(f"--shard-size must be between 1 and 1000000 clips, got {args.shard_size}")
+    if args.duration_s is not None and not (math.isfinite(args.duration_s) and 0 < args.duration_s <= MAX_DURATION_S):
+        raise ConfigError(f"--duration-s must be in (0, {MAX_DURATION_S:g}] s, got {args.duration_s}")
     if args.threads:
         torch.set_num_threads(args.threads)
     entries = [e for e in read_manifest(args.manifest) if args.split is None or e.split == args.split]
@@ -52,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if len(durations) != 1 or None in durations:
             raise ManifestError("clips have no single duration_s in the manifest; pass --duration-s")
         duration = durations.pop()
-    if duration <= 0:
-        raise ManifestError(f"--duration-s must be positive, got {duration}")
+    if not (math.isfinite(duration) and 0 < duration <= MAX_DURATION_S):
+        raise ManifestError(f"the cache duration must be in (0, {MAX_DURATION_S:g}] s, got {duration}")
 
     vae = load_vae(args.vae)
     setting = MEL_SETTINGS[vae.cfg.mel_setting]

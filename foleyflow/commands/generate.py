@@ -70,7 +70,16 @@ def register(sub) -> None:
     p.add_argument("--overlap", type=float, default=None, metavar="S",
                    help="overlap of the windows of videos longer than the model's window (default: the bundle's, else "
                    f"{DEFAULTS.overlap_s:g} s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files that foleyflow did not write (its own are always replaced)")
     p.set_defaults(func=run)
+
+
+def check_seed(seed: int) -> int:
+    """torch seeds are 64-bit: refuse others before any model is loaded."""
+    if not 0 <= seed < 2 ** 64:
+        _fail(f"--seed must be between 0 and 2^64-1, got {seed}")
+    return seed
 
 
 def _fail(msg: str):
@@ -100,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         check_duration(args.duration)
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
+    if args.seed is not None:
+        check_seed(args.seed)
     cot = None
     if args.cot is not None:
         from foleyflow.conditioning import cot_parts
@@ -142,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
     bundle = args.bundle or (str(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "bundle.json").is_file() else None)
     if bundle is None:
         _fail(f"the default model is missing from {DEFAULT_BUNDLE} (a broken install?); give --bundle DIR")
+    # ---- outputs against every input and against files the user did not name (the side .wav included)
+    from foleyflow.outputs import check_outputs, own_tag
+
+    inputs = [args.video, args.cot, bundle] + ([p for p in Path(bundle).iterdir()] if Path(bundle).is_dir() else [])
+    check_outputs([wav] + ([out] if out is not None else []), inputs, overwrite=args.overwrite)
 
     # ---- models
     if args.threads:
@@ -161,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
 
+    from foleyflow.faults import pause_point
+
     def progress(done: int, total: int) -> None:
+        pause_point("sampling")  # fault injection for tests (foleyflow.faults); no-op otherwise
         if bar.total != total:
             bar.total = total
             bar.refresh()
@@ -172,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                                options=pipe.options(**values), progress=progress)
     finally:
         bar.close()
-    write_audio(wav, result.audio, result.sample_rate)
+    write_audio(wav, result.audio, result.sample_rate, tag=own_tag("generate"))
     n = result.audio.shape[1]
     win = f"{len(result.windows)} windows of {pipe.window_s:g} s, crossfaded" if len(result.windows) > 1 else \
         "1 window"
@@ -180,10 +199,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"generated {n} samples at {result.sample_rate} Hz = {n / result.sample_rate:.3f} s ({win}, "
           f"{result.precision}, {o.steps} {o.sampler} steps, {o.guidance} {o.cfg_scale:g}, seed {o.seed})")
     for note in result.notes:
-        print(f"note: {note}")
+        if note.startswith("warning:"):
+            print(note, file=sys.stderr)
+        else:
+            print(f"note: {note}")
     print(f"wrote {wav}")
     if out is not None:
-        mux = mux_audio(args.video, result.audio, result.sample_rate, out)
+        mux = mux_audio(args.video, result.audio, result.sample_rate, out, tag=own_tag("generate"))
         if mux.replaced_audio:
             print("replaced the video's original soundtrack with the generated one")
         print(f"wrote {mux.path} (video copied, not re-encoded)")

@@ -1,6 +1,8 @@
 """`foleyflow generate-set MANIFEST --out DIR`: generate the soundtrack of every video of a manifest into DIR/<id>.wav,
-loading the models once; the input of `foleyflow evaluate --generated DIR`. Resumable: clips whose .wav exists are
-skipped. Each clip's seed is derived from --seed and the clip id (crc32), so a clip's audio does not depend on which
+loading the models once; the input of `foleyflow evaluate --generated DIR`. Resumable: DIR/generate_set.json records
+each .wav this command made (with a key of the settings, the bundle's sha256, the clip's video and text, and the
+file's sha256); a clip is skipped only when its recorded key and file still match. Existing <id>.wav files that it did
+not record (e.g. --out pointing at a FoleyWorld folder) are refused unless --overwrite. Each clip's seed is derived from --seed and the clip id (crc32), so a clip's audio does not depend on which
 other clips are in the run or in what order."""
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
+    p.add_argument("--overwrite", action="store_true", help="replace <id>.wav files in DIR that generate-set did not "
+                   "record as its own")
     p.set_defaults(func=run)
 
 
@@ -45,7 +49,36 @@ def clip_seed(seed: int, clip_id: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(clip_id.encode())) % (2 ** 63)
 
 
+RECORD = "generate_set.json"
+
+
+def bundle_sha256(folder: str | Path) -> str:
+    """sha256 over bundle.json and the sha256 of every checkpoint it names (what made the audio)."""
+    import hashlib
+
+    from foleyflow.bundle import read_bundle
+    from foleyflow.data.cache import file_sha256
+
+    info = read_bundle(folder)
+    h = hashlib.sha256((Path(folder) / "bundle.json").read_bytes())
+    for role in sorted(info.files):
+        h.update(f"{role}={file_sha256(info.files[role])}".encode())
+    return h.hexdigest()
+
+
+def _read_record(path: Path) -> dict:
+    """The `made` map of a previous run ({id: {"key", "sha256"}}); empty when missing or unreadable."""
+    import json
+
+    try:
+        made = json.loads(path.read_text()).get("made", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return made if isinstance(made, dict) else {}
+
+
 def run(args: argparse.Namespace) -> int:
+    import hashlib
     import json
     import time
 
@@ -71,10 +104,47 @@ def run(args: argparse.Namespace) -> int:
         lacking = [r.id for r in rows if not getattr(r, args.text)]
         if lacking:
             raise FoleyError(f"{len(lacking)} rows have no {args.text} (e.g. {lacking[0]}); use --text none")
+    from foleyflow.fileio import safe_component
+
+    for r in rows:  # ids name files in --out: none may leave it
+        safe_component(r.id, f"{args.manifest}: id")
     bundle = args.bundle or (str(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "bundle.json").is_file() else None)
     if bundle is None:
         raise FoleyError(f"the default model is missing from {DEFAULT_BUNDLE} (a broken install?); give --bundle DIR")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FoleyError(f"--out {out} is a file, not a folder")
+    from foleyflow.commands.generate import check_seed
+
+    check_seed(args.seed)
+    # what makes a clip's audio: a clip is resumed only if its recorded key is this one
+    sha = bundle_sha256(bundle)
+    settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
+                "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device}
+
+    key_settings = dict(settings)   # fixed before the record gains the resolved options, so resumed keys match
+
+    def clip_key(r) -> str:
+        what = {k: v for k, v in key_settings.items() if k not in ("manifest", "split", "bundle")}
+        what.update(id=r.id, video=str(Path(r.video).resolve()), text=getattr(r, args.text, None)
+                    if args.text != "none" else None)
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+    from foleyflow.hashing import file_sha256
+
+    made = _read_record(out / RECORD)
+    todo = []
+    for r in rows:
+        wav, rec = out / f"{r.id}.wav", made.get(r.id)
+        if not wav.exists():
+            todo.append(r)
+        elif not isinstance(rec, dict):  # not made by generate-set: never trusted, never silently replaced
+            if not args.overwrite:
+                raise FoleyError(f"{wav} exists and was not made by generate-set (no record in {out / RECORD}); "
+                                 "choose another --out or pass --overwrite to replace such files")
+            todo.append(r)
+        elif rec.get("key") != clip_key(r) or rec.get("sha256") != file_sha256(wav):
+            todo.append(r)  # made by generate-set, but with other settings or changed since: regenerate
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -89,26 +159,29 @@ def run(args: argparse.Namespace) -> int:
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
     options = pipe.options(**values)   # the settings every clip is generated with (its seed: clip_seed)
-    todo = [r for r in rows if not (out / f"{r.id}.wav").is_file()]
+    # the record names every resolved option (e.g. the bundle's steps when --steps is not given)
+    settings.update({k: v for k, v in options.as_record().items() if k != "seed"}, cfg=options.cfg_scale,
+                    clip_seed="crc32 of the id, see clip_seed")
+    from foleyflow.fileio import atomic_write_text
+
+    def save_record(wall_s: float | None = None) -> None:
+        atomic_write_text(out / RECORD, json.dumps({
+            "settings": {**settings, "precision": pipe.precision}, "clips": len(rows), "generated_now": len(todo),
+            "wall_s": None if wall_s is None else round(wall_s, 2),
+            "timings_s": {k: round(v, 2) for k, v in timings.items()}, "made": made}, indent=1))
+
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     for r in tqdm(todo, desc="generate-set", unit="clip", file=sys.stderr, disable=None, dynamic_ncols=True):
         kw = {"prompt": r.caption} if args.text == "caption" else {"cot": r.cot} if args.text == "cot" else {}
         res = pipe.generate(r.video, options=options.replace(seed=clip_seed(args.seed, r.id)), **kw)
-        tmp = out / f".{r.id}.tmp.wav"
-        write_audio(tmp, res.audio, res.sample_rate)
-        tmp.replace(out / f"{r.id}.wav")
+        wav = write_audio(out / f"{r.id}.wav", res.audio, res.sample_rate)  # atomic
+        made[r.id] = {"key": clip_key(r), "sha256": file_sha256(wav)}
         for k, v in res.timings_s.items():
             timings[k] = timings.get(k, 0.0) + v
+        save_record()  # after every clip, so an interrupted run resumes
     wall = time.perf_counter() - t_start
-    recorded = {k: v for k, v in options.as_record().items() if k != "seed"}
-    settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
-                **recorded, "cfg": options.cfg_scale, "seed": args.seed, "clip_seed": "crc32 of the id, see clip_seed",
-                "precision": pipe.precision}
-    (out / "generate_set.json").write_text(json.dumps({"settings": settings, "clips": len(rows),
-                                                      "generated_now": len(todo), "wall_s": round(wall, 2),
-                                                      "timings_s": {k: round(v, 2) for k, v in timings.items()}},
-                                                     indent=1))
+    save_record(wall)
     per = f", {wall / len(todo):.2f} s per clip" if todo else ""
     print(f"wrote {len(todo)} clips to {out} ({len(rows) - len(todo)} already there{per})")
     return 0

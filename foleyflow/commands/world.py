@@ -55,6 +55,7 @@ def _make(args: argparse.Namespace) -> int:
     if args.shard_size < 0:
         raise ConfigError(f"--shard-size must be 0 (no shards) or more, got {args.shard_size}")
     cfg = load_config(WorldConfig, args.config, args.overrides)
+    _check_out_folder(args.out)
     t0 = time.time()
     rows = make_split(args.out, args.split, args.n, cfg, seed=args.seed, workers=args.workers,
                       progress=sys.stderr.isatty())
@@ -67,10 +68,40 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_folder(out: str) -> None:
+    """--out must be (or become) a writable folder: a one-line error before any clip is made."""
+    import os
+    from pathlib import Path
+
+    from foleyflow.errors import FoleyError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise FoleyError(f"--out {out} is a file, not a folder")
+    parent = path.absolute()  # nothing is created here: make_split checks the folder's place first
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FoleyError(f"cannot create the output folder {out}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FoleyError(f"cannot write into {parent}: permission denied")
+
+
 def _preview(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from foleyflow.errors import FoleyError
     from foleyflow.world.preview import write_preview
+
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise FoleyError(f"{args.dir} is not a folder made by `world make`")
+    if not 1 <= args.clips <= 64:
+        raise FoleyError(f"--clips must be between 1 and 64, got {args.clips}")
+    if args.output is not None and Path(args.output).is_dir():
+        raise FoleyError(f"cannot write {args.output}: it is a folder")
+    if args.output is not None and Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+        # (also keeps -o from naming one of the clip's files: manifest, json, wav, mp4)
+        raise FoleyError(f"-o {args.output}: the preview is an image (.png, .jpg, .pdf or .svg)")
 
     out = write_preview(args.dir, args.output or Path(args.dir) / "preview.png", num_clips=args.clips,
                         split=args.split)

@@ -15,7 +15,6 @@ and a reader refuses a folder without one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,14 @@ class CacheWriter:
         self.folder = Path(folder)
         if (self.folder / INDEX).exists():
             raise CacheError(f"a cache already exists in {self.folder}; choose another folder or delete it")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not isinstance(shard_size, int) or not 1 <= shard_size <= 1_000_000:
+            raise CacheError(f"shard size must be between 1 and 1000000 clips, got {shard_size}")
+        if self.folder.exists() and not self.folder.is_dir():
+            raise CacheError(f"cannot create the cache folder {self.folder}: it is a file")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"cannot create the cache folder {self.folder}: {e.strerror}") from None
         self.kind, self.producers, self.shard_size, self.dtype = kind, producers, shard_size, dtype
         self.ids: list[str] = []
         self.shards: list[dict] = []
@@ -72,9 +78,10 @@ class CacheWriter:
         if n == 0:
             return
         name = f"shard-{len(self.shards):05d}.safetensors"
-        tmp = self.folder / f".{name}.tmp"
-        save_file({k: torch.stack(v) for k, v in self._pending.items()}, str(tmp))
-        os.replace(tmp, self.folder / name)
+        from foleyflow.fileio import atomic_write
+
+        with atomic_write(self.folder / name) as tmp:
+            save_file({k: torch.stack(v) for k, v in self._pending.items()}, str(tmp))
         self.shards.append({"file": name, "count": n})
         self._pending = {k: [] for k in self._pending}
 
@@ -82,16 +89,15 @@ class CacheWriter:
         """Finishes the cache. `extras` are tensors that belong to the whole cache (e.g. the empty-text features)."""
         from safetensors.torch import save_file
 
+        from foleyflow.fileio import atomic_write, atomic_write_text
+
         self._flush()
         if extras:
-            tmp = self.folder / ".extras.safetensors.tmp"
-            save_file({k: v.detach().cpu().contiguous() for k, v in extras.items()}, str(tmp))
-            os.replace(tmp, self.folder / "extras.safetensors")
+            with atomic_write(self.folder / "extras.safetensors") as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in extras.items()}, str(tmp))
         index = {"format": FORMAT, "kind": self.kind, "fields": self.fields, "producers": self.producers,
                  "ids": self.ids, "shards": self.shards, "info": info or {}}
-        tmp = self.folder / f".{INDEX}.tmp"
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, self.folder / INDEX)
+        atomic_write_text(self.folder / INDEX, json.dumps(index, indent=1))
         return self.folder
 
 
@@ -197,9 +203,9 @@ def merge_caches(sources: list[str | Path], out: str | Path, *, summed_info: tup
     if (first.folder / "extras.safetensors").is_file():
         shutil.copyfile(first.folder / "extras.safetensors", out / "extras.safetensors")
     index = {**first.index, "ids": ids, "shards": shards, "info": info}
-    tmp = out / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, out / INDEX)
+    from foleyflow.fileio import atomic_write_text
+
+    atomic_write_text(out / INDEX, json.dumps(index, indent=1))
     for c in caches:
         shutil.rmtree(c.folder)
     return out

@@ -101,9 +101,10 @@ def clip_mels(clips: list[EvalClip], front_end, *, cache: str | Path | None = No
         out[s: s + len(mel)] = mel
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
+        from foleyflow.fileio import atomic_write
+
+        with atomic_write(path) as tmp:  # keeps the .npy suffix, so np.save adds none
+            np.save(tmp, out)
     return out
 
 

@@ -28,6 +28,8 @@ def read_stereo(path: str | Path, sample_rate: int | None = None) -> tuple[np.nd
         raise EvalError(f"{path} has {x.shape[0]} channels; evaluation takes mono or stereo audio")
     if x.shape[1] == 0:
         raise EvalError(f"{path} holds no samples")
+    if not np.isfinite(x).all():  # name the file here: the metrics downstream see only arrays
+        raise EvalError(f"{path} holds {int(np.size(x) - np.isfinite(x).sum())} NaN/infinite samples")
     if sample_rate is not None and sr != sample_rate:
         x, sr = resample(x, sr, sample_rate, dtype=np.float64), sample_rate
     return x, int(sr)

@@ -102,8 +102,11 @@ def _load(path: Path, kind: str):
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
     from foleyflow.models.eval_audio import build_model
 
+    from foleyflow.checkpoint import build_checked
+
     tensors, meta = load_checkpoint(path, kind=kind)
-    model = build_model(kind, checkpoint_config(meta))
+    cfg = checkpoint_config(meta)
+    model = build_checked(lambda: build_model(kind, cfg), tensors, what=f"{kind} ({path})")  # config vs shapes first
     load_into(model, tensors, what=kind)
     return model.eval(), meta
 

@@ -114,7 +114,10 @@ def plot_metric_bars(report: dict, path: Path) -> Path | None:
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=7)
         ax.set_title(labels.get(k, k), fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
-    fig.savefig(path, dpi=110)
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 
@@ -137,7 +140,10 @@ def plot_onset_timelines(report: dict, path: Path) -> Path | None:
         ax.set_ylim(-0.7, max(len(systems), 1) - 0.3)
         ax.set_title(f"{e['name']}: detected onsets (marks) vs ground truth (grey lines)", fontsize=8)
     ax.set_xlabel("time (s)")
-    fig.savefig(path, dpi=110)
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 
@@ -163,7 +169,10 @@ def plot_spectrogram_pairs(report: dict, path: Path) -> Path | None:
             ax.set_title(f"{e['name']} {key.split('_')[0]}", fontsize=8)
             ax.set_ylabel("mel band", fontsize=7)
             ax.tick_params(labelsize=7)
-    fig.savefig(path, dpi=100)
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
@@ -186,7 +195,9 @@ def write_report(report: dict, out_dir: str | Path, *, plots: bool = True) -> di
             if p is not None:
                 written[kind] = p
                 pngs.append(str(p))
-    (out_dir / "report.json").write_text(json.dumps(_clean(report), indent=2, allow_nan=False))
-    (out_dir / "report.md").write_text(_markdown(report, pngs))
+    from foleyflow.fileio import atomic_write_text
+
+    atomic_write_text(out_dir / "report.json", json.dumps(_clean(report), indent=2, allow_nan=False))
+    atomic_write_text(out_dir / "report.md", _markdown(report, pngs))
     written["json"], written["markdown"] = out_dir / "report.json", out_dir / "report.md"
     return written

@@ -33,60 +33,69 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: Fraction | 
     fps = Fraction(fps).limit_denominator(1001 * 1000) if not isinstance(fps, Fraction) else fps
     if not 0 < fps <= 1000:
         raise MediaError(f"cannot write {path}: frame rate {fps} is out of range (0, 1000]")
-    try:
-        container = av.open(str(path), mode="w")
-    except (OSError, av.error.FFmpegError) as e:
-        raise MediaError(f"cannot write {path}: {e}") from None
-    with container:
-        vstream = None
-        astream = None
-        if audio is not None:
-            if sample_rate is None:
-                raise MediaError(f"cannot write {path}: sample_rate is required with audio")
-            audio = np.asarray(audio, dtype=np.float32)
-            if audio.ndim != 2 or audio.shape[0] not in (1, 2):
-                raise MediaError(f"cannot write {path}: audio must be (channels, num_samples) with 1 or 2 channels, "
-                                 f"got {audio.shape}")
-        for frame in frames:
-            frame = np.ascontiguousarray(frame, dtype=np.uint8)
-            if vstream is None:
-                h, w = frame.shape[:2]
-                if h % 2 or w % 2 or frame.ndim != 3 or frame.shape[2] != 3 or not (2 <= h <= 8192 and 2 <= w <= 8192):
-                    raise MediaError(f"cannot write {path}: frames must be (H, W, 3) with even H, W in 2..8192, "
-                                     f"got {frame.shape}")
-                vstream = container.add_stream("libx264", rate=fps)
-                vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
-                vstream.options = {"crf": str(crf), "preset": preset}
-                vstream.codec_context.time_base = Fraction(1) / fps
-                if audio is not None:
-                    astream = container.add_stream("aac", rate=sample_rate)
-                    astream.layout = "stereo" if audio.shape[0] == 2 else "mono"
-                    astream.bit_rate = audio_bitrate
-            for packet in vstream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        if vstream is None:
-            raise MediaError(f"cannot write {path}: no frames to write")
-        for packet in vstream.encode():
-            container.mux(packet)
-        if astream is not None:
-            chunk = 1024
-            for start in range(0, audio.shape[1], chunk):
-                block = np.ascontiguousarray(audio[:, start:start + chunk])
-                aframe = av.AudioFrame.from_ndarray(block, format="fltp", layout=astream.layout.name)
-                aframe.sample_rate = sample_rate
-                aframe.pts = start
-                aframe.time_base = Fraction(1, sample_rate)
-                for packet in astream.encode(aframe):
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(path) as tmp:  # an interrupted or failed write leaves the previous file
+        try:
+            container = av.open(str(tmp), mode="w")
+        except (OSError, av.error.FFmpegError) as e:
+            raise MediaError(f"cannot write {path}: {e}") from None
+        with container:
+            vstream = None
+            astream = None
+            if audio is not None:
+                if sample_rate is None:
+                    raise MediaError(f"cannot write {path}: sample_rate is required with audio")
+                audio = np.asarray(audio, dtype=np.float32)
+                if audio.ndim != 2 or audio.shape[0] not in (1, 2):
+                    raise MediaError(f"cannot write {path}: audio must be (channels, num_samples) with 1 or 2 channels, "
+                                     f"got {audio.shape}")
+            for frame in frames:
+                frame = np.ascontiguousarray(frame, dtype=np.uint8)
+                if vstream is None:
+                    h, w = frame.shape[:2]
+                    if h % 2 or w % 2 or frame.ndim != 3 or frame.shape[2] != 3 or not (2 <= h <= 8192 and 2 <= w <= 8192):
+                        raise MediaError(f"cannot write {path}: frames must be (H, W, 3) with even H, W in 2..8192, "
+                                         f"got {frame.shape}")
+                    vstream = container.add_stream("libx264", rate=fps)
+                    vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
+                    vstream.options = {"crf": str(crf), "preset": preset}
+                    vstream.codec_context.time_base = Fraction(1) / fps
+                    if audio is not None:
+                        astream = container.add_stream("aac", rate=sample_rate)
+                        astream.layout = "stereo" if audio.shape[0] == 2 else "mono"
+                        astream.bit_rate = audio_bitrate
+                for packet in vstream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)
-            for packet in astream.encode():
+            if vstream is None:
+                raise MediaError(f"cannot write {path}: no frames to write")
+            for packet in vstream.encode():
                 container.mux(packet)
+            if astream is not None:
+                chunk = 1024
+                for start in range(0, audio.shape[1], chunk):
+                    block = np.ascontiguousarray(audio[:, start:start + chunk])
+                    aframe = av.AudioFrame.from_ndarray(block, format="fltp", layout=astream.layout.name)
+                    aframe.sample_rate = sample_rate
+                    aframe.pts = start
+                    aframe.time_base = Fraction(1, sample_rate)
+                    for packet in astream.encode(aframe):
+                        container.mux(packet)
+                for packet in astream.encode():
+                    container.mux(packet)
     return path
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> Path:
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None,
+                tag: str | None = None) -> Path:
     """Writes (C, num_samples) (or (num_samples,)) float audio as wav (32-bit float by default, so the samples
-    read back exactly; subtype='PCM_16' for 16-bit) or flac (24-bit by default)."""
+    read back exactly; subtype='PCM_16' for 16-bit) or flac (24-bit by default), atomically (foleyflow.fileio:
+    an interrupted write leaves the previous file). Non-finite samples are refused (MediaError naming the file).
+    tag: stored as the file's comment (foleyflow.outputs records its own outputs this way)."""
     import soundfile as sf
+
+    from foleyflow.faults import pause_point
+    from foleyflow.fileio import atomic_write
 
     path = _check_writable(path)
     audio = np.asarray(audio, dtype=np.float32)
@@ -95,13 +104,28 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtyp
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("wav", "flac"):
         raise MediaError(f"cannot write {path}: audio files must end in .wav or .flac")
+    check_finite(audio, f"cannot write {path}")
     if subtype is None:
         subtype = "FLOAT" if fmt == "wav" else "PCM_24"
     try:
-        sf.write(str(path), audio.T, sample_rate, subtype=subtype)
+        with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+            with sf.SoundFile(fh, "w", int(sample_rate), audio.shape[0], subtype=subtype, format=fmt.upper()) as f:
+                if tag:
+                    f.comment = tag
+                half = audio.shape[1] // 2
+                f.write(audio[:, :half].T)
+                pause_point("audio_write")  # fault injection for tests (foleyflow.faults); no-op otherwise
+                f.write(audio[:, half:].T)
     except (OSError, RuntimeError, sf.LibsndfileError) as e:
         raise MediaError(f"cannot write {path}: {e}") from None
     return path
+
+
+def check_finite(audio: np.ndarray, what: str) -> None:
+    """Raises MediaError `what: the audio holds N NaN/infinite samples` unless every sample is finite."""
+    bad = int(np.size(audio) - np.count_nonzero(np.isfinite(audio)))
+    if bad:
+        raise MediaError(f"{what}: the audio holds {bad} NaN/infinite samples of {np.size(audio)}")
 
 
 def _check_writable(path: str | Path) -> Path:
@@ -126,7 +150,7 @@ class MuxResult(NamedTuple):
 
 
 def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_path: str | Path, *,
-              audio_bitrate: int = 192_000) -> MuxResult:
+              audio_bitrate: int = 192_000, tag: str | None = None, audio_name: str | None = None) -> MuxResult:
     """Writes `out_path`: the video stream of `video_in` copied packet by packet (never re-encoded) plus `audio`
     ((C, num_samples) float in [-1, 1], C = 1 or 2) encoded as AAC, trimmed or zero-padded to
     round(video_duration_s * sample_rate) samples and starting with the video.
@@ -134,17 +158,20 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
     Other streams of the input (its audio, subtitles, data) are dropped; `replaced_audio` says whether an audio
     stream was replaced. The output is written to a temporary file in the same folder and renamed, so a failure
     never leaves a half-written `out_path`. The container follows the suffix (.mp4, .mov, .mkv).
-    For an exact copy of the soundtrack also write it with `write_audio`.
+    For an exact copy of the soundtrack also write it with `write_audio`. tag: stored as the container's comment
+    (foleyflow.outputs). Non-finite audio is refused, naming `audio_name` (the file it came from) if given.
     """
-    import os
-
     import av
+
+    from foleyflow.faults import pause_point
+    from foleyflow.fileio import atomic_write
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
     if audio.ndim != 2 or audio.shape[0] not in (1, 2):
         raise MediaError(f"audio must be (channels, num_samples) with 1 or 2 channels, got {audio.shape}")
+    check_finite(audio, f"cannot write {out_path}" + (f" from {audio_name}" if audio_name else ""))
     if sample_rate not in AAC_RATES:
         raise MediaError(f"AAC cannot store {sample_rate} Hz audio; resample to one of "
                          f"{', '.join(map(str, AAC_RATES))}")
@@ -152,8 +179,19 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
     out_path = _check_writable(out_path)
     if out_path.exists() and out_path.resolve() == video_in.resolve():
         raise MediaError(f"cannot write {out_path}: it is the input video; choose another output path")
-    tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     inp = open_media(video_in)
+    # a temporary unique per process and call, renamed over out_path on success, removed on any exception
+    # (KeyboardInterrupt and SystemExit from the CLI's SIGTERM handler included)
+    with atomic_write(out_path) as tmp:
+        replaced, n, duration_s = _mux(inp, video_in, audio, sample_rate, out_path, tmp, audio_bitrate, tag,
+                                       pause_point)
+    return MuxResult(out_path, replaced, n, duration_s)
+
+
+def _mux(inp, video_in, audio, sample_rate, out_path, tmp, audio_bitrate, tag, pause_point):
+    """The body of mux_audio: writes `tmp` and closes `inp`; returns (replaced_audio, num_samples, duration_s)."""
+    import av
+
     try:
         if not inp.streams.video:
             raise MediaError(f"{video_in}: has no video stream")
@@ -177,6 +215,8 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
             raise MediaError(f"cannot write {out_path}: {_reason(e)}") from None
         try:
             with out:
+                if tag:
+                    out.metadata["comment"] = tag
                 try:
                     vout = out.add_stream_from_template(vin)
                 except (ValueError, av.error.FFmpegError) as e:
@@ -204,6 +244,7 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
                     encode_until(round((t + 1) * sample_rate))  # keep the streams interleaved (bounded memory)
                     packet.stream = vout
                     out.mux(packet)
+                    pause_point("mux")  # fault injection for tests (foleyflow.faults); no-op otherwise
                 encode_until(n)
                 for packet in aout.encode():
                     out.mux(packet)
@@ -211,12 +252,9 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
             raise
         except (OSError, ValueError, av.error.FFmpegError) as e:
             raise MediaError(f"cannot write {out_path}: {_reason(e)}") from None
-        os.replace(tmp, out_path)
     finally:
         inp.close()
-        if tmp.exists():
-            tmp.unlink()
-    return MuxResult(out_path, replaced, n, float(v_dur))
+    return replaced, n, float(v_dur)
 
 
 def _with_dts(packets, stream, max_wait: int = 64):

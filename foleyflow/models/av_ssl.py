@@ -297,8 +297,17 @@ def _load(path, kind, cfg_cls, model_cls, visual_only_ok: bool = False):
     from foleyflow.config import from_dict
     from foleyflow.hashing import file_sha256
 
+    from foleyflow.checkpoint import build_checked
+    from foleyflow.errors import CheckpointError, ConfigError
+
     tensors, meta = load_checkpoint(path, kind=kind)
-    model = model_cls(from_dict(cfg_cls, checkpoint_config(meta)))
+    try:
+        cfg = from_dict(cfg_cls, checkpoint_config(meta))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its {kind} config is not valid ({e})") from None
+    visual = meta.get(PART) == "visual"
+    model = build_checked(lambda: model_cls(cfg), {k[len("visual."):]: v for k, v in tensors.items()} if visual
+                          else tensors, what=f"{kind} ({path})", select=(lambda m: m.visual) if visual else None)
     if meta.get(PART) == "visual":      # a storage copy of the visual tower only (checkpoint.save_fp16_copy)
         if not visual_only_ok:
             from foleyflow.errors import CheckpointError

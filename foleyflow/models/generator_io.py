@@ -37,7 +37,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
         cfg = from_dict(GeneratorConfig, checkpoint_config(meta))
     except ConfigError as e:
         raise CheckpointError(f"{path}: its generator config is not valid ({e})") from None
-    net = Generator(cfg)
+    from foleyflow.checkpoint import build_checked
+
+    net = build_checked(lambda: Generator(cfg), tensors, what=f"generator ({path})")  # config vs shapes first
     load_into(net, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
               what=f"generator ({path})")
     return net.to(device).eval()

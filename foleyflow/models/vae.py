@@ -374,6 +374,8 @@ def load_vae(path, device: str | torch.device = "cpu") -> MelVAE:
         cfg = from_dict(VAEConfig, checkpoint_config(meta))
     except ConfigError as e:
         raise CheckpointError(f"{path}: its VAE config is not valid ({e})") from None
-    vae = MelVAE(cfg)
+    from foleyflow.checkpoint import build_checked
+
+    vae = build_checked(lambda: MelVAE(cfg), tensors, what=f"VAE ({path})")  # config vs shapes first
     load_into(vae, tensors, what=f"VAE ({path})")
     return vae.to(device).eval()

@@ -173,8 +173,10 @@ def load_vocoder(path, device: str | torch.device = "cpu") -> Vocoder:
             raise CheckpointError(f"{path}: its Griffin-Lim config is not valid ({e})") from None
     tensors, meta = load_checkpoint(path, kind=CKPT_KIND)
     try:
+        from foleyflow.checkpoint import build_checked
+
         cfg = from_dict(VocoderConfig, checkpoint_config(meta))
-        vocoder = Vocoder(cfg)
+        vocoder = build_checked(lambda: Vocoder(cfg), tensors, what=f"vocoder ({path})")  # config vs shapes first
     except (ConfigError, ValueError) as e:
         raise CheckpointError(f"{path}: its vocoder config is not valid ({e})") from None
     load_into(vocoder, tensors, what=f"vocoder ({path})")

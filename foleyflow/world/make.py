@@ -220,9 +220,9 @@ def update_manifest(out_dir: Path, rows: list[dict]) -> Path:
     old.update({r["id"]: r for r in rows})
     order = {s: i for i, s in enumerate(SPLITS)}
     merged = sorted(old.values(), key=lambda r: (order.get(r.get("split"), 99), r["id"]))
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in merged), encoding="utf-8")
-    tmp.replace(path)
+    from foleyflow.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in merged))
     return path
 
 

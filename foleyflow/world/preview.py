@@ -106,6 +106,9 @@ def write_preview(folder: str | Path, out: str | Path, num_clips: int = 4, split
         ax.text(0, 1, "\n".join(shown), va="top", family="monospace", fontsize=7, transform=ax.transAxes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
+    from foleyflow.fileio import atomic_write
+
+    with atomic_write(out) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     return out

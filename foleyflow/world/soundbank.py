@@ -310,10 +310,11 @@ def load_soundbank(sample_rate: int = 16000, *, soundfont: str | Path = DEFAULT_
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.is_file():
             data = render_soundbank(cfg, soundfont, workers=workers)
-            tmp = root / f".{path.stem}.tmp{os.getpid()}.npz"
-            np.savez_compressed(tmp, audio=data["audio"], index=np.array(json.dumps(data["index"])),
-                                config=np.array(cfg_json))
-            os.replace(tmp, path)
+            from foleyflow.fileio import atomic_write
+
+            with atomic_write(path) as tmp:  # keeps the .npz suffix
+                np.savez_compressed(tmp, audio=data["audio"], index=np.array(json.dumps(data["index"])),
+                                    config=np.array(cfg_json))
     try:
         with np.load(path, allow_pickle=False) as z:
             bank = SoundBank(sample_rate, z["audio"], [tuple(r) for r in json.loads(str(z["index"]))], cfg)
