@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from foleyflow.errors import FoleyError
+from foleyflow.train.schedule import OptimConfig
 
 SAMPLE_RATE = 16_000
 CONTACT_FPS = 25.0  # rate of the contact track (the sync encoder's frame rate)
@@ -89,7 +90,7 @@ def load_reward(path: str | Path, kind: str, cfg_cls, model_cls) -> torch.nn.Mod
     or tensors that do not fit. The model's `identity` records the file and its sha256 (for GRPO provenance)."""
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
-    from foleyflow.data.cache import file_sha256
+    from foleyflow.hashing import file_sha256
     from foleyflow.errors import CheckpointError
 
     tensors, meta = load_checkpoint(path, kind=kind)
@@ -226,3 +227,63 @@ def conditions_from_truth(clips: list[RewardClip], duration_s: float | None = No
     return RewardConditions(texts=[(c.cot if use_cot and c.cot else c.caption) for c in clips],
                             contacts=torch.stack([truth_contacts(c.truth, d) for c in clips]),
                             pan_track=torch.stack([p for p, _ in pans]), pan_mask=torch.stack([m for _, m in pans]))
+
+
+# ---------------------------------------------------------------- what the four training recipes share
+@dataclass
+class RewardDataConfig:
+    """The data fields of every reward recipe (each recipe subclasses it with its own crop and sampling fields)."""
+    manifest: str | None = None
+    split: str = TRAIN_SPLIT
+    allow_other_split: bool = False  # tests only: train on another split than `train` (never evaltrain)
+    val_split: str | None = "val"  # held-out figures at the end (never used to train or choose)
+    limit: int = 0
+
+
+@dataclass
+class RewardOptimConfig(OptimConfig):
+    """AdamW at a constant 1e-3 (no warm-up, no decay), gradients clipped at norm 5."""
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+
+
+@dataclass
+class RewardTrainConfig:
+    """The run fields of every reward recipe (foleyflow.train.run); a recipe's TrainConfig adds model and data."""
+    optim: RewardOptimConfig = field(default_factory=RewardOptimConfig)
+    out_dir: str = "runs/reward"
+    batch_size: int = 16
+    steps: int = 1500
+    log_every: int = 20
+    ckpt_every: int = 250
+    keep_states: int = 2
+    seed: int = 0
+    threads: int = 1
+
+
+def recipe_clips(data: RewardDataConfig, split: str | None = None, *, need_truth: bool = False) -> list[RewardClip]:
+    """The training clips of a recipe (data.split, data.limit, data.allow_other_split), or with `split` the clips of
+    that held-out split (all of them; only for figures, never trained on)."""
+    if split is None:
+        return load_clips(data.manifest, data.split, limit=data.limit, need_truth=need_truth,
+                          allow_other_split=data.allow_other_split)
+    return load_clips(data.manifest, split, need_truth=need_truth, allow_other_split=True)
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of training step `step`'s batch: a function of (seed, step) only, so a resumed run draws the
+    same batches as an uninterrupted one."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def reward_provenance(name: str, cfg, step: int, clips: list[RewardClip], figures: dict, **extra) -> dict:
+    """The provenance of an exported reward_<name>.safetensors: recipe, steps, seed, config, data, clip ids,
+    held-out figures and the command line."""
+    import sys
+
+    from foleyflow.config import to_dict
+
+    return {"recipe": f"recipes/train_reward_{name}.py", "steps": step, "seed": cfg.seed, "config": to_dict(cfg),
+            "data": f"{cfg.data.manifest} split {cfg.data.split}", "clips": [c.id for c in clips],
+            "figures": figures, **extra, "command": " ".join(sys.argv)}
