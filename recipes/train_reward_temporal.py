@@ -19,13 +19,12 @@ from pathlib import Path
 import torch
 
 from foleyflow.config import load_config
-from foleyflow.rewards.common import (CONTACT_FPS, RewardDataConfig, RewardTrainConfig, batch_generator, recipe_clips,
-                                      reward_provenance, truth_contacts)
+from foleyflow.rewards.common import (CONTACT_FPS, RewardDataConfig, RewardTrainConfig, batch_generator, log_losses,
+                                      recipe_clips, resume_reward, reward_provenance, save_reward_state, truth_contacts)
 from foleyflow.rewards.temporal import (KIND, TemporalRewardConfig, TemporalRewardModel, contact_window,
                                         sample_shifts, save_temporal_reward, shifted_windows)
-from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, write_config
 from foleyflow.train.schedule import build_optimizer, lr_at, set_lr
-from foleyflow.train.state import rng_state, set_rng_state
 
 
 @dataclass
@@ -96,14 +95,7 @@ def main(argv=None) -> None:
     tracks = [truth_contacts(c.truth, c.duration_s) for c in clips]
     model = TemporalRewardModel(cfg.model)
     opt = build_optimizer(model.parameters(), cfg.optim)
-    step = 0
-    state, latest = resume_state(run_dir, kind=KIND, config=cfg, defaults=TrainConfig())
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
-        print(f"resumed from {latest.name} at step {step}", flush=True)
+    step = resume_reward(run_dir, KIND, cfg, model, opt, defaults=TrainConfig())
     write_config(run_dir, cfg)
     log = MetricLog(run_dir)
     while step < cfg.steps:
@@ -116,14 +108,9 @@ def main(argv=None) -> None:
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            log.log(step, {**{k: float(v.detach()) for k, v in out.items()}, "train/grad_norm": float(grad_norm),
-                           "train/lr": opt.param_groups[0]["lr"]})
-            print(f"step {step} " + " ".join(f"{k}={float(v.detach()):.4f}" for k, v in out.items()), flush=True)
+            log_losses(log, step, out, grad_norm, opt)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_state(run_dir, step, kind=KIND, config=cfg, keep=cfg.keep_states,
-                       state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                              "rng": rng_state()},
-                       provenance={"recipe": "train_reward_temporal", "step": step})
+            save_reward_state(run_dir, step, KIND, cfg, model, opt, "temporal")
     log.close()
     figures = {}
     if cfg.data.val_split:

@@ -287,3 +287,38 @@ def reward_provenance(name: str, cfg, step: int, clips: list[RewardClip], figure
     return {"recipe": f"recipes/train_reward_{name}.py", "steps": step, "seed": cfg.seed, "config": to_dict(cfg),
             "data": f"{cfg.data.manifest} split {cfg.data.split}", "clips": [c.id for c in clips],
             "figures": figures, **extra, "command": " ".join(sys.argv)}
+
+
+def resume_reward(run_dir: str | Path, kind: str, cfg, model: torch.nn.Module, optimizer, defaults) -> int:
+    """Loads the newest training state of the run folder into `model`, `optimizer` and the RNGs (a ResumeError when
+    it was written with another config, see foleyflow.train.run.resume_state); returns its step, 0 for a new run."""
+    from foleyflow.train.run import resume_state
+    from foleyflow.train.state import set_rng_state
+
+    state, path = resume_state(run_dir, kind=kind, config=cfg, defaults=defaults)
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    print(f"resumed from {path.name} at step {int(state['step'])}", flush=True)
+    return int(state["step"])
+
+
+def save_reward_state(run_dir: str | Path, step: int, kind: str, cfg, model: torch.nn.Module, optimizer,
+                      name: str) -> Path:
+    """Writes the training state of `step` into the run folder, keeping the newest cfg.keep_states."""
+    from foleyflow.train.run import save_state
+    from foleyflow.train.state import rng_state
+
+    return save_state(run_dir, step, kind=kind, config=cfg, keep=cfg.keep_states,
+                      state={"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                             "rng": rng_state()},
+                      provenance={"recipe": f"train_reward_{name}", "step": step})
+
+
+def log_losses(log, step: int, losses: dict[str, torch.Tensor], grad_norm, optimizer) -> None:
+    """One row of the run's MetricLog (the named losses, gradient norm, learning rate) and the same on stdout."""
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    log.log(step, {**values, "train/grad_norm": float(grad_norm), "train/lr": optimizer.param_groups[0]["lr"]})
+    print(f"step {step} " + " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
