@@ -1,4 +1,6 @@
-"""What the four reward models share: the conditions they score against, checkpoint I/O, and FoleyWorld `train` data.
+"""What the four reward models share: the conditions they score against, checkpoint I/O, FoleyWorld `train` data, and
+the config, clip loading, resume, state saving and logging pieces of their four training recipes (the loops stay in
+the recipes: no Trainer).
 
 Separation rule (issue 18): a reward is what reinforcement learning optimises, the evaluation suite is what judges the
 result, so they must not be the same thing. Nothing in `foleyflow.rewards` imports `foleyflow.eval` or
