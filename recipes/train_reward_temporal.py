@@ -3,52 +3,42 @@ window, the aligned audio against K copies read 0.1..2 s earlier or later, given
 noisy like the sync encoder's contact head: soft probabilities, a frame of jitter, missed and spurious contacts).
 
     nice -n 10 python recipes/train_reward_temporal.py --config configs/train_reward_temporal/default.yaml \
-        --out runs/reward_temporal data.manifest=/data/foleyworld/manifest.jsonl
+        out_dir=runs/reward_temporal data.manifest=/data/foleyworld/manifest.jsonl
 
-Writes into --out: config.yaml, checkpoints/state_<step>.safetensors (resumable), tb/, and reward_temporal.safetensors
-(kind "reward_temporal", held-out `val` accuracy of picking the aligned window in its provenance).
+Writes into out_dir (the run folder of every recipe, foleyflow.train.run): config.yaml,
+checkpoints/state_<step>.safetensors (resumable, the newest keep_states kept), tb/, metrics.jsonl and
+reward_temporal.safetensors (kind "reward_temporal", held-out `val` accuracy of picking the aligned window in its
+provenance).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from foleyflow.config import config_to_json, load_config, save_config, to_dict
-from foleyflow.rewards.common import CONTACT_FPS, load_clips, truth_contacts
+from foleyflow.config import load_config
+from foleyflow.rewards.common import (CONTACT_FPS, RewardDataConfig, RewardTrainConfig, batch_generator, log_losses,
+                                      recipe_clips, resume_reward, reward_provenance, save_reward_state, truth_contacts)
 from foleyflow.rewards.temporal import (KIND, TemporalRewardConfig, TemporalRewardModel, contact_window,
                                         sample_shifts, save_temporal_reward, shifted_windows)
-from foleyflow.train.state import resume_train_state, rng_state, save_train_state
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, write_config
+from foleyflow.train.schedule import build_optimizer, lr_at, set_lr
 
 
 @dataclass
-class DataConfig:
-    manifest: str | None = None
-    split: str = "train"
-    allow_other_split: bool = False  # tests only (never evaltrain)
-    val_split: str | None = "val"
-    limit: int = 0
+class DataConfig(RewardDataConfig):
     window_s: float = 4.0
     negatives: int = 4
     contact_noise: float = 0.3  # 0 = exact truth; p of a missed contact, max spurious contacts per second / 2
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RewardTrainConfig):
     model: TemporalRewardConfig = field(default_factory=TemporalRewardConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 16
-    steps: int = 1500
-    log_every: int = 20
-    save_every: int = 250
-    seed: int = 0
-    threads: int = 1
+    out_dir: str = "runs/reward_temporal"
 
 
 def noisy(track: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
@@ -94,56 +84,44 @@ def held_out(model, clips, tracks, cfg: TrainConfig, batches: int = 4) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=100 data.limit=50")
-    args = ap.parse_args(argv)
+    args = recipe_args(__doc__.split("\n\n")[0], argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    clips = load_clips(cfg.data.manifest, cfg.data.split, limit=cfg.data.limit, need_truth=True,
-                       allow_other_split=cfg.data.allow_other_split)
+    run_dir = Path(cfg.out_dir)
+    lock = lock_run(run_dir)  # a second trainer on this folder stops here
+    clips = recipe_clips(cfg.data, need_truth=True)
     tracks = [truth_contacts(c.truth, c.duration_s) for c in clips]
-    ckpt_dir = args.out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, args.out / "config.yaml")
     model = TemporalRewardModel(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, _ = resume_train_state(ckpt_dir, kind=KIND, module=model, optimizer=opt,
-                                 model_config=json.loads(config_to_json(cfg))["model"])
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(args.out / "tb"))
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    step = resume_reward(run_dir, KIND, cfg, model, opt, defaults=TrainConfig())
+    write_config(run_dir, cfg)
+    log = MetricLog(run_dir)
     while step < cfg.steps:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        g = batch_generator(cfg.seed, step)
+        set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         out = model.loss(*batch(clips, tracks, cfg, g, cfg.data.contact_noise))
         opt.zero_grad(set_to_none=True)
         out["temporal/shift_ce"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            for k, v in out.items():
-                writer.add_scalar(k, float(v.detach()), step)
-            print(f"step {step} " + " ".join(f"{k}={float(v.detach()):.4f}" for k, v in out.items()), flush=True)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_train_state(ckpt_dir / f"state_{step:08d}.safetensors", kind=KIND, config=config_to_json(cfg),
-                             state={"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                    "rng": rng_state()}, provenance={"recipe": "train_reward_temporal", "step": step})
-    writer.close()
+            log_losses(log, step, out, grad_norm, opt)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_reward_state(run_dir, step, KIND, cfg, model, opt, "temporal")
+    log.close()
     figures = {}
     if cfg.data.val_split:
-        val = load_clips(cfg.data.manifest, cfg.data.val_split, need_truth=True, allow_other_split=True)
+        val = recipe_clips(cfg.data, cfg.data.val_split, need_truth=True)  # held out, never trained on
         figures = {cfg.data.val_split: held_out(model, val, [truth_contacts(c.truth, c.duration_s) for c in val],
                                                 cfg)}
         print(json.dumps(figures), flush=True)
-    save_temporal_reward(args.out / "reward_temporal.safetensors", model.eval(), provenance={
-        "recipe": "recipes/train_reward_temporal.py", "steps": step, "seed": cfg.seed, "config": to_dict(cfg),
-        "data": f"{cfg.data.manifest} split {cfg.data.split}", "clips": [c.id for c in clips], "figures": figures,
-        "contacts": "ground truth (noisy)", "command": " ".join(sys.argv)})
-    print(f"wrote {args.out / 'reward_temporal.safetensors'} after {step} steps", flush=True)
+    save_temporal_reward(run_dir / "reward_temporal.safetensors", model.eval(), provenance=reward_provenance(
+        "temporal", cfg, step, clips, figures, contacts="ground truth (noisy)"))
+    print(f"wrote {run_dir / 'reward_temporal.safetensors'} after {step} steps", flush=True)
+    release_run(lock)
 
 
 if __name__ == "__main__":

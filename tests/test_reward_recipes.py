@@ -36,7 +36,7 @@ def test_debug_recipe_writes_a_loadable_reward(tmp_path, manifest, name):
 
     torch.set_num_threads(1)
     recipe(name).main(["--config", str(ROOT / "configs" / f"train_reward_{name}" / "debug.yaml"),
-                       "--out", str(tmp_path), f"data.manifest={manifest}", "data.val_split=train"])
+                       f"out_dir={tmp_path}", f"data.manifest={manifest}", "data.val_split=train"])
     module = import_module(f"foleyflow.rewards.{name}")
     model = getattr(module, f"load_{name}_reward")(tmp_path / f"reward_{name}.safetensors")
     prov = model.identity["provenance"]
@@ -54,6 +54,25 @@ def test_debug_recipe_writes_a_loadable_reward(tmp_path, manifest, name):
     assert scores.shape == (len(clips),) and torch.isfinite(scores).all()
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("state_*.safetensors")) == [
         "state_00000002.safetensors", "state_00000003.safetensors"]
+
+
+def test_recipe_resumes_prunes_and_refuses_another_config(tmp_path, manifest):
+    from foleyflow.train.run import ResumeError, read_metrics
+
+    torch.set_num_threads(1)
+    mod = recipe("aesthetic")
+    argv = ["--config", str(ROOT / "configs" / "train_reward_aesthetic" / "debug.yaml"), f"out_dir={tmp_path}",
+            f"data.manifest={manifest}"]
+    mod.main(argv)
+    with pytest.raises(ResumeError, match="optim.lr"):
+        mod.main([*argv, "steps=5", "optim.lr=0.01"])
+    mod.main([*argv, "steps=5", "keep_states=1"])  # resumes at step 3, keeps only the newest state
+    assert [p.name for p in (tmp_path / "checkpoints").glob("state_*.safetensors")] == ["state_00000005.safetensors"]
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "run.lock").is_file()
+    from foleyflow.rewards.aesthetic import load_aesthetic_reward
+
+    assert load_aesthetic_reward(tmp_path / "reward_aesthetic.safetensors").identity["provenance"]["steps"] == 5
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -92,9 +111,9 @@ def test_recipes_refuse_other_splits(tmp_path, manifest):
     mod = recipe("aesthetic")
     config = str(ROOT / "configs" / "train_reward_aesthetic" / "debug.yaml")
     with pytest.raises(RewardError, match="'train' only"):
-        mod.main(["--config", config, "--out", str(tmp_path), f"data.manifest={manifest}", "data.split=val"])
+        mod.main(["--config", config, f"out_dir={tmp_path}", f"data.manifest={manifest}", "data.split=val"])
     with pytest.raises(RewardError, match="evaltrain"):
-        mod.main(["--config", config, "--out", str(tmp_path), f"data.manifest={manifest}", "data.split=evaltrain",
+        mod.main(["--config", config, f"out_dir={tmp_path}", f"data.manifest={manifest}", "data.split=evaltrain",
                   "data.allow_other_split=true"])
 
 
@@ -168,7 +187,7 @@ def test_recipe_errors_are_one_line(tmp_path, manifest):
     import subprocess
 
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_reward_spatial.py"), "--config",
-                           str(ROOT / "configs" / "train_reward_spatial" / "debug.yaml"), "--out", str(tmp_path),
+                           str(ROOT / "configs" / "train_reward_spatial" / "debug.yaml"), f"out_dir={tmp_path}",
                            f"data.manifest={manifest}", "data.split=evaltrain", "data.allow_other_split=true"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "evaltrain" in proc.stderr

@@ -1,4 +1,6 @@
-"""What the four reward models share: the conditions they score against, checkpoint I/O, and FoleyWorld `train` data.
+"""What the four reward models share: the conditions they score against, checkpoint I/O, FoleyWorld `train` data, and
+the config, clip loading, resume, state saving and logging pieces of their four training recipes (the loops stay in
+the recipes: no Trainer).
 
 Separation rule (issue 18): a reward is what reinforcement learning optimises, the evaluation suite is what judges the
 result, so they must not be the same thing. Nothing in `foleyflow.rewards` imports `foleyflow.eval` or
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from foleyflow.errors import FoleyError
+from foleyflow.train.schedule import OptimConfig
 
 SAMPLE_RATE = 16_000
 CONTACT_FPS = 25.0  # rate of the contact track (the sync encoder's frame rate)
@@ -89,7 +92,7 @@ def load_reward(path: str | Path, kind: str, cfg_cls, model_cls) -> torch.nn.Mod
     or tensors that do not fit. The model's `identity` records the file and its sha256 (for GRPO provenance)."""
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, load_into
     from foleyflow.config import from_dict
-    from foleyflow.data.cache import file_sha256
+    from foleyflow.hashing import file_sha256
     from foleyflow.errors import CheckpointError
 
     tensors, meta = load_checkpoint(path, kind=kind)
@@ -226,3 +229,98 @@ def conditions_from_truth(clips: list[RewardClip], duration_s: float | None = No
     return RewardConditions(texts=[(c.cot if use_cot and c.cot else c.caption) for c in clips],
                             contacts=torch.stack([truth_contacts(c.truth, d) for c in clips]),
                             pan_track=torch.stack([p for p, _ in pans]), pan_mask=torch.stack([m for _, m in pans]))
+
+
+# ---------------------------------------------------------------- what the four training recipes share
+@dataclass
+class RewardDataConfig:
+    """The data fields of every reward recipe (each recipe subclasses it with its own crop and sampling fields)."""
+    manifest: str | None = None
+    split: str = TRAIN_SPLIT
+    allow_other_split: bool = False  # tests only: train on another split than `train` (never evaltrain)
+    val_split: str | None = "val"  # held-out figures at the end (never used to train or choose)
+    limit: int = 0
+
+
+@dataclass
+class RewardOptimConfig(OptimConfig):
+    """AdamW at a constant 1e-3 (no warm-up, no decay), gradients clipped at norm 5."""
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+
+
+@dataclass
+class RewardTrainConfig:
+    """The run fields of every reward recipe (foleyflow.train.run); a recipe's TrainConfig adds model and data."""
+    optim: RewardOptimConfig = field(default_factory=RewardOptimConfig)
+    out_dir: str = "runs/reward"
+    batch_size: int = 16
+    steps: int = 1500
+    log_every: int = 20
+    ckpt_every: int = 250
+    keep_states: int = 2
+    seed: int = 0
+    threads: int = 1
+
+
+def recipe_clips(data: RewardDataConfig, split: str | None = None, *, need_truth: bool = False) -> list[RewardClip]:
+    """The training clips of a recipe (data.split, data.limit, data.allow_other_split), or with `split` the clips of
+    that held-out split (all of them; only for figures, never trained on)."""
+    if split is None:
+        return load_clips(data.manifest, data.split, limit=data.limit, need_truth=need_truth,
+                          allow_other_split=data.allow_other_split)
+    return load_clips(data.manifest, split, need_truth=need_truth, allow_other_split=True)
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of training step `step`'s batch: a function of (seed, step) only, so a resumed run draws the
+    same batches as an uninterrupted one."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def reward_provenance(name: str, cfg, step: int, clips: list[RewardClip], figures: dict, **extra) -> dict:
+    """The provenance of an exported reward_<name>.safetensors: recipe, steps, seed, config, data, clip ids,
+    held-out figures and the command line."""
+    import sys
+
+    from foleyflow.config import to_dict
+
+    return {"recipe": f"recipes/train_reward_{name}.py", "steps": step, "seed": cfg.seed, "config": to_dict(cfg),
+            "data": f"{cfg.data.manifest} split {cfg.data.split}", "clips": [c.id for c in clips],
+            "figures": figures, **extra, "command": " ".join(sys.argv)}
+
+
+def resume_reward(run_dir: str | Path, kind: str, cfg, model: torch.nn.Module, optimizer, defaults) -> int:
+    """Loads the newest training state of the run folder into `model`, `optimizer` and the RNGs (a ResumeError when
+    it was written with another config, see foleyflow.train.run.resume_state); returns its step, 0 for a new run."""
+    from foleyflow.train.run import resume_state
+    from foleyflow.train.state import set_rng_state
+
+    state, path = resume_state(run_dir, kind=kind, config=cfg, defaults=defaults)
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    print(f"resumed from {path.name} at step {int(state['step'])}", flush=True)
+    return int(state["step"])
+
+
+def save_reward_state(run_dir: str | Path, step: int, kind: str, cfg, model: torch.nn.Module, optimizer,
+                      name: str) -> Path:
+    """Writes the training state of `step` into the run folder, keeping the newest cfg.keep_states."""
+    from foleyflow.train.run import save_state
+    from foleyflow.train.state import rng_state
+
+    return save_state(run_dir, step, kind=kind, config=cfg, keep=cfg.keep_states,
+                      state={"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                             "rng": rng_state()},
+                      provenance={"recipe": f"train_reward_{name}", "step": step})
+
+
+def log_losses(log, step: int, losses: dict[str, torch.Tensor], grad_norm, optimizer) -> None:
+    """One row of the run's MetricLog (the named losses, gradient norm, learning rate) and the same on stdout."""
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    log.log(step, {**values, "train/grad_norm": float(grad_norm), "train/lr": optimizer.param_groups[0]["lr"]})
+    print(f"step {step} " + " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
