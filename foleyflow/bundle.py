@@ -172,7 +172,6 @@ def build_untrained_bundle(out_dir: str | Path, *, seed: int = 0, window_s: floa
     from foleyflow.models.visual import SemanticEncoderConfig, SyncEncoderConfig
     from foleyflow.models.vocoder import build_vocoder, save_vocoder
     from foleyflow.audio import MEL_SETTINGS
-    from foleyflow.conditioning import TEXT_DIM
 
     out = Path(out_dir)
     if (out / INDEX).exists():
@@ -270,6 +269,86 @@ windows joined by crossfades.
 """
 
 
+def check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, representation: str | None = None) -> str:
+    """One-line CheckpointError unless the models of a bundle fit together (latent width and rate, mel settings,
+    encoder widths and rates, text width and length, latent statistics, the declared representation). Returns the
+    codec's representation ("vae" or "mel")."""
+    import torch
+
+    from foleyflow.audio import MEL_SETTINGS
+    from foleyflow.models.text_encoder import TEXT_DIM
+    from foleyflow.models.vae import samples_per_latent
+
+    g = generator.cfg
+    mel = MEL_SETTINGS[vae.cfg.mel_setting]
+    problems = []
+    found = codec_representation(vae)
+    if representation is not None and representation != found:
+        problems.append(f"the bundle declares representation {representation!r}, its codec is a "
+                        f"{'mel-frame codec' if found == 'mel' else 'mel VAE'} ({found!r})")
+    if g.latent_channels != 2 * vae.cfg.latent_dim:
+        problems.append(f"generator has {g.latent_channels} latent channels, the stereo codec gives "
+                        f"{2 * vae.cfg.latent_dim}")
+    if (g.sample_rate, g.samples_per_latent) != (mel.sample_rate, samples_per_latent(vae.cfg)):
+        problems.append(f"generator expects {g.sample_rate} Hz and {g.samples_per_latent} samples per latent, "
+                        f"the codec gives {mel.sample_rate} Hz and {samples_per_latent(vae.cfg)}")
+    if (vocoder.cfg.mel_setting, vocoder.cfg.n_mels) != (vae.cfg.mel_setting, vae.cfg.n_mels):
+        problems.append("vocoder and codec use different mel settings")
+    for what, dim, fps, enc in (("visual", g.visual_dim, g.visual_fps, semantic), ("sync", g.sync_dim, g.sync_fps,
+                                                                                  sync)):
+        if (dim, float(fps)) != (enc.out_dim, float(enc.fps)):
+            problems.append(f"generator expects {dim}-d {what} features at {fps:g} fps, the encoder gives "
+                            f"{enc.out_dim}-d at {enc.fps:g} fps")
+    if (g.text_dim, g.text_len) != (TEXT_DIM, text_cfg.output_len):
+        problems.append(f"generator expects {g.text_len} x {g.text_dim} text features, the text encoder gives "
+                        f"{text_cfg.output_len} x {TEXT_DIM}")
+    if torch.isnan(generator.latent_std).any():
+        problems.append("generator has no latent statistics")
+    if problems:
+        raise CheckpointError("models do not fit together: " + "; ".join(problems))
+    return found
+
+
+def load_bundle_models(folder: str | Path):
+    """(BundleInfo, text-encoder config, {role: module}) of a bundle folder, every model loaded on the CPU and checked:
+    the generator's recorded producers against the bundle's encoders, codec and text encoder, the representation
+    against the codec, and `check_models_fit`; one-line CheckpointErrors otherwise."""
+    from foleyflow.checkpoint import PROVENANCE, checkpoint_identities, read_metadata
+    from foleyflow.conditioning import text_encoder_record
+    from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
+    from foleyflow.models.generator_io import load_generator
+    from foleyflow.models.vae import load_vae
+    from foleyflow.models.vocoder import load_vocoder
+    from foleyflow.options import check_bundle_defaults
+
+    info = read_bundle(folder)
+    text_cfg = text_config_from_bundle(info)
+    f = info.files
+    check_bundle_defaults(info.defaults, f"bundle {info.folder}")   # before any model is loaded
+    generator = load_generator(f["generator"])
+    prov = json.loads(read_metadata(f["generator"]).get(PROVENANCE, "{}") or "{}")
+    producers = prov.get("producers", {}) if isinstance(prov, dict) else {}
+    for role in ("semantic_encoder", "sync_encoder", "vae"):
+        want = (producers.get(role) or {}).get("sha256")
+        if want and want not in checkpoint_identities(f[role]):
+            raise CheckpointError(f"bundle {info.folder}: the generator was trained on features of another "
+                                  f"{role.replace('_', ' ')} than {f[role].name} (sha256 {want[:12]})")
+    want = (producers.get("text_encoder") or {}).get("sha256")
+    if want and want != text_encoder_record(text_cfg)["sha256"]:
+        raise CheckpointError(f"bundle {info.folder}: the generator was trained with another text encoder "
+                              "config than bundle.json names")
+    vae = load_vae(f["vae"])
+    if codec_representation(vae) != info.representation:
+        raise CheckpointError(f"bundle {info.folder}: bundle.json says representation {info.representation!r}, "
+                              f"but {f['vae'].name} is a {codec_representation(vae)!r} codec")
+    models = {"generator": generator, "vae": vae, "vocoder": load_vocoder(f["vocoder"]),
+              "semantic_encoder": load_semantic_encoder(f["semantic_encoder"]),
+              "sync_encoder": load_sync_encoder(f["sync_encoder"])}
+    check_models_fit(models["generator"], vae, models["vocoder"], models["semantic_encoder"],
+                     models["sync_encoder"], text_cfg, info.representation)
+    return info, text_cfg, models
+
+
 def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Path, vocoder: str | Path,
                     semantic_encoder: str | Path, sync_encoder: str | Path, text_cfg, name: str, trained_on: str,
                     card: str | None = None, defaults: dict | None = None, fp16: bool = False,
@@ -318,7 +397,5 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
     write_bundle_index(out, name=name, trained=True, files=names, text_encoder=text_encoder_id(text_cfg),
                        defaults=default_bundle_defaults() if defaults is None else defaults, card=card,
                        representation=codec_representation(load_vae(out / names["vae"])))
-    from foleyflow.pipeline import FoleyPipeline
-
-    FoleyPipeline.from_bundle(out, precision="fp32")  # refuses models that do not fit together
+    load_bundle_models(out)  # refuses models that do not fit together
     return out

@@ -89,8 +89,8 @@ def check_option(name: str, value: Any) -> None:
         raise FoleyError(f"cfg (guidance scale) must be between 0 and 50, got {value}")
     if name in ("text_scale", "video_scale") and not 0 <= value <= 50:
         raise FoleyError(f"{name} must be between 0 and 50, got {value}")
-    if name == "seed" and not 0 <= value < 2 ** 63:
-        raise FoleyError(f"seed must be between 0 and 2**63 - 1, got {value}")
+    if name == "seed" and not 0 <= value < 2 ** 64:   # torch.Generator.manual_seed takes any 64-bit unsigned seed
+        raise FoleyError(f"seed must be between 0 and 2^64-1, got {value}")
     if name == "sampler" and value not in SAMPLERS:
         raise FoleyError(f"unknown sampler {value!r} (one of {', '.join(SAMPLERS)})")
     if name == "guidance" and value not in GUIDANCE:

@@ -49,9 +49,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from foleyflow.bundle import codec_representation
-from foleyflow.conditioning import MIN_WINDOW_S, TEXT_DIM, Window, generation_windows  # noqa: F401
-from foleyflow.errors import CheckpointError, FoleyError
+from foleyflow.conditioning import Window, generation_windows  # noqa: F401
+from foleyflow.errors import FoleyError
 from foleyflow.options import GenerationOptions, check_bundle_defaults, resolve_options
 
 MAX_DURATION_S = 3600.0
@@ -129,38 +128,10 @@ class FoleyPipeline:
     def __init__(self, generator, vae, vocoder, semantic, sync, text_cfg, *, device: str | torch.device = "cpu",
                  precision: str = "auto", text_encoder=None, trained: bool = True, name: str = "",
                  card: str = "", defaults: dict | None = None, representation: str | None = None):
-        from foleyflow.audio import MEL_SETTINGS
-        from foleyflow.models.vae import samples_per_latent
+        from foleyflow.bundle import check_models_fit
 
         self.device = resolve_device(device)
-        g = generator.cfg
-        mel = MEL_SETTINGS[vae.cfg.mel_setting]
-        problems = []
-        self.representation = codec_representation(vae)
-        if representation is not None and representation != self.representation:
-            problems.append(f"the bundle declares representation {representation!r}, its codec is a "
-                            f"{'mel-frame codec' if self.representation == 'mel' else 'mel VAE'} "
-                            f"({self.representation!r})")
-        if g.latent_channels != 2 * vae.cfg.latent_dim:
-            problems.append(f"generator has {g.latent_channels} latent channels, the stereo codec gives "
-                            f"{2 * vae.cfg.latent_dim}")
-        if (g.sample_rate, g.samples_per_latent) != (mel.sample_rate, samples_per_latent(vae.cfg)):
-            problems.append(f"generator expects {g.sample_rate} Hz and {g.samples_per_latent} samples per latent, "
-                            f"the codec gives {mel.sample_rate} Hz and {samples_per_latent(vae.cfg)}")
-        if (vocoder.cfg.mel_setting, vocoder.cfg.n_mels) != (vae.cfg.mel_setting, vae.cfg.n_mels):
-            problems.append("vocoder and codec use different mel settings")
-        for what, dim, fps, enc in (("visual", g.visual_dim, g.visual_fps, semantic), ("sync", g.sync_dim, g.sync_fps,
-                                                                                      sync)):
-            if (dim, float(fps)) != (enc.out_dim, float(enc.fps)):
-                problems.append(f"generator expects {dim}-d {what} features at {fps:g} fps, the encoder gives "
-                                f"{enc.out_dim}-d at {enc.fps:g} fps")
-        if (g.text_dim, g.text_len) != (TEXT_DIM, text_cfg.output_len):
-            problems.append(f"generator expects {g.text_len} x {g.text_dim} text features, the text encoder gives "
-                            f"{text_cfg.output_len} x {TEXT_DIM}")
-        if torch.isnan(generator.latent_std).any():
-            problems.append("generator has no latent statistics")
-        if problems:
-            raise CheckpointError("models do not fit together: " + "; ".join(problems))
+        self.representation = check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, representation)
         self.generator = generator.to(self.device).eval()
         self.vae, self.vocoder = vae.to(self.device).eval(), vocoder.to(self.device).eval()
         self.semantic, self.sync = semantic.to(self.device).eval(), sync.to(self.device).eval()
@@ -186,41 +157,13 @@ class FoleyPipeline:
                     text_encoder=None) -> "FoleyPipeline":
         """Loads every model of a bundle folder (see foleyflow.bundle); a wrong or inconsistent bundle gives a
         one-line CheckpointError."""
-        import json
+        from foleyflow.bundle import load_bundle_models
 
-        from foleyflow.bundle import read_bundle, text_config_from_bundle
-        from foleyflow.checkpoint import PROVENANCE, checkpoint_identities, read_metadata
-        from foleyflow.conditioning import text_encoder_record
-        from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
-        from foleyflow.models.generator_io import load_generator
-        from foleyflow.models.vae import load_vae
-        from foleyflow.models.vocoder import load_vocoder
-
-        info = read_bundle(folder)
-        text_cfg = text_config_from_bundle(info)
-        f = info.files
         dev = resolve_device(device)
-        check_bundle_defaults(info.defaults, f"bundle {info.folder}")   # before any model is loaded
-        generator = load_generator(f["generator"])
-        prov = json.loads(read_metadata(f["generator"]).get(PROVENANCE, "{}") or "{}")
-        producers = prov.get("producers", {}) if isinstance(prov, dict) else {}
-        for role in ("semantic_encoder", "sync_encoder", "vae"):
-            want = (producers.get(role) or {}).get("sha256")
-            if want and want not in checkpoint_identities(f[role]):
-                raise CheckpointError(f"bundle {info.folder}: the generator was trained on features of another "
-                                      f"{role.replace('_', ' ')} than {f[role].name} (sha256 {want[:12]})")
-        want = (producers.get("text_encoder") or {}).get("sha256")
-        if want and want != text_encoder_record(text_cfg)["sha256"]:
-            raise CheckpointError(f"bundle {info.folder}: the generator was trained with another text encoder "
-                                  "config than bundle.json names")
-        vae = load_vae(f["vae"])
-        if codec_representation(vae) != info.representation:
-            raise CheckpointError(f"bundle {info.folder}: bundle.json says representation {info.representation!r}, "
-                                  f"but {f['vae'].name} is a {codec_representation(vae)!r} codec")
-        return cls(generator, vae, load_vocoder(f["vocoder"]), load_semantic_encoder(
-            f["semantic_encoder"]), load_sync_encoder(f["sync_encoder"]), text_cfg, device=dev, precision=precision,
-            text_encoder=text_encoder, trained=info.trained, name=info.name, card=info.card, defaults=info.defaults,
-            representation=info.representation)
+        info, text_cfg, m = load_bundle_models(folder)
+        return cls(m["generator"], m["vae"], m["vocoder"], m["semantic_encoder"], m["sync_encoder"], text_cfg,
+                   device=dev, precision=precision, text_encoder=text_encoder, trained=info.trained, name=info.name,
+                   card=info.card, defaults=info.defaults, representation=info.representation)
 
     @property
     def window_s(self) -> float:

@@ -33,10 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("interface", ("foleyflow.commands", "foleyflow.cli", "foleyflow.__main__")),
 ]
 # Known upward imports still to remove, with the reason; each must still exist (delete the entry once it is fixed).
-KNOWN_UPWARD = {
-    ("foleyflow.bundle", "foleyflow.pipeline"): "assemble_bundle checks the new bundle by loading it with "
-                                                 "FoleyPipeline.from_bundle; that check belongs in bundle.py (issue 15)",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 FORBIDDEN = [  # (importer prefix, imported prefix, why)
     ("foleyflow.rewards", "foleyflow.eval", "reward models never use the evaluation models' code or data"),
     ("foleyflow", "recipes", "recipes are scripts; the library never imports them"),

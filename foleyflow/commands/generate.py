@@ -104,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.pipeline import check_duration
 
     # ---- every argument is checked before any model is loaded
+    if args.seed is not None:
+        check_seed(args.seed)   # first: its message names the flag
     values = option_values(args)
     if args.duration is not None:
         check_duration(args.duration)
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
-    if args.seed is not None:
-        check_seed(args.seed)
     cot = None
     if args.cot is not None:
         from foleyflow.conditioning import cot_parts
