@@ -37,7 +37,7 @@ def oracle_tokens(truth: str | Path, start_s: float, num_tokens: int, sync_cfg, 
 
 
 def _truth_paths(manifest: str) -> dict[str, Path]:
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     return {r.id: Path(r.truth) for r in read_manifest(manifest) if r.truth}
 
@@ -76,7 +76,7 @@ def generate(args) -> None:
     from tqdm import tqdm
 
     from foleyflow.commands.generate_set import clip_seed
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.errors import FoleyError
     from foleyflow.media import probe, write_audio
     from foleyflow.pipeline import FoleyPipeline

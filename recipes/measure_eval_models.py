@@ -24,7 +24,7 @@ def main(argv=None) -> None:
     import soundfile as sf
 
     from foleyflow.data.eval_clips import crop_labels, manifest_clips
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.eval.models import load_clap, load_event_classifier
     from foleyflow.eval.truth import classify_events
     from foleyflow.events import read_events

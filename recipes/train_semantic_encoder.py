@@ -34,7 +34,7 @@ RESUMABLE = ("data.cache_clips",)  # besides foleyflow.train.run.COMMON_RESUMABL
 
 @dataclass
 class DataConfig:
-    manifest: str | None = None  # JSONL manifest (foleyflow.data.manifest); None -> synthetic clips
+    manifest: str | None = None  # JSONL manifest (foleyflow.manifest); None -> synthetic clips
     synthetic_clips: int = 0  # used when manifest is None
     duration_s: float = 8.0  # synthetic clip length
     size: int = 128  # frames are decoded / rendered at size x size

@@ -32,7 +32,7 @@ def expected_and_optional(events):
 def main(argv=None) -> None:
     import soundfile as sf
 
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--manifest", required=True)

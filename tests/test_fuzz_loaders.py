@@ -123,7 +123,7 @@ manifest_lines = st.lists(
 
 
 def check_manifest(tmp_path: Path, lines, raw: bytes = b"") -> None:
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     (tmp_path / "v.mp4").write_bytes(b"")
     path = tmp_path / "m.jsonl"

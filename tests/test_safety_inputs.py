@@ -151,7 +151,7 @@ def test_seed_beyond_64_bits_is_refused_before_models_load(run_cli, tmp_path):
 
 
 def test_garbage_manifests_are_one_line_errors(tmp_path):
-    from foleyflow.data.manifest import ManifestError, read_manifest
+    from foleyflow.manifest import ManifestError, read_manifest
 
     cases = {"binary": b"\xff\xfe\x00garbage", "int_path": b'{"id": "x", "video": 5}\n',
              "nan_duration": b'{"id": "x", "audio": "a.wav", "duration_s": NaN}\n', "deep": b"[" * 100000}
@@ -176,7 +176,7 @@ def test_world_make_into_an_unwritable_folder(run_cli, tmp_path):
 # ------------------------------------------------------------------------------------------------ finding 7
 def test_manifest_paths_are_absolute_even_for_a_relative_manifest(world, monkeypatch):
     """extract-features --workers 2 resolved the clips of a relative manifest against its temporary parts folder."""
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     monkeypatch.chdir(world.parent)
     entries = read_manifest(Path(world.name) / "manifest.jsonl")
@@ -196,7 +196,7 @@ def test_default_text_budget_takes_foleyworld_texts():
     from foleyflow.commands.extract_features import parse_budget
     from foleyflow.cli import build_parser
     from foleyflow.data.features import cot_parts
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.models.text_encoder import load_text_encoder
 
     args = build_parser().parse_args(["extract-features", "m", "--out", "o", "--semantic-encoder", "s",

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from foleyflow.data.features import extract_features
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.models.text_encoder import TextTruncationWarning
 
     text_cfg = parse_budget(args.text_budget, args.text_overflow)
@@ -113,16 +113,10 @@ def _run_workers(args: argparse.Namespace, n: int):
     """Runs `--workers` child processes (one thread each) on interleaved parts of the manifest, then merges their
     caches into --out. Returns (out, messages of the texts that were cut)."""
     import json
-    import os
     import shutil
-    import subprocess
-    import sys
-    import time
 
-    from tqdm import tqdm
-
-    from foleyflow.data.cache import INDEX, merge_caches
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.data.cache import INDEX
+    from foleyflow.manifest import read_manifest
     from foleyflow.errors import FoleyError
 
     for what, path in (("semantic encoder", args.semantic_encoder), ("sync encoder", args.sync_encoder)):

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from foleyflow.audio import MEL_SETTINGS, load_audio, log_mel_spectrogram
     from foleyflow.data.cache import CacheWriter, producer_record
-    from foleyflow.data.manifest import ManifestError, read_manifest
+    from foleyflow.manifest import ManifestError, read_manifest
     from foleyflow.models.vae import encode_channels, load_vae, num_latent_frames, samples_per_latent
 
     import math

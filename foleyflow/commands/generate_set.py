@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from foleyflow.commands.generate import DEFAULT_BUNDLE, option_values
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.errors import FoleyError
 
     values = option_values(argparse.Namespace(**{**vars(args), "seed": None}))  # checked before anything is read

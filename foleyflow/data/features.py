@@ -32,7 +32,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     Producers: semantic_encoder and sync_encoder (checkpoint sha256), text_encoder (config hash).
     `progress(n_done, n_total)` is called after each clip."""
     from foleyflow.data.cache import CacheWriter, producer_record
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
     from foleyflow.media import probe
     from foleyflow.models.av_ssl import SEMANTIC_KIND, SYNC_KIND, load_semantic_encoder, load_sync_encoder
     from foleyflow.models.generator import GeneratorConfig

@@ -138,7 +138,7 @@ def load_clips(manifest: str | Path, split: str = TRAIN_SPLIT, *, limit: int = 0
     """The clips of `split` in a FoleyWorld manifest (rows whose `split` field equals it), audio read at 16 kHz
     stereo. need_truth: rows without a truth JSON are an error. RewardError when no row is left."""
     from foleyflow.audio import load_audio
-    from foleyflow.data.manifest import read_manifest
+    from foleyflow.manifest import read_manifest
 
     check_split(split, allow_other_split)
     rows = [e for e in read_manifest(manifest) if e.split == split and e.audio]

@@ -19,7 +19,7 @@ from foleyflow.train.schedule import OptimConfig, Schedule
 
 @dataclass
 class SyncDataConfig:
-    manifest: str | None = None  # JSONL manifest (foleyflow.data.manifest); None -> synthetic clips
+    manifest: str | None = None  # JSONL manifest (foleyflow.manifest); None -> synthetic clips
     synthetic_clips: int = 0  # used when manifest is None
     duration_s: float = 8.0  # synthetic clip length
     size: int = 128  # frames are decoded / rendered at size x size
