@@ -34,7 +34,7 @@ def read_tag(path: str | Path) -> str | None:
                 return f.comment or None
         import av
 
-        with open(path, "rb") as fh, av.open(fh) as c:
+        with open(path, "rb") as fh, av.open(fh, metadata_errors="replace") as c:
             meta = {k.lower(): v for k, v in c.metadata.items()}
         return meta.get("comment")
     except Exception:  # anything unreadable is simply "not ours"

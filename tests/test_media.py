@@ -356,3 +356,28 @@ def test_carphone_has_no_audio_and_decodes(shared_media):
     assert out.frames.shape == (math.floor(Fraction(4004, 1000) * 25), 224, 224, 3) == (100, 224, 224, 3)
     with pytest.raises(MediaError, match="no audio stream"):
         media.decode_audio(path, 16000)
+
+
+def test_probe_reads_files_whose_metadata_is_not_utf8(tmp_path):
+    """Found by the slow fuzz harness: a title in Latin-1 made PyAV raise UnicodeDecodeError inside probe."""
+    import av
+    import numpy as np
+
+    from foleyflow.media import probe
+
+    path = tmp_path / "latin1.mp4"
+    with av.open(str(path), "w", metadata_encoding="latin-1") as c:
+        c.metadata["title"] = "caf\u00e9 \u00e0 la plage"
+        s = c.add_stream("libx264", rate=10)
+        s.width = s.height = 16
+        s.pix_fmt = "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 20 * i, np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(UnicodeDecodeError):
+        av.open(str(path)).close()          # the failure mode this guards against
+    info = probe(path)
+    assert info.video is not None and info.video.frame_count == 5

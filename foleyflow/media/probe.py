@@ -42,7 +42,8 @@ def open_media(path: str | Path):
 
     path = check_readable(path)
     try:
-        container = av.open(str(path), mode="r")
+        # metadata in another encoding than UTF-8 (found by the fuzz harness) must not stop a probe: replace it
+        container = av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.InvalidDataError:
         raise MediaError(f"{path}: not a media file, or truncated or corrupt (FFmpeg cannot read it)") from None
     except (OSError, av.error.FFmpegError) as e:

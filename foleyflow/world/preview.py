@@ -21,7 +21,7 @@ def _frames(path: Path, times_s) -> list[np.ndarray]:
     want = sorted(times_s)
     out = []
     try:
-        with av.open(str(path)) as c:
+        with av.open(str(path), metadata_errors="replace") as c:
             stream = c.streams.video[0]
             for frame in c.decode(stream):
                 t = float(frame.pts * stream.time_base)
