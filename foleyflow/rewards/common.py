@@ -3,10 +3,10 @@ the config, clip loading, resume, state saving and logging pieces of their four 
 the recipes: no Trainer).
 
 Separation rule (issue 18): a reward is what reinforcement learning optimises, the evaluation suite is what judges the
-result, so they must not be the same thing. Nothing in `foleyflow.rewards` imports `foleyflow.eval` or
+result, so they must not be the same thing. Nothing in `foleyflow.rewards` imports the evaluation package (eval) or
 `foleyflow.models.eval_*`, loads the evaluation assets (`foleyflow/assets/eval`) or reads the `evaltrain` split
 (`load_clips` refuses it; other splits than `train` need `allow_other_split=True`, meant for tests). The ground-truth
-JSON is parsed here by our own few lines, not by `foleyflow.eval.truth`.
+JSON is parsed here by our own few lines, not by the evaluation suite's truth reader.
 
 Conventions (all rewards): audio is (B, 2, num_samples) float32 in [-1, 1] at SAMPLE_RATE (16 kHz stereo); a
 condition track at `fps` frames per second has frame i covering [i / fps, (i + 1) / fps) seconds.
