@@ -10,7 +10,8 @@ FoleyWorld `train` with the ground-truth pan of the loudest sounding source (L1 
 Score (B,) = -mean |predicted pan - visual pan| over the frames where conditions.pan_mask is True (0 for a clip with
 no such frame): 0 is perfect, -2 the worst. The visual pan track comes from the ground truth on `train`
 (`truth_pan_track`) or from the video alone through the sync encoder's per-token contact head
-(`foleyflow.rewards.video.pan_track_from_contacts`). The evaluation's pan error (the evaluation suite's spatial metric, from ILD
+(`foleyflow.rewards.video.pan_track_from_contacts`). The evaluation's pan error (the evaluation suite's spatial
+metric, from ILD
 measurements at detected onsets) is not used.
 """
 from __future__ import annotations

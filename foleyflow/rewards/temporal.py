@@ -9,7 +9,8 @@ score = its mean over frames (a logit: higher = better aligned; only its order m
 Training: contrastive over shifts, as a Synchformer-style offset task but scored, not classified: for each `train`
 window, the aligned audio and K copies of the audio read `d` seconds earlier or later (|d| in [0.1, 2] s) are scored,
 and a cross-entropy asks the aligned one to win. It is not the evaluation onset detector, not its offset classifier
-(the evaluation suite's contact offset model, which correlates detected onsets with contacts) and not trained on `evaltrain`.
+(the evaluation suite's contact offset model, which correlates detected onsets with contacts) and not trained on
+`evaltrain`.
 
     s = TemporalRewardModel(TemporalRewardConfig()).score(audio, RewardConditions(contacts=c))   # (B,)
 """
