@@ -73,7 +73,9 @@ def test_cfg_matches_reference_formula(fixture):
         tt = torch.tensor(0.3)
         vc, vu = net.velocity(t["in.x0"], tt, cond), net.velocity(t["in.x0"], tt, unc)
         v = guided_velocity(net, cond, unc, 4.5)(t["in.x0"], tt)
-    assert torch.allclose(v, cfg(vc, vu, 4.5), atol=1e-5)
+    # relative error as in the other parity checks: batching the two branches changes float32 rounding by ~1e-5
+    # of values up to ~7 on AVX2 kernels, so an absolute 1e-5 bound fails there
+    assert rel_err(v, cfg(vc, vu, 4.5)) < RTOL
 
 
 # ------------------------------------------------------------------------------------------------ converter
