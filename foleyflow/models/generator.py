@@ -39,6 +39,7 @@ from foleyflow.nn.layers import ChannelLastConv1d, ConvSwiGLU, SwiGLU, TimestepE
 from foleyflow.nn.rope import aligned_rope_tables, rope_tables
 
 SYNC_TOKENS_PER_SEGMENT = 8  # Synchformer: 8 feature frames per 16-frame segment (fixed by `sync_pos_emb`)
+SYNC_LAYOUTS = ("segments", "timeline")
 
 
 @dataclass
@@ -67,6 +68,12 @@ class GeneratorConfig:
     use_sync: bool = True           # False: the sync stream always holds the learned empty sync feature
     use_text: bool = True           # False: the text stream always holds the empty-text features
     aligned_rope: bool = True       # False: visual token j sits at position j (plain RoPE) instead of j * N / Nv
+    # How sync tokens reach the latent timeline. "segments" (MMAudio, what its released weights expect): the
+    # flattened tokens of the overlapping segments, resized to the latent length by index, so token j of segment k
+    # lands at about (8k + j) / 24 s although it shows frames 8k + 2j .. 8k + 2j + 1 (up to 0.27 s off, and every
+    # moment appears twice, about 0.17 s apart). "timeline": tokens are placed at the frames they show (the two
+    # overlapping segments' tokens of the same frames averaged), then interpolated to the latent frames' centre times.
+    sync_layout: str = "segments"
 
     @property
     def head_dim(self) -> int:
@@ -80,6 +87,15 @@ class GeneratorConfig:
             raise ConfigError("generator needs at least one joint block and a non-negative number of audio blocks")
         if self.duration_s <= 0:
             raise ConfigError(f"generator duration_s must be positive, got {self.duration_s}")
+        if self.sync_layout not in SYNC_LAYOUTS:
+            raise ConfigError(f"generator sync_layout must be one of {', '.join(SYNC_LAYOUTS)}, "
+                              f"got {self.sync_layout!r}")
+        if self.sync_layout == "timeline":
+            fpt = self.sync_segment_frames / SYNC_TOKENS_PER_SEGMENT
+            if fpt != int(fpt) or self.sync_segment_stride % int(fpt):
+                raise ConfigError("sync_layout timeline needs whole frames per sync token and a segment stride "
+                                  f"that is a multiple of them (segment {self.sync_segment_frames}, stride "
+                                  f"{self.sync_segment_stride})")
 
     def seq_lengths(self, duration_s: float | None = None) -> tuple[int, int, int]:
         """(latent, visual, sync) token counts for `duration_s` (default: the config's), as MMAudio computes them."""
@@ -210,6 +226,32 @@ class PreparedConditions:
         dev = fields[0].device
         ropes = [None if r is None else r.to(device=dev) for r in (self.latent_rope, self.clip_rope)]
         return PreparedConditions(*fields, latent_rope=ropes[0], clip_rope=ropes[1], plan=plan)
+
+
+def sync_on_frames(tokens: torch.Tensor, stride_tokens: int) -> torch.Tensor:
+    """(B, S, 8, D) tokens of S overlapping segments -> (B, P, D) on the video's token grid, P = stride_tokens *
+    (S - 1) + 8: token j of segment k shows the same frames as position stride_tokens * k + j; positions shown by
+    two segments get the mean of both tokens."""
+    b, s, n, d = tokens.shape
+    pos = (torch.arange(s, device=tokens.device)[:, None] * stride_tokens
+           + torch.arange(n, device=tokens.device)[None]).flatten()                      # (S * 8,)
+    length = stride_tokens * (s - 1) + n
+    sums = tokens.new_zeros(b, length, d).index_add_(1, pos, tokens.reshape(b, s * n, d))
+    counts = torch.bincount(pos, minlength=length).to(tokens.dtype)
+    return sums / counts[None, :, None]
+
+
+def resample_by_time(x: torch.Tensor, src_step_s: float, dst_len: int, dst_step_s: float) -> torch.Tensor:
+    """(B, P, D) values at the centres of P cells of `src_step_s` seconds from t = 0 -> (B, dst_len, D) linearly
+    interpolated at the centres of dst_len cells of `dst_step_s` seconds (held constant beyond the first and last
+    centres)."""
+    p = x.shape[1]
+    centres = (torch.arange(dst_len, device=x.device, dtype=torch.float64) + 0.5) * dst_step_s
+    u = (centres / src_step_s - 0.5).clamp(0, p - 1)
+    lo = u.floor().long().clamp(max=p - 1)
+    hi = (lo + 1).clamp(max=p - 1)
+    w = (u - lo).to(x.dtype)[None, :, None]
+    return x[:, lo] * (1 - w) + x[:, hi] * w
 
 
 class Generator(nn.Module):
@@ -355,14 +397,27 @@ class Generator(nn.Module):
             sync = self.empty_sync_feat[None].to(sync.dtype).expand_as(sync)
         if not self.cfg.use_text:  # ablation: no text
             text = self.empty_string_feat[None].to(text.dtype).expand(b, -1, -1)
-        sync = (sync.view(b, -1, SYNC_TOKENS_PER_SEGMENT, sync.shape[-1]) + self.sync_pos_emb).flatten(1, 2)
+        sync = sync.view(b, -1, SYNC_TOKENS_PER_SEGMENT, sync.shape[-1]) + self.sync_pos_emb  # (B, S, 8, D)
         visual = self.clip_input_proj(visual)
-        sync = self.sync_input_proj(sync)
         text = self.text_input_proj(text)
-        sync = F.interpolate(sync.transpose(1, 2), size=latent_len, mode="nearest-exact").transpose(1, 2)
+        if self.cfg.sync_layout == "timeline":
+            sync = self.sync_input_proj(sync_on_frames(sync, self._sync_stride_tokens()))
+            sync = resample_by_time(sync, self._sync_token_s(), latent_len,
+                                    self.cfg.samples_per_latent / self.cfg.sample_rate)
+        else:
+            sync = self.sync_input_proj(sync.flatten(1, 2))
+            sync = F.interpolate(sync.transpose(1, 2), size=latent_len, mode="nearest-exact").transpose(1, 2)
         pooled = self.clip_cond_proj(visual.mean(dim=1)) + self.text_cond_proj(text.mean(dim=1))
         return PreparedConditions(visual=visual, sync=sync, text=text, global_cond=self.global_cond_mlp(pooled),
                                   latent_rope=ropes[0], clip_rope=ropes[1], plan=plan)
+
+    def _sync_stride_tokens(self) -> int:
+        """Sync tokens between the starts of two consecutive segments (4 for 16-frame segments at stride 8)."""
+        return int(self.cfg.sync_segment_stride // (self.cfg.sync_segment_frames // SYNC_TOKENS_PER_SEGMENT))
+
+    def _sync_token_s(self) -> float:
+        """Seconds of video one sync token shows (2 frames at 25 fps: 0.08 s)."""
+        return self.cfg.sync_segment_frames / SYNC_TOKENS_PER_SEGMENT / self.cfg.sync_fps
 
     def prepare(self, c: Conditions) -> PreparedConditions:
         """`prepare_conditions` of a Conditions (cast to the network's dtype and device)."""
