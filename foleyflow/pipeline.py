@@ -72,6 +72,19 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def check_student_options(opts: GenerationOptions, levels: int) -> None:
+    """A distilled student (guidance and step size as inputs) samples with Euler on the uniform grid of its steps,
+    guidance folded in: other samplers, guidance modes and negative prompts are one-line errors."""
+    if opts.sampler != "euler":
+        raise FoleyError(f"this bundle's generator is a distilled few-step model: it samples with euler, not "
+                         f"{opts.sampler}")
+    if opts.guidance != "cfg" or opts.negative:
+        raise FoleyError("this bundle's generator is a distilled few-step model: guidance is folded into it "
+                         "(--guidance cfg, no negative prompt)")
+    if not 1 <= opts.steps <= 2 ** levels:
+        raise FoleyError(f"this distilled model samples 1 to {2 ** levels} steps, not {opts.steps}")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -246,7 +259,8 @@ class FoleyPipeline:
         `options.cfg_scale` against the learned empty conditions (with `options.negative`'s text if given; for
         "multi", also the branches without text and without video). Built without gradients (inference mode)."""
         from foleyflow.models.generator import Conditions
-        from foleyflow.models.generator_sampling import combine_fn, guided_velocity, multi_guided_velocity
+        from foleyflow.models.generator_sampling import (combine_fn, guided_velocity, multi_guided_velocity,
+                                                         student_velocity)
 
         opts = options or self.options()
         net = self._sampling_net
@@ -254,6 +268,9 @@ class FoleyPipeline:
         c, b = conditions, conditions.batch_size
         with torch.inference_mode():
             cond = net.prepare(c.to(device=self.device))
+            if net.cfg.distilled:
+                check_student_options(opts, net.cfg.distill_levels)
+                return student_velocity(net, cond, opts.cfg_scale, opts.steps)
             neg = self.negative_features(opts.negative)
             neg = None if neg is None else neg.to(device=self.device, dtype=p.dtype)
             if opts.guidance == "multi":

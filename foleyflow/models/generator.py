@@ -74,6 +74,10 @@ class GeneratorConfig:
     # moment appears twice, about 0.17 s apart). "timeline": tokens are placed at the frames they show (the two
     # overlapping segments' tokens of the same frames averaged), then interpolated to the latent frames' centre times.
     sync_layout: str = "segments"
+    # few-step students (recipes/distill_flow.py): the guidance scale and the step size are inputs, so one sampling
+    # step is one network call. Step sizes go down to 2^-distill_levels; a finer one means "instantaneous velocity".
+    distilled: bool = False
+    distill_levels: int = 7
 
     @property
     def head_dim(self) -> int:
@@ -282,6 +286,9 @@ class Generator(nn.Module):
             self.t_embed = TimestepEmbedder(d, num_freqs=d, max_period=1)
         else:
             self.t_embed = TimestepEmbedder(d, num_freqs=256, max_period=10000)
+        if cfg.distilled:  # inputs ~ 1..10 (guidance scale, log2 of the step count): highest frequency 10 rad/unit
+            self.guidance_embed = TimestepEmbedder(d, num_freqs=256, max_period=1000)
+            self.steps_embed = TimestepEmbedder(d, num_freqs=256, max_period=1000)
         n = cfg.num_joint_blocks
         self.joint_blocks = nn.ModuleList(JointBlock(d, cfg.num_heads, cfg.mlp_ratio, pre_only=(i == n - 1))
                                           for i in range(n))
@@ -317,6 +324,8 @@ class Generator(nn.Module):
         mods = [s.adaLN_modulation[-1] for b in self.joint_blocks for s in (b.latent_block, b.clip_block, b.text_block)]
         mods += [b.adaLN_modulation[-1] for b in self.fused_blocks]
         mods += [self.final_layer.adaLN_modulation[-1], self.final_layer.conv]
+        if self.cfg.distilled:  # a new student starts as its teacher's conditional velocity
+            mods += [self.guidance_embed.mlp[2], self.steps_embed.mlp[2]]
         out = [p for m in mods for p in (m.weight, m.bias)]
         return out + [self.sync_pos_emb, self.empty_clip_feat, self.empty_sync_feat]
 
@@ -441,8 +450,13 @@ class Generator(nn.Module):
                                     duration_s=duration_s)
         return c._with([f.expand(batch_size, *f.shape[1:]) for f in c.fields()], None)
 
-    def velocity(self, latent: torch.Tensor, t: torch.Tensor | float, cond: PreparedConditions) -> torch.Tensor:
-        """Flow velocity at normalised latents `latent` (B, N, C) and time t ((B,), (1,) or float) -> (B, N, C)."""
+    def velocity(self, latent: torch.Tensor, t: torch.Tensor | float, cond: PreparedConditions, *,
+                 guidance: torch.Tensor | float | None = None,
+                 steps: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Flow velocity at normalised latents `latent` (B, N, C) and time t ((B,), (1,) or float) -> (B, N, C).
+        A distilled student (`cfg.distilled`) also takes the guidance scale it folds in and `steps`, the number of
+        uniform steps the call is one of (its output is the mean velocity over a step of 1 / steps; 0 = the
+        instantaneous velocity); other generators refuse both."""
         if cond.latent_rope is None:
             latent_rope, clip_rope, want = self.latent_rope, self.clip_rope, self.latent_len
         else:
@@ -454,6 +468,8 @@ class Generator(nn.Module):
         t = torch.as_tensor(t, dtype=torch.float32, device=latent.device).reshape(-1).expand(b)
         x = self.audio_input_proj(latent)
         global_c = self.t_embed(t).unsqueeze(1) + cond.global_cond.unsqueeze(1)  # (B, 1, D)
+        if self.cfg.distilled or guidance is not None or steps is not None:
+            global_c = global_c + self._student_inputs(guidance, steps, b, latent.device).unsqueeze(1)
         frame_c = global_c + cond.sync                                          # (B, N, D)
         visual, text = cond.visual, cond.text
         for block in self.joint_blocks:
@@ -461,6 +477,21 @@ class Generator(nn.Module):
         for block in self.fused_blocks:
             x = block(x, frame_c, latent_rope)
         return self.final_layer(x, global_c)  # global (not per-frame) condition, as the released weights expect
+
+    def step_level(self, steps: torch.Tensor) -> torch.Tensor:
+        """log2 of the step count (B,) as the student reads it; 0 steps (instantaneous) -> distill_levels + 1."""
+        steps = steps.float()
+        return torch.where(steps > 0, torch.log2(steps.clamp(min=1e-6)),
+                           torch.full_like(steps, self.cfg.distill_levels + 1.0))
+
+    def _student_inputs(self, guidance, steps, b: int, device) -> torch.Tensor:
+        if not self.cfg.distilled:
+            raise FoleyError("this generator is not a distilled student: it takes no guidance or steps input")
+        if guidance is None or steps is None:
+            raise FoleyError("a distilled generator needs the guidance scale and the step count of each call")
+        w = torch.as_tensor(guidance, dtype=torch.float32, device=device).reshape(-1).expand(b)
+        n = torch.as_tensor(steps, dtype=torch.float32, device=device).reshape(-1).expand(b)
+        return self.guidance_embed(w) + self.steps_embed(self.step_level(n))
 
     def forward(self, latent: torch.Tensor, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor,
                 t: torch.Tensor | float) -> torch.Tensor:

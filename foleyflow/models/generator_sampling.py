@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from foleyflow.errors import FoleyError
 from foleyflow.flow.guidance import batched_cfg, cfg, cfg_apg, multi_condition
 from foleyflow.flow.samplers import euler, uniform_grid
 from foleyflow.models.generator import Generator, PreparedConditions
@@ -70,6 +71,16 @@ def guided_velocity(net: Generator, cond: PreparedConditions, uncond: PreparedCo
         both = cond.cat(uncond)
         return batched_cfg(lambda x2, t: run(x2, t, both), cfg_scale, combine=combine)
     return lambda x, t: combine(run(x, t, cond), run(x, t, uncond), cfg_scale)
+
+
+def student_velocity(net: Generator, cond: PreparedConditions, guidance: float, steps: int,
+                     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """velocity_fn(x, t) of a distilled student (`net.cfg.distilled`) for Euler sampling over `steps` uniform
+    steps: one network call per step, guidance folded in (no unconditional branch)."""
+    if not net.cfg.distilled:
+        raise FoleyError("student_velocity needs a distilled generator (recipes/distill_flow.py)")
+    dtype = next(net.parameters()).dtype
+    return lambda x, t: net.velocity(x.to(dtype), t, cond, guidance=guidance, steps=steps).float()
 
 
 def inference_copy(net: Generator, dtype: torch.dtype = torch.bfloat16, *, fuse: bool = True) -> Generator:

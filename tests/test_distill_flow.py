@@ -1,0 +1,129 @@
+"""Few-step students with guidance folded in: the generator's extra inputs, the distillation recipe (train, resume),
+and sampling through the pipeline with one network call per step."""
+import dataclasses
+import os
+import subprocess
+import sys
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from flow_helpers import MODEL_OVERRIDES, make_caches
+from foleyflow.errors import FoleyError
+from foleyflow.models.generator import Generator, GeneratorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(hidden_dim=32, num_heads=2, num_joint_blocks=1, num_audio_blocks=1)
+
+
+def _inputs(net: Generator, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    lat, vis, syn = net.cfg.seq_lengths(net.cfg.duration_s)
+    return (torch.randn(2, lat, net.cfg.latent_channels, generator=g),
+            net.prepare_conditions(torch.randn(2, vis, net.cfg.visual_dim, generator=g),
+                                   torch.randn(2, syn, net.cfg.sync_dim, generator=g),
+                                   torch.randn(2, 5, net.cfg.text_dim, generator=g)))
+
+
+def test_student_starts_as_the_teacher_and_plain_generators_are_unchanged():
+    cfg = GeneratorConfig.preset("tiny", duration_s=2.0, **SMALL)
+    torch.manual_seed(0)
+    teacher = Generator(cfg).eval()
+    for p in teacher.zero_initialised():           # exercise every path
+        torch.nn.init.normal_(p, std=0.02)
+    student = Generator(dataclasses.replace(cfg, distilled=True)).eval()
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(("guidance_embed.", "steps_embed.")) for k in missing)
+    assert set(Generator(cfg).state_dict()) == set(teacher.state_dict())          # no new keys without `distilled`
+    x, cond = _inputs(teacher)
+    with torch.no_grad():
+        v = teacher.velocity(x, 0.3, cond)
+        for w, n in ((1.0, 1), (4.5, 4), (7.0, 0)):
+            assert torch.equal(student.velocity(x, 0.3, cond, guidance=w, steps=n), v)
+        with pytest.raises(FoleyError, match="not a distilled student"):
+            teacher.velocity(x, 0.3, cond, guidance=4.5, steps=4)
+        with pytest.raises(FoleyError, match="needs the guidance scale"):
+            student.velocity(x, 0.3, cond)
+        # once the new inputs have weights, the guidance scale and the step count change the output
+        torch.nn.init.normal_(student.guidance_embed.mlp[2].weight, std=0.1)
+        torch.nn.init.normal_(student.steps_embed.mlp[2].weight, std=0.1)
+        a = student.velocity(x, 0.3, cond, guidance=1.0, steps=4)
+        assert not torch.allclose(a, student.velocity(x, 0.3, cond, guidance=6.0, steps=4))
+        assert not torch.allclose(a, student.velocity(x, 0.3, cond, guidance=1.0, steps=1))
+    levels = student.step_level(torch.tensor([1.0, 4.0, 0.0]))
+    assert levels.tolist() == [0.0, 2.0, student.cfg.distill_levels + 1.0]
+
+
+def _run(args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distill")
+    lat, feat = make_caches(tmp / "caches")
+    proc = _run([ROOT / "recipes" / "train_flow.py", "--config", ROOT / "configs/train_flow/debug.yaml",
+                 f"data.latents={lat}", f"data.features={feat}", f"out_dir={tmp / 'teacher'}", *MODEL_OVERRIDES,
+                 "steps=10", "ckpt_every=10"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, lat, feat, tmp / "teacher" / "generator_ema.safetensors"
+
+
+def _distill(tmp, lat, feat, ckpt, out, *extra):
+    proc = _run([ROOT / "recipes" / "distill_flow.py", "--config", ROOT / "configs/distill_flow/debug.yaml",
+                 f"teacher={ckpt}", f"data.latents={lat}", f"data.features={feat}", f"out_dir={out}", *extra])
+    return proc, [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"step"')]
+
+
+def test_distillation_runs_resumes_exactly_and_records_its_teacher(teacher):
+    tmp, lat, feat, ckpt = teacher
+    proc, logs = _distill(tmp, lat, feat, ckpt, tmp / "s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["step"] for r in logs] == [5, 10, 15, 20]
+    assert all(r["distill/flow_mse"] == r["distill/flow_mse"] for r in logs)       # finite, not NaN
+    first = load_file(str(tmp / "s" / "generator_ema.safetensors"))
+    (tmp / "s" / "checkpoints" / "state_00000020.safetensors").unlink()
+    proc, logs2 = _distill(tmp, lat, feat, ckpt, tmp / "s")
+    assert proc.returncode == 0 and logs2[0]["step"] == 15, proc.stderr[-2000:]
+    second = load_file(str(tmp / "s" / "generator_ema.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    from foleyflow.checkpoint import load_checkpoint
+    from foleyflow.models.generator_io import load_generator
+
+    prov = json.loads(load_checkpoint(tmp / "s" / "generator.safetensors")[1]["foleyflow.provenance"])
+    assert prov["teacher"] == str(ckpt) and len(prov["teacher_sha256"]) == 64
+    assert load_generator(tmp / "s" / "generator.safetensors").cfg.distilled
+
+
+def test_bad_teacher_is_a_one_line_error(teacher, tmp_path):
+    tmp, lat, feat, _ = teacher
+    proc, _ = _distill(tmp, lat, feat, tmp_path / "nope.safetensors", tmp_path / "o")
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: teacher: generator checkpoint not found")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_pipeline_samples_a_student_with_one_call_per_step(tmp_path):
+    from foleyflow.bundle import build_untrained_bundle
+    from foleyflow.pipeline import FoleyPipeline
+
+    bundle = build_untrained_bundle(tmp_path / "b", window_s=2.0, generator_overrides=dict(distilled=True, **SMALL))
+    pipe = FoleyPipeline.from_bundle(bundle, precision="fp32")
+    calls = []
+    real = pipe._sampling_net.velocity
+
+    def counting(*a, **k):
+        calls.append(k.get("steps"))
+        return real(*a, **k)
+
+    pipe._sampling_net.velocity = counting
+    r = pipe.generate(prompt="a ball bounces", duration_s=2.0, steps=4, cfg_scale=3.0, seed=1)
+    assert calls == [4, 4, 4, 4] and r.audio.shape[0] == 2 and torch.isfinite(torch.from_numpy(r.audio)).all()
+    for bad, match in ((dict(sampler="heun"), "samples with euler"), (dict(negative="noise"), "folded"),
+                       (dict(steps=1000), "samples 1 to")):
+        with pytest.raises(FoleyError, match=match):
+            pipe.generate(prompt="a ball", duration_s=2.0, **bad)
