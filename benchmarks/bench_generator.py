@@ -35,6 +35,7 @@ from foleyflow.flow import euler, uniform_grid  # noqa: E402
 from foleyflow.models.generator import Generator, GeneratorConfig  # noqa: E402
 from foleyflow.models.generator_sampling import guided_velocity, inference_copy  # noqa: E402
 from foleyflow.options import DEFAULTS  # noqa: E402
+from machine import cpu_summary  # noqa: E402  (benchmarks/machine.py)
 
 
 def build(preset: str, duration_s: float, seed: int) -> Generator:
@@ -113,12 +114,19 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=DEFAULTS.cfg_scale)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--modes", default="fp32,bf16")
+    ap.add_argument("--modes", default=None, help="comma-separated modes (default: fp32, plus bf16 where the CPU has "
+                    "bf16 matrix kernels)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="profile one guided step of the last mode instead")
     ap.add_argument("--rows", type=int, default=20)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from foleyflow.pipeline import bf16_supported
+
+    has_bf16 = bf16_supported(torch.device("cpu"))
+    if args.modes is None:
+        args.modes = "fp32,bf16" if has_bf16 else "fp32"
+    print(f"CPU: {cpu_summary()}; bf16 matrix kernels: {'yes' if has_bf16 else 'no (bf16 modes are skipped unless asked)'}")
 
     net = build(args.preset, args.duration, args.seed)
     x0, *feats = inputs(net, args.seed + 1)
@@ -135,7 +143,9 @@ def main() -> None:
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
         modes[0].fn(x0, torch.tensor(0.5))
     flops = fc.get_total_flops() * args.steps
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    # the bf16 peak is only probed where bf16 kernels exist: elsewhere a 2048^3 bf16 matmul takes minutes
+    peaks = {"fp32": matmul_peak(torch.float32),
+             "bf16": matmul_peak(torch.bfloat16) if has_bf16 else float("nan")}
     print(f"compute: {flops / 1e12:.2f} TFLOP per clip ({flops / args.steps / 2e9:.1f} GFLOP per network call on "
           f"one branch); measured 2048^3 matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s -> lower bound fp32 {flops / peaks['fp32']:.2f} s, "

@@ -1,11 +1,14 @@
 """Speed of each stage of `foleyflow generate` on one 8 s, 128 x 128 clip (examples/demo.mp4), tiny preset,
 untrained weights (the speed of trained weights is the same), CPU, batch 1.
 
-    PYTHONPATH=. python benchmarks/bench_pipeline.py [--repeats 3] [--threads 2] [--steps 25] [--cfg 4.5]
+    PYTHONPATH=. python benchmarks/bench_pipeline.py [--repeats 3] [--threads 2] [--steps N] [--cfg W]
                                                      [--bundle DIR] [--video PATH]
 
+Steps and guidance default to the bundle's own (the installed default model samples 10 steps); give them to time
+another setting.
+
 Stages: decode (frames at 8 and 25 fps at the encoders' sizes), encoders (semantic + sync), text (one prompt through
-MiniLM), sampling (25 Euler steps with guidance, both branches batched; bf16 where supported and fp32), codec (VAE
+MiniLM), sampling (the bundle's steps with guidance, both branches batched; bf16 where supported and fp32), codec (VAE
 decoder + vocoder, both channels), mux (AAC encode + copy of the video stream), and the whole `generate` call.
 Prints the median and min of --repeats runs after one warm-up. Timings on a shared machine are noisy; when other
 processes keep the cores busy, use --threads 1 (OpenMP barriers make 2 threads 10-50x slower on an oversubscribed
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from foleyflow.options import DEFAULTS
+from machine import cpu_summary  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +33,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=DEFAULTS.steps)
-    ap.add_argument("--cfg", type=float, default=DEFAULTS.cfg_scale)
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
+    ap.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
     ap.add_argument("--bundle", default=None, help="bundle to time (default: a fresh untrained tiny bundle)")
     ap.add_argument("--video", default=str(ROOT / "examples" / "demo.mp4"))
     args = ap.parse_args()
@@ -50,7 +53,7 @@ def run(args, tmp: Path, bundle) -> None:
 
     info = media.probe(args.video).video
     print(f"clip: {args.video} ({info.display_width}x{info.display_height}, {float(info.frame_rate):g} fps, "
-          f"{info.duration_s:.2f} s); threads {torch.get_num_threads()}; steps {args.steps}, cfg {args.cfg}")
+          f"{info.duration_s:.2f} s); threads {torch.get_num_threads()}; CPU {cpu_summary()}")
     rows: dict[str, list[float]] = {}
     for precision in ("auto", "fp32"):
         pipe = FoleyPipeline.from_bundle(bundle, precision=precision)
@@ -66,8 +69,12 @@ def run(args, tmp: Path, bundle) -> None:
                   f"{time.perf_counter() - t0:.2f} s")
         for run in range(args.repeats + 1):
             t0 = time.perf_counter()
-            r = pipe.generate(args.video, prompt="a ball bounces on a wooden floor", steps=args.steps,
-                              cfg_scale=args.cfg, seed=run)
+            given = {k: v for k, v in (("steps", args.steps), ("cfg_scale", args.cfg)) if v is not None}
+            r = pipe.generate(args.video, prompt="a ball bounces on a wooden floor", seed=run, **given)
+            if run == 0 and precision == "auto":
+                print(f"steps {r.options.steps}, cfg {r.options.cfg_scale}, sampler {r.options.sampler} "
+                      f"({'given' if given else 'the bundle' + chr(39) + 's defaults'})")
+                steps = r.options.steps
             total = time.perf_counter() - t0
             t1 = time.perf_counter()
             media.mux_audio(args.video, r.audio, r.sample_rate, tmp / "out.mp4")
@@ -86,7 +93,7 @@ def run(args, tmp: Path, bundle) -> None:
     print(f"\n{'stage':38s} {'median s':>9s} {'min s':>8s}")
     for k, v in rows.items():
         print(f"{k:38s} {statistics.median(v):9.3f} {min(v):8.3f}")
-    per_step = statistics.median(rows[next(k for k in rows if k.startswith("sampling"))]) / args.steps
+    per_step = statistics.median(rows[next(k for k in rows if k.startswith("sampling"))]) / steps
     print(f"\nsampling per guided step (first precision above): {per_step * 1000:.0f} ms; 8 s of audio in "
           f"{statistics.median(rows[next(k for k in rows if k.startswith('generate'))]):.2f} s")
 
