@@ -193,6 +193,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
     from fastapi.responses import FileResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     class TextJob(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -246,16 +247,16 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
                   description="Generate synchronized stereo soundtracks for videos (or audio from text).")
     errors = {code: {"model": ErrorBody, "description": what} for code, what in ERRORS.items()}
 
-    def error(code: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=code)
+    def error(code: int, message: str, headers=None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=code, headers=headers)
 
     @app.exception_handler(ServeError)
     async def serve_error(request, exc: ServeError):
         return error(exc.status, str(exc))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)      # FastAPI's and the router's (404, 405)
+    async def http_error(request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):

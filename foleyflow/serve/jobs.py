@@ -148,6 +148,8 @@ class JobService:
         """Locks the folder, recovers the jobs of a previous run (see the module docstring), starts the threads."""
         import fcntl
 
+        if self._lock_file is not None:   # already started (e.g. by a test before the app's lifespan)
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(self.folder / ".lock", "w")
@@ -186,6 +188,8 @@ class JobService:
 
     def shutdown(self) -> None:
         """Stops taking jobs, fails the queued ones, lets running jobs finish for up to drain_s, cancels the rest."""
+        if self._stop.is_set() or self._lock_file is None:
+            return
         with self._lock:
             self._accepting = False
             for job in self._jobs.values():
