@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     service = JobService(pipe, jobs, bundle_sha256=bundle_sha256(bundle), limits=limits, workers=args.workers,
                          ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout)
     app = create_app(service, key, bundle_name=pipe.name)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+    # h11 (not httptools, when installed) so the limit on a request's headers holds: 64 KB, then 400
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http="h11",
                             timeout_graceful_shutdown=max(1, int(args.drain_timeout)),
                             h11_max_incomplete_event_size=64 * 1024)
     server = uvicorn.Server(config)

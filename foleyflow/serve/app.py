@@ -12,7 +12,7 @@ cfg, seed, sampler, guidance; JSON adds duration_s. Every error is JSON `{"error
 400 malformed request, 401 missing/wrong API key, 404 no such job, 409 not finished / already finished, 413 upload
 larger than the limit (enforced while streaming, before the whole body is read), 415 not a video (decided by probing
 the file's content, never by its name or declared type), 422 bad values or a video over the duration/resolution
-limits, 429 queue full, 503 shutting down.
+limits, 429 queue full, 431 headers over 32 KB, 503 shutting down.
 The upload is streamed to the job's folder (python-multipart's parser fed chunk by chunk); the client's file name is
 never used as a path. The API key, when set, is compared with hmac.compare_digest (header X-API-Key or
 `Authorization: Bearer KEY`).
@@ -31,8 +31,25 @@ from foleyflow.serve.jobs import (Job, JobService, ServeError, TooLarge, Unproce
 FIELDS = ("prompt", "cot", "negative", "steps", "cfg", "seed", "sampler", "guidance")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi")
 MAX_FIELD_BYTES = 16 * 1024          # one form field or the whole JSON body
+MAX_HEADER_BYTES = 32 * 1024         # all of a request's headers (431 beyond)
 ERRORS = {400: "malformed request", 401: "missing or wrong API key", 404: "no such job", 409: "conflict",
           413: "too large", 415: "not a video", 422: "bad values", 429: "queue full", 503: "shutting down"}
+
+
+class HeaderLimit:
+    """ASGI middleware: a request whose headers hold more than `limit` bytes gets 431 and a JSON error."""
+
+    def __init__(self, app, limit: int = MAX_HEADER_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > self.limit:
+            body = json.dumps({"error": f"the request's headers are larger than {self.limit} bytes"}).encode()
+            await send({"type": "http.response.start", "status": 431,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str, Any]:
@@ -245,6 +262,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
 
     app = FastAPI(title="foleyflow", version="1", lifespan=lifespan,
                   description="Generate synchronized stereo soundtracks for videos (or audio from text).")
+    app.add_middleware(HeaderLimit)
     errors = {code: {"model": ErrorBody, "description": what} for code, what in ERRORS.items()}
 
     def error(code: int, message: str, headers=None) -> JSONResponse:
