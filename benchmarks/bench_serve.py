@@ -8,6 +8,7 @@ service: a `foleyflow serve` subprocess on 127.0.0.1 (the same bundle, one worke
 
     .venv/bin/python benchmarks/bench_serve.py [--bundle DIR] [--video examples/demo.mp4] [--steps 25] [--runs 5]
 
+Then 20 concurrent submissions of the clip (all must finish or get 429) and the server's peak RSS before and after.
 Pause background training while timing (kill -STOP PID, then kill -CONT PID); the figures hold for the CPU printed.
 """
 from __future__ import annotations
@@ -34,6 +35,44 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def concurrent_submissions(url: str, data: bytes, steps: int, n: int = 20) -> list[int]:
+    """n clients submit the video at once; waits for every accepted job; returns the submissions' status codes."""
+    import threading
+
+    import httpx
+
+    codes, ids, lock = [], [], threading.Lock()
+
+    def submit(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as c:
+            r = c.post("/v1/jobs", files={"video": ("clip.mp4", data)}, data={"steps": str(steps), "seed": str(k)})
+        with lock:
+            codes.append(r.status_code)
+            if r.status_code == 202:
+                ids.append(r.json()["id"])
+
+    threads = [threading.Thread(target=submit, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with httpx.Client(base_url=url, timeout=600) as c:
+        for job_id in ids:
+            while (state := c.get(f"/v1/jobs/{job_id}").json()["state"]) in ("queued", "running"):
+                time.sleep(0.1)
+            if state != "done":
+                codes.append(f"job {job_id} {state}")
+    return codes
 
 
 def main() -> None:
@@ -92,6 +131,9 @@ def main() -> None:
 
                 one(0)                                                   # warm-up
                 service = [one(k) for k in range(args.runs)]
+                one_job_rss = peak_rss_mb(proc.pid)
+                codes = concurrent_submissions(url, data, args.steps)
+                burst_rss = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=600)
@@ -99,9 +141,14 @@ def main() -> None:
     d, s = statistics.median(direct), statistics.median(service)
     print(f"CPU: {cpu_name()}; torch threads: {args.threads or torch.get_num_threads()}; clip {duration:.1f} s, "
           f"{args.steps} steps, {len(data)} bytes uploaded")
-    print(f"direct FoleyPipeline.generate: median {d:.3f} s over {args.runs} runs ({', '.join(f'{x:.3f}' for x in direct)})")
+    print(f"direct FoleyPipeline.generate: median {d:.3f} s over {args.runs} runs "
+          f"({', '.join(f'{x:.3f}' for x in direct)})")
     print(f"service (upload + job + download): median {s:.3f} s ({', '.join(f'{x:.3f}' for x in service)})")
     print(f"overhead: {100 * (s - d) / d:+.1f}% (target: at most +10%)")
+    print(f"20 concurrent submissions: {codes.count(202)} accepted and finished, {codes.count(429)} refused (429), "
+          f"other: {[c for c in codes if c not in (202, 429)]}; server peak RSS {one_job_rss:.0f} MB after single "
+          f"jobs, "
+          f"{burst_rss:.0f} MB after the burst (target: at most one job's + 1024 MB)")
 
 
 if __name__ == "__main__":

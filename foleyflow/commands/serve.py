@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     limits = limits_of(args)
     key = read_api_key(args.api_key_file)
     try:
-        import fastapi  # noqa: F401
+        import fastapi  # noqa: F401  (checked here: a missing extra is a one-line error)
         import python_multipart  # noqa: F401
         import uvicorn
     except ImportError as e:

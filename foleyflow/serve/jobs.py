@@ -269,7 +269,8 @@ class JobService:
         """Deletes finished jobs older than the TTL; returns how many."""
         now = time.time() if now is None else now
         with self._lock:
-            old = [j for j in self._jobs.values() if j.state in FINISHED and (j.finished or j.created) + self.ttl_s < now]
+            old = [j for j in self._jobs.values()
+                   if j.state in FINISHED and (j.finished or j.created) + self.ttl_s < now]
             for j in old:
                 del self._jobs[j.id]
         for j in old:
