@@ -18,6 +18,8 @@ from foleyflow.errors import FoleyError
 COMMANDS: tuple[str, ...] = (
     "generate",
     "generate_set",
+    "batch",
+    "serve",
     "info",
     "mux",
     "world",

@@ -1,6 +1,7 @@
 """Fault injection for tests: pause a command at a named stage so a test can interrupt it there.
 
-With the environment variable FOLEYFLOW_PAUSE_AT=STAGE[,STAGE...] (stages: "sampling", "audio_write", "mux"), the
+With the environment variable FOLEYFLOW_PAUSE_AT=STAGE[,STAGE...] (stages: "sampling", "audio_write", "mux",
+"item_done" after each item of batch / generate-set), the
 first time a process reaches `pause_point(STAGE)` it prints `foleyflow: paused at STAGE` to stderr and sleeps
 FOLEYFLOW_PAUSE_S seconds (default 30), during which a test sends SIGINT or SIGTERM. Unset (the normal case), a
 pause point costs one dictionary lookup. The environment is read when a pause point is reached, not at import.
@@ -11,7 +12,7 @@ import os
 import sys
 import time
 
-STAGES = ("sampling", "audio_write", "mux")
+STAGES = ("sampling", "audio_write", "mux", "item_done")
 _done: set[str] = set()
 
 

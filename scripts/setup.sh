@@ -40,7 +40,7 @@ if [ "$TORCH" != "skip" ]; then
   "${PIP[@]}" install "$TORCH" 2>&1 | grep -v "is ignored: it is neither" || true
 fi
 "$VENV/bin/python" -c "import torch" || { echo "foleyflow setup: torch failed to install" >&2; exit 1; }
-"${PIP[@]}" install -e ".[test,mmaudio]" 2>&1 | grep -v "is ignored: it is neither" || true
+"${PIP[@]}" install -e ".[test,mmaudio,serve]" 2>&1 | grep -v "is ignored: it is neither" || true
 # Released MMAudio pipeline: the maintained model packages without their declared dependencies (torchvision and a
 # training stack would pull a CUDA torch); the light ones come from the extra above.
 "${PIP[@]}" install --no-deps "open-clip-torch==3.3.0" "bigvgan==2.4.1" 2>&1 | grep -v "is ignored: it is neither" || true

@@ -3,7 +3,8 @@ loading the models once; the input of `foleyflow evaluate --generated DIR`. Resu
 each .wav this command made (with a key of the settings, the bundle's sha256, the clip's video and text, and the
 file's sha256); a clip is skipped only when its recorded key and file still match. Existing <id>.wav files that it did
 not record (e.g. --out pointing at a FoleyWorld folder) are refused unless --overwrite. Each clip's seed is derived from --seed and the clip id (crc32), so a clip's audio does not depend on which
-other clips are in the run or in what order."""
+other clips are in the run or in what order. A clip that fails is reported at the end (the others are generated) and the
+exit code is then non-zero. The loop is shared with `foleyflow batch` (foleyflow.commands.itemloop)."""
 from __future__ import annotations
 
 import argparse
@@ -66,23 +67,9 @@ def bundle_sha256(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-def _read_record(path: Path) -> dict:
-    """The `made` map of a previous run ({id: {"key", "sha256"}}); empty when missing or unreadable."""
-    import json
-
-    try:
-        made = json.loads(path.read_text()).get("made", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return made if isinstance(made, dict) else {}
-
-
 def run(args: argparse.Namespace) -> int:
     import hashlib
     import json
-    import time
-
-    from tqdm import tqdm
 
     from foleyflow.commands.generate import DEFAULT_BUNDLE, option_values
     from foleyflow.manifest import read_manifest
@@ -130,21 +117,13 @@ def run(args: argparse.Namespace) -> int:
                     if args.text != "none" else None)
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
-    from foleyflow.hashing import file_sha256
+    from foleyflow.commands.itemloop import Item, plan, read_record, report_failures, run_items
 
-    made = _read_record(out / RECORD)
-    todo = []
-    for r in rows:
-        wav, rec = out / f"{r.id}.wav", made.get(r.id)
-        if not wav.exists():
-            todo.append(r)
-        elif not isinstance(rec, dict):  # not made by generate-set: never trusted, never silently replaced
-            if not args.overwrite:
-                raise FoleyError(f"{wav} exists and was not made by generate-set (no record in {out / RECORD}); "
-                                 "choose another --out or pass --overwrite to replace such files")
-            todo.append(r)
-        elif rec.get("key") != clip_key(r) or rec.get("sha256") != file_sha256(wav):
-            todo.append(r)  # made by generate-set, but with other settings or changed since: regenerate
+    items = [Item(r.id, out / f"{r.id}.wav", clip_key(r), video=r.video,
+                  prompt=r.caption if args.text == "caption" else None, cot=r.cot if args.text == "cot" else None,
+                  values={"seed": clip_seed(args.seed, r.id)}) for r in rows]
+    made = read_record(out / RECORD)
+    todo = plan(items, made, command="generate-set", record=out / RECORD, overwrite=args.overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -152,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    from foleyflow.media import write_audio
     from foleyflow.pipeline import FoleyPipeline
 
     pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
@@ -168,20 +146,15 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(out / RECORD, json.dumps({
             "settings": {**settings, "precision": pipe.precision}, "clips": len(rows), "generated_now": len(todo),
             "wall_s": None if wall_s is None else round(wall_s, 2),
-            "timings_s": {k: round(v, 2) for k, v in timings.items()}, "made": made}, indent=1))
+            "timings_s": {k: round(v, 2) for k, v in summary.timings_s.items()}, "made": made}, indent=1))
 
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    for r in tqdm(todo, desc="generate-set", unit="clip", file=sys.stderr, disable=None, dynamic_ncols=True):
-        kw = {"prompt": r.caption} if args.text == "caption" else {"cot": r.cot} if args.text == "cot" else {}
-        res = pipe.generate(r.video, options=options.replace(seed=clip_seed(args.seed, r.id)), **kw)
-        wav = write_audio(out / f"{r.id}.wav", res.audio, res.sample_rate)  # atomic
-        made[r.id] = {"key": clip_key(r), "sha256": file_sha256(wav)}
-        for k, v in res.timings_s.items():
-            timings[k] = timings.get(k, 0.0) + v
-        save_record()  # after every clip, so an interrupted run resumes
-    wall = time.perf_counter() - t_start
-    save_record(wall)
-    per = f", {wall / len(todo):.2f} s per clip" if todo else ""
-    print(f"wrote {len(todo)} clips to {out} ({len(rows) - len(todo)} already there{per})")
+    from foleyflow.commands.itemloop import RunSummary
+
+    summary = RunSummary()   # filled as the loop goes, so every saved record has the timings so far
+    run_items(pipe, todo, made, save_record, options=options, command="generate-set", summary=summary)
+    save_record(summary.wall_s)
+    done = len(summary.generated)
+    per = f", {summary.wall_s / len(todo):.2f} s per clip" if todo else ""
+    print(f"wrote {done} clips to {out} ({len(rows) - len(todo)} already there{per})")
+    report_failures(summary, len(rows), "generate-set")
     return 0
