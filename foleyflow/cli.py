@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "plan",
     "convert",
+    "ui",
 )
 
 
