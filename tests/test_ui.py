@@ -140,7 +140,7 @@ def test_timeline_marks_the_onsets_of_clicks_under_the_frames(clip, tmp_path):
     text_only, _ = write_timeline(tmp_path / "t.png", audio, sr)
     np.testing.assert_allclose(got, onsets)
     hv, ht = Image.open(with_video).size[1], Image.open(text_only).size[1]
-    assert hv > ht * 1.3                                       # the frames row sits above the spectrogram
+    assert hv > ht * 1.2                                       # the frames row sits above the spectrogram
     assert not list(tmp_path.glob("*.tmp*"))
 
 
