@@ -140,8 +140,48 @@ def upload_and_generate(page, url: str, steps: int, before_png: Path) -> None:
     steps_box.press("Enter")
     page.locator("#ff-prompt textarea").fill("a red ball bouncing on a wooden floor")
     page.screenshot(path=str(before_png), full_page=True)
+    watch_progress(page)
     page.locator("#ff-generate").click()
     page.locator("#ff-status").get_by_text("done:").wait_for(timeout=TIMEOUT_MS * 3)
+    # the progress bar showed the sampler's steps while the job ran
+    shown = page.evaluate("() => window.__ffProgress")
+    assert any("step" in t for t in shown), shown
+
+
+WATCH_JS = """() => {
+  window.__ffProgress = [];
+  const seen = (n) => { if (n.nodeType === 1 && n.matches('[class*="progress"]')) window.__ffProgress.push(n.textContent);
+                        if (n.nodeType === 1) n.querySelectorAll('[class*="progress"]').forEach(
+                          (m) => window.__ffProgress.push(m.textContent)); };
+  new MutationObserver((ms) => ms.forEach((m) => {
+    m.addedNodes.forEach(seen);
+    if (m.type === 'characterData' && m.target.parentElement) seen(m.target.parentElement);
+  })).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def watch_progress(page) -> None:
+    """Records the text of every progress element the page shows from now on (window.__ffProgress)."""
+    page.evaluate(WATCH_JS)
+
+
+def check_plan_button_disabled(page) -> None:
+    """No automatic planner exists yet: the chain-of-thought editor's button is there and disabled."""
+    page.get_by_text("Chain of thought (instead of a prompt").click()
+    page.locator("#ff-cot-spatial textarea").wait_for()
+    assert page.locator("#ff-plan").is_disabled()
+
+
+def check_cancel(page) -> None:
+    """A long job (many steps) stops after Cancel, between sampler steps, with 'cancelled' in the status line."""
+    steps_box = page.locator("#ff-steps input[type=number]")
+    steps_box.fill("100")
+    steps_box.press("Enter")
+    watch_progress(page)
+    page.locator("#ff-generate").click()
+    page.wait_for_function("() => window.__ffProgress.some((t) => t.includes('step 1/'))", timeout=TIMEOUT_MS * 3)
+    page.locator("#ff-cancel").click()
+    page.locator("#ff-status").get_by_text("cancelled:").wait_for(timeout=TIMEOUT_MS * 2)
 
 
 def check_results(page, tmp_path: Path, duration_s: float) -> None:
@@ -207,7 +247,7 @@ def tiny_pipe(tmp_path_factory):
     return tiny_pipeline(tmp_path_factory.mktemp("bundle") / "b")
 
 
-def run_browser_case(pipe, tmp_path: Path, steps: int, shots: Path) -> None:
+def run_browser_case(pipe, tmp_path: Path, steps: int, shots: Path, cancel: bool = False) -> None:
     from foleyflow.media import probe
 
     duration_s = probe(DEMO).video.duration_s
@@ -218,6 +258,9 @@ def run_browser_case(pipe, tmp_path: Path, steps: int, shots: Path) -> None:
             upload_and_generate(browser.page, url, steps, shots / "ui_before.png")
             check_results(browser.page, tmp_path, duration_s)
             browser.page.screenshot(path=str(shots / "ui_after.png"), full_page=True)
+            check_plan_button_disabled(browser.page)
+            if cancel:
+                check_cancel(browser.page)
             check_error_inline(browser.page)
             check_offline(browser)
         finally:
@@ -233,7 +276,7 @@ def test_browser_upload_generate_play_download_offline(tiny_pipe, tmp_path):
 
 @pytest.mark.slow
 def test_browser_default_bundle_writes_the_docs_screenshots(tmp_path):
-    """The default model, few steps: the screenshots of docs/apps.md."""
+    """The default model, few steps: the screenshots of docs/apps.md; then a long job cancelled from the page."""
     import torch
 
     from foleyflow.commands.generate import DEFAULT_BUNDLE
@@ -243,4 +286,4 @@ def test_browser_default_bundle_writes_the_docs_screenshots(tmp_path):
     pipe = FoleyPipeline.from_bundle(DEFAULT_BUNDLE)
     shots = ROOT / "docs" / "img"
     shots.mkdir(exist_ok=True)
-    run_browser_case(pipe, tmp_path, steps=4, shots=shots)
+    run_browser_case(pipe, tmp_path, steps=4, shots=shots, cancel=True)

@@ -106,6 +106,9 @@ def build_app(pipe, out_dir: str | Path | None = None):
         lines = [f"done: {len(results)} result(s). " + "; ".join(r.summary for r in results)]
         if not pipe.trained:
             lines.append("note: the model is UNTRAINED (random weights): its sound is unrelated to the input")
+        if not getattr(pipe.generator.cfg, "use_text", True) and (req.prompt or req.negative or any(req.cot.values())):
+            lines.append("note: this model was trained without text: the prompt, chain of thought and negative "
+                         "prompt were ignored")
         lines += [f"note: {n}" for n in notes]
         choices = [f"seed {r.seed}" for r in results]
         state = [[r.seed, None if r.video is None else str(r.video), str(r.wav), str(r.timeline)] for r in results]

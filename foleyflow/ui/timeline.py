@@ -84,17 +84,17 @@ def write_timeline(out: str | Path, audio: np.ndarray, sample_rate: int, *, vide
     top = float(db.max()) if db.size else 0.0
     ax.pcolormesh(t, f / 1000, db, vmin=top - 80, vmax=top, shading="auto", cmap="magma")
     ax.set_ylabel("kHz", fontsize=8)
-    ax.set_xlabel("time (s)", fontsize=8)
     for a in axes:
         for x in onsets:
-            a.axvline(x, color="#35d0ff", lw=1.1, alpha=0.95)
+            a.axvline(x, color="#35d0ff", lw=0.9, alpha=0.85)
         a.set_xlim(0, duration_s)
         a.tick_params(labelsize=7)
     listed = ", ".join(f"{x:.2f}" for x in onsets[:MAX_ONSETS_LISTED])
     more = f" (+{len(onsets) - MAX_ONSETS_LISTED} more)" if len(onsets) > MAX_ONSETS_LISTED else ""
-    head = f"{title}   " if title else ""
-    axes[0].set_title(f"{head}{len(onsets)} onsets detected" + (f" at {listed} s{more}" if len(onsets) else ""),
-                      fontsize=8, loc="left")
+    head = f"{title}: " if title else ""
+    # under the time axis (a viewer's label may cover the top-left corner of the picture)
+    ax.set_xlabel(f"time (s)    {head}{len(onsets)} onsets detected (blue lines)"
+                  + (f" at {listed} s{more}" if len(onsets) else ""), fontsize=8)
     out = Path(out)
     with atomic_write(out) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
