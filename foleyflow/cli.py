@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "plan",
     "convert",
+    "ui",
 )
 
 

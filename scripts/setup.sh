@@ -7,7 +7,7 @@
 #                     FOLEYFLOW_TORCH=skip.
 set -euo pipefail
 VENV=${1:-.venv}
-PKGS=(fluidsynth fluid-soundfont-gm libmysofa1)
+PKGS=(fluidsynth fluid-soundfont-gm libmysofa1 chromium)  # chromium: the web UI's browser test (Playwright)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -40,7 +40,9 @@ if [ "$TORCH" != "skip" ]; then
   "${PIP[@]}" install "$TORCH" 2>&1 | grep -v "is ignored: it is neither" || true
 fi
 "$VENV/bin/python" -c "import torch" || { echo "foleyflow setup: torch failed to install" >&2; exit 1; }
-"${PIP[@]}" install -e ".[test,mmaudio,serve]" 2>&1 | grep -v "is ignored: it is neither" || true
+# the installed torch, pinned while the extras install (Gradio's dependencies must not replace it)
+TORCH_PIN="torch==$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+"${PIP[@]}" install -e ".[test,mmaudio,serve,ui]" "$TORCH_PIN" 2>&1 | grep -v "is ignored: it is neither" || true
 # Released MMAudio pipeline: the maintained model packages without their declared dependencies (torchvision and a
 # training stack would pull a CUDA torch); the light ones come from the extra above.
 "${PIP[@]}" install --no-deps "open-clip-torch==3.3.0" "bigvgan==2.4.1" 2>&1 | grep -v "is ignored: it is neither" || true

@@ -1,0 +1,189 @@
+"""The Gradio page of `foleyflow ui`: one loaded FoleyPipeline behind a form, results as players and downloads.
+
+Layout (elem_ids in brackets are what the browser test drives):
+  left   the input video [ff-video] (leave empty for text-to-audio), prompt [ff-prompt], negative prompt [ff-negative],
+         the chain-of-thought editor (Semantic / Temporal / Aesthetic / Spatial [ff-cot-*], and a "Plan automatically"
+         button that stays disabled until `foleyflow.cot` has a planner: see PLANNER_HOOK), steps, guidance, seed,
+         duration (text-to-audio only) and the number of seeded variations; Generate [ff-generate], Cancel
+         [ff-cancel].
+  right  the status line [ff-status] (progress text, and every error inline as `error: <message>`), the result video
+         [ff-result-video] and soundtrack [ff-result-audio], the timeline PNG [ff-timeline] (frames over the
+         spectrogram with the detected onsets), a variation picker and the downloads [ff-files].
+Gradio shows a progress bar over the outputs while a job runs (`gr.Progress`). Cancel sets this browser session's
+flag, which the pipeline checks between sampler steps; the job then ends with "cancelled" in the status line.
+
+Offline: `offline_environment()` turns off Gradio's analytics and version check and Hugging Face telemetry (set
+before Gradio is imported); the theme uses the system's fonts only (no font files, Google's or Gradio's); launch
+options (`launch_options`) bind 127.0.0.1, disable the share tunnel, SSR (node), MCP, PWA, monitoring and the
+browser-side run history. tests/test_ui_browser.py loads the page in Chromium and fails on any non-loopback request.
+"""
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from foleyflow.errors import FoleyError
+from foleyflow.ui.jobs import COT_PARTS, MAX_VARIATIONS, UIRequest, run_request
+
+# TODO(planner, issue 19): when the automatic planner lands, expose it as this function of `foleyflow.cot`:
+# plan_video(pipe, video_path: str, prompt: str | None) -> foleyflow.cot.Plan. The button enables itself when the
+# name exists and fills the four fields with `four_part(plan)`.
+PLANNER_HOOK = "plan_video"
+DEFAULT_HOST = "127.0.0.1"
+SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Helvetica", "Arial", "sans-serif")
+SYSTEM_MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "GRADIO_RUN_HISTORY": "False", "DO_NOT_TRACK": "1"}
+CSS = "#ff-status {min-height: 2.2em} #ff-status p {margin: 0}"
+
+
+def offline_environment() -> None:
+    """Sets OFFLINE_ENV in os.environ (Gradio and huggingface_hub read some of it at import time)."""
+    os.environ.update(OFFLINE_ENV)
+
+
+def planner():
+    """The automatic planner function of foleyflow.cot (PLANNER_HOOK), or None while it does not exist."""
+    import foleyflow.cot
+
+    return getattr(foleyflow.cot, PLANNER_HOOK, None)
+
+
+def theme():
+    """Gradio's default theme with system fonts only: the page requests no font file."""
+    import gradio as gr
+
+    return gr.themes.Default(font=list(SYSTEM_FONTS), font_mono=list(SYSTEM_MONO))
+
+
+def launch_options(host: str = DEFAULT_HOST, port: int | None = None, out_dir: str | Path | None = None,
+                   max_file_size: str = "500mb") -> dict:
+    """The keyword arguments of `gr.Blocks.launch` for an offline, local page."""
+    return dict(server_name=host, server_port=port, share=False, theme=theme(), css=CSS, ssr_mode=False,
+                mcp_server=False, pwa=False, enable_monitoring=False, run_history=False, footer_links=[],
+                allowed_paths=[str(Path(out_dir).resolve())] if out_dir else None, max_file_size=max_file_size,
+                show_error=False, inbrowser=False, quiet=True)
+
+
+def build_app(pipe, out_dir: str | Path | None = None):
+    """A `gr.Blocks` page generating with `pipe` (a loaded FoleyPipeline); results go to folders under `out_dir`
+    (default: a new temporary folder)."""
+    offline_environment()
+    import gradio as gr
+
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="foleyflow-ui-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    defaults = pipe.options()
+    cancel_flags: dict[str, threading.Event] = {}
+    plan_fn = planner()
+
+    def flag(request) -> threading.Event:
+        key = getattr(request, "session_hash", None) or "default"
+        return cancel_flags.setdefault(key, threading.Event())
+
+    def generate(video, prompt, negative, sem, tem, aes, spa, steps, cfg, seed, duration, variations,
+                 request: gr.Request, progress=gr.Progress()):
+        stop = flag(request)
+        stop.clear()
+        req = UIRequest(video=video or None, prompt=prompt or "", negative=negative or "",
+                        cot=dict(zip(COT_PARTS, (sem, tem, aes, spa))), steps=steps, cfg_scale=cfg,
+                        seed=seed if seed is not None else 0, duration_s=duration, variations=variations or 1)
+        empty = (None, None, None, None, [], gr.update(choices=[], value=None, visible=False))
+        try:
+            progress(0.0, desc="starting")
+            results = run_request(pipe, req, out_dir, progress=lambda f, text: progress(f, desc=text),
+                                  cancel=stop.is_set)
+        except FoleyError as e:
+            from foleyflow.pipeline import Cancelled
+
+            text = "cancelled: no result was written" if isinstance(e, Cancelled) else f"error: {e}"
+            return (text,) + empty
+        except Exception as e:  # a bug, not bad input: still one line in the page, never a traceback
+            return (f"error: internal error ({type(e).__name__}: {e})",) + empty
+        first = results[0]
+        files = [str(p) for r in results for p in (r.video, r.wav, r.timeline) if p is not None]
+        notes = sorted({n for r in results for n in r.notes})
+        lines = [f"done: {len(results)} result(s). " + "; ".join(r.summary for r in results)]
+        if not pipe.trained:
+            lines.append("note: the model is UNTRAINED (random weights): its sound is unrelated to the input")
+        if not getattr(pipe.generator.cfg, "use_text", True) and (req.prompt or req.negative or any(req.cot.values())):
+            lines.append("note: this model was trained without text: the prompt, chain of thought and negative "
+                         "prompt were ignored")
+        lines += [f"note: {n}" for n in notes]
+        choices = [f"seed {r.seed}" for r in results]
+        state = [[r.seed, None if r.video is None else str(r.video), str(r.wav), str(r.timeline)] for r in results]
+        return ("\n\n".join(lines), None if first.video is None else str(first.video), str(first.wav),
+                str(first.timeline), files, state,
+                gr.update(choices=choices, value=choices[0], visible=len(results) > 1))
+
+    def show(choice, state):
+        for seed, video, wav, png in state or []:
+            if choice == f"seed {seed}":
+                return video, wav, png
+        return gr.update(), gr.update(), gr.update()
+
+    def cancel(request: gr.Request):
+        flag(request).set()
+        return "cancelling after the current sampler step..."
+
+    def plan(video, prompt):
+        if plan_fn is None:
+            return (gr.update(),) * 4 + ("error: the automatic planner does not exist yet",)
+        from foleyflow.cot import four_part
+
+        if not video:
+            return (gr.update(),) * 4 + ("error: upload a video to plan for",)
+        try:
+            parts = four_part(plan_fn(pipe, video, prompt or None))
+        except FoleyError as e:
+            return (gr.update(),) * 4 + (f"error: {e}",)
+        return tuple(parts[p] for p in COT_PARTS) + ("planned: edit the four parts, then Generate",)
+
+    title = f"foleyflow: sound for pictures ({pipe.name or 'unnamed model'})"
+    with gr.Blocks(title="foleyflow", analytics_enabled=False) as app:
+        gr.Markdown(f"## {title}\nUpload a video for video-to-audio, or leave it empty and describe the sound for "
+                    "text-to-audio. The result is a stereo soundtrack, muxed into the video."
+                    + ("" if pipe.trained else "\n\n**This model is UNTRAINED (random weights).**"))
+        with gr.Row():
+            with gr.Column(scale=5):
+                video = gr.Video(label="Input video (empty = text-to-audio)", sources=["upload"],
+                                 height=300, elem_id="ff-video")
+                prompt = gr.Textbox(label="Prompt", placeholder="e.g. a ball bouncing on a wooden floor", lines=2,
+                                    elem_id="ff-prompt")
+                negative = gr.Textbox(label="Negative prompt", placeholder="what the sound should not be",
+                                      elem_id="ff-negative")
+                with gr.Accordion("Chain of thought (instead of a prompt; see docs/cot.md)", open=False):
+                    cot = [gr.Textbox(label=p.capitalize(), lines=2, elem_id=f"ff-cot-{p}") for p in COT_PARTS]
+                    plan_btn = gr.Button("Plan automatically" + ("" if plan_fn else " (planner not available yet)"),
+                                         interactive=plan_fn is not None, elem_id="ff-plan", size="sm")
+                with gr.Row():
+                    steps = gr.Slider(1, 100, value=defaults.steps, step=1, label="Steps", elem_id="ff-steps")
+                    cfg = gr.Slider(1.0, 15.0, value=defaults.cfg_scale, step=0.5, label="Guidance",
+                                    elem_id="ff-cfg")
+                with gr.Row():
+                    seed = gr.Number(value=defaults.seed, precision=0, minimum=0, label="Seed", elem_id="ff-seed")
+                    duration = gr.Number(value=8.0, minimum=0.1, label="Duration (s, text-to-audio)",
+                                         elem_id="ff-duration")
+                    variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations (seed, seed+1, ...)",
+                                           elem_id="ff-variations")
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary", elem_id="ff-generate")
+                    stop = gr.Button("Cancel", variant="stop", elem_id="ff-cancel")
+            with gr.Column(scale=6):
+                status = gr.Markdown("ready", elem_id="ff-status")
+                out_video = gr.Video(label="Result", interactive=False, height=320, elem_id="ff-result-video")
+                out_audio = gr.Audio(label="Soundtrack (.wav)", type="filepath", interactive=False,
+                                     elem_id="ff-result-audio")
+                timeline = gr.Image(label="Timeline: frames, spectrogram and detected onsets", type="filepath",
+                                    interactive=False, elem_id="ff-timeline")
+                pick = gr.Radio([], label="Variation", visible=False, elem_id="ff-pick")
+                files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="ff-files")
+                state = gr.State([])
+        go.click(generate, [video, prompt, negative, *cot, steps, cfg, seed, duration, variations],
+                 [status, out_video, out_audio, timeline, files, state, pick], concurrency_limit=1,
+                 show_progress="full")
+        stop.click(cancel, None, [status], queue=False)
+        pick.change(show, [pick, state], [out_video, out_audio, timeline])
+        plan_btn.click(plan, [video, prompt], [*cot, status])
+    app.foleyflow_out_dir = out_dir
+    return app
