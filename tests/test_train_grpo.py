@@ -165,13 +165,24 @@ def run_cli(inputs, out, *extra, nproc=0, timeout=300):
     (("rewards.temporal.checkpoint={aesthetic}",), "expected 'reward_temporal'"),
     (("rewards.semantic.weightt=1",), "weightt"),
     (("rewards.spatial.weight=1",), "rewards.spatial.checkpoint is required"),
+    (("sampling.window=9",), "sampling.window must be"),
 ])
-def test_bad_reward_checkpoint_or_config_key_is_a_one_line_error(inputs, tmp_path, extra, message):
+def test_bad_reward_checkpoint_or_config_is_a_one_line_error(grpo, inputs, tmp_path, extra, message):
+    from foleyflow.errors import FoleyError
+
     extra = [e.format(**inputs["rewards"]) for e in extra]
-    proc = run_cli(inputs, tmp_path / "bad", *extra, timeout=120)
-    assert proc.returncode == 2, proc.stderr[-2000:]
+    with pytest.raises(FoleyError, match=message) as info:
+        grpo.main(argv(inputs, tmp_path / "bad", *extra))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "bad").exists()   # refused before the run folder is made
+
+
+def test_the_recipe_exits_2_with_one_line_on_a_bad_reward_checkpoint(inputs, tmp_path):
+    proc = run_cli(inputs, tmp_path / "bad", f"rewards.temporal.checkpoint={inputs['rewards']['aesthetic']}",
+                   timeout=180)
     err = proc.stderr.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and message in err, err
+    assert proc.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "expected 'reward_temporal'" in err
 
 
 def test_train_entries_refuse_a_manifest_without_train_clips(grpo, inputs, tmp_path):
