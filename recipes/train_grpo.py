@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     total_updates = cfg.steps * updates_per_iter
     log = MetricLog(out) if ctx.is_main else None
     while it < cfg.steps:
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         ids = {r: [entries[i].id for i in clip_indices(it, r, ctx.world_size, cfg.clips_per_iter, len(entries),
                                                         cfg.seed)] for r in range(ctx.world_size)}
         mine = [entries[i] for i in clip_indices(it, ctx.rank, ctx.world_size, cfg.clips_per_iter, len(entries),
@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             values[f"reward/{name}_group_std"] = float(rewards[:, k].view(len(clips), -1).std(1, unbiased=False)
                                                        .mean())
         values["reward/weighted"] = float((rewards * weights).sum(1).mean())
+        values["compute/core_s"] = (time.process_time() - cpu0) * ctx.world_size  # CPU seconds, all processes
         values = {k: float(all_reduce_mean(torch.tensor(v), ctx)) for k, v in values.items()}
         values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": start, "train/updates": updates,
                        "train/lr": lr_at(cfg.optim, max(0, updates - 1), total_updates), "train/grad_norm":

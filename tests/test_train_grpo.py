@@ -83,7 +83,7 @@ def test_debug_run_ratio_one_before_update_train_clips_only_and_accumulation(grp
     torch.set_num_threads(1)
     out = tmp_path / "run"
     # 4 clips per iteration, 1 per micro-batch, window 2: 8 backwards per iteration; accum 4 -> 2 updates each
-    assert grpo.main(argv(inputs, out, "clips_per_iter=4", "accum=4", "steps=2")) == 0
+    assert grpo.main(argv(inputs, out, "clips_per_iter=4", "accum=4", "steps=2", "val_every=2", "val_clips=2")) == 0
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
@@ -92,6 +92,7 @@ def test_debug_run_ratio_one_before_update_train_clips_only_and_accumulation(grp
         assert len(ids) == 4 and set(ids) <= set(inputs["train_ids"])   # never the val rows
         assert {"reward/semantic", "reward/temporal", "grpo/loss", "grpo/kl", "grpo/clip_frac"} <= set(r)
     assert [r["train/updates"] for r in rows] == [2, 4]
+    assert "val/semantic" not in rows[0] and {"val/semantic", "val/temporal"} <= set(rows[1])   # reward models only
     # the window start varies with the iteration (drawn from (seed, iteration, rank), not a fixed per-process seed)
     starts = {grpo.draw_window_start(4, 2, generator=grpo.iteration_generator(0, i, 0), max_start=2)
               for i in range(12)}
@@ -194,6 +195,13 @@ def test_train_entries_refuse_a_manifest_without_train_clips(grpo, inputs, tmp_p
     with pytest.raises(FoleyError, match="no 'train' clip"):
         grpo.train_entries(str(only_val), 1.5)
     assert [e.id for e in grpo.train_entries(str(inputs["manifest"]), 1.5)] == inputs["train_ids"]
+    # the recipe never imports the evaluation package (its val monitor scores with the reward models)
+    import ast
+
+    tree = ast.parse((ROOT / "recipes" / "train_grpo.py").read_text())
+    names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+        [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert names and not any(m and (m == "foleyflow.eval" or m.startswith("foleyflow.eval.")) for m in names)
 
 
 @pytest.mark.slow
