@@ -224,8 +224,10 @@ def clip_data(pipe, entry, cfg: TrainGrpoConfig, crop_s: float, models: dict, te
     from foleyflow.conditioning import Window
     from foleyflow.rewards.common import RewardError, truth_contacts, truth_pan_track
 
-    text = entry.cot if cfg.text == "cot" and entry.cot else entry.caption
-    feats = pipe.text_features(prompt=text) if text else pipe.text_features()
+    if cfg.text == "cot" and entry.cot:
+        feats = pipe.text_features(cot=entry.cot)  # its four parts encoded apart, as generation does
+    else:
+        feats = pipe.text_features(prompt=entry.caption or None)
     cond = pipe.conditions(entry.video, Window(0.0, crop_s), text=feats)
     reward = {"text": entry.cot or entry.caption or ""}
     if text_fn is not None:
@@ -303,14 +305,16 @@ def all_reduce_grads(params: list, ctx) -> None:
     """Averages the gradients over processes (one flat buffer; a no-op for one process)."""
     if ctx.backend is None:
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    have = [p for p in params if p.grad is not None]  # the same parameters on every rank (same graph)
+    if not have:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in have])
     torch.distributed.all_reduce(flat)
     flat /= ctx.world_size
     i = 0
-    for p, g in zip(params, grads):
-        p.grad = flat[i:i + g.numel()].view_as(p).clone()
-        i += g.numel()
+    for p in have:
+        p.grad = flat[i:i + p.numel()].view_as(p).clone()
+        i += p.numel()
 
 
 # ------------------------------------------------------------------------------------------------ main
