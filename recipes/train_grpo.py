@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +119,7 @@ def check_config(cfg: TrainGrpoConfig) -> None:
     if cfg.text not in ("caption", "cot"):
         problems.append(f"text must be caption or cot, got {cfg.text!r}")
     if not 1 <= s.window <= s.steps or s.max_start < 0:
-        problems.append(f"sampling.window must be in [1, sampling.steps] and max_start >= 0")
+        problems.append("sampling.window must be in [1, sampling.steps] and max_start >= 0")
     if s.group_size < 2:
         problems.append("sampling.group_size must be >= 2 (a group of one has no advantage)")
     if s.noise_level <= 0 or s.reduce not in ("mean", "sum") or cfg.clip_range <= 0:
@@ -295,7 +294,8 @@ def val_scores(pipe, net, models, clips: list, cfg: TrainGrpoConfig) -> dict[str
     for c in clips[1:]:
         conds = conds.cat(c["cond"])
     latent_len = net.cfg.seq_lengths(conds.duration_s)[0]
-    x0 = torch.randn((len(clips), latent_len, net.cfg.latent_channels), generator=torch.Generator().manual_seed(cfg.seed))
+    x0 = torch.randn((len(clips), latent_len, net.cfg.latent_channels),
+                     generator=torch.Generator().manual_seed(cfg.seed))
     x1 = euler(policy_velocity(net, conds, cfg.sampling.cfg_scale), x0, uniform_grid(cfg.sampling.steps))
     r = score(models, pipe.decode(x1), clips, 1, pipe.sample_rate)
     return {f"val/{name}": float(r[:, k].mean()) for k, name in enumerate(models)}

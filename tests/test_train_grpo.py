@@ -220,3 +220,26 @@ def test_one_grpo_step_of_a_small_16k_shaped_generator_with_two_gloo_processes(i
 
     net = load_generator(tmp_path / "run" / "generator.safetensors")
     assert net.cfg.hidden_dim == 448 and net.cfg.num_heads == 7
+
+
+def test_lora_starts_as_the_original_and_merges_to_the_same_function():
+    from foleyflow.errors import ConfigError
+    from foleyflow.train.lora import LoraLinear, add_lora, merge_lora, trainable_parameters
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Sequential(torch.nn.Linear(8, 3)))
+    x = torch.randn(5, 6)
+    before = net(x)
+    names = add_lora(net, 2, 4.0, ["0", "2.0"], seed=1)
+    assert names == ["0", "2.0"] and isinstance(net[2][0], LoraLinear)
+    assert torch.equal(net(x), before)                          # B = 0: exactly the original network
+    assert {id(p) for p in trainable_parameters(net)} == {id(m.lora_a) for m in (net[0], net[2][0])} | \
+        {id(m.lora_b) for m in (net[0], net[2][0])}
+    with torch.no_grad():
+        net[2][0].lora_b.normal_()
+    plain = merge_lora(net)
+    assert not isinstance(plain[2][0], LoraLinear) and set(plain.state_dict()) == {"0.weight", "0.bias", "2.0.weight",
+                                                                                    "2.0.bias"}
+    assert not torch.allclose(net(x), before) and torch.allclose(plain(x), net(x), atol=1e-5)
+    with pytest.raises(ConfigError, match="match no Linear"):
+        add_lora(torch.nn.Sequential(torch.nn.Linear(2, 2)), 2, 4.0, ["attn.qkv"])
