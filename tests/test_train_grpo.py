@@ -109,6 +109,16 @@ def test_debug_run_ratio_one_before_update_train_clips_only_and_accumulation(grp
     tuned = load_generator(out / "generator.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), tuned.state_dict().values()))
     assert any((out / "tb").iterdir())
+    # the export is bundle-ready: assemble_bundle (what recipes/assemble_bundle.py --generator calls) takes it
+    from foleyflow.bundle import assemble_bundle, load_bundle_models, read_bundle, text_config_from_bundle
+
+    info = read_bundle(inputs["bundle"])
+    f = info.files
+    tuned_bundle = assemble_bundle(tmp_path / "tuned", generator=out / "generator_ema.safetensors", vae=f["vae"],
+                                   vocoder=f["vocoder"], semantic_encoder=f["semantic_encoder"],
+                                   sync_encoder=f["sync_encoder"], text_cfg=text_config_from_bundle(info),
+                                   name="grpo-tuned", trained_on="test")
+    assert load_bundle_models(tuned_bundle)[2]["generator"].cfg == start.cfg
 
 
 def test_accumulation_steps_the_optimiser_every_accum_backwards(grpo, inputs, tmp_path, monkeypatch):
