@@ -270,12 +270,15 @@ class MetricLog:
         self.writer = SummaryWriter(str(out / TB_DIR))
         self.file = open(out / METRICS_FILE, "a")
 
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def log(self, step: int, values: dict[str, float], extra: dict | None = None) -> None:
+        """Scalars `values` to TensorBoard and metrics.jsonl; `extra` (JSON values, e.g. the ids of the clips a step
+        used) to metrics.jsonl only."""
         row = {"step": int(step)}
         for k, v in values.items():
             v = float(v)
             self.writer.add_scalar(k, v, step)
             row[k] = v
+        row.update(extra or {})
         row["time"] = round(time.time(), 3)
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
