@@ -14,8 +14,8 @@ same random numbers whatever the severity, so a larger severity only strengthens
            at 50 (1 - s) dB below the clip's level
   babble   babble-like noise: 6 "talkers", each noise through two formant resonances (300-900 Hz, 900-2800 Hz)
            with a syllabic 3-6 Hz on/off envelope, panned at random; 40 (1 - s) dB below the clip's level
-  crush    sample-rate reduction by sample-and-hold every 1 + 7 s samples (no anti-alias filter: aliasing), then
-           uniform quantisation to 16 - 12 s bits of the peak
+  crush    sample-rate reduction by sample-and-hold every floor(1 + 7 s) samples (no anti-alias filter: aliasing;
+           none below s = 1/7), then uniform quantisation to 16 - 12 s bits of the peak
   gaps     dropouts: up to 3 per second (count 3 s per second) of 10 + 70 s ms of digital silence, both channels
   eq       spectral tilt of +-9 s dB per octave around 1 kHz (sign drawn) and a one-octave band-stop of 36 s dB
            (centre 300-4000 Hz, drawn), zero-phase, then the clip's RMS restored
@@ -104,10 +104,8 @@ def babble(x: np.ndarray, severity: float, rng: np.random.Generator, sample_rate
 def crush(x: np.ndarray, severity: float) -> np.ndarray:
     if severity <= 0:
         return _f32(x)
-    hold = 1.0 + 7.0 * severity
-    n = x.shape[-1]
-    idx = np.minimum((np.floor(np.arange(n) / hold) * hold).astype(np.int64), n - 1)
-    y = x[..., idx]
+    hold = int(1 + 7 * severity)  # an integer factor: a fractional hold jitters even at tiny severities
+    y = np.repeat(x[..., ::hold], hold, axis=-1)[..., : x.shape[-1]]
     bits = 16.0 - 12.0 * severity
     step = max(float(np.abs(x).max()), 1e-4) / 2 ** (bits - 1)
     return _f32(np.round(y / step) * step)
@@ -239,6 +237,18 @@ def spearman(a, b) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     den = math.sqrt(float(ra @ ra) * float(rb @ rb))
     return float(ra @ rb / den) if den > 0 else float("nan")
+
+
+def paired_bootstrap(a, b, *, seed: int = 0, resamples: int = 2000) -> tuple[float, float, float]:
+    """Mean of the paired differences a - b (one pair per clip) and its 95% percentile bootstrap interval (clips
+    drawn with replacement, numpy Generator seeded by `seed`): (mean, low, high)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, (resamples, d.size))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
 
 
 class QualityScorer:
