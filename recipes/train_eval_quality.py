@@ -67,7 +67,7 @@ class TrainConfig:
     optim: QualityOptimConfig = field(default_factory=QualityOptimConfig)
     out_dir: str = "runs/eval_quality"
     batch_size: int = 16
-    steps: int = 1500
+    steps: int = 2000
     log_every: int = 20
     ckpt_every: int = 250
     keep_states: int = 2

@@ -37,8 +37,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 FORBIDDEN = [  # (importer prefix, imported prefix, why)
     ("foleyflow.rewards", "foleyflow.eval", "reward models never use the evaluation models' code or data"),
-    ("foleyflow.eval", "foleyflow.rewards", "the evaluation suite (its quality predictor included) never uses the reward "
-                                            "models' code or data"),
+    ("foleyflow.eval", "foleyflow.rewards", "the evaluation suite (its quality predictor included) never uses the "
+                                            "reward models' code or data"),
     ("foleyflow.models.eval_quality", "foleyflow.rewards", "the evaluation quality network never uses the reward "
                                                            "models' code"),
     ("foleyflow", "recipes", "recipes are scripts; the library never imports them"),
