@@ -118,7 +118,7 @@ def test_load_eval_models_gives_every_audio_and_text_metric(folder):
     assert t.shape == a.shape == (16,) and np.linalg.norm(t) == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(EvalError, match="no caption for clip 'nope'"):
         models.text_embedding("nope")
-    assert set(models.skipped) == {"offset", "av"} and "not in" in models.skipped["offset"]
+    assert set(models.skipped) == {"offset", "av", "quality"} and "not in" in models.skipped["offset"]
 
 
 def test_folder_without_text_or_av_module(folder, tmp_path, monkeypatch):

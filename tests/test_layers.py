@@ -2,7 +2,8 @@
 
 Every module of foleyflow/ is parsed (ast), including imports inside functions, which run as surely as top-level ones
 when the function is called. A module may import modules of its own layer or of a lower one. Also checked:
-foleyflow/rewards never imports foleyflow/eval (rewards are trained and judged apart from the evaluation models);
+foleyflow/rewards never imports foleyflow/eval and foleyflow/eval never imports foleyflow/rewards (rewards are trained
+and judged apart from the evaluation models);
 the library never imports recipes or the CLI; no private name (`_x`) is imported from another package; and importing
 every module loads none of the heavy optional dependencies (they load inside the functions that use them).
 """
@@ -36,6 +37,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 FORBIDDEN = [  # (importer prefix, imported prefix, why)
     ("foleyflow.rewards", "foleyflow.eval", "reward models never use the evaluation models' code or data"),
+    ("foleyflow.eval", "foleyflow.rewards", "the evaluation suite (its quality predictor included) never uses the "
+                                            "reward models' code or data"),
+    ("foleyflow.models.eval_quality", "foleyflow.rewards", "the evaluation quality network never uses the reward "
+                                                           "models' code"),
     ("foleyflow", "recipes", "recipes are scripts; the library never imports them"),
 ]
 HEAVY = ("av", "soundfile", "scipy", "yaml", "safetensors", "sentence_transformers", "pymunk", "matplotlib", "librosa",

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                         "semantic_av checkpoint (needs --train and --video)")
     p.add_argument("--models", metavar="DIR",
                    help="folder of evaluation models (event.safetensors, clap.safetensors, offset.safetensors, "
-                        "av.safetensors); default: the bundled foleyflow/assets/eval/ when it holds models")
+                        "av.safetensors, quality.safetensors); default: the bundled foleyflow/assets/eval/ when it holds models")
     p.add_argument("--no-models", action="store_true", help="use no evaluation models (learned metrics skipped)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.add_argument("--no-baselines", action="store_true", help="score only the generated set")

@@ -5,7 +5,8 @@ A models folder (the bundled one is foleyflow/assets/eval/, see its README.md) m
                       clip-level class outputs (KL, IS) and the audio embedding (FD/KAD "learned");
   clap.safetensors    kind "eval_clap" (models/eval_audio.ClapModel): text and audio embeddings (CLAP score);
   offset.safetensors  the audio-visual offset classifier (DeSync) and
-  av.safetensors      the audio-visual embedding (IB score), both read by foleyflow.eval.av_models.
+  av.safetensors      the audio-visual embedding (IB score), both read by foleyflow.eval.av_models;
+  quality.safetensors kind "eval_quality" (models/eval_quality.QualityModel): the quality score (eval/quality.py).
 What is absent, or lacks its inputs (--video, --text), is returned in `skipped` with the reason.
 
 Clip-level class outputs for KL and IS: the clip head gives multi-label presence probabilities p_c (sigmoid,
@@ -242,6 +243,13 @@ def load_eval_models(folder: str | Path, *, video_dir: str | Path | None = None,
     else:
         emb = load_clap(clap, read_captions(text_file))
         models.text_embedding, models.text_audio_embedder = emb.text_embedding, emb.audio_embedding
+    quality = folder / "quality.safetensors"
+    if quality.is_file():
+        from foleyflow.eval.quality import load_quality_scorer
+
+        models.quality_scorer = load_quality_scorer(quality)
+    else:
+        skipped["quality"] = f"{quality.name} not in {folder}"
     _load_av(folder, video_dir, models, skipped)
     return models
 
@@ -288,7 +296,8 @@ def describe(models: EvalModels) -> list[str]:
     for flag, what in ((models.event_classifier is not None, "class_accuracy"),
                        (models.audio_embedder is not None, "fd/kad learned"),
                        (models.audio_classifier is not None, "kl/is"), (models.desync, "desync"),
-                       (models.ib, "ib_score"), (models.clap, "clap_score")):
+                       (models.ib, "ib_score"), (models.clap, "clap_score"),
+                       (models.quality_scorer is not None, "quality")):
         if flag:
             out.append(what)
     return out

@@ -24,6 +24,8 @@ METRICS = [
     ("kad_melstats", "KAD (melstats)", "low"), ("fd_n", "N (FD/KAD)", ""),
     ("kl", "KL (ref || gen)", "low"), ("is", "IS", "high"),
     ("desync_s", "DeSync (s)", "low"), ("ib_score", "IB score", "high"), ("clap_score", "CLAP score", "high"),
+    ("quality", "quality (1..10, eval predictor)", "high"),
+    ("quality_minus_reference", "quality minus reference (paired)", "high"),
     ("onset_precision@50ms", "onset precision +-50 ms", "high"), ("onset_recall@50ms", "onset recall +-50 ms", "high"),
     ("onset_f1@25ms", "onset F1 +-25 ms", "high"), ("onset_f1@50ms", "onset F1 +-50 ms", "high"),
     ("onset_f1@100ms", "onset F1 +-100 ms", "high"), ("onset_mean_abs_error_ms", "onset abs error (ms)", "low"),

@@ -49,7 +49,9 @@ class EvalModels:
     # CLAP score: text_embedding(name) -> (D,) and text_audio_embedder(audio, sr) -> (D,) of one joint model
     text_embedding: Callable[[str], np.ndarray] | None = None
     text_audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
-    # why a model of a models folder was not loaded ({"event"|"clap"|"offset"|"av": reason}; eval/models.py)
+    # quality: quality_scorer(audio, sr) -> score in 1..10 (eval/quality.py; the `quality` key, per clip too)
+    quality_scorer: Callable[[np.ndarray, int], float] | None = None
+    # why a model of a models folder was not loaded ({"event"|"clap"|"offset"|"av"|"quality": reason}; eval/models.py)
     skipped: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -84,10 +86,13 @@ def _progress(items, desc, on):
 
 def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer, desc, progress,
           keep_onsets=(), spatial_out: dict | None = None, with_aesthetics: bool = True,
-          pan_flags: dict | None = None, truth_for_flags: dict | None = None, aligned: bool = False):
+          pan_flags: dict | None = None, truth_for_flags: dict | None = None, aligned: bool = False,
+          quality: bool = False):
     """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results; with
-    `aligned` (clip names are those of the videos and texts), the alignment metrics the models allow."""
+    `aligned` (clip names are those of the videos and texts), the alignment metrics the models allow; with `quality`,
+    the quality predictor's score per clip."""
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
+    quality_scores: dict[str, float] = {}
     desync, ib, clap, desync_short = [], [], [], 0
     for name in _progress(names, desc, progress):
         t = perf_counter()
@@ -114,6 +119,9 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if aligned and models.clap:
             clap.append((models.text_embedding(name), models.text_audio_embedder(audio, sr)))
             t = timer.add("clap_score", t)
+        if quality and models.quality_scorer is not None:
+            quality_scores[name] = float(models.quality_scorer(audio, sr))
+            t = timer.add("quality", t)
         if spatial_out is not None and name in spatial_out:
             spatial_out[name] = clip_spatial(audio, sr)
             t = timer.add("spatial_vs_reference", t)
@@ -138,7 +146,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("aesthetics", t)
     return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
                 logits=np.array(logits) if logits else None, spatial_err=spatial_err, truth=truth_res, aes=aes,
-                onsets=onsets, desync=desync, desync_short=desync_short, ib=ib, clap=clap)
+                onsets=onsets, desync=desync, desync_short=desync_short, ib=ib, clap=clap, quality=quality_scores)
 
 
 def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, extrapolate: bool) -> None:
@@ -176,6 +184,9 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
         out["ib_score"] = av_similarity(*map(np.array, zip(*scan["ib"])))
     if scan["clap"]:
         out["clap_score"] = text_audio_similarity(*map(np.array, zip(*scan["clap"])))
+    if scan.get("quality"):
+        out["quality"] = float(np.mean(list(scan["quality"].values())))
+        out["quality_per_clip"] = dict(scan["quality"])
     if scan["spatial_err"]:
         e = np.array(scan["spatial_err"])
         out["itd_error_ms"], out["ild_error_db"] = float(e[:, 0].mean()), float(e[:, 1].mean())
@@ -279,7 +290,7 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         scan = _scan(aset, snames, truth=truth if paired else None,
                      reference_spatial=ref_spatial if paired else None, models=models, timer=timer, desc=sys_name,
                      progress=progress, keep_onsets=examples,
-                     pan_flags=None if sys_name == "reference" else pan_flags, aligned=paired)
+                     pan_flags=None if sys_name == "reference" else pan_flags, aligned=paired, quality=True)
         figures = _set_figures(scan, None if sys_name == "reference" else ref_paired, paired=paired, timer=timer,
                                seed=seed, extrapolate=extrapolate_fd,
                                event_classifier=models.event_classifier is not None,
@@ -290,6 +301,12 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         timers[sys_name] = timer.seconds
         onsets_by_system[sys_name] = scan["onsets"]
 
+    if "reference" in systems and systems["generated"].get("quality_per_clip"):
+        from foleyflow.eval.quality import paired_bootstrap
+
+        gen_q, ref_q = systems["generated"]["quality_per_clip"], systems["reference"]["quality_per_clip"]
+        diff, lo, hi = paired_bootstrap([gen_q[n] for n in names], [ref_q[n] for n in names], seed=seed)
+        systems["generated"].update(quality_minus_reference=diff, quality_minus_reference_ci95=[lo, hi])
     skipped = {}
     why = models.skipped
 
@@ -313,6 +330,8 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         skipped["ib_score"] = reason("av", "audio-visual embedding", "" if video_dir else "; --video not given")
     if not models.clap:
         skipped["clap_score"] = reason("clap", "text-audio embedding", "" if text_file else "; --text not given")
+    if models.quality_scorer is None:
+        skipped["quality"] = reason("quality", "audio quality predictor")
     if baselines:
         if retrieval_info is None:
             missing = [what for what, given in (("the pipeline's semantic encoder (--retrieval-encoder)",
