@@ -159,18 +159,19 @@ def test_tracks_follow_the_latents_window_and_drop_plan(tmp_path):
     assert set(b0) == {"xt", "t", "target", "visual", "sync", "text", "keep_video", "keep_text"}
 
 
-def test_recipe_trains_two_steps_with_the_plan(tmp_path):
+def test_recipe_trains_three_steps_with_the_plan(tmp_path):
+    """3 steps: with every adaLN and output layer at zero, the plan pathway's first gradient comes at step 3."""
     lat, feat, _ = make_plan_caches(tmp_path / "caches")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "recipes" / "train_flow.py"), "--config", str(ROOT / "configs/train_flow/debug_plan.yaml"),
-           f"data.latents={lat}", f"data.features={feat}", f"out_dir={out}", *MODEL_OVERRIDES, "steps=2",
-           "log_every=1", "ckpt_every=2"]
+           f"data.latents={lat}", f"data.features={feat}", f"out_dir={out}", *MODEL_OVERRIDES, "steps=3",
+           "log_every=1", "ckpt_every=3"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"step"')]
-    assert [r["step"] for r in logs] == [1, 2]
+    assert [r["step"] for r in logs] == [1, 2, 3]
     from foleyflow.models.generator_io import load_generator
 
     net = load_generator(out / "generator.safetensors")
