@@ -112,3 +112,17 @@ def test_generate_cot_plan_file_reaches_the_network(bundles, tmp_path, monkeypat
                  "--bundle", str(bundles[12])])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "bad.json" in err and len(err.splitlines()) == 1, err
+
+
+def test_assembled_bundle_says_it_follows_plans(bundles, tmp_path):
+    from foleyflow.bundle import assemble_bundle, read_bundle
+    from foleyflow.pipeline import FoleyPipeline
+
+    info = read_bundle(bundles[12])
+    out = assemble_bundle(tmp_path / "a", **info.files, text_cfg=TEXT_CFG, name="planned", trained_on="a test")
+    again = read_bundle(out)
+    assert "plan's time-aligned track (12 channels" in again.card
+    assert FoleyPipeline.from_bundle(out, precision="fp32").follows_plan
+    out0 = assemble_bundle(tmp_path / "b", **read_bundle(bundles[0]).files, text_cfg=TEXT_CFG, name="p0",
+                           trained_on="a test")
+    assert "plan's" not in read_bundle(out0).card and "{plan}" not in read_bundle(out0).card
