@@ -17,8 +17,10 @@ learned empty visual and sync features.
 Plan track (issue 19; `model.plan_dim` > 0, e.g. 12 = the track's 8 channels + 4 source slots): each entry's plan is
 FoleyWorld's ground truth (the manifest the caches name, its `truth` files) converted by
 `foleyflow.cot.plan_from_truth`, laid on the latent timeline of the entry's own window (`plan_window_track`: the
-latents' window start in seconds, from the caches' `windows` info, 0 for a clip's first window) once at start-up and
-kept in memory. Per item the track is replaced by the learned empty plan with probability `drop_plan`, always for
+latents' window start in seconds, from the caches' `windows` info, 0 for a clip's first window) once: rank 0
+computes them at the first start and keeps them in out_dir/plan_tracks.safetensors (reused on resume while the
+entries, windows, manifest, plan_dim and the track code are the same), the other ranks read that file; in memory
+after that. Per item the track is replaced by the learned empty plan with probability `drop_plan`, always for
 entries without a ground truth, and always in the `v2a` task (video only: no text and no plan); `t2a` keeps the plan
 (the plan is part of the prompt, so text-to-audio can be timed by it), `vt2a` keeps it up to `drop_plan`.
 """
@@ -169,10 +171,45 @@ def entry_window(entry_id: str, lat_info: dict, feat_info: dict) -> tuple[str, f
     return entry_id.split("@")[0], 0.0
 
 
-def load_plans(data: dict, gcfg: GeneratorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def plan_fingerprint(data: dict, gcfg: GeneratorConfig) -> dict:
+    """What the plan tracks of `data` depend on: entries and their windows, the manifest, the track's shape and
+    rate, and the code that converts truth and draws the track."""
+    import hashlib
+    import inspect
+
+    import foleyflow.conditioning
+    import foleyflow.cot.convert
+    import foleyflow.cot.track
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+    code = "".join(inspect.getsource(m) for m in (foleyflow.cot.track, foleyflow.cot.convert, foleyflow.conditioning))
+    return {"entries": sha(json.dumps([[k, *data["windows"][k]] for k in data["ids"]])), "code": sha(code),
+            "manifest": str(Path(data["manifest"]).resolve()) if data["manifest"] else "", "plan_dim": gcfg.plan_dim,
+            "latent_fps": gcfg.latent_fps, "frames": int(data["mean"].shape[1]), "duration_s": data["duration_s"]}
+
+
+def load_plans(data: dict, gcfg: GeneratorConfig, cache: Path | None = None,
+               write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(plan (N, T_latent, plan_dim) float32, has_plan (N,)) for the entries of `data`: the ground-truth plan of
     each entry's clip on the latent timeline of the entry's window. Entries whose clip has no ground truth get zeros
-    and has_plan 0 (they always train with the empty plan)."""
+    and has_plan 0 (they always train with the empty plan). `cache`: a file reused when its fingerprint matches,
+    else (with `write`) written after computing."""
+    from foleyflow.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+
+    fingerprint = plan_fingerprint(data, gcfg)
+    if cache is not None and cache.is_file():
+        tensors, meta = load_checkpoint(cache, kind="plan_tracks")
+        if checkpoint_config(meta) == fingerprint:
+            return tensors["plan"], tensors["has_plan"]
+    plan, has = compute_plans(data, gcfg)
+    if cache is not None and write:
+        save_checkpoint(cache, {"plan": plan, "has_plan": has}, kind="plan_tracks", config=fingerprint)
+    return plan, has
+
+
+def compute_plans(data: dict, gcfg: GeneratorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """`load_plans` without the file: reads the manifest and each clip's truth and draws the tracks."""
     from foleyflow.conditioning import plan_window_track
     from foleyflow.cot import plan_from_truth
     from foleyflow.events import read_truth
@@ -208,7 +245,8 @@ def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
         cache.require_producer(role, file_sha256(path))
 
 
-def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:
+def build_model(cfg: TrainFlowConfig, data: dict, plan_cache: Path | None = None, write_plans: bool = True
+                ) -> Generator:
     gcfg = GeneratorConfig.preset(cfg.preset, duration_s=data["duration_s"], **cfg.model)
     shapes = {"latent_channels": data["mean"].shape[-1], "visual_dim": data["visual"].shape[-1],
               "sync_dim": data["sync"].shape[-1], "text_dim": data["texts"][0].shape[-1],
@@ -227,7 +265,7 @@ def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:
     net.set_latent_stats(data["latent_mean"], data["latent_std"])
     net.set_empty_text(data["empty_text"].float())
     if gcfg.plan_dim > 0:
-        data["plan"], data["has_plan"] = load_plans(data, gcfg)
+        data["plan"], data["has_plan"] = load_plans(data, gcfg, plan_cache, write_plans)
     return net
 
 
@@ -313,7 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     check_tasks(cfg)
     data = load_data(cfg)
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg, data).to(ctx.device)
+    plan_cache = out / "plan_tracks.safetensors"
+    if ctx.backend is not None and not ctx.is_main:   # rank 0 draws the plan tracks once; the others read its file
+        torch.distributed.barrier()
+    net = build_model(cfg, data, plan_cache, write_plans=ctx.is_main).to(ctx.device)
+    if ctx.backend is not None and ctx.is_main:
+        torch.distributed.barrier()
     step_module = wrap_ddp(FlowTrainStep(net), ctx)
     opt = build_optimizer(net.parameters(), cfg.optim)
     ema = EMA(net, decay=cfg.ema_decay)

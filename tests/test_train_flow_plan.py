@@ -188,3 +188,23 @@ def test_plan_needs_a_manifest_with_truth(tmp_path):
     (tmp_path / "none.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(FoleyError, match="has a ground truth"):
         load(tf, lat, feat, f"data.manifest={tmp_path / 'none.jsonl'}")
+
+
+def test_plan_tracks_are_drawn_once_and_reused_while_their_inputs_stay(tmp_path, monkeypatch):
+    tf = recipe()
+    lat, feat, _ = make_plan_caches(tmp_path)
+    cfg, data, net = load(tf, lat, feat)
+    file = tmp_path / "run" / "plan_tracks.safetensors"
+    plan, has = tf.load_plans(data, net.cfg, file)
+    assert file.is_file() and torch.equal(plan, data["plan"]) and torch.equal(has, data["has_plan"])
+
+    def fail(*args):
+        raise AssertionError("recomputed")
+    real = tf.compute_plans
+    monkeypatch.setattr(tf, "compute_plans", fail)
+    again, _ = tf.load_plans(data, net.cfg, file)
+    assert torch.equal(again, plan)
+    monkeypatch.setattr(tf, "compute_plans", real)
+    data["windows"]["c1"] = ("clip0", 2.0)            # another window: drawn again, not the stale file
+    moved, _ = tf.load_plans(data, net.cfg, file)
+    assert not torch.equal(moved[1], plan[1]) and torch.equal(moved[0], plan[0])
