@@ -251,13 +251,21 @@ def text_config_from_bundle(info: BundleInfo):
 
 
 
+def plan_card_words(generator_cfg) -> str:
+    """The model card's words for the plan pathway: "" without one (plan_dim 0)."""
+    if generator_cfg.plan_dim <= 0:
+        return ""
+    return (f", and a chain-of-thought plan's time-aligned track ({generator_cfg.plan_dim} channels on the latent "
+            "timeline; `foleyflow generate --cot PLAN.json`)")
+
+
 FOLEYWORLD_CARD = """# {name}: foleyflow model trained on FoleyWorld
 
 - Trained on: {trained_on}
 - Generator: MMAudio-style flow-matching transformer ({gen_params:,} parameters), window {window_s:g} s,
   {sample_rate} Hz stereo.
 - Conditions: semantic frame features at {visual_fps:g} fps, sync features at {sync_fps:g} fps (encoders trained
-  self-supervised on FoleyWorld), MiniLM-L6 text tokens ({text_len}).
+  self-supervised on FoleyWorld), MiniLM-L6 text tokens ({text_len}){plan}.
 
 What it can do: put sound to FoleyWorld-like pictures (balls, boxes and planks of wood, metal, glass and plastic
 falling, bouncing and rolling; struck instruments; passing vehicles; rain, wind, room tone), timed to the visible
@@ -391,7 +399,7 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
     g = net.cfg
     card = card or FOLEYWORLD_CARD.format(name=name, trained_on=trained_on, gen_params=count_parameters(net),
                                           window_s=g.duration_s, sample_rate=g.sample_rate, visual_fps=g.visual_fps,
-                                          sync_fps=g.sync_fps, text_len=g.text_len)
+                                          sync_fps=g.sync_fps, text_len=g.text_len, plan=plan_card_words(g))
     from foleyflow.models.vae import load_vae
 
     write_bundle_index(out, name=name, trained=True, files=names, text_encoder=text_encoder_id(text_cfg),

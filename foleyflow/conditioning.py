@@ -26,6 +26,13 @@ Text. Captions and prompts go through `TextEncoder.encode`, chains of thought (F
 `foleyflow.world.text.parse_cot`, or a mapping of its four parts) through `encode_cot`; both give `output_len`
 tokens, so every text field of a cache and the empty text have the same token count (the generator's `text_len`).
 A missing caption or CoT is encoded as the empty string (the generator's unconditional text).
+
+Plan track. A plan (foleyflow.cot, schema "foleyflow-cot/1") reaches a generator with a plan pathway
+(`GeneratorConfig.plan_dim > 0`) as `plan_window_track`: `foleyflow.cot.track.plan_track` of the plan seen from the
+window's start (every time shifted by -start_s), on the generator's latent timeline (latent_fps = sample_rate /
+samples_per_latent, T_latent frames of the window), with plan_dim - 8 per-source slots. Training
+(recipes/train_flow.py, from FoleyWorld's ground truth) and generation (`FoleyPipeline.conditions(plan=...)`) both
+call it, so an event at t seconds of the clip lands on latent frame round((t - start_s) * latent_fps) in both.
 """
 from __future__ import annotations
 
@@ -146,6 +153,38 @@ def window_conditions(generator_cfg, semantic, sync, video: str | Path | None, w
         es = torch.zeros(1, sync.out_dim) if empty_sync is None else empty_sync.detach().float().cpu()
         visual, tokens = ev[None].expand(1, visual_len, -1), es[None].expand(1, sync_len, -1)
     return Conditions(visual=visual, sync=tokens, text=text.float(), duration_s=float(window.duration_s))
+
+
+# ---------------------------------------------------------------------------------------------------- plan
+def shift_plan(plan, start_s: float):
+    """The plan seen from `start_s` seconds into the clip: every onset, interval and trajectory time minus start_s
+    (times before the window become negative; nothing is validated or dropped: the track is pure arithmetic)."""
+    import dataclasses
+
+    if start_s == 0:
+        return plan
+    def at(e):
+        return (e[0] - start_s, e[1] - start_s) if isinstance(e, tuple) else e - start_s
+    sources = tuple(dataclasses.replace(
+        src, events=None if src.events is None else tuple(at(e) for e in src.events),
+        trajectory=None if src.trajectory is None else tuple((t - start_s, p) for t, p in src.trajectory))
+        for src in plan.sources)
+    return dataclasses.replace(plan, sources=sources, duration_s=plan.duration_s - start_s)
+
+
+def plan_window_track(generator_cfg, plan, duration_s: float, start_s: float = 0.0) -> torch.Tensor:
+    """(T_latent, plan_dim) float32 plan track of the window [start_s, start_s + duration_s) of the plan's clip, on
+    the generator's latent timeline (T_latent = generator_cfg.seq_lengths(duration_s)[0], frame f at start_s +
+    f / latent_fps seconds of the clip). Needs a generator with a plan pathway (plan_dim >= 8: the track's 8 fixed
+    channels, then plan_dim - 8 source slots)."""
+    from foleyflow.cot.track import TRACK_CHANNELS, plan_track
+
+    slots = generator_cfg.plan_dim - len(TRACK_CHANNELS)
+    if slots < 0:
+        raise FoleyError(f"generator plan_dim {generator_cfg.plan_dim} cannot hold a plan track (it needs at least "
+                         f"{len(TRACK_CHANNELS)} channels)")
+    num_frames = generator_cfg.seq_lengths(duration_s)[0]
+    return plan_track(shift_plan(plan, start_s), generator_cfg.latent_fps, num_frames, num_source_slots=slots)
 
 
 # ---------------------------------------------------------------------------------------------------- text

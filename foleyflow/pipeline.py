@@ -187,6 +187,12 @@ class FoleyPipeline:
         return int(self.generator.cfg.sample_rate)
 
     @property
+    def follows_plan(self) -> bool:
+        """True when the generator has a plan pathway (plan_dim > 0): a plan given to `generate` / `conditions`
+        reaches it as a time-aligned track; otherwise a plan only counts through its text."""
+        return self.generator.cfg.plan_dim > 0
+
+    @property
     def text_encoder(self):
         """MiniLM with the bundle's token budget, loaded on first use (only prompts, CoTs and negatives need it)."""
         if self._text_encoder is None:
@@ -226,11 +232,13 @@ class FoleyPipeline:
     def conditions(self, video: str | Path | None = None, window: Window | None = None, *, prompt: str | None = None,
                    cot: str | Mapping[str, str] | None = None, text: torch.Tensor | None = None,
                    duration_s: float | None = None, video_start_s: float | None = None,
-                   timings: dict | None = None):
+                   timings: dict | None = None, plan=None):
         """Conditions (foleyflow.models.generator) of one window: the video's visual and sync features over `window`
         (start relative to the video's first frame; default: the whole video, which must fit one window) or, without
         a video, the generator's learned empty features for `window` (default: `duration_s`, at least 1 s); the text
-        features `text` (1, Nt, 384) if given, else those of `prompt` / `cot` / the empty text."""
+        features `text` (1, Nt, 384) if given, else those of `prompt` / `cot` / the empty text. `plan` (a
+        foleyflow.cot Plan, times in seconds of the clip): with a plan pathway (`follows_plan`) its track over the
+        window (1, T_latent, plan_dim) becomes `Conditions.plan`; without one it is left out."""
         from foleyflow.conditioning import window_conditions
 
         if video is not None and (video_start_s is None or window is None):
@@ -248,9 +256,14 @@ class FoleyPipeline:
         if text is None:
             text = self.text_features(prompt, cot)
         g = self.generator
-        return window_conditions(g.cfg, self.semantic, self.sync, video, window, text,
-                                 video_start_s=video_start_s or 0.0, empty_visual=g.empty_clip_feat,
-                                 empty_sync=g.empty_sync_feat, timings=timings)
+        c = window_conditions(g.cfg, self.semantic, self.sync, video, window, text,
+                              video_start_s=video_start_s or 0.0, empty_visual=g.empty_clip_feat,
+                              empty_sync=g.empty_sync_feat, timings=timings)
+        if plan is not None and self.follows_plan:
+            from foleyflow.conditioning import plan_window_track
+
+            c.plan = plan_window_track(g.cfg, plan, window.duration_s, window.start_s)[None]
+        return c
 
     def velocity_fn(self, conditions, options: GenerationOptions | None = None
                     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -276,8 +289,10 @@ class FoleyPipeline:
             if opts.guidance == "multi":
                 text0 = (net.empty_string_feat[None] if neg is None else neg).expand(b, -1, -1)
                 no_text = Conditions(c.visual, c.sync, text0, c.duration_s)
+                # the plan belongs with the text (the user's description): kept without video, dropped without text
                 no_video = Conditions(net.empty_clip_feat[None].expand(b, c.visual.shape[1], -1),
-                                      net.empty_sync_feat[None].expand(b, c.sync.shape[1], -1), c.text, c.duration_s)
+                                      net.empty_sync_feat[None].expand(b, c.sync.shape[1], -1), c.text, c.duration_s,
+                                      c.plan)
                 none = net.empty_conditions(b, text=neg, duration_s=c.duration_s)
                 return multi_guided_velocity(net, cond, net.prepare(no_text), net.prepare(no_video), none,
                                              w_joint=opts.cfg_scale, w_text=opts.text_scale, w_video=opts.video_scale)
@@ -333,13 +348,15 @@ class FoleyPipeline:
                  cot: str | Mapping[str, str] | None = None, duration_s: float | None = None,
                  options: GenerationOptions | None = None, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, sampler: Callable | None = None,
-                 edit_conditions: Callable | None = None, **option_values: Any) -> GenerationResult:
+                 edit_conditions: Callable | None = None, plan=None, **option_values: Any) -> GenerationResult:
         """Generates the stereo soundtrack of `video` (or, without a video, `duration_s` seconds from the text).
         Options: `options` and/or GenerationOptions fields as keywords (steps, cfg_scale (or cfg), seed, sampler,
         guidance, apg_eta, overlap_s, negative, sample_rate, loudness_lufs). `progress(done, total)` after every
         sampler step (total = steps x windows); `cancel()` between steps; `sampler`: a sampler's name (an option)
         or a sampler function that replaces the options' one;
-        `edit_conditions(conditions, window) -> conditions` may change each window's conditions before sampling."""
+        `edit_conditions(conditions, window) -> conditions` may change each window's conditions before sampling.
+        `plan` (a foleyflow.cot Plan): its time-aligned track joins each window's conditions when the generator
+        follows plans (`follows_plan`; otherwise a note warns that only its text, if given as `cot`, counts)."""
         if isinstance(sampler, str):               # a sampler's name is an option; a callable replaces it
             option_values["sampler"], sampler = sampler, None
         opts = self.options(options, **option_values)
@@ -363,7 +380,7 @@ class FoleyPipeline:
         total = opts.steps * len(windows)
         segments = []
         for k, w in enumerate(windows):
-            c = self.conditions(video, w, text=text, video_start_s=video_start, timings=timings)
+            c = self.conditions(video, w, text=text, video_start_s=video_start, timings=timings, plan=plan)
             if edit_conditions is not None:
                 c = edit_conditions(c, w)
             t0 = time.perf_counter()
@@ -381,6 +398,9 @@ class FoleyPipeline:
         audio = crossfade_join(segments, round(duration_s * sr), round(opts.overlap_s * sr))
         audio, out_sr, notes = postprocess(audio, sr, duration_s, opts.sample_rate, opts.loudness_lufs)
         timings["post"] = time.perf_counter() - t0
+        if plan is not None and not self.follows_plan:
+            notes.append(f"warning: the bundle '{self.name}' has no plan pathway: the plan's timing and places reach "
+                         "it only through the chain-of-thought text")
         if not np.any(audio):  # a silent video may rightly give silence: a warning, not an error
             notes.append("warning: the model produced all-zero audio (silence)")
         return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings, opts)

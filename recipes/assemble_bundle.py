@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     print(f"wrote bundle {out} ({total / 1e6:.1f} MB in the folder; referenced: {', '.join(args.reference) or '-'})")
+    from foleyflow.models.generator_io import load_generator
+
+    plan_dim = load_generator(args.generator).cfg.plan_dim
+    print(f"the generator follows plans: a {plan_dim}-channel plan track (generate --cot PLAN.json)" if plan_dim
+          else "the generator has no plan pathway (a plan reaches it only as chain-of-thought text)")
     return 0
 
 

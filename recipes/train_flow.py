@@ -13,6 +13,16 @@ decodes video. The recipe follows MMAudio's training (reference.md 1.5): flow ma
 AdamW (0.9, 0.95), warm-up then step decays, grad clip 1, bf16 autocast without a grad scaler, EMA, condition dropout
 (one draw drops visual+sync, an independent draw drops text); clips without video (has_video = 0) always use the
 learned empty visual and sync features.
+
+Plan track (issue 19; `model.plan_dim` > 0, e.g. 12 = the track's 8 channels + 4 source slots): each entry's plan is
+FoleyWorld's ground truth (the manifest the caches name, its `truth` files) converted by
+`foleyflow.cot.plan_from_truth`, laid on the latent timeline of the entry's own window (`plan_window_track`: the
+latents' window start in seconds, from the caches' `windows` info, 0 for a clip's first window) once: rank 0
+computes them at the first start and keeps them in out_dir/plan_tracks.safetensors (reused on resume while the
+entries, windows, manifest, plan_dim and the track code are the same), the other ranks read that file; in memory
+after that. Per item the track is replaced by the learned empty plan with probability `drop_plan`, always for
+entries without a ground truth, and always in the `v2a` task (video only: no text and no plan); `t2a` keeps the plan
+(the plan is part of the prompt, so text-to-audio can be timed by it), `vt2a` keeps it up to `drop_plan`.
 """
 from __future__ import annotations
 
@@ -54,6 +64,8 @@ class DataConfig:
     # role -> checkpoint the caches must have been made by, e.g. {semantic_encoder: PATH, sync_encoder: PATH,
     # vae: PATH}: the generator is meant to run with these (in its bundle), so caches made by others are refused
     producers: dict[str, str] = field(default_factory=dict)
+    manifest: str = ""                 # plan track: the manifest with each clip's `truth` (default: the one the
+                                       # caches were made from, their info.manifest)
 
 
 @dataclass
@@ -79,6 +91,7 @@ class TrainFlowConfig:
     ema_decay: float = 0.999
     drop_video: float = 0.1            # probability of dropping visual + sync together
     drop_text: float = 0.1             # independent probability of dropping the text
+    drop_plan: float = 0.3             # with model.plan_dim > 0: independent probability of the empty plan track
     # Omni2Sound's interleaved multi-task training (reference.md 3): task name -> probability; each optimisation
     # step trains ONE task, drawn from this categorical distribution (the same on every rank, a pure function of
     # seed and step): "t2a" (no video), "v2a" (no text), "vt2a" (both). The condition dropouts above still apply
@@ -100,14 +113,17 @@ class FlowTrainStep(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, xt, t, visual, sync, text, keep_video, keep_text):
+    def forward(self, xt, t, visual, sync, text, keep_video, keep_text, plan=None, keep_plan=None):
         net = self.net
         kv = keep_video.view(-1, 1, 1).to(visual.dtype)
         kt = keep_text.view(-1, 1, 1).to(text.dtype)
         visual = kv * visual + (1 - kv) * net.empty_clip_feat[None].to(visual.dtype)
         sync = kv * sync + (1 - kv) * net.empty_sync_feat[None].to(sync.dtype)
         text = kt * text + (1 - kt) * net.empty_string_feat[None].to(text.dtype)
-        return net(xt, visual, sync, text, t)
+        if plan is not None:
+            kp = keep_plan.view(-1, 1, 1).to(plan.dtype)
+            plan = kp * plan + (1 - kp) * net.empty_plan_feat[None].to(plan.dtype)
+        return net(xt, visual, sync, text, t, plan=plan)
 
 
 def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
@@ -132,14 +148,87 @@ def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
                           else torch.ones(len(lat.ids))),
             "latent_mean": torch.tensor(lat.info["latent_mean"]), "latent_std": torch.tensor(lat.info["latent_std"]),
             "empty_text": feat.extras().get("empty_text"), "producers": {**lat.producers, **feat.producers},
-            "duration_s": float(lat.info["duration_s"])}
+            "duration_s": float(lat.info["duration_s"]), "ids": list(lat.ids),
+            "windows": {k: entry_window(k, lat.info, feat.info) for k in lat.ids},
+            "manifest": cfg.data.manifest or lat.info.get("manifest") or feat.info.get("manifest") or ""}
     if data["empty_text"] is None:
         raise CacheError(f"features cache {feat.folder} has no empty-text features (extras 'empty_text')")
     if cfg.overfit_items:
         for k in ("mean", "std", "visual", "sync", "has_video"):
             data[k] = data[k][: cfg.overfit_items]
         data["texts"] = [t[: cfg.overfit_items] for t in data["texts"]]
+        data["ids"] = data["ids"][: cfg.overfit_items]
     return data
+
+
+def entry_window(entry_id: str, lat_info: dict, feat_info: dict) -> tuple[str, float]:
+    """(clip id, start_s) of a latents cache entry: its own `windows` info if it has one, else the features
+    cache's for a later window ("id@k"); a clip's first window (`extract-latents` caches only that) starts at 0."""
+    for info in (lat_info, feat_info):
+        w = (info.get("windows") or {}).get(entry_id)
+        if w is not None and (info is lat_info or "@" in entry_id):
+            return str(w[0]), float(w[1])
+    return entry_id.split("@")[0], 0.0
+
+
+def plan_fingerprint(data: dict, gcfg: GeneratorConfig) -> dict:
+    """What the plan tracks of `data` depend on: entries and their windows, the manifest, the track's shape and
+    rate, and the code that converts truth and draws the track."""
+    import hashlib
+    import inspect
+
+    import foleyflow.conditioning
+    import foleyflow.cot.convert
+    import foleyflow.cot.track
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+    code = "".join(inspect.getsource(m) for m in (foleyflow.cot.track, foleyflow.cot.convert, foleyflow.conditioning))
+    return {"entries": sha(json.dumps([[k, *data["windows"][k]] for k in data["ids"]])), "code": sha(code),
+            "manifest": str(Path(data["manifest"]).resolve()) if data["manifest"] else "", "plan_dim": gcfg.plan_dim,
+            "latent_fps": gcfg.latent_fps, "frames": int(data["mean"].shape[1]), "duration_s": data["duration_s"]}
+
+
+def load_plans(data: dict, gcfg: GeneratorConfig, cache: Path | None = None,
+               write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plan (N, T_latent, plan_dim) float32, has_plan (N,)) for the entries of `data`: the ground-truth plan of
+    each entry's clip on the latent timeline of the entry's window. Entries whose clip has no ground truth get zeros
+    and has_plan 0 (they always train with the empty plan). `cache`: a file reused when its fingerprint matches,
+    else (with `write`) written after computing."""
+    from foleyflow.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+
+    fingerprint = plan_fingerprint(data, gcfg)
+    if cache is not None and cache.is_file():
+        tensors, meta = load_checkpoint(cache, kind="plan_tracks")
+        if checkpoint_config(meta) == fingerprint:
+            return tensors["plan"], tensors["has_plan"]
+    plan, has = compute_plans(data, gcfg)
+    if cache is not None and write:
+        save_checkpoint(cache, {"plan": plan, "has_plan": has}, kind="plan_tracks", config=fingerprint)
+    return plan, has
+
+
+def compute_plans(data: dict, gcfg: GeneratorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """`load_plans` without the file: reads the manifest and each clip's truth and draws the tracks."""
+    from foleyflow.conditioning import plan_window_track
+    from foleyflow.cot import plan_from_truth
+    from foleyflow.events import read_truth
+    from foleyflow.manifest import read_manifest
+
+    if not data["manifest"]:
+        raise FoleyError("model.plan_dim > 0 needs the clips' ground truth: the caches name no manifest; "
+                         "set data.manifest")
+    truths = {e.id: e.truth for e in read_manifest(data["manifest"], check_files=False)}
+    n, t_len = len(data["ids"]), data["mean"].shape[1]
+    plan, has = torch.zeros(n, t_len, gcfg.plan_dim), torch.zeros(n)
+    for i, key in enumerate(data["ids"]):
+        clip, start = data["windows"][key]
+        if truths.get(clip):
+            plan[i] = plan_window_track(gcfg, plan_from_truth(read_truth(truths[clip])), data["duration_s"], start)
+            has[i] = 1.0
+    if not has.any():
+        raise FoleyError(f"model.plan_dim > 0 but no clip of {data['manifest']} has a ground truth (`truth`)")
+    return plan, has
 
 
 def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
@@ -156,7 +245,8 @@ def check_producers(cfg: TrainFlowConfig, lat: Cache, feat: Cache) -> None:
         cache.require_producer(role, file_sha256(path))
 
 
-def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:
+def build_model(cfg: TrainFlowConfig, data: dict, plan_cache: Path | None = None, write_plans: bool = True
+                ) -> Generator:
     gcfg = GeneratorConfig.preset(cfg.preset, duration_s=data["duration_s"], **cfg.model)
     shapes = {"latent_channels": data["mean"].shape[-1], "visual_dim": data["visual"].shape[-1],
               "sync_dim": data["sync"].shape[-1], "text_dim": data["texts"][0].shape[-1],
@@ -174,6 +264,8 @@ def build_model(cfg: TrainFlowConfig, data: dict) -> Generator:
         init_weights(net, cfg.init_from)
     net.set_latent_stats(data["latent_mean"], data["latent_std"])
     net.set_empty_text(data["empty_text"].float())
+    if gcfg.plan_dim > 0:
+        data["plan"], data["has_plan"] = load_plans(data, gcfg, plan_cache, write_plans)
     return net
 
 
@@ -238,8 +330,14 @@ def make_batch(data: dict, idx: torch.Tensor, net: Generator, cfg: TrainFlowConf
         keep_video = torch.zeros_like(keep_video)
     elif task == "v2a":
         keep_text = torch.zeros_like(keep_text)
-    return dict(xt=interpolate(x0, x1, t), t=t, target=target_velocity(x0, x1), visual=data["visual"][idx].float(),
-                sync=data["sync"][idx].float(), text=text, keep_video=keep_video, keep_text=keep_text)
+    out = dict(xt=interpolate(x0, x1, t), t=t, target=target_velocity(x0, x1), visual=data["visual"][idx].float(),
+               sync=data["sync"][idx].float(), text=text, keep_video=keep_video, keep_text=keep_text)
+    if "plan" in data:  # drawn after the rest, so runs without a plan see the same random stream as before
+        keep_plan = (torch.rand(b, generator=gen) >= cfg.drop_plan).float() * data["has_plan"][idx]
+        if task == "v2a":
+            keep_plan = torch.zeros_like(keep_plan)
+        out.update(plan=data["plan"][idx], keep_plan=keep_plan)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     check_tasks(cfg)
     data = load_data(cfg)
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg, data).to(ctx.device)
+    plan_cache = out / "plan_tracks.safetensors"
+    if ctx.backend is not None and not ctx.is_main:   # rank 0 draws the plan tracks once; the others read its file
+        torch.distributed.barrier()
+    net = build_model(cfg, data, plan_cache, write_plans=ctx.is_main).to(ctx.device)
+    if ctx.backend is not None and ctx.is_main:
+        torch.distributed.barrier()
     step_module = wrap_ddp(FlowTrainStep(net), ctx)
     opt = build_optimizer(net.parameters(), cfg.optim)
     ema = EMA(net, decay=cfg.ema_decay)
@@ -282,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             v = step_module(batch["xt"], batch["t"], batch["visual"], batch["sync"], batch["text"],
-                            batch["keep_video"], batch["keep_text"])
+                            batch["keep_video"], batch["keep_text"], batch.get("plan"), batch.get("keep_plan"))
         loss = (v.float() - batch["target"]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -37,7 +37,9 @@ def register(sub) -> None:
     text = p.add_mutually_exclusive_group()
     text.add_argument("--prompt", default=None, help="text describing the sound")
     text.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
-                      "Aesthetic: / Spatial: parts, FoleyWorld's format)")
+                      "Aesthetic: / Spatial: parts, FoleyWorld's format), or a plan JSON (schema foleyflow-cot/1, "
+                      "see `foleyflow plan`): its four-part text, and its time-aligned track when the model follows "
+                      "plans")
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
     p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: the bundle's, else "
                    f"{DEFAULTS.steps})")
@@ -87,6 +89,21 @@ def _fail(msg: str):
     raise FoleyError(msg)
 
 
+def read_cot_file(path: Path):
+    """(four CoT parts, plan or None) of `--cot FILE`: a plan JSON (schema foleyflow-cot/1; one-line PlanError when
+    malformed) gives its four-part text and the plan itself (the pipeline lays it on the latent timeline for a
+    generator with a plan pathway); any other file is a four-part text."""
+    from foleyflow.conditioning import cot_parts
+
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("{"):
+        from foleyflow.cot import four_part_text, read_plan
+
+        plan = read_plan(path)
+        return cot_parts(four_part_text(plan)), plan
+    return cot_parts(text), None
+
+
 def _check_out(path: Path) -> Path:
     import os
 
@@ -111,17 +128,19 @@ def run(args: argparse.Namespace) -> int:
         check_duration(args.duration)
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
-    cot = None
+    cot = plan = None
     if args.cot is not None:
-        from foleyflow.conditioning import cot_parts
+        from foleyflow.cot import PlanError
 
         path = Path(args.cot)
         if not path.is_file():
             _fail(f"chain-of-thought file not found: {path}")
         try:
-            cot = cot_parts(path.read_text(encoding="utf-8"))
+            cot, plan = read_cot_file(path)
         except UnicodeDecodeError:
             _fail(f"{path}: not a UTF-8 text file")
+        except PlanError:
+            raise                  # names the file already
         except FoleyError as e:
             _fail(f"{path}: {e}")
     if args.video is not None:
@@ -188,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = pipe.generate(args.video, prompt=args.prompt, cot=cot, duration_s=args.duration,
-                               options=pipe.options(**values), progress=progress)
+                               options=pipe.options(**values), progress=progress, plan=plan)
     finally:
         bar.close()
     write_audio(wav, result.audio, result.sample_rate, tag=own_tag("generate"))

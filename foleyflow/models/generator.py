@@ -6,13 +6,14 @@ Multimodal Joint Training for High-Quality Video-to-Audio Synthesis", CVPR 2025)
     net.set_duration(5.0)                       # training: set lengths + RoPE tables for another duration
     cond = net.prepare_conditions(visual, sync, text)     # once per sample (current duration)
     cond = net.prepare_conditions(visual, sync, text, duration_s=5.0)   # inference: tables travel with the call
-    uncond = net.empty_conditions(batch_size)             # learned empty visual/sync + empty-text features
+    uncond = net.empty_conditions(batch_size)             # learned empty visual/sync/plan + empty-text features
     v = net.velocity(x_t, t, cond)              # once per solver step; x_t (B, N, C) normalised latents
 
 Shapes: visual (B, Nv, visual_dim) at `visual_fps`; sync (B, Ns, sync_dim) made of segments of 8 tokens; text
 (B, Nt, text_dim) token features (any Nt; the empty text has `text_len` tokens, so pad prompts to it if the two
 guidance branches are batched together); latents (B, N, latent_channels); t (B,) or a float in [0, 1], noise at
-t = 0 and data at t = 1 (see foleyflow.flow).
+t = 0 and data at t = 1 (see foleyflow.flow); plan (B, N, plan_dim), optional, a time-aligned plan track on the
+latent timeline (`foleyflow.cot.track`; frame f at f / latent_fps s).
 
 Same network and parameter names as the reference (so released weights load, see `mmaudio_convert.py`), with these
 departures, none of which changes the numbers:
@@ -22,6 +23,14 @@ departures, none of which changes the numbers:
 - `PreparedConditions.cat` batches the conditional and unconditional branches into one call (foleyflow.flow.guidance).
 Three config flags (`use_sync`, `use_text`, `aligned_rope`; all on by default) remove a pathway for the ablations
 of MMAudio's paper; the checkpoint carries them, so an ablated model samples the way it was trained.
+
+Our addition (PrismAudio's plan made time-aligned, issue 19): with `plan_dim > 0` a plan track (B, N, plan_dim) on
+the latent timeline is projected (Conv1d k=3 -> SiLU -> Linear, the Linear zero-initialised so a new pathway starts
+as a no-op) and ADDED to the frame-aligned sync condition (after the sync features are resized to the latent
+length), so it reaches every block through the per-frame adaLN condition, as the sync features do. A learned empty
+plan (`empty_plan_feat`, plan_dim wide, zero at init) stands in when the plan is absent or dropped and in the
+unconditional guidance branch. `plan_dim = 0` (the default) builds none of it: released weights and older
+checkpoints load with the same state dict keys and compute the same numbers.
 """
 from __future__ import annotations
 
@@ -78,6 +87,8 @@ class GeneratorConfig:
     # step is one network call. Step sizes go down to 2^-distill_levels; a finer one means "instantaneous velocity".
     distilled: bool = False
     distill_levels: int = 7
+    # the plan pathway (our addition): channels of the plan track (foleyflow.cot.track: 8 + source slots); 0 = none
+    plan_dim: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -100,6 +111,13 @@ class GeneratorConfig:
                 raise ConfigError("sync_layout timeline needs whole frames per sync token and a segment stride "
                                   f"that is a multiple of them (segment {self.sync_segment_frames}, stride "
                                   f"{self.sync_segment_stride})")
+        if self.plan_dim < 0:
+            raise ConfigError(f"generator plan_dim must be 0 (no plan pathway) or positive, got {self.plan_dim}")
+
+    @property
+    def latent_fps(self) -> float:
+        """Latent frames per second of the audio timeline (31.25 for 16 kHz and 512 samples per latent)."""
+        return self.sample_rate / self.samples_per_latent
 
     def seq_lengths(self, duration_s: float | None = None) -> tuple[int, int, int]:
         """(latent, visual, sync) token counts for `duration_s` (default: the config's), as MMAudio computes them."""
@@ -141,8 +159,9 @@ class Conditions:
     """The generator's condition features for one window (not yet projected): what `foleyflow.conditioning` makes
     for a clip, what a features cache stores, what `FoleyPipeline.conditions` returns and `FoleyPipeline.sample`
     takes. visual (B, Nv, visual_dim) at visual_fps, sync (B, Ns, sync_dim), text (B, Nt, text_dim), all float32,
-    for a window of `duration_s` seconds. `plan` is an optional time-aligned track (B, Np, Dp) for future planners:
-    carried through cat/repeat/to, ignored by the generator while it has no plan pathway."""
+    for a window of `duration_s` seconds. `plan` is an optional time-aligned plan track (B, N, plan_dim) on the
+    latent timeline (`foleyflow.conditioning.plan_window_track`): carried through cat/repeat/to, read by a generator
+    with a plan pathway (`plan_dim > 0`), ignored by one without."""
 
     visual: torch.Tensor
     sync: torch.Tensor
@@ -185,7 +204,8 @@ class Conditions:
 class PreparedConditions:
     """Per-sample conditions projected by the network (`Generator.prepare_conditions`), prepared once and reused at
     every solver step. visual (B, Nv, D), text (B, Nt, D), sync (B, N, D) resized to the latent length N,
-    global_cond (B, D). `latent_rope` / `clip_rope`: the RoPE tables of this window's sequence lengths (None: the
+    global_cond (B, D); the plan track's projection (if the generator has a plan pathway) is already added to sync;
+    `plan` is the raw track, kept for inspection. `latent_rope` / `clip_rope`: the RoPE tables of this window's sequence lengths (None: the
     module's, set by `set_duration`); with them the call needs no module state, so threads can share a network."""
 
     visual: torch.Tensor
@@ -301,6 +321,10 @@ class Generator(nn.Module):
         # learned "no video" features used for classifier-free guidance and for clips without video
         self.empty_clip_feat = nn.Parameter(torch.zeros(1, cfg.visual_dim))
         self.empty_sync_feat = nn.Parameter(torch.zeros(1, cfg.sync_dim))
+        if cfg.plan_dim > 0:  # the plan pathway (module docstring); nothing is built without it
+            self.plan_input_proj = nn.Sequential(ChannelLastConv1d(cfg.plan_dim, d, 3, padding=1), nn.SiLU(),
+                                                 nn.Linear(d, d))
+            self.empty_plan_feat = nn.Parameter(torch.zeros(1, cfg.plan_dim))
         self.reset_parameters()
         self.set_duration(cfg.duration_s)
 
@@ -326,8 +350,11 @@ class Generator(nn.Module):
         mods += [self.final_layer.adaLN_modulation[-1], self.final_layer.conv]
         if self.cfg.distilled:  # a new student starts as its teacher's conditional velocity
             mods += [self.guidance_embed.mlp[2], self.steps_embed.mlp[2]]
+        if self.cfg.plan_dim > 0:
+            mods.append(self.plan_input_proj[-1])
         out = [p for m in mods for p in (m.weight, m.bias)]
-        return out + [self.sync_pos_emb, self.empty_clip_feat, self.empty_sync_feat]
+        out += [self.sync_pos_emb, self.empty_clip_feat, self.empty_sync_feat]
+        return out + ([self.empty_plan_feat] if self.cfg.plan_dim > 0 else [])
 
     def set_duration(self, duration_s: float) -> None:
         """Sets the sequence lengths for `duration_s` seconds and rebuilds the RoPE tables."""
@@ -391,7 +418,9 @@ class Generator(nn.Module):
         """Projects the condition features once: visual (B, Nv, visual_dim), sync (B, Ns, sync_dim),
         text (B, Nt, text_dim) -> PreparedConditions. With `duration_s`, Nv and Ns must match that window and the
         result carries its RoPE tables (no module state is read or changed); without, they must match the current
-        duration (`set_duration`). `plan` is carried along unused (no plan pathway yet)."""
+        duration (`set_duration`). `plan` (B, N_latent, plan_dim): the plan track on the latent timeline; with a
+        plan pathway it is projected and added to the frame-aligned sync condition (None: the learned empty plan);
+        without one (plan_dim = 0) it is carried along unused."""
         if duration_s is None:
             latent_len, visual_len, sync_len = self.latent_len, self.visual_len, self.sync_len
             ropes = (None, None)
@@ -416,6 +445,8 @@ class Generator(nn.Module):
         else:
             sync = self.sync_input_proj(sync.flatten(1, 2))
             sync = F.interpolate(sync.transpose(1, 2), size=latent_len, mode="nearest-exact").transpose(1, 2)
+        if self.cfg.plan_dim > 0:
+            sync = sync + self.plan_condition(plan, b, latent_len, sync.dtype)
         pooled = self.clip_cond_proj(visual.mean(dim=1)) + self.text_cond_proj(text.mean(dim=1))
         return PreparedConditions(visual=visual, sync=sync, text=text, global_cond=self.global_cond_mlp(pooled),
                                   latent_rope=ropes[0], clip_rope=ropes[1], plan=plan)
@@ -427,6 +458,18 @@ class Generator(nn.Module):
     def _sync_token_s(self) -> float:
         """Seconds of video one sync token shows (2 frames at 25 fps: 0.08 s)."""
         return self.cfg.sync_segment_frames / SYNC_TOKENS_PER_SEGMENT / self.cfg.sync_fps
+
+    def plan_condition(self, plan: torch.Tensor | None, batch_size: int, latent_len: int,
+                       dtype: torch.dtype) -> torch.Tensor:
+        """The plan pathway: plan (B, latent_len, plan_dim) or None (the learned empty plan) -> (B, latent_len, D),
+        added to the frame-aligned condition. The track must already be on the latent timeline (one-line error
+        otherwise: it is made at the latent fps for the window, `foleyflow.conditioning.plan_window_track`)."""
+        if plan is None:
+            plan = self.empty_plan_feat[None].to(dtype).expand(batch_size, latent_len, -1)
+        elif plan.dim() != 3 or plan.shape[0] != batch_size or plan.shape[1:] != (latent_len, self.cfg.plan_dim):
+            raise FoleyError(f"plan track has shape {tuple(plan.shape)}, the generator expects ({batch_size}, "
+                             f"{latent_len}, {self.cfg.plan_dim}) (latent frames of the window, plan channels)")
+        return self.plan_input_proj(plan.to(dtype))
 
     def prepare(self, c: Conditions) -> PreparedConditions:
         """`prepare_conditions` of a Conditions (cast to the network's dtype and device)."""
@@ -494,9 +537,9 @@ class Generator(nn.Module):
         return self.guidance_embed(w) + self.steps_embed(self.step_level(n))
 
     def forward(self, latent: torch.Tensor, visual: torch.Tensor, sync: torch.Tensor, text: torch.Tensor,
-                t: torch.Tensor | float) -> torch.Tensor:
+                t: torch.Tensor | float, plan: torch.Tensor | None = None) -> torch.Tensor:
         """One-shot velocity (training): prepares the conditions and evaluates the network."""
-        return self.velocity(latent, t, self.prepare_conditions(visual, sync, text))
+        return self.velocity(latent, t, self.prepare_conditions(visual, sync, text, plan=plan))
 
     def _check_input(self, name: str, x: torch.Tensor, length: int | None, dim: int) -> None:
         if x.dim() != 3 or x.shape[-1] != dim or (length is not None and x.shape[1] != length):
