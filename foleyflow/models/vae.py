@@ -364,11 +364,13 @@ def load_vae(path, device: str | torch.device = "cpu") -> MelVAE:
     from foleyflow.models import mel_codec
 
     if read_metadata(path).get("foleyflow.kind") == mel_codec.CKPT_KIND:
-        _, meta = load_checkpoint(path, kind=mel_codec.CKPT_KIND)
+        tensors, meta = load_checkpoint(path, kind=mel_codec.CKPT_KIND)
         try:
-            return mel_codec.MelFrameCodec(from_dict(mel_codec.MelCodecConfig, checkpoint_config(meta))).eval()
+            codec = mel_codec.MelFrameCodec(from_dict(mel_codec.MelCodecConfig, checkpoint_config(meta))).eval()
         except (ConfigError, ValueError) as e:
             raise CheckpointError(f"{path}: its mel codec config is not valid ({e})") from None
+        load_into(codec, tensors, what=f"mel codec ({path})")   # nothing, or the principal components
+        return codec
     tensors, meta = load_checkpoint(path, kind=CKPT_KIND)
     try:
         cfg = from_dict(VAEConfig, checkpoint_config(meta))
