@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace <id>.wav files in DIR that generate-set did not "
                    "record as its own")
+    from foleyflow.commands.generate import add_stereo_option
+
+    add_stereo_option(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +63,12 @@ def bundle_sha256(folder: str | Path) -> str:
     from foleyflow.data.cache import file_sha256
 
     info = read_bundle(folder)
-    h = hashlib.sha256((Path(folder) / "bundle.json").read_bytes())
+    index = Path(folder) / "bundle.json"
+    if not index.is_file():   # a converted MMAudio release (foleyflow.bundle.read_mmaudio_release)
+        from foleyflow.models.mmaudio_release import MANIFEST
+
+        index = Path(folder) / MANIFEST
+    h = hashlib.sha256(index.read_bytes())
     for role in sorted(info.files):
         h.update(f"{role}={file_sha256(info.files[role])}".encode())
     return h.hexdigest()
@@ -84,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from foleyflow.commands.generate import DEFAULT_BUNDLE, option_values
+    from foleyflow.commands.generate import DEFAULT_BUNDLE, option_values, output_channels
     from foleyflow.manifest import read_manifest
     from foleyflow.errors import FoleyError
 
@@ -120,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     # what makes a clip's audio: a clip is resumed only if its recorded key is this one
     sha = bundle_sha256(bundle)
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
-                "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device}
+                "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device,
+                **({"stereo": True} if args.stereo else {})}
 
     key_settings = dict(settings)   # fixed before the record gains the resolved options, so resumed keys match
 
@@ -175,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     for r in tqdm(todo, desc="generate-set", unit="clip", file=sys.stderr, disable=None, dynamic_ncols=True):
         kw = {"prompt": r.caption} if args.text == "caption" else {"cot": r.cot} if args.text == "cot" else {}
         res = pipe.generate(r.video, options=options.replace(seed=clip_seed(args.seed, r.id)), **kw)
-        wav = write_audio(out / f"{r.id}.wav", res.audio, res.sample_rate)  # atomic
+        wav = write_audio(out / f"{r.id}.wav", output_channels(res.audio, args.stereo), res.sample_rate)  # atomic
         made[r.id] = {"key": clip_key(r), "sha256": file_sha256(wav)}
         for k, v in res.timings_s.items():
             timings[k] = timings.get(k, 0.0) + v
