@@ -6,9 +6,11 @@ Video rules (see docs/media.md):
   is <= t_i (the first source frame when t_i comes before it; the last one when t_i runs past the end). Comparisons
   are exact (Fractions), so a source at exactly the target rate maps frame i to source frame i.
   `pick="next"` is MMAudio's inference rule instead (hkchengrex/MMAudio, `mmaudio/data/av_utils.py`, `read_frames`,
-  called by `eval_utils.load_video`): frame i shows the first source frame whose time is >= t_i, with t_i accumulated
-  in floating point (t_0 = start_s, t_{i+1} = t_i + 1 / fps) and compared with the frame's float time, as there.
-  Past the last source frame the last one is repeated (MMAudio shortens the clip instead).
+  called by `eval_utils.load_video`): frame i shows the first source frame whose time is >= t_i. Past the last source
+  frame the last one is repeated (MMAudio shortens the clip instead). Departure: MMAudio accumulates t_i in floating
+  point (t += 1 / fps); at 8 fps that sum is exact, but at 25 fps it overshoots k / 25 for most k, so on a 25 fps
+  video its frame k is skipped and most later outputs show the next source frame (40 ms late) and the last one is
+  dropped. Here t_i is exact, like every comparison in this module.
 - Frame count: n = floor(duration_s * fps), with duration_s the requested duration or, by default, the video
   stream's duration minus start_s (MMAudio's clip length rule int(duration * 8) at 8 fps).
 - Resize (to `size` = S or (W, H)): "stretch" scales to W x H ignoring aspect; "center_crop" scales so the picture
@@ -230,10 +232,9 @@ def _resample(path, container, stream, t0, start, fps, n, convert, declared_end)
 
 
 def _resample_next(path, container, stream, t0, start, fps, n, convert, declared_end):
-    """MMAudio's rule (module docstring): output i is the first source frame whose float time is >= the float
-    accumulation of start + i / fps."""
+    """MMAudio's rule (module docstring): output i is the first source frame whose time is >= start + i / fps."""
     i, cur, cur_t, cur_img = 0, None, None, None
-    next_t, step = float(start), 1 / float(fps)
+    step = 1 / fps
     src_rate = stream.average_rate or stream.guessed_rate
     for frame in container.decode(stream):
         if frame.pts is None:
@@ -241,11 +242,10 @@ def _resample_next(path, container, stream, t0, start, fps, n, convert, declared
         else:
             ft = Fraction(frame.pts) * frame.time_base - t0
         cur, cur_t, cur_img = frame, ft, None
-        while i < n and float(ft) >= next_t:
+        while i < n and ft >= start + i * step:
             if cur_img is None:
                 cur_img = convert(cur)
-            yield next_t, float(cur_t), cur_img
-            next_t += step
+            yield float(start + i * step), float(cur_t), cur_img
             i += 1
         if i >= n:
             return
@@ -258,8 +258,7 @@ def _resample_next(path, container, stream, t0, start, fps, n, convert, declared
     while i < n:
         if cur_img is None:
             cur_img = convert(cur)
-        yield next_t, float(cur_t), cur_img
-        next_t += step
+        yield float(start + i * step), float(cur_t), cur_img
         i += 1
 
 
