@@ -160,6 +160,22 @@ def test_pipeline_progress_cancel_and_exact_length_at_any_frame_rate(pipe, tmp_p
         pipe.generate(duration_s=1.0, steps=3, cancel=lambda: True)
 
 
+def test_generate_set_on_a_release_resumes_and_writes_stereo(release, tmp_path, capsys):
+    from media_helpers import make_video
+
+    _, bundle = release
+    video = make_video(tmp_path / "v.mp4", 30, 25, size=(40, 30))   # 1.2 s
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "video": str(video)}) + "\n")
+    argv = ["generate-set", str(manifest), "--bundle", str(bundle), "--out", str(tmp_path / "out"), "--steps", "1",
+            "--stereo"]
+    assert cli.main(argv) == 0
+    audio, sr = _wav(tmp_path / "out" / "a.wav")
+    assert sr == 16000 and audio.shape == (2, 19200) and np.array_equal(audio[0], audio[1])
+    capsys.readouterr()
+    assert cli.main(argv) == 0 and "wrote 0 clips" in capsys.readouterr().out   # the release's record matches
+
+
 def test_release_missing_parts_is_one_line(release, tmp_path, capsys):
     files, _ = release
     part = _convert(files, tmp_path / "gen_only", parts=("generator",))
