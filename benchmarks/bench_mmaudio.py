@@ -56,13 +56,8 @@ def cpu_report() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
-def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every floating tensor re-drawn (fixed seed) so no path is skipped by zero-initialised layers."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.is_floating_point():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+def frozen(module: torch.nn.Module) -> torch.nn.Module:
+    """Inference mode for a randomly initialised stage (speed does not depend on the weights' values)."""
     return module.eval().requires_grad_(False)
 
 
@@ -79,20 +74,19 @@ def build_pipeline(precision: str):
 
     torch.manual_seed(0)
     gen = Generator(GeneratorConfig.preset("small_16k"))
-    with torch.no_grad():
+    with torch.no_grad():   # adaLN and output layers start at zero: re-drawn so no path is skipped
         for p in gen.zero_initialised():
             p.normal_(0.0, 0.02)
     gen.set_latent_stats(torch.zeros(gen.cfg.latent_channels), torch.ones(gen.cfg.latent_channels))
-    clip = randomise(clip_open.build_clip(DFN5B_CONFIG), 1)
+    clip = frozen(clip_open.build_clip(DFN5B_CONFIG))
     semantic = clip_open.image_features(clip, DFN5B_CONFIG)
-    motion = randomise(MotionFormer(MotionFormerConfig()), 2)
+    motion = frozen(MotionFormer(MotionFormerConfig()))
     sync = SynchformerAdapter(motion, SynchformerAdapterConfig(dim=motion.cfg.width), {"impl": "mmaudio_synchformer"})
     for stage in (semantic, sync):
         stage.frames_as_mmaudio = True
     text = ReleaseTextEncoder(clip_open.ClipText(clip)).eval()
-    vae = randomise(build_vae("mmaudio_16k"), 3)
-    vocoder = BigVGANDecoder(BIGVGAN_16K_CONFIG)
-    randomise(vocoder.net, 4)
+    vae = frozen(build_vae("mmaudio_16k"))
+    vocoder = frozen(BigVGANDecoder(BIGVGAN_16K_CONFIG))
     return FoleyPipeline(gen, vae, vocoder, semantic, sync, text.cfg, text_encoder=text, precision=precision,
                          name="mmaudio-small_16k-random", defaults={"steps": 25, "cfg_scale": 4.5})
 
