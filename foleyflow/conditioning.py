@@ -18,6 +18,7 @@ Window starts are seconds from the first frame of the video stream; the stream's
 Frames. Each visual encoder states its rate (`fps`), input size (`cfg.image_size`) and how it resizes (semantic:
 stretched to a square, as MMAudio's CLIP; sync: short side to the size and centre crop, as Synchformer), so frames are
 decoded straight at that size by FFmpeg (`foleyflow.media.iter_frames`) and the encoder's own resize is a no-op.
+The stages of a converted MMAudio release instead read frames as MMAudio's inference does (`frames_as_mmaudio`).
 Frame counts follow the generator's token rules for the window (GeneratorConfig.seq_lengths): int(d * 8) semantic
 frames; int(d * 25) sync frames, giving ((int(d * 25) - 16) // 8 + 1) * 8 sync tokens. Past the end of the video the
 last frame is repeated. A window without video holds the generator's learned empty visual and sync features.
@@ -87,10 +88,21 @@ def generation_windows(duration_s: float, window_s: float, overlap_s: float = 1.
 
 # ---------------------------------------------------------------------------------------------------- video
 def frame_size_mode(encoder) -> tuple[int | None, str]:
-    """(decode size, resize mode) for a visual encoder: its input size and the resize it would apply itself."""
+    """(decode size, resize mode) for a visual encoder: its input size and the resize it would apply itself; size
+    None (frames at the video's own size, the encoder resizes them) when the encoder says `frames_as_mmaudio`."""
     size = getattr(getattr(encoder, "cfg", None), "image_size", None)
     sync_like = hasattr(getattr(encoder, "cfg", None), "segment_frames") or "sync" in type(encoder).__name__.lower()
-    return size, ("center_crop" if sync_like else "stretch")
+    return (None if frames_as_mmaudio(encoder) else size), ("center_crop" if sync_like else "stretch")
+
+
+def frames_as_mmaudio(encoder) -> bool:
+    """Whether an encoder (the stages of a converted MMAudio release, foleyflow.models.mmaudio_bundle) wants its frames
+    as MMAudio's inference reads them (hkchengrex/MMAudio `mmaudio/eval_utils.py` `load_video` ->
+    `mmaudio/data/av_utils.py` `read_frames`): each output frame is the first decoded frame at or after its time
+    (foleyflow.media `pick="next"`), at the video's own size, then resized by the encoder in torch (bicubic,
+    antialiased: 384 x 384 stretched for CLIP, short side 224 and centre crop for Synchformer), as MMAudio's
+    torchvision transforms do after decoding."""
+    return bool(getattr(encoder, "frames_as_mmaudio", False))
 
 
 def decode_window(path: str | Path, encoder, start_s: float, duration_s: float, num_frames: int) -> torch.Tensor:
@@ -100,8 +112,9 @@ def decode_window(path: str | Path, encoder, start_s: float, duration_s: float, 
     from foleyflow.media import iter_frames
 
     size, mode = frame_size_mode(encoder)
+    pick = "next" if frames_as_mmaudio(encoder) else "last"
     frames = [f for _, _, f in iter_frames(path, encoder.fps, size=size, resize=mode, start_s=start_s,
-                                           duration_s=duration_s)][:num_frames]
+                                           duration_s=duration_s, pick=pick)][:num_frames]
     if not frames:
         raise FoleyError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
     frames += [frames[-1]] * (num_frames - len(frames))

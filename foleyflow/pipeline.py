@@ -7,6 +7,7 @@ conditions (or a negative prompt), then the codec: VAE decoder (or the mel-frame
     pipe = FoleyPipeline.from_bundle("path/to/bundle")            # see foleyflow.bundle
     result = pipe.generate("clip.mp4", prompt="rain on a tin roof", steps=25, cfg_scale=4.5, seed=0)
     result.audio (2, round(duration_s * sample_rate)) float32, result.sample_rate, result.options
+    (a converted MMAudio release, foleyflow.models.mmaudio_bundle, is mono: (1, ...), as MMAudio makes it)
 
 Stages (what `generate` loops over the windows; each is public, so samplers, RL and benchmarks compose them):
     opts = pipe.options(steps=10, seed=3)                     # GenerationOptions: call > bundle > library defaults
@@ -124,7 +125,7 @@ def latents_of(sample_output) -> torch.Tensor:
 
 @dataclass
 class GenerationResult:
-    audio: np.ndarray                 # (2, num_samples) float32
+    audio: np.ndarray                 # (2, num_samples) float32; (1, num_samples) for a mono model (MMAudio's)
     sample_rate: int
     duration_s: float
     windows: list[Window]
@@ -174,6 +175,8 @@ class FoleyPipeline:
 
         dev = resolve_device(device)
         info, text_cfg, m = load_bundle_models(folder)
+        if text_encoder is None and m.get("text_encoder") is not None:   # a bundle's own (MMAudio's CLIP text)
+            text_encoder = m["text_encoder"].to(dev)
         return cls(m["generator"], m["vae"], m["vocoder"], m["semantic_encoder"], m["sync_encoder"], text_cfg,
                    device=dev, precision=precision, text_encoder=text_encoder, trained=info.trained, name=info.name,
                    card=info.card, defaults=info.defaults, representation=info.representation)
@@ -335,8 +338,9 @@ class FoleyPipeline:
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents (B, N, C) -> waveforms (B, 2, N * samples_per_latent) float32 on the CPU: unnormalise,
-        then the codec's decoder (VAE, or unpacking of mel frames) and the vocoder, per stereo channel."""
+        """Normalised latents (B, N, C) -> waveforms (B, 2, N * samples_per_latent) float32 on the CPU ((B, 1, ...)
+        for a mono model): unnormalise, then the codec's decoder (VAE, or unpacking of mel frames) and the vocoder,
+        per channel."""
         from foleyflow.models.vae import decode_channels
         from foleyflow.models.vocoder import vocode_channels
 

@@ -74,7 +74,22 @@ def register(sub) -> None:
                    f"{DEFAULTS.overlap_s:g} s)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files that foleyflow did not write (its own are always replaced)")
+    add_stereo_option(p)
     p.set_defaults(func=run)
+
+
+def add_stereo_option(p) -> None:
+    """`--stereo` (generate, generate-set): write a mono model's soundtrack as two equal channels."""
+    p.add_argument("--stereo", action="store_true", help="write a mono soundtrack as two equal channels (a converted "
+                   "MMAudio bundle makes mono audio, as MMAudio does, and writes one channel without this); "
+                   "foleyflow's own models are stereo already")
+
+
+def output_channels(audio, stereo: bool):
+    """(C, num_samples) -> the channels written: a mono soundtrack is duplicated into two equal ones if `stereo`."""
+    import numpy as np
+
+    return np.repeat(audio, 2, axis=0) if stereo and audio.shape[0] == 1 else audio
 
 
 def check_seed(seed: int) -> int:
@@ -210,8 +225,9 @@ def run(args: argparse.Namespace) -> int:
                                options=pipe.options(**values), progress=progress, plan=plan)
     finally:
         bar.close()
-    write_audio(wav, result.audio, result.sample_rate, tag=own_tag("generate"))
-    n = result.audio.shape[1]
+    audio = output_channels(result.audio, args.stereo)
+    write_audio(wav, audio, result.sample_rate, tag=own_tag("generate"))
+    n = audio.shape[1]
     win = f"{len(result.windows)} windows of {pipe.window_s:g} s, crossfaded" if len(result.windows) > 1 else \
         "1 window"
     o = result.options
@@ -222,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
         else:
             print(f"note: {note}")
+    if audio.shape[0] == 1:
+        print("note: the model makes mono audio (as MMAudio does); --stereo writes it as two equal channels")
     print(f"wrote {wav}")
     if out is not None:
-        mux = mux_audio(args.video, result.audio, result.sample_rate, out, tag=own_tag("generate"))
+        mux = mux_audio(args.video, audio, result.sample_rate, out, tag=own_tag("generate"))
         if mux.replaced_audio:
             print("replaced the video's original soundtrack with the generated one")
         print(f"wrote {mux.path} (video copied, not re-encoded)")

@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace <id>.wav files in DIR that generate-set did not "
                    "record as its own")
+    from foleyflow.commands.generate import add_stereo_option
+
+    add_stereo_option(p)
     p.set_defaults(func=run)
 
 
@@ -61,7 +64,12 @@ def bundle_sha256(folder: str | Path) -> str:
     from foleyflow.data.cache import file_sha256
 
     info = read_bundle(folder)
-    h = hashlib.sha256((Path(folder) / "bundle.json").read_bytes())
+    index = Path(folder) / "bundle.json"
+    if not index.is_file():   # a converted MMAudio release (foleyflow.bundle.read_mmaudio_release)
+        from foleyflow.models.mmaudio_release import MANIFEST
+
+        index = Path(folder) / MANIFEST
+    h = hashlib.sha256(index.read_bytes())
     for role in sorted(info.files):
         h.update(f"{role}={file_sha256(info.files[role])}".encode())
     return h.hexdigest()
@@ -107,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     # what makes a clip's audio: a clip is resumed only if its recorded key is this one
     sha = bundle_sha256(bundle)
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
-                "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device}
+                "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device,
+                **({"stereo": True} if args.stereo else {})}
 
     key_settings = dict(settings)   # fixed before the record gains the resolved options, so resumed keys match
 
@@ -151,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.commands.itemloop import RunSummary
 
     summary = RunSummary()   # filled as the loop goes, so every saved record has the timings so far
-    run_items(pipe, todo, made, save_record, options=options, command="generate-set", summary=summary)
+    run_items(pipe, todo, made, save_record, options=options, command="generate-set", summary=summary,
+              stereo=args.stereo)
     save_record(summary.wall_s)
     done = len(summary.generated)
     per = f", {summary.wall_s / len(todo):.2f} s per clip" if todo else ""

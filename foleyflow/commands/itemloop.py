@@ -92,17 +92,19 @@ def plan(items: list[Item], made: Mapping[str, Any], *, command: str, record: Pa
 
 
 def run_items(pipe, todo: list[Item], made: dict, save_record: Callable[[], None], *, options, command: str,
-              tag: str | None = None, desc: str | None = None, summary: RunSummary | None = None) -> RunSummary:
+              tag: str | None = None, desc: str | None = None, summary: RunSummary | None = None,
+              stereo: bool = False) -> RunSummary:
     """Generates every item of `todo` with `pipe` (FoleyPipeline) and `options` (GenerationOptions; each item's
     `values` replace fields), writes its outputs atomically, updates `made` and calls `save_record()` after each
     item. Failures are collected in `summary` (a new one if None), not raised; BaseExceptions (Ctrl-C, SIGTERM) stop
-    the loop."""
+    the loop. `stereo`: a mono soundtrack (MMAudio's released models) is written as two equal channels."""
     import time
 
     from tqdm import tqdm
 
     from foleyflow.faults import pause_point
     from foleyflow.hashing import file_sha256
+    from foleyflow.commands.generate import output_channels
     from foleyflow.media import mux_audio, write_audio
 
     summary = summary if summary is not None else RunSummary()
@@ -116,10 +118,10 @@ def run_items(pipe, todo: list[Item], made: dict, save_record: Callable[[], None
                                 options=options.replace(**it.values))
             for p in it.outputs():
                 p.parent.mkdir(parents=True, exist_ok=True)
-            write_audio(it.wav, res.audio, res.sample_rate, tag=tag)
+            write_audio(it.wav, output_channels(res.audio, stereo), res.sample_rate, tag=tag)
             entry = {"key": it.key, "sha256": file_sha256(it.wav)}
             if it.video_out is not None:
-                mux_audio(it.video, res.audio, res.sample_rate, it.video_out, tag=tag)
+                mux_audio(it.video, output_channels(res.audio, stereo), res.sample_rate, it.video_out, tag=tag)
                 entry["video_sha256"] = file_sha256(it.video_out)
         except FoleyError as e:
             summary.failures.append((it.id, str(e)))

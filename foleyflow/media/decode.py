@@ -5,6 +5,12 @@ Video rules (see docs/media.md):
   t_i = start_s + i / fps and shows the source frame displayed at t_i: the last source frame whose presentation time
   is <= t_i (the first source frame when t_i comes before it; the last one when t_i runs past the end). Comparisons
   are exact (Fractions), so a source at exactly the target rate maps frame i to source frame i.
+  `pick="next"` is MMAudio's inference rule instead (hkchengrex/MMAudio, `mmaudio/data/av_utils.py`, `read_frames`,
+  called by `eval_utils.load_video`): frame i shows the first source frame whose time is >= t_i. Past the last source
+  frame the last one is repeated (MMAudio shortens the clip instead). Departure: MMAudio accumulates t_i in floating
+  point (t += 1 / fps); at 8 fps that sum is exact, but at 25 fps it overshoots k / 25 for most k, so on a 25 fps
+  video its frame k is skipped and most later outputs show the next source frame (40 ms late) and the last one is
+  dropped. Here t_i is exact, like every comparison in this module.
 - Frame count: n = floor(duration_s * fps), with duration_s the requested duration or, by default, the video
   stream's duration minus start_s (MMAudio's clip length rule int(duration * 8) at 8 fps).
 - Resize (to `size` = S or (W, H)): "stretch" scales to W x H ignoring aspect; "center_crop" scales so the picture
@@ -132,14 +138,15 @@ class _Converter:
         return out
 
 
-def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start_s=0, duration_s=None
-                ) -> Iterator[tuple[float, float, np.ndarray]]:
+def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start_s=0, duration_s=None,
+                pick: str = "last") -> Iterator[tuple[float, float, np.ndarray]]:
     """Streams the video resampled to `fps` (int, Fraction or "30000/1001") as (t_i, source_t, frame) tuples.
 
     `frame` is (H, W, 3) uint8 RGB at `size` (S for S x S, or (W, H); None keeps the display size) using `resize`
     ("stretch", "center_crop" or "pad"). Yields exactly num_frames(duration, fps) frames, where duration is
     `duration_s` or the video's duration minus `start_s`; t_i = start_s + i / fps and the frame shown is the last
-    source frame with presentation time <= t_i (see the module docstring). Memory stays bounded by a few frames.
+    source frame with presentation time <= t_i (`pick="last"`), or MMAudio's rule, the first source frame with time
+    >= t_i (`pick="next"`; see the module docstring). Memory stays bounded by a few frames.
     A source frame shown several times is yielded as the same read-only array.
     Raises MediaError for out-of-range arguments and missing files at once, and for bad content (not media, no
     video stream, unsupported codec, truncated or corrupt) when iteration starts or reaches the damage.
@@ -147,11 +154,14 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
     fps, size = _check_fps(fps), _check_size(size)
     if resize not in RESIZE_MODES:
         raise MediaError(f"unknown resize mode {resize!r}: choose from {', '.join(RESIZE_MODES)}")
+    if pick not in ("last", "next"):
+        raise MediaError(f"unknown frame pick rule {pick!r}: choose last or next")
     start, duration = _check_span(start_s, duration_s)
-    return _iter_frames(check_readable(path), fps, size, resize, start, duration)
+    return _iter_frames(check_readable(path), fps, size, resize, start, duration, pick)
 
 
-def _iter_frames(path: Path, fps: Fraction, size, resize: str, start: Fraction, duration: Fraction | None):
+def _iter_frames(path: Path, fps: Fraction, size, resize: str, start: Fraction, duration: Fraction | None,
+                 pick: str = "last"):
     import av
 
     container = open_media(path)
@@ -180,7 +190,8 @@ def _iter_frames(path: Path, fps: Fraction, size, resize: str, start: Fraction, 
         convert = _Converter(size, resize, rotation, stream.sample_aspect_ratio)
         if start > 0:
             container.seek(int((start + t0) / tb), stream=stream, backward=True)
-        yield from _resample(path, container, stream, t0, start, fps, n, convert, declared_end)
+        resample = _resample_next if pick == "next" else _resample
+        yield from resample(path, container, stream, t0, start, fps, n, convert, declared_end)
     except av.error.FFmpegError as e:
         raise MediaError(f"{path}: truncated or corrupt video ({_reason(e)})") from None
     finally:
@@ -211,6 +222,37 @@ def _resample(path, container, stream, t0, start, fps, n, convert, declared_end)
     if cur is None:
         raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
     if declared_end is not None and last_end is not None and last_end < min(declared_end, start + n * step) - 1:
+        raise MediaError(f"{path}: truncated or corrupt video (frames stop at {float(last_end):.2f} s of "
+                         f"{float(declared_end):.2f} s)")
+    while i < n:
+        if cur_img is None:
+            cur_img = convert(cur)
+        yield float(start + i * step), float(cur_t), cur_img
+        i += 1
+
+
+def _resample_next(path, container, stream, t0, start, fps, n, convert, declared_end):
+    """MMAudio's rule (module docstring): output i is the first source frame whose time is >= start + i / fps."""
+    i, cur, cur_t, cur_img = 0, None, None, None
+    step = 1 / fps
+    src_rate = stream.average_rate or stream.guessed_rate
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            ft = (cur_t + Fraction(1) / src_rate) if (cur_t is not None and src_rate) else Fraction(0)
+        else:
+            ft = Fraction(frame.pts) * frame.time_base - t0
+        cur, cur_t, cur_img = frame, ft, None
+        while i < n and ft >= start + i * step:
+            if cur_img is None:
+                cur_img = convert(cur)
+            yield float(start + i * step), float(cur_t), cur_img
+            i += 1
+        if i >= n:
+            return
+    if cur is None:
+        raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
+    last_end = cur_t + (Fraction(1) / src_rate if src_rate else 0)
+    if declared_end is not None and last_end < min(declared_end, start + n / fps) - 1:
         raise MediaError(f"{path}: truncated or corrupt video (frames stop at {float(last_end):.2f} s of "
                          f"{float(declared_end):.2f} s)")
     while i < n:

@@ -88,6 +88,15 @@ class BigVGANDecoder(nn.Module):
         self.hop_length = int(config["hop_size"])
         self.n_mels = int(config["num_mels"])
 
+    @property
+    def cfg(self):
+        """What the pipeline's fit check reads from a vocoder: its mel setting ("16k": MMAudio's 80-band 16 kHz mel,
+        "44k": the 128-band 44.1 kHz one) and band count."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(mel_setting="44k" if self.sample_rate == 44100 else "16k", n_mels=self.n_mels,
+                               sample_rate=self.sample_rate, hop_length=self.hop_length)
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.net(mel.to(next(self.net.parameters()).dtype))[:, 0]
 

@@ -145,13 +145,21 @@ class ClipText(nn.Module):
         return self.encode_tokens(self.tokenize(texts).to(self.clip.positional_embedding.device))
 
 
-def clip_image_fn(clip: nn.Module):
-    """The callable a `ClipFrameAdapter` wraps: (N, 3, S, S) normalised -> (N, embed_dim), L2-normalised."""
+class ClipImage(nn.Module):
+    """What a `ClipFrameAdapter` wraps: (N, 3, S, S) normalised -> (N, embed_dim), L2-normalised. A module (not a
+    closure), so the adapter's parameters and `.to(device)` reach the CLIP network."""
 
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        return clip.encode_image(x, normalize=True)
+    def __init__(self, clip: nn.Module):
+        super().__init__()
+        self.clip = clip
 
-    return encode
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(x, normalize=True)
+
+
+def clip_image_fn(clip: nn.Module) -> nn.Module:
+    """The callable a `ClipFrameAdapter` wraps (`ClipImage`)."""
+    return ClipImage(clip)
 
 
 def image_features(clip: nn.Module, model_cfg: dict):

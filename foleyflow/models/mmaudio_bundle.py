@@ -9,17 +9,60 @@
   text       `ClipText`: list of strings -> (B, 77, 1024)
 Parts whose files the bundle does not hold are None. `latents_to_audio` chains VAE decode and vocoder, with
 `stereo=True` duplicating MMAudio's mono output into two equal channels.
+
+`pipeline_models(folder)` gives the same stages as the model set `FoleyPipeline` runs (foleyflow.bundle's
+`load_bundle_models` calls it for a folder with `mmaudio.json`): generator, VAE, vocoder (mono: the generator's
+latent width is one codec channel, so the pipeline decodes one channel), CLIP image features as the semantic
+encoder, Synchformer as the sync encoder, and `ReleaseTextEncoder` (CLIP text, 77 x 1024) as the text encoder. The
+visual stages read frames as MMAudio's inference does (`frames_as_mmaudio`, see foleyflow.conditioning).
+Generation defaults: MMAudio's (`MMAUDIO_DEFAULTS`: 25 Euler steps, guidance 4.5, `mmaudio/eval_utils.py` callers /
+`demo.py`), or the manifest's `defaults`.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from foleyflow.errors import CheckpointError
+from foleyflow.errors import CheckpointError, FoleyError
+
+MMAUDIO_DEFAULTS = {"steps": 25, "cfg_scale": 4.5}  # MMAudio's demo.py: num_steps 25, cfg_strength 4.5 (Euler)
+PIPELINE_PARTS = ("generator", "vae", "vocoder", "synchformer", "clip")
+
+
+@dataclass(frozen=True)
+class ClipTextConfig:
+    """The text budget of MMAudio's CLIP text encoder: `output_len` tokens of `dim` features (the generator's
+    text_len x text_dim)."""
+    output_len: int = 77
+    dim: int = 1024
+
+
+class TextTokens(NamedTuple):
+    tokens: torch.Tensor   # (B, 77, dim) float32, L2-normalised per token
+
+
+class ReleaseTextEncoder(nn.Module):
+    """MMAudio's text path (`ClipText`) behind the interface the pipeline uses for its text encoder: `cfg.output_len`,
+    `encode(texts) -> .tokens (B, 77, dim)`. MMAudio has no chain-of-thought input: `encode_cot` is refused."""
+
+    def __init__(self, clip_text: nn.Module):
+        super().__init__()
+        self.net = clip_text
+        self.cfg = ClipTextConfig(int(clip_text.tokenize([""]).shape[1]), int(clip_text.out_dim))
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> TextTokens:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of texts, not one string")
+        return TextTokens(self.net(list(texts)).float())
+
+    def encode_cot(self, parts) -> TextTokens:
+        raise FoleyError("this MMAudio bundle's text encoder (CLIP) takes a prompt, not a chain of thought")
 
 
 @dataclass
@@ -143,3 +186,23 @@ def load_release(folder: str | Path, parts: tuple[str, ...] = ("generator", "vae
         rel.semantic = clip_open.image_features(clip, config["model_cfg"])
         rel.text = clip_open.ClipText(clip, bpe if bpe.is_file() else None)
     return rel
+
+
+def pipeline_models(folder: str | Path) -> tuple[dict, dict, ClipTextConfig]:
+    """(manifest, {role: module} as foleyflow.bundle names the roles, text config) of a converted release, for
+    FoleyPipeline: generator, vae, vocoder, semantic_encoder (CLIP images), sync_encoder (Synchformer), text_encoder
+    (`ReleaseTextEncoder`). Every part must be present (one-line CheckpointError naming the missing ones)."""
+    from foleyflow.models.mmaudio_release import MANIFEST
+
+    rel = load_release(folder)
+    missing = [p for p in PIPELINE_PARTS if p not in rel.manifest.get("components", {})]
+    if missing:
+        flags = " ".join(f"--{p}" for p in missing)
+        raise CheckpointError(f"{Path(folder) / MANIFEST}: the bundle has no {', '.join(missing)}; generating needs "
+                              f"every part (convert again with {flags})")
+    for stage in (rel.semantic, rel.sync):
+        stage.frames_as_mmaudio = True   # foleyflow.conditioning.frames_as_mmaudio
+    text = ReleaseTextEncoder(rel.text).eval()
+    models = {"generator": rel.generator, "vae": rel.vae, "vocoder": rel.decoder, "semantic_encoder": rel.semantic,
+              "sync_encoder": rel.sync, "text_encoder": text}
+    return rel.manifest, models, text.cfg

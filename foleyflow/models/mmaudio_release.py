@@ -16,7 +16,8 @@ meta device, and missing, unexpected and mis-shaped keys are named in one line.
 Output folder (`BUNDLE`): `generator.safetensors` (kind "generator"), `vae.safetensors` ("vae"),
 `vocoder.safetensors` ("vocoder_bigvgan"), `synchformer.safetensors` ("synchformer_visual"), `clip.safetensors`
 ("open_clip"), each with its config and provenance (source file name, size, sha256, licence), and `mmaudio.json`, the
-manifest (`mmaudio_bundle.load_release` reads it). MMAudio's weights are CC-BY-NC-4.0 (non-commercial).
+manifest (`mmaudio_bundle.load_release` reads it; its `defaults` are MMAudio's 25 steps and guidance 4.5).
+MMAudio's weights are CC-BY-NC-4.0 (non-commercial).
 Memory: one part at a time (the largest, CLIP ViT-H or large_44k, about 4 GB in float32 while it is converted).
 """
 from __future__ import annotations
@@ -208,11 +209,13 @@ def convert_release(out: str | Path, *, generator: str | Path, vae: str | Path |
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     from foleyflow import __version__
+    from foleyflow.models.mmaudio_bundle import MMAUDIO_DEFAULTS
 
     manifest = {"format": FORMAT, "reference": "hkchengrex/MMAudio", "licence": MMAUDIO_LICENCE,
                 "licence_note": "MMAudio's released weights are CC-BY-NC-4.0: non-commercial use only",
                 "sample_rate": 44100 if rate == "44k" else 16000, "mel_setting": rate, "channels": 1,
                 "storage": "float16" if fp16 else "float32", "components": files,
+                "defaults": dict(MMAUDIO_DEFAULTS),  # generation defaults foleyflow generate takes from here
                 "foleyflow_version": __version__}
     path = out / MANIFEST
     tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
