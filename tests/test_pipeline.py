@@ -359,6 +359,36 @@ def test_generate_set_writes_one_wav_per_clip_resumes_and_checks_rows(capsys, bu
     assert code != 0 and "cannot create the output folder" in err and len(err.strip().splitlines()) == 1
 
 
+def test_generate_set_text_to_audio_mode_never_reads_the_video(capsys, bundle, videos, tmp_path, monkeypatch):
+    """--no-video (T2A): each clip is generated from its text alone, for its video's duration."""
+    import json
+
+    from foleyflow.pipeline import FoleyPipeline
+
+    rows = [{"id": "a", "video": str(videos["short"]), "caption": "a ball", "split": "test"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = []
+    real = FoleyPipeline.generate
+
+    def spy(self, video=None, **kw):
+        seen.append((video, kw.get("prompt"), kw.get("duration_s")))
+        return real(self, video, **kw)
+
+    monkeypatch.setattr(FoleyPipeline, "generate", spy)
+    out = tmp_path / "t2a"
+    base = ["generate-set", manifest, "--out", out, "--bundle", bundle, "--steps", "2", "--no-video"]
+    code, _, err = cli(capsys, *base)
+    assert code != 0 and "give --text caption or --text cot" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, *base, "--text", "caption")
+    assert code == 0, err
+    assert seen == [(None, "a ball", pytest.approx(video_duration(videos["short"]), abs=1e-3))]
+    a, sr = sf.read(out / "a.wav", dtype="float32", always_2d=True)
+    assert a.shape == (round(video_duration(videos["short"]) * sr), 2)
+    code, stdout, _ = cli(capsys, *base, "--text", "caption")       # resumable like any set
+    assert code == 0 and "wrote 0 clips" in stdout
+
+
 def test_cli_warns_that_a_text_ablated_bundle_ignores_the_prompt(capsys, text_encoder, tmp_path):
     from foleyflow.bundle import build_untrained_bundle
 

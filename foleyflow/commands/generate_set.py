@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--text", default="none", choices=TEXT_MODES,
                    help="condition on nothing but the video (none, default), the row's caption, or its chain of "
                         "thought (an oracle plan: FoleyWorld's CoT lists the true onset times)")
+    p.add_argument("--no-video", action="store_true",
+                   help="text-to-audio: generate from the text alone (--text caption or cot), for the video's "
+                        "duration, without showing the model the video")
     p.add_argument("--bundle", default=None, metavar="DIR", help="model bundle (default: the installed default model)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
@@ -95,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         rows = rows[:args.limit]
     if not rows:
         raise FoleyError(f"{args.manifest}: no rows with a video" + (f" in split '{args.split}'" if args.split else ""))
+    if args.no_video and args.text == "none":
+        raise FoleyError("--no-video generates from the text alone: give --text caption or --text cot")
     if args.text != "none":
         lacking = [r.id for r in rows if not getattr(r, args.text)]
         if lacking:
@@ -116,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     sha = bundle_sha256(bundle)
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
                 "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device,
-                **({"stereo": True} if args.stereo else {})}
+                **({"stereo": True} if args.stereo else {}), **({"no_video": True} if args.no_video else {})}
 
     key_settings = dict(settings)   # fixed before the record gains the resolved options, so resumed keys match
 
@@ -128,7 +133,14 @@ def run(args: argparse.Namespace) -> int:
 
     from foleyflow.commands.itemloop import Item, plan, read_record, report_failures, run_items
 
-    items = [Item(r.id, out / f"{r.id}.wav", clip_key(r), video=r.video,
+    durations = {}
+    if args.no_video:  # text-to-audio for each clip's duration (probed, so the audio lines up with the reference)
+        from foleyflow import media
+
+        infos = {r.id: media.probe(r.video) for r in rows}
+        durations = {k: (i.video.duration_s if i.video is not None else i.duration_s) for k, i in infos.items()}
+    items = [Item(r.id, out / f"{r.id}.wav", clip_key(r), video=None if args.no_video else r.video,
+                  duration_s=durations.get(r.id),
                   prompt=r.caption if args.text == "caption" else None, cot=r.cot if args.text == "cot" else None,
                   values={"seed": clip_seed(args.seed, r.id)}) for r in rows]
     made = read_record(out / RECORD)
