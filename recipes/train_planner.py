@@ -59,7 +59,7 @@ class TrainConfig:
     optim: PlannerOptimConfig = field(default_factory=PlannerOptimConfig)
     out_dir: str = "runs/planner"
     batch_size: int = 32
-    steps: int = 3000
+    steps: int = 2000
     log_every: int = 50
     ckpt_every: int = 500
     keep_states: int = 2
