@@ -37,7 +37,8 @@ def register(sub) -> None:
     text = p.add_mutually_exclusive_group()
     text.add_argument("--prompt", default=None, help="text describing the sound")
     text.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
-                      "Aesthetic: / Spatial: parts, FoleyWorld's format)")
+                      "Aesthetic: / Spatial: parts, FoleyWorld's format), or 'auto': the bundle's planner writes the "
+                      "plan from the video and its four-part text is the condition")
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
     p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: the bundle's, else "
                    f"{DEFAULTS.steps})")
@@ -73,6 +74,19 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files that foleyflow did not write (its own are always replaced)")
     p.set_defaults(func=run)
+
+
+def auto_cot(video: str, bundle: str | Path) -> str:
+    """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns the
+    plan's four-part text, which is then the condition as a --cot file's would be."""
+    from foleyflow.cot import four_part_text
+    from foleyflow.planning import bundle_planner_path, load_video_planner, plan_video
+
+    bundle_planner_path(bundle)
+    plan = plan_video(video, load_video_planner(bundle))
+    text = four_part_text(plan)
+    print(f"plan: {len(plan.sources)} sources; chain of thought: {text}")
+    return text
 
 
 def check_seed(seed: int) -> int:
@@ -112,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
     cot = None
-    if args.cot is not None:
+    if args.cot == "auto" and args.video is None:
+        _fail("--cot auto plans from the video; give a VIDEO")
+    if args.cot is not None and args.cot != "auto":
         from foleyflow.conditioning import cot_parts
 
         path = Path(args.cot)
@@ -158,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [args.video, args.cot, bundle] + ([p for p in Path(bundle).iterdir()] if Path(bundle).is_dir() else [])
     check_outputs([wav] + ([out] if out is not None else []), inputs, overwrite=args.overwrite)
+    if args.cot == "auto":
+        cot = auto_cot(args.video, bundle)
 
     # ---- models
     if args.threads:
