@@ -68,9 +68,10 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------------------------ data
-def load_split(folder: str, cfg: TrainConfig, run_dir: Path, split: str, *, allow_other: bool) -> dict:
+def load_split(folder: str, cfg: TrainConfig, run_dir: Path, split: str | None, *, allow_other: bool) -> dict:
     """The first window of every clip of a features cache: visual (N, Tv, Dv), sync (N, Ns, Ds), position
-    (N, Tv, 2, P) or None, stacked targets, the truths and the cache's producers."""
+    (N, Tv, 2, P) or None, stacked targets, the truths and the cache's producers. split: the clips must be in it
+    (never a test split unless split is None: benchmarks/planner_accuracy.py scores any split)."""
     from foleyflow.cot.planner import planner_targets
     from foleyflow.data.cache import Cache
     from foleyflow.events import read_truth
@@ -90,7 +91,7 @@ def load_split(folder: str, cfg: TrainConfig, run_dir: Path, split: str, *, allo
         e = entries.get(i)
         if e is None or not e.truth:
             raise FoleyError(f"clip {i} of cache {folder} has no truth in {manifest}")
-        if e.split in FORBIDDEN_SPLITS or (e.split != split and not allow_other):
+        if split is not None and (e.split in FORBIDDEN_SPLITS or (e.split != split and not allow_other)):
             raise FoleyError(f"clip {i} of cache {folder} is in split '{e.split}', not '{split}': the planner "
                              f"trains on FoleyWorld train only and chooses on val")
     idx = torch.tensor([k for k, _ in rows])
