@@ -270,6 +270,6 @@ def test_no_planner_is_a_one_line_error(run_cli, bundles, tmp_path):
 
 def test_generate_cot_auto_conditions_on_the_plans_text(run_cli, bundles, tmp_path):
     r = run_cli("generate", bundles["video"], "--cot", "auto", "--bundle", bundles["with"], "-o", tmp_path / "o.mp4",
-            "--steps", "1")
+                "--overlap", "0.5", "--steps", "1")
     assert r.code == 0, r.err
     assert "chain of thought: Semantic:" in r.out and (tmp_path / "o.mp4").is_file()
