@@ -119,11 +119,11 @@ def main(argv=None) -> int:
     for k, (op, target) in TARGETS.items():
         v = figures.get(k)
         ok = v is not None and (v >= target if op == ">=" else v <= target)
-        print(f"  {k:22s} {'-' if v is None else f'{v:.3f}':>7}   target {op} {target}   {'met' if ok else 'NOT met'}")
+        print(f"  {k:26s} {'-' if v is None else f'{v:.3f}':>7}   target {op} {target}   {'met' if ok else 'NOT met'}")
     for k in ("onset_class_f1", "onset_precision", "onset_recall", "contact_head_onset_f1",
               "material_accuracy_rolling", "pan_samples"):
         v = figures.get(k)
-        print(f"  {k:22s} {'-' if v is None else (f'{v:.3f}' if isinstance(v, float) else v):>7}")
+        print(f"  {k:26s} {'-' if v is None else (f'{v:.3f}' if isinstance(v, float) else v):>7}")
     print(f"  planning given features: median {speed['planner_and_decode_s_median'] * 1000:.1f} ms per "
           f"{data['duration_s']:g} s clip (max {speed['planner_and_decode_s_max'] * 1000:.1f} ms; {speed['cpu']})")
     if "video_to_plan_s_median" in speed:
