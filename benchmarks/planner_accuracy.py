@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     ct = (prov.get("figures", {}).get("val") or {}).get("contact_head_threshold", 0.5)
     figures["contact_head_onset_f1"] = contact_figures(probs, data, planner.cfg, ct)["onset_f1"]
     figures["contact_head_threshold"] = ct
-    figures["thresholds"] = {k: getattr(planner.cfg, k) for k in ("presence_threshold", "onset_threshold",
-                                                                  "active_threshold")}
+    figures["decoding"] = {k: getattr(planner.cfg, k) for k in ("presence_threshold", "onset_mode",
+                                                                "contact_threshold", "onset_threshold",
+                                                                "active_threshold")}
     # speed given the features: network + decoding of one clip
     per_clip = []
     with torch.inference_mode():

@@ -171,17 +171,26 @@ def contact_figures(probs: list[dict], val: dict, cfg: PlannerConfig, threshold:
 
 
 def choose_thresholds(model: Planner, val: dict) -> tuple[dict, dict]:
-    """Decode thresholds chosen on `val`, one after the other: presence (best source-class F1), then onset (best
-    onset F1 +-50 ms on visible discrete events); the activity threshold stays the config's. Returns them and the val
+    """Decode thresholds chosen on `val`, one after the other: presence (best source-class F1), then the onset mode
+    and its threshold (best onset F1 +-50 ms on visible discrete events); the activity threshold stays the config's. Returns them and the val
     figures at those thresholds, plus the class-agnostic contact head alone at its best threshold."""
     cfg = model.cfg
     probs = predict(model, val)
     grid = [round(float(x), 2) for x in np.arange(0.15, 0.9, 0.05)]
     best_p = max(grid, key=lambda t: val_figures(probs, val, cfg, presence_threshold=t)["classes_f1"])
-    best_o = max(grid, key=lambda t: val_figures(probs, val, cfg, presence_threshold=best_p,
-                                                 onset_threshold=t)["onset_f1"])
-    chosen = {"presence_threshold": best_p, "onset_threshold": best_o}
+    f1 = {}
+    for t in grid:
+        f1[("classes", t)] = val_figures(probs, val, cfg, presence_threshold=best_p, onset_mode="classes",
+                                         onset_threshold=t)["onset_f1"]
+        f1[("contact", t)] = val_figures(probs, val, cfg, presence_threshold=best_p, onset_mode="contact",
+                                         contact_threshold=t)["onset_f1"]
+    best_o = max(grid, key=lambda t: f1[("classes", t)])
+    best_c = max(grid, key=lambda t: f1[("contact", t)])
+    mode = "contact" if f1[("contact", best_c)] >= f1[("classes", best_o)] else "classes"
+    chosen = {"presence_threshold": best_p, "onset_threshold": best_o, "contact_threshold": best_c,
+              "onset_mode": mode}
     figures = val_figures(probs, val, cfg, **chosen)
+    figures["onset_f1_by_mode"] = {"contact": f1[("contact", best_c)], "classes": f1[("classes", best_o)]}
     contact = max((contact_figures(probs, val, cfg, t) | {"threshold": t} for t in grid), key=lambda f: f["onset_f1"])
     figures["contact_head_onset_f1"] = contact["onset_f1"]
     figures["contact_head_threshold"] = contact["threshold"]

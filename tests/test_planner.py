@@ -85,11 +85,24 @@ def test_decode_of_known_logits_gives_the_expected_plan():
     assert by_id["rain"]["events"] == [[0.0, 8.0]]
     assert by_id["snare_offscreen"] == {"id": "snare_offscreen", "class": "snare", "on_screen": False}
     assert d["scene"] == {"room": "hall", "loudness": "loud"}
-    # a higher onset threshold than the peaks drops the onsets but keeps the class (its times unknown)
+    # both onset modes give the same plan for perfect logits
     p = probabilities(_perfect_logits(t, cfg))
-    p["onset"] = p["onset"] * 0.5
-    quiet = decode_plan(p, cfg, 8.0, onset_threshold=0.6)
-    assert quiet.source("impact_wood").events is None
+    assert decode_plan(p, cfg, 8.0, onset_mode="classes") == decode_plan(p, cfg, 8.0, onset_mode="contact")
+    # a threshold above the peaks drops the onsets but keeps the class (its times unknown)
+    p["onset"], p["contact"] = p["onset"] * 0.5, p["contact"] * 0.5
+    for mode in ("classes", "contact"):
+        quiet = decode_plan(p, cfg, 8.0, onset_threshold=0.6, contact_threshold=0.6, onset_mode=mode)
+        assert quiet.source("impact_wood").events is None
+    # contact mode: a contact goes to the present discrete class most likely there, else to the most likely class
+    disc = list(cfg.discrete_classes)
+    p = probabilities(_perfect_logits(t, cfg))
+    p["contact"][40] = 0.9
+    p["onset"][40, disc.index("marimba")] = 0.4
+    p["onset"][40, disc.index("impact_wood")] = 0.2
+    assert decode_plan(p, cfg, 8.0, onset_mode="contact").source("impact_wood").onsets == [0.8, 2.0, 3.2]
+    p["presence"][cfg.classes.index("impact_wood")] = 0.0
+    got = decode_plan(p, cfg, 8.0, onset_mode="contact")
+    assert got.source("marimba").onsets == [3.2] and got.source("impact_wood").onsets == [0.8, 2.0]
     # the prompt never adds a class the video already shows
     assert prompt_sources("wooden knocks and a snare", {"impact_wood"})[0].sound_class == "snare"
 
@@ -105,6 +118,7 @@ def test_a_perfect_plan_scores_perfectly_and_a_wrong_one_does_not():
     logits["room"] = logits["room"].roll(1, -1)
     logits["pan"] = -logits["pan"]
     logits["onset"] = logits["onset"].roll(2, 1)              # 160 ms late: outside +-50 ms
+    logits["contact"] = logits["contact"].roll(2, 1)
     f = score_plan(decode_plan(probabilities(logits), cfg, 8.0), truth).figures()
     assert f["onset_f1"] == 0 and f["room_accuracy"] == 0 and f["pan_error"] > 0.5 and f["classes_f1"] == 1
 
@@ -220,7 +234,7 @@ def bundles(tmp_path_factory):
     shutil.copytree(plain, with_planner)
     files = read_bundle(with_planner).files
     torch.manual_seed(1)
-    model = Planner(PlannerConfig(**TINY, onset_threshold=0.0))
+    model = Planner(PlannerConfig(**TINY, onset_threshold=0.0, contact_threshold=0.0))
     with torch.no_grad():   # presence: impact_wood and marimba, nothing else
         c = len(model.cfg.classes)
         model.clip_out.weight[:c] = 0

@@ -66,6 +66,8 @@ class PlannerConfig:
     presence_threshold: float = 0.5
     onset_threshold: float = 0.5
     active_threshold: float = 0.5
+    onset_mode: str = "contact"   # "contact": onsets from the contact head, classed by the onset heads; "classes"
+    contact_threshold: float = 0.5
 
     def __post_init__(self):
         from foleyflow.errors import ConfigError
@@ -74,6 +76,8 @@ class PlannerConfig:
             raise ConfigError("planner: segment_frames and segment_stride must divide by tubelet")
         if not set(self.discrete_classes) <= set(self.classes):
             raise ConfigError("planner: discrete_classes must be a subset of classes")
+        if self.onset_mode not in ("contact", "classes"):
+            raise ConfigError(f"planner: onset_mode must be contact or classes, got {self.onset_mode!r}")
         if self.width < 1 or self.layers < 0 or self.kernel % 2 == 0:
             raise ConfigError("planner: width >= 1, layers >= 0 and an odd kernel")
 
