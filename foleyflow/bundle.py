@@ -88,6 +88,15 @@ def read_bundle(folder: str | Path) -> BundleInfo:
         if not path.is_file():
             raise CheckpointError(f"bundle {folder}: {role} checkpoint {name} is missing")
         files[role] = path
+    planner = data.get("planner")  # optional: the automatic planner (foleyflow.planning)
+    if planner is not None:
+        if not isinstance(planner, str) or not planner:
+            raise CheckpointError(f"{index}: 'planner' must name a checkpoint file")
+        path = folder / planner
+        _check_inside(path, planner, "planner", folder)
+        if not path.is_file():
+            raise CheckpointError(f"bundle {folder}: planner checkpoint {planner} is missing")
+        files["planner"] = path
     text = data.get("text_encoder")
     if not isinstance(text, dict) or not isinstance(text.get("config", {}), dict):
         raise CheckpointError(f"{index} has no valid 'text_encoder' entry")
@@ -429,11 +438,13 @@ def load_bundle_models(folder: str | Path):
 def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Path, vocoder: str | Path,
                     semantic_encoder: str | Path, sync_encoder: str | Path, text_cfg, name: str, trained_on: str,
                     card: str | None = None, defaults: dict | None = None, fp16: bool = False,
-                    reference: tuple[str, ...] = ()) -> Path:
+                    reference: tuple[str, ...] = (), planner: str | Path | None = None) -> Path:
     """Copies trained checkpoints into a new bundle folder and writes bundle.json and the model card (by default
     FOLEYWORLD_CARD filled in from the generator's config and `trained_on`). The result is checked by loading it.
     fp16: store float32 tensors as float16 (checkpoint.save_fp16_copy; loaders cast back). reference: roles whose
-    checkpoint is not copied but named by its path relative to the bundle (e.g. the codec shipped beside it)."""
+    checkpoint is not copied but named by its path relative to the bundle (e.g. the codec shipped beside it).
+    planner: an optional planner checkpoint (kind "planner", foleyflow.planning), copied as planner.safetensors after
+    checking that it was trained on features of the bundle's encoders."""
     import shutil
 
     from foleyflow.checkpoint import save_fp16_copy
@@ -444,6 +455,13 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
     out = Path(out_dir)
     if (out / INDEX).exists():
         raise FoleyError(f"a bundle already exists in {out}; choose another folder or delete it")
+    if planner is not None:
+        from foleyflow.checkpoint import read_metadata
+
+        if not Path(planner).is_file():
+            raise CheckpointError(f"planner checkpoint not found: {planner}")
+        if read_metadata(planner).get("foleyflow.kind") != "planner":
+            raise CheckpointError(f"{planner} is not a planner checkpoint")
     srcs = {"generator": generator, "vae": vae, "vocoder": vocoder, "semantic_encoder": semantic_encoder,
             "sync_encoder": sync_encoder}
     names = {"generator": "generator.safetensors", "vae": "vae.safetensors", "vocoder": "vocoder.safetensors",
@@ -464,6 +482,12 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
             save_fp16_copy(src, out / names[role], part="visual" if role.endswith("_encoder") else None)
         else:
             shutil.copyfile(src, out / names[role])
+    if planner is not None:
+        from foleyflow.planning import check_planner_fits
+
+        check_planner_fits(planner, out / names["semantic_encoder"], out / names["sync_encoder"])
+        shutil.copyfile(planner, out / "planner.safetensors")
+        names["planner"] = "planner.safetensors"
     net = load_generator(out / names["generator"])
     g = net.cfg
     card = card or FOLEYWORLD_CARD.format(name=name, trained_on=trained_on, gen_params=count_parameters(net),

@@ -4,7 +4,8 @@
         --generator runs/flow/generator_ema.safetensors --semantic runs/semantic/semantic_av.safetensors \
         --sync runs/sync/sync_av.safetensors --vae foleyflow/assets/codec/vae.safetensors \
         --vocoder foleyflow/assets/codec/vocoder.safetensors --reference vae vocoder --fp16 \
-        --text-budget 64:64,256,64,96 --card MODEL_CARD.md --trained-on "FoleyWorld train split ..."
+        --text-budget 64:64,256,64,96 --card MODEL_CARD.md --trained-on "FoleyWorld train split ..." \
+        [--planner runs/planner/planner.safetensors]
 
 The text budget must be the one the features cache was made with (the generator's text length follows from it).
 --card: a Markdown model card to use instead of the generic FoleyWorld card (it should say what the model was
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trained-on", default="FoleyWorld", help="one line for the generic model card")
     ap.add_argument("--card", default=None, help="Markdown model card file")
     ap.add_argument("--fp16", action="store_true", help="store float32 tensors as float16")
+    ap.add_argument("--planner", default=None, metavar="CKPT",
+                    help="the automatic planner (recipes/train_planner.py), trained on these encoders' features")
     ap.add_argument("--reference", nargs="*", default=[], choices=("generator", "vae", "vocoder", "semantic_encoder",
                                                                    "sync_encoder"),
                     help="roles to reference by relative path instead of copying")
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                               semantic_encoder=args.semantic, sync_encoder=args.sync,
                               text_cfg=parse_budget(args.text_budget, args.text_overflow), name=args.name,
                               trained_on=args.trained_on, card=card, fp16=args.fp16, reference=tuple(args.reference),
+                              planner=args.planner,
                               defaults={"steps": args.steps, "cfg": args.cfg, "overlap_s": 1.0})
     except (FoleyError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

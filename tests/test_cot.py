@@ -245,7 +245,7 @@ def test_cli_from_truth_validate_and_errors(tmp_path):
     bad["sources"][0]["events"].append(9.3)
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     for args, msg in ((("--validate", str(tmp_path / "bad.json")), "error: bad.json: sources[0].events["),
-                      (("clip.mp4",), "error: the automatic planner (video -> plan) does not exist yet"),
+                      (("clip.mp4",), "error: clip.mp4: no such file"),
                       (("--from-truth", str(tmp_path / "none.json")), "error: ground truth not found")):
         r = _cli(*args)
         assert r.returncode == 2 and r.stderr.startswith(msg) and len(r.stderr.strip().splitlines()) == 1, r.stderr

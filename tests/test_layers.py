@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("conditioning", ("foleyflow.conditioning",)),
     ("data", ("foleyflow.data",)),
     ("training", ("foleyflow.train", "foleyflow.rewards")),
-    ("bundle", ("foleyflow.bundle",)),
+    ("bundle", ("foleyflow.bundle", "foleyflow.planning")),
     ("pipeline", ("foleyflow.pipeline",)),
     ("evaluation", ("foleyflow.eval",)),
     ("interface", ("foleyflow.commands", "foleyflow.serve", "foleyflow.cli", "foleyflow.__main__", "foleyflow.ui")),

@@ -37,9 +37,9 @@ def register(sub) -> None:
     text = p.add_mutually_exclusive_group()
     text.add_argument("--prompt", default=None, help="text describing the sound")
     text.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
-                      "Aesthetic: / Spatial: parts, FoleyWorld's format), or a plan JSON (schema foleyflow-cot/1, "
+                      "Aesthetic: / Spatial: parts, FoleyWorld's format), a plan JSON (schema foleyflow-cot/1, "
                       "see `foleyflow plan`): its four-part text, and its time-aligned track when the model follows "
-                      "plans")
+                      "plans; or 'auto': the bundle's planner writes the plan from the video")
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
     p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: the bundle's, else "
                    f"{DEFAULTS.steps})")
@@ -90,6 +90,21 @@ def output_channels(audio, stereo: bool):
     import numpy as np
 
     return np.repeat(audio, 2, axis=0) if stereo and audio.shape[0] == 1 else audio
+
+
+def auto_cot(video: str, bundle: str | Path):
+    """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns (the
+    plan's four CoT parts, the plan), used as a plan JSON given with --cot would be (text, and track when the
+    generator follows plans)."""
+    from foleyflow.conditioning import cot_parts
+    from foleyflow.cot import four_part_text
+    from foleyflow.planning import bundle_planner_path, load_video_planner, plan_video
+
+    bundle_planner_path(bundle)
+    plan = plan_video(video, load_video_planner(bundle))
+    text = four_part_text(plan)
+    print(f"plan: {len(plan.sources)} sources; chain of thought: {text}")
+    return cot_parts(text), plan
 
 
 def check_seed(seed: int) -> int:
@@ -144,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
     cot = plan = None
-    if args.cot is not None:
+    if args.cot == "auto" and args.video is None:
+        _fail("--cot auto plans from the video; give a VIDEO")
+    if args.cot is not None and args.cot != "auto":
         from foleyflow.cot import PlanError
 
         path = Path(args.cot)
@@ -192,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [args.video, args.cot, bundle] + ([p for p in Path(bundle).iterdir()] if Path(bundle).is_dir() else [])
     check_outputs([wav] + ([out] if out is not None else []), inputs, overwrite=args.overwrite)
+    if args.cot == "auto":
+        cot, plan = auto_cot(args.video, bundle)
 
     # ---- models
     if args.threads:

@@ -4,12 +4,15 @@
   foleyflow plan --from-caption "... <I>rain patter</I>"  ALIVE-style caption -> plan (classes only, no times);
                  [--refine [0.85]]                        unknown sound words mapped onto the vocabulary (MiniLM)
   foleyflow plan --validate plan.json [--text four-part]  check a plan (one-line error saying where), print its text
-The automatic planner (video -> plan) does not exist yet: `foleyflow plan VIDEO` says so.
+  foleyflow plan VIDEO [--prompt TEXT] [-o plan.json]     the automatic planner: video (+ off-screen sources named
+                 [--plot plan.png] [--bundle DIR]         in the prompt) -> plan, with the bundle's planner
+  --plot PNG (with any of the above) draws the plan on a timeline (under the video's frames when there is a VIDEO).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -18,17 +21,24 @@ def register(sub) -> None:
                                    "with class, material, onsets or intervals, pan or trajectory; room and texture "
                                    "words) from FoleyWorld ground truth or an ALIVE-style caption, or checks a plan "
                                    "written by hand, and prints its four-part text (Semantic / Temporal / "
-                                   "Aesthetic / Spatial) or monolithic form. The automatic planner from a video "
-                                   "does not exist yet (issue 19); write or edit a plan by hand meanwhile. "
-                                   "See docs/cot.md.")
+                                   "Aesthetic / Spatial) or monolithic form. Given a VIDEO, the bundle's "
+                                   "automatic planner writes the plan from what the video shows (off-screen sources "
+                                   "only from --prompt). See docs/cot.md.")
     p.add_argument("video", metavar="VIDEO", nargs="?",
-                   help="a video to plan for (not available yet: the automatic planner does not exist)")
+                   help="a video to plan for with the bundle's automatic planner")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--from-truth", metavar="TRUTH.json", help="a FoleyWorld clip's ground-truth JSON")
     src.add_argument("--from-caption", metavar="TEXT",
                      help="an ALIVE-style caption with <I>sound event</I> tags (semantic only: no times, no places)")
     src.add_argument("--validate", metavar="PLAN.json", help="check a plan file; prints a summary or a one-line error")
     p.add_argument("-o", "--out", help="write the plan here (JSON); default: print it")
+    p.add_argument("--prompt", default=None, help="VIDEO: a text naming sounds; FoleyWorld sound classes it names that "
+                   "the video does not show become off-screen sources (no times, no places)")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="draw the plan as a PNG: one row per source with onset ticks, spans and its pan curve, under "
+                        "a strip of the video's frames when there is a VIDEO")
+    p.add_argument("--bundle", metavar="DIR", default=None,
+                   help="VIDEO: the model bundle whose planner and encoders to use (default: the installed default)")
     p.add_argument("--duration", type=float, default=8.0, help="clip length for --from-caption (s, default 8)")
     p.add_argument("--refine", type=float, nargs="?", const=0.85, default=None, metavar="SIMILARITY",
                    help="--from-caption: map tag phrases no class word names onto FoleyWorld's vocabulary by MiniLM "
@@ -41,15 +51,19 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from foleyflow.cot import (PlanError, four_part_text, monolithic_text, plan_from_alive, plan_from_truth,
-                               plan_to_dict, read_plan, write_plan)
+    from foleyflow.cot import PlanError, plan_from_alive, plan_from_truth, read_plan
     from foleyflow.cot.convert import KNOWN_CLASSES
 
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise PlanError(f"--plot writes a PNG file; got {args.plot}")
+    if args.video is None and (args.prompt is not None or args.bundle is not None):
+        raise PlanError("--prompt and --bundle are for planning a VIDEO")
     if args.video is not None:
         if args.from_truth or args.from_caption or args.validate:
             raise PlanError("give either VIDEO or one of --from-truth / --from-caption / --validate")
-        raise PlanError("the automatic planner (video -> plan) does not exist yet; make a plan with --from-truth or "
-                        "--from-caption, or write one by hand (docs/cot.md), and check it with --validate")
+        plan = plan_from_video(args)
+        _finish(args, plan, print_plan=True)
+        return 0
     if args.from_truth:
         from foleyflow.world.truth import read_truth
 
@@ -79,12 +93,46 @@ def run(args: argparse.Namespace) -> int:
                       f"models were not trained on it")
     else:
         raise PlanError("nothing to do: give --from-truth TRUTH.json, --from-caption TEXT or --validate PLAN.json")
+    _finish(args, plan, print_plan=not args.validate)
+    return 0
+
+
+def plan_from_video(args: argparse.Namespace):
+    """The plan of args.video by the bundle's planner (one-line errors for a missing video or planner)."""
+    import time
+
+    from foleyflow.commands.generate import DEFAULT_BUNDLE
+    from foleyflow.media import probe
+    from foleyflow.planning import bundle_planner_path, load_video_planner, plan_video
+
+    if probe(args.video).video is None:
+        from foleyflow.planning import PlannerError
+
+        raise PlannerError(f"{args.video}: has no video stream")
+    bundle = args.bundle or DEFAULT_BUNDLE
+    bundle_planner_path(bundle)        # a bundle without a planner fails here, before any model is loaded
+    vp = load_video_planner(bundle)
+    timings: dict = {}
+    t0 = time.perf_counter()
+    plan = plan_video(args.video, vp, args.prompt, timings)
+    print(f"planned {args.video} ({plan.duration_s:.2f} s) in {time.perf_counter() - t0:.2f} s (planner network and "
+          f"decoding {timings.get('planner', 0):.3f} s): {len(plan.sources)} sources", file=sys.stderr)
+    return plan
+
+
+def _finish(args: argparse.Namespace, plan, *, print_plan: bool) -> None:
+    from foleyflow.cot import four_part_text, monolithic_text, plan_to_dict, write_plan
+
     if args.out:
         write_plan(args.out, plan)
         print(f"wrote {args.out}: {len(plan.sources)} sources")
-    elif not args.validate:
+    elif print_plan:
         print(json.dumps(plan_to_dict(plan), indent=1))
+    if args.plot:
+        from foleyflow.cot.plot import plot_plan
+
+        plot_plan(plan, args.plot, video=args.video)
+        print(f"wrote {args.plot}")
     if args.text:
         render = four_part_text if args.text == "four-part" else monolithic_text
         print(render(plan, args.seed))
-    return 0

@@ -1,0 +1,244 @@
+"""The automatic planner's network (issue 19, item 2): a video's frozen-encoder features -> what a chain-of-thought
+plan needs (which sound classes are visible, when each discrete one is struck, where each is, how the room sounds).
+
+No public system writes the plan from the video (PrismAudio and ThinkSound have users type it, or run a large
+vision-language model offline); this is our own small model, trained on FoleyWorld `train` (recipes/train_planner.py).
+
+Inputs (one window of D seconds, every tensor float32):
+  visual   (B, Tv, Dv)  the bundle's semantic encoder features at 8 fps (Tv = int(D * 8)), no position in them;
+  sync     (B, N, Ds)   the bundle's sync encoder tokens (overlapping 16-frame segments with stride 8 at 25 fps,
+                        8 tokens of 2 frames each per segment: 24 tokens/s); the sync encoder's contact head was
+                        trained on these tokens, so they carry contact timing and some pan;
+  position (B, Tv, 2, P) optional: low-resolution column profiles at 8 fps (`position_features`): per column, the
+                        motion energy (|frame - previous frame|) and the difference from the clip's median frame
+                        (what is not background), each averaged over rows; P columns from left to right. A small
+                        CNN over the columns is the only part that sees *where* things are in the picture.
+Everything is laid on the **slot timeline**: slot k is sync frames [k * tubelet, (k + 1) * tubelet), starting at
+k * tubelet / fps seconds (0.08 s for the default encoder); the two overlapping segments' tokens of a slot are
+averaged (`sync_slots`), visual and position frames are repeated onto the slots they cover.
+
+Outputs (`forward`, logits unless said): presence (B, C) clip-level "this class sounds on screen"; onset (B, S, Cd)
+per discrete class per slot "a visible contact of this class starts here"; contact (B, S) the same for any class (the
+class-agnostic contact head, for comparison); active (B, S, C) "this class sounds during the slot" (continuous
+classes' intervals); pan (B, S, C) in -1..1 (tanh) where the class sounds; material (B, C, M); room (B, R);
+loudness (B, L). C = FoleyWorld's 21 sound classes, Cd = its 16 discrete classes.
+Decoding to a plan (peak picking, thresholds) lives in `foleyflow.cot.planner`; the decode thresholds chosen on
+`val` are stored in this config so the checkpoint carries them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foleyflow.events import DISCRETE_CLASSES, MATERIALS, ROOMS, SOUND_CLASSES
+
+KIND = "planner"
+LOUDNESS = ("soft", "moderate", "loud")
+
+
+@dataclass
+class PlannerConfig:
+    visual_dim: int = 256
+    sync_dim: int = 192
+    position_columns: int = 32     # P; 0 = no position input
+    visual_fps: float = 8.0
+    sync_fps: float = 25.0
+    segment_frames: int = 16
+    segment_stride: int = 8
+    tubelet: int = 2
+    width: int = 128
+    layers: int = 4
+    kernel: int = 5
+    dropout: float = 0.1
+    classes: tuple[str, ...] = SOUND_CLASSES
+    discrete_classes: tuple[str, ...] = DISCRETE_CLASSES
+    materials: tuple[str, ...] = MATERIALS
+    rooms: tuple[str, ...] = ROOMS
+    loudness: tuple[str, ...] = LOUDNESS
+    # loss weights (losses are named planner/<head>)
+    onset_pos_weight: float = 4.0
+    weights: dict[str, float] = field(default_factory=dict)  # head -> loss weight (default 1)
+    # decoding (foleyflow.cot.planner), chosen on `val` by the recipe
+    presence_threshold: float = 0.5
+    onset_threshold: float = 0.5
+    active_threshold: float = 0.5
+    onset_mode: str = "contact"   # "contact": onsets from the contact head, classed by the onset heads; "classes"
+    contact_threshold: float = 0.5
+
+    def __post_init__(self):
+        from foleyflow.errors import ConfigError
+
+        if self.segment_frames % self.tubelet or self.segment_stride % self.tubelet:
+            raise ConfigError("planner: segment_frames and segment_stride must divide by tubelet")
+        if not set(self.discrete_classes) <= set(self.classes):
+            raise ConfigError("planner: discrete_classes must be a subset of classes")
+        if self.onset_mode not in ("contact", "classes"):
+            raise ConfigError(f"planner: onset_mode must be contact or classes, got {self.onset_mode!r}")
+        if self.width < 1 or self.layers < 0 or self.kernel % 2 == 0:
+            raise ConfigError("planner: width >= 1, layers >= 0 and an odd kernel")
+
+    @property
+    def tokens_per_segment(self) -> int:
+        return self.segment_frames // self.tubelet
+
+    @property
+    def slot_s(self) -> float:
+        """Seconds per slot (0.08 s by default)."""
+        return self.tubelet / self.sync_fps
+
+    def num_slots(self, num_tokens: int) -> int:
+        """Slots covered by N sync tokens (N = segments * tokens_per_segment)."""
+        segs = num_tokens // self.tokens_per_segment
+        return ((segs - 1) * self.segment_stride + self.segment_frames) // self.tubelet if segs else 0
+
+
+def slot_index(cfg: PlannerConfig, num_tokens: int) -> torch.Tensor:
+    """(N,) slot of each sync token, tokens ordered (segment, token in segment) as the sync encoder gives them."""
+    tps = cfg.tokens_per_segment
+    segs = num_tokens // tps
+    return (torch.arange(segs)[:, None] * (cfg.segment_stride // cfg.tubelet) + torch.arange(tps)[None]).reshape(-1)
+
+
+def sync_slots(cfg: PlannerConfig, sync: torch.Tensor) -> torch.Tensor:
+    """sync (B, N, Ds) tokens -> (B, S, Ds): the mean of the tokens of each slot (overlapping segments average)."""
+    b, n, d = sync.shape
+    n = n - n % cfg.tokens_per_segment
+    idx = slot_index(cfg, n).to(sync.device)
+    s = cfg.num_slots(n)
+    out = torch.zeros(b, s, d, dtype=sync.dtype, device=sync.device).index_add_(1, idx, sync[:, :n])
+    count = torch.zeros(s, dtype=sync.dtype, device=sync.device).index_add_(0, idx, torch.ones_like(idx, dtype=sync.dtype))
+    return out / count[None, :, None].clamp(min=1)
+
+
+def frames_on_slots(cfg: PlannerConfig, x: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """x (B, Tv, ...) at visual_fps -> (B, S, ...): the frame shown at each slot's centre (clamped to the last)."""
+    centre = (torch.arange(num_slots) + 0.5) * cfg.slot_s
+    idx = (centre * cfg.visual_fps).floor().long().clamp(max=x.shape[1] - 1).to(x.device)
+    return x[:, idx]
+
+
+@torch.no_grad()
+def position_features(frames: torch.Tensor, columns: int = 32) -> torch.Tensor:
+    """frames (T, 3, H, W) uint8 at 8 fps -> (T, 2, columns) float32 column profiles: motion energy
+    (|frame - previous frame|, 0 for the first frame) and difference from the median frame over T, each averaged over
+    channels and rows and over W / columns pixel columns, in units of 1/255 x 10 (so typical values are 0..1)."""
+    x = frames.float().mean(1) / 255.0                               # (T, H, W) grey
+    x = F.adaptive_avg_pool2d(x[:, None], (x.shape[1], columns))[:, 0]  # (T, H, P)
+    motion = torch.zeros_like(x)
+    motion[1:] = (x[1:] - x[:-1]).abs()
+    fg = (x - x.median(dim=0).values[None]).abs()
+    return torch.stack([motion.mean(1), fg.mean(1)], dim=1) * 10.0
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, kernel: int, dilation: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.conv = nn.Conv1d(width, width, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+        self.mix = nn.Linear(width, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, S, W)
+        h = self.conv(self.norm(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.drop(self.mix(F.gelu(h)))
+
+
+class Planner(nn.Module):
+    """Frozen-encoder features of a window -> the planner's heads (see the module docstring)."""
+
+    def __init__(self, cfg: PlannerConfig):
+        super().__init__()
+        self.cfg = cfg
+        w, c = cfg.width, len(cfg.classes)
+        self.visual_in = nn.Sequential(nn.LayerNorm(cfg.visual_dim), nn.Linear(cfg.visual_dim, w))
+        self.sync_in = nn.Sequential(nn.LayerNorm(cfg.sync_dim), nn.Linear(cfg.sync_dim, w))
+        if cfg.position_columns:
+            self.position_cnn = nn.Sequential(nn.Conv1d(2, 16, 5, padding=2), nn.GELU(),
+                                              nn.Conv1d(16, 16, 5, padding=2), nn.GELU())
+            self.position_in = nn.Linear(16 * cfg.position_columns, w)
+        self.blocks = nn.ModuleList(_Block(w, cfg.kernel, 2 ** (i % 3), cfg.dropout) for i in range(cfg.layers))
+        self.norm = nn.LayerNorm(w)
+        self.frame_out = nn.Linear(w, len(cfg.discrete_classes) + 1 + 2 * c)   # onset, contact, active, pan
+        self.clip_out = nn.Linear(2 * w, c + c * len(cfg.materials) + len(cfg.rooms) + len(cfg.loudness))
+
+    def forward(self, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """visual (B, Tv, Dv), sync (B, N, Ds), position (B, Tv, 2, P) or None -> the heads' logits (module doc)."""
+        cfg = self.cfg
+        x = self.sync_in(sync_slots(cfg, sync.float()))
+        s = x.shape[1]
+        x = x + frames_on_slots(cfg, self.visual_in(visual.float()), s)
+        if cfg.position_columns:
+            if position is None:
+                raise ValueError("this planner takes position features (position_columns > 0)")
+            b, t = position.shape[:2]
+            p = self.position_cnn(position.float().reshape(b * t, 2, -1)).reshape(b, t, -1)
+            x = x + frames_on_slots(cfg, self.position_in(p), s)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        c, cd, m = len(cfg.classes), len(cfg.discrete_classes), len(cfg.materials)
+        fr = self.frame_out(x)
+        cl = self.clip_out(torch.cat([x.mean(1), x.amax(1)], dim=-1))
+        r = len(cfg.rooms)
+        return {"onset": fr[..., :cd], "contact": fr[..., cd], "active": fr[..., cd + 1:cd + 1 + c],
+                "pan": torch.tanh(fr[..., cd + 1 + c:]), "presence": cl[:, :c],
+                "material": cl[:, c:c + c * m].reshape(-1, c, m), "room": cl[:, c + c * m:c + c * m + r],
+                "loudness": cl[:, c + c * m + r:]}
+
+    def loss(self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Named losses and their weighted sum "planner/total". target (foleyflow.cot.planner.planner_targets,
+        stacked): onset (B, S, Cd), contact (B, S), active (B, S, C), pan (B, S, C), pan_mask (B, S, C), presence
+        (B, C), material (B, C) index or -1, room (B,), loudness (B,) indices."""
+        cfg = self.cfg
+        pw = torch.tensor(cfg.onset_pos_weight)
+        bce = F.binary_cross_entropy_with_logits
+        losses = {
+            "planner/onset": bce(out["onset"], target["onset"], pos_weight=pw),
+            "planner/contact": bce(out["contact"], target["contact"], pos_weight=pw),
+            "planner/active": bce(out["active"], target["active"]),
+            "planner/presence": bce(out["presence"], target["presence"]),
+            "planner/room": F.cross_entropy(out["room"], target["room"]),
+            "planner/loudness": F.cross_entropy(out["loudness"], target["loudness"]),
+        }
+        mask = target["pan_mask"]
+        losses["planner/pan"] = ((out["pan"] - target["pan"]).abs() * mask).sum() / mask.sum().clamp(min=1)
+        mat = target["material"].reshape(-1)
+        logits = out["material"].reshape(mat.numel(), -1)
+        losses["planner/material"] = (F.cross_entropy(logits[mat >= 0], mat[mat >= 0]) if (mat >= 0).any()
+                                      else logits.sum() * 0)
+        losses["planner/total"] = sum(cfg.weights.get(k.split("/")[1], 1.0) * v for k, v in list(losses.items()))
+        return losses
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_planner(path: str | Path, model: Planner, provenance: dict | None = None) -> Path:
+    """A self-describing checkpoint of kind "planner" (weights, config with the decode thresholds, provenance)."""
+    from foleyflow.checkpoint import save_checkpoint
+    from foleyflow.config import config_to_json
+
+    return save_checkpoint(path, model.state_dict(), kind=KIND, config=config_to_json(model.cfg),
+                           provenance=provenance)
+
+
+def load_planner(path: str | Path) -> Planner:
+    """The planner of a "planner" checkpoint, in eval mode (one-line CheckpointError for anything else)."""
+    from foleyflow.checkpoint import build_checked, checkpoint_config, load_checkpoint, load_into
+    from foleyflow.config import from_dict
+    from foleyflow.errors import CheckpointError, ConfigError
+
+    tensors, meta = load_checkpoint(path, kind=KIND)
+    try:
+        cfg = from_dict(PlannerConfig, checkpoint_config(meta))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its planner config is not valid ({e})") from None
+    model = build_checked(lambda: Planner(cfg), tensors, what=f"planner ({path})")
+    load_into(model, tensors, what="planner")
+    return model.eval()

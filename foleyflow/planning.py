@@ -1,0 +1,150 @@
+"""Video (+ an optional prompt) -> chain-of-thought plan with a bundle's planner (issue 19, item 2; docs/cot.md).
+
+The bundle's own frozen encoders see the whole video as one window (semantic features at 8 fps, sync tokens at
+24 tokens/s, decoded exactly as `foleyflow.conditioning` does for the generator), low-resolution column profiles at
+8 fps give the position branch what is where (`position_from_video`), the planner network
+(`foleyflow.models.planner`) turns them into per-class presence, onsets, activity, pan, material, room and loudness,
+and `foleyflow.cot.planner.decode_plan` writes the validated plan. Off-screen sources come only from the prompt.
+
+A bundle names its planner in bundle.json ("planner": "planner.safetensors"); the planner must have been trained on
+features of the bundle's own encoders (its provenance records their sha256, checked here), or its inputs would mean
+something else.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from foleyflow.errors import FoleyError
+
+MIN_VIDEO_S = 0.64  # one sync segment (16 frames at 25 fps)
+
+
+class PlannerError(FoleyError):
+    """The bundle has no planner, the planner does not fit the bundle, or the video cannot be planned."""
+
+
+@dataclass
+class VideoPlanner:
+    planner: torch.nn.Module
+    semantic: torch.nn.Module
+    sync: torch.nn.Module
+    path: Path
+
+
+def bundle_planner_path(bundle: str | Path) -> Path:
+    """The planner checkpoint a bundle names, or a one-line PlannerError when it has none."""
+    from foleyflow.bundle import read_bundle
+
+    info = read_bundle(bundle)
+    path = info.files.get("planner")
+    if path is None:
+        raise PlannerError(f"the bundle '{info.name}' ({info.folder}) has no planner; train one "
+                           "(recipes/train_planner.py) and add it with recipes/assemble_bundle.py --planner, or "
+                           "write the plan by hand (docs/cot.md)")
+    return path
+
+
+def check_planner_fits(planner_path: str | Path, semantic_path: str | Path, sync_path: str | Path) -> None:
+    """PlannerError unless the planner was trained on features of these encoder checkpoints (sha256 recorded in its
+    provenance under producers; fp16 storage copies count as their originals)."""
+    from foleyflow.checkpoint import PROVENANCE, checkpoint_identities, read_metadata
+
+    prov = json.loads(read_metadata(planner_path).get(PROVENANCE, "{}") or "{}")
+    producers = prov.get("producers", {}) if isinstance(prov, dict) else {}
+    for role, path in (("semantic_encoder", semantic_path), ("sync_encoder", sync_path)):
+        want = (producers.get(role) or {}).get("sha256")
+        if want and want not in checkpoint_identities(path):
+            raise PlannerError(f"planner {Path(planner_path).name} was trained on features of another "
+                               f"{role.replace('_', ' ')} than {Path(path).name} (sha256 {want[:12]})")
+
+
+def load_video_planner(bundle: str | Path, planner_path: str | Path | None = None) -> VideoPlanner:
+    """The bundle's planner (or the checkpoint at planner_path) with the bundle's visual encoders, on the CPU."""
+    from foleyflow.bundle import read_bundle
+    from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
+    from foleyflow.models.planner import load_planner
+
+    info = read_bundle(bundle)
+    path = Path(planner_path) if planner_path is not None else bundle_planner_path(bundle)
+    check_planner_fits(path, info.files["semantic_encoder"], info.files["sync_encoder"])
+    planner = load_planner(path)
+    semantic = load_semantic_encoder(info.files["semantic_encoder"]).float()
+    sync = load_sync_encoder(info.files["sync_encoder"]).float()
+    c = planner.cfg
+    if (semantic.out_dim, float(semantic.fps), sync.out_dim, float(sync.fps)) != (c.visual_dim, c.visual_fps,
+                                                                                  c.sync_dim, c.sync_fps):
+        raise PlannerError(f"planner {path.name} takes {c.visual_dim}-d features at {c.visual_fps:g} fps and "
+                           f"{c.sync_dim}-d sync tokens at {c.sync_fps:g} fps; the bundle's encoders give "
+                           f"{semantic.out_dim}-d at {semantic.fps:g} and {sync.out_dim}-d at {sync.fps:g}")
+    return VideoPlanner(planner, semantic, sync, path)
+
+
+def position_from_video(path: str | Path, start_s: float, duration_s: float, columns: int,
+                        fps: float = 8.0) -> torch.Tensor:
+    """(int(duration_s * fps), 2, columns) column profiles (foleyflow.models.planner.position_features) of the
+    window [start_s, start_s + duration_s) of a video (start on the stream's timeline), frames decoded at 64 x 64
+    (stretched) and padded by repeating the last one."""
+    import numpy as np
+
+    from foleyflow.media import iter_frames
+    from foleyflow.models.planner import position_features
+
+    n = int(duration_s * fps + 1e-6)
+    frames = [f for _, _, f in iter_frames(path, fps, size=64, resize="stretch", start_s=start_s,
+                                           duration_s=duration_s)][:n]
+    if not frames:
+        raise PlannerError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
+    frames += [frames[-1]] * (n - len(frames))
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    return position_features(x, columns)
+
+
+def sync_token_count(duration_s: float, sync_fps: float, segment_frames: int = 16, stride: int = 8,
+                     tokens_per_segment: int = 8) -> int:
+    """Sync tokens of a window: ((int(d * fps) - 16) // 8 + 1) * 8 (the generator's rule)."""
+    from foleyflow.conditioning import sync_frame_count
+
+    return ((sync_frame_count(duration_s, sync_fps) - segment_frames) // stride + 1) * tokens_per_segment
+
+
+@torch.inference_mode()
+def plan_features(planner, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None,
+                  duration_s: float, prompt: str | None = None, **thresholds):
+    """A plan from one window's features: visual (1, Tv, Dv), sync (1, N, Ds), position (1, Tv, 2, P) or None."""
+    from foleyflow.cot.planner import decode_plan, probabilities
+
+    out = planner(visual, sync, position if planner.cfg.position_columns else None)
+    return decode_plan(probabilities(out), planner.cfg, duration_s, prompt, **thresholds)
+
+
+def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, timings: dict | None = None):
+    """The plan of a whole video (one window of its duration) and an optional prompt. timings, if given, gets
+    seconds under "decode", "encoders", "position" and "planner" (the planner network and decoding alone)."""
+    from foleyflow.conditioning import encode_window
+    from foleyflow.media import probe
+
+    info = probe(video).video
+    if info is None:
+        raise PlannerError(f"{video}: has no video stream")
+    dur = float(info.duration_s)
+    if dur < MIN_VIDEO_S:
+        raise PlannerError(f"{video}: {dur:.2f} s is too short to plan (at least {MIN_VIDEO_S} s)")
+    c = vp.planner.cfg
+    timings = {} if timings is None else timings
+    visual, sync = encode_window(video, vp.semantic, vp.sync, info.start_s, dur, int(dur * c.visual_fps + 1e-6),
+                                 sync_token_count(dur, c.sync_fps, c.segment_frames, c.segment_stride,
+                                                  c.tokens_per_segment), timings)
+    pos = None
+    if c.position_columns:
+        t0 = time.perf_counter()
+        pos = position_from_video(video, info.start_s, dur, c.position_columns, c.visual_fps)[None]
+        timings["position"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plan = plan_features(vp.planner, visual, sync, pos, dur, prompt)
+    timings["planner"] = time.perf_counter() - t0
+    return plan

@@ -1,0 +1,289 @@
+"""The automatic planner (issue 19 item 2): targets from truth, decoding known logits to a plan, scoring against truth,
+the network on a tiny config (save / load), the recipe's debug config, `foleyflow plan VIDEO --plot` and
+`generate --cot auto` without a planner."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from foleyflow.cot import plan_to_dict, read_plan
+from foleyflow.cot.planner import decode_plan, planner_targets, probabilities, prompt_sources
+from foleyflow.cot.score import score_plan
+from foleyflow.models.planner import Planner, PlannerConfig, load_planner, position_features, save_planner
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(visual_dim=16, sync_dim=16, width=16, layers=1, position_columns=8)
+
+
+def _truth(duration_s: float = 8.0) -> dict:
+    """A FoleyWorld-like truth: a wooden block hitting twice on the left, then rolling to the right; a snare
+    off-screen; rain; one inaudible hit."""
+    ev = [
+        {"kind": "ambience", "sound_class": "rain", "onset_s": 0.0, "offset_s": duration_s, "on_screen": True,
+         "pan": 0.0, "source_id": None, "params": {}},
+        {"kind": "discrete", "sound_class": "impact_wood", "onset_s": 0.81, "on_screen": True, "pan": -0.6,
+         "source_id": 1, "params": {"impact_speed": 5.0}},
+        {"kind": "discrete", "sound_class": "impact_wood", "onset_s": 2.0, "on_screen": True, "pan": -0.6,
+         "source_id": 1, "params": {"impact_speed": 2.0}},
+        {"kind": "continuous", "sound_class": "rolling", "onset_s": 2.5, "offset_s": 4.0, "on_screen": True,
+         "pan": -0.5, "pan_track": [[2.5, -0.5], [4.0, 0.5]], "source_id": 1, "params": {}},
+        {"kind": "discrete", "sound_class": "snare", "onset_s": 5.0, "on_screen": False, "pan": 0.9,
+         "source_id": 2, "params": {}},
+        {"kind": "discrete", "sound_class": "impact_wood", "onset_s": 6.0, "on_screen": True, "pan": 0.0,
+         "source_id": 1, "params": {"audible": False}},
+    ]
+    return {"id": "t", "duration_s": duration_s, "room": "hall", "events": ev,
+            "objects": [{"id": 1, "material": "wood"}, {"id": 2}]}
+
+
+def _perfect_logits(t: dict, cfg: PlannerConfig) -> dict:
+    """Logits a perfect planner would give for targets t (batch of one)."""
+    oh = torch.nn.functional.one_hot
+    out = {"onset": t["onset"] * 20 - 10, "contact": t["contact"] * 20 - 10, "active": t["active"] * 20 - 10,
+           "pan": t["pan"], "presence": t["presence"] * 20 - 10,
+           "material": oh(t["material"].clamp(min=0), len(cfg.materials)).float() * 10,
+           "room": oh(t["room"], len(cfg.rooms)).float() * 10, "loudness": oh(t["loudness"], 3).float() * 10}
+    return {k: v[None] for k, v in out.items()}
+
+
+def test_targets_hold_only_what_the_video_shows():
+    cfg = PlannerConfig()
+    t = planner_targets(_truth(), cfg, 100)
+    disc = list(cfg.discrete_classes)
+    wood, snare = disc.index("impact_wood"), disc.index("snare")
+    # 0.81 s: first sync frame at or after it is 21 (0.84 s), slot 10; 2.0 s: frame 50, slot 25
+    assert t["onset"][:, wood].nonzero().flatten().tolist() == [10, 25]
+    assert t["onset"][:, snare].sum() == 0                       # off-screen: not a target
+    assert t["contact"].sum() == 2                               # the inaudible hit at 6 s is not one either
+    present = {cfg.classes[i] for i in t["presence"].nonzero().flatten().tolist()}
+    assert present == {"rain", "impact_wood", "rolling"}
+    roll = cfg.classes.index("rolling")
+    assert t["material"][roll] == cfg.materials.index("wood") and t["material"][cfg.classes.index("tom")] == -1
+    on = t["pan_mask"][:, roll].nonzero().flatten()
+    assert on.min() == 31 and on.max() == 49                     # 2.5 .. 4.0 s
+    assert t["pan"][31, roll] < -0.4 and t["pan"][49, roll] > 0.4
+    assert cfg.rooms[int(t["room"])] == "hall" and cfg.loudness[int(t["loudness"])] == "loud"
+
+
+def test_decode_of_known_logits_gives_the_expected_plan():
+    cfg = PlannerConfig()
+    t = planner_targets(_truth(), cfg, 100)
+    plan = decode_plan(probabilities(_perfect_logits(t, cfg)), cfg, 8.0, prompt="a snare drum plays off-screen")
+    d = plan_to_dict(plan)
+    by_id = {s["id"]: s for s in d["sources"]}
+    assert set(by_id) == {"impact_wood", "rolling", "rain", "snare_offscreen"}
+    assert by_id["impact_wood"] == {"id": "impact_wood", "class": "impact_wood", "on_screen": True,
+                                    "events": [0.8, 2.0], "pan": -0.6, "material": "wood"}
+    assert by_id["rolling"]["events"] == [[2.48, 4.0]] and by_id["rolling"]["material"] == "wood"
+    traj = by_id["rolling"]["trajectory"]
+    assert traj[0][1] < -0.4 and traj[-1][1] > 0.4 and [p[0] for p in traj] == sorted(p[0] for p in traj)
+    assert by_id["rain"]["events"] == [[0.0, 8.0]]
+    assert by_id["snare_offscreen"] == {"id": "snare_offscreen", "class": "snare", "on_screen": False}
+    assert d["scene"] == {"room": "hall", "loudness": "loud"}
+    # both onset modes give the same plan for perfect logits
+    p = probabilities(_perfect_logits(t, cfg))
+    assert decode_plan(p, cfg, 8.0, onset_mode="classes") == decode_plan(p, cfg, 8.0, onset_mode="contact")
+    # a threshold above the peaks drops the onsets but keeps the class (its times unknown)
+    p["onset"], p["contact"] = p["onset"] * 0.5, p["contact"] * 0.5
+    for mode in ("classes", "contact"):
+        quiet = decode_plan(p, cfg, 8.0, onset_threshold=0.6, contact_threshold=0.6, onset_mode=mode)
+        assert quiet.source("impact_wood").events is None
+    # contact mode: a contact goes to the present discrete class most likely there, else to the most likely class
+    disc = list(cfg.discrete_classes)
+    p = probabilities(_perfect_logits(t, cfg))
+    p["contact"][40] = 0.9
+    p["onset"][40, disc.index("marimba")] = 0.4
+    p["onset"][40, disc.index("impact_wood")] = 0.2
+    assert decode_plan(p, cfg, 8.0, onset_mode="contact").source("impact_wood").onsets == [0.8, 2.0, 3.2]
+    p["presence"][cfg.classes.index("impact_wood")] = 0.0
+    got = decode_plan(p, cfg, 8.0, onset_mode="contact")
+    assert got.source("marimba").onsets == [3.2] and got.source("impact_wood").onsets == [0.8, 2.0]
+    # the prompt never adds a class the video already shows
+    assert prompt_sources("wooden knocks and a snare", {"impact_wood"})[0].sound_class == "snare"
+
+
+def test_a_perfect_plan_scores_perfectly_and_a_wrong_one_does_not():
+    cfg = PlannerConfig()
+    truth = _truth()
+    t = planner_targets(truth, cfg, 100)
+    f = score_plan(decode_plan(probabilities(_perfect_logits(t, cfg)), cfg, 8.0), truth).figures()
+    assert f["onset_f1"] == 1 and f["onset_class_f1"] == 1 and f["classes_f1"] == 1
+    assert f["material_accuracy"] == 1 and f["room_accuracy"] == 1 and f["pan_error"] < 0.05
+    logits = _perfect_logits(t, cfg)
+    logits["room"] = logits["room"].roll(1, -1)
+    logits["pan"] = -logits["pan"]
+    logits["onset"] = logits["onset"].roll(2, 1)              # 160 ms late: outside +-50 ms
+    logits["contact"] = logits["contact"].roll(2, 1)
+    f = score_plan(decode_plan(probabilities(logits), cfg, 8.0), truth).figures()
+    assert f["onset_f1"] == 0 and f["room_accuracy"] == 0 and f["pan_error"] > 0.5 and f["classes_f1"] == 1
+
+
+def test_planner_runs_on_a_tiny_config_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    cfg = PlannerConfig(**TINY)
+    model = Planner(cfg).eval()
+    frames = torch.randint(0, 255, (16, 3, 24, 40), dtype=torch.uint8)
+    pos = position_features(frames, 8)
+    assert pos.shape == (16, 2, 8) and torch.all(pos[0, 0] == 0)
+    visual, sync = torch.randn(1, 16, 16), torch.randn(1, 40, 16)       # 2 s: 16 frames, 5 segments x 8 tokens
+    out = model(visual, sync, pos[None])
+    assert out["onset"].shape == (1, 24, 16)                   # (4 * 8 + 16) / 2 slots of 2 frames
+    assert out["presence"].shape == (1, 21) and out["material"].shape[1:] == (21, 4)
+    assert out["pan"].abs().max() <= 1
+    cfg.onset_threshold = 0.3
+    path = save_planner(tmp_path / "p.safetensors", model, provenance={"producers": {}})
+    back = load_planner(path)
+    assert back.cfg.onset_threshold == 0.3
+    assert torch.equal(back(visual, sync, pos[None])["onset"], out["onset"])
+    from foleyflow.errors import CheckpointError
+    from foleyflow.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, kind="vae")
+    with pytest.raises(CheckpointError, match="expected 'planner'"):
+        load_planner(tmp_path / "other.safetensors")
+
+
+# ------------------------------------------------------------------------------------------------ recipe and CLI
+def _video(path: Path, duration_s: float = 2.0) -> Path:
+    from foleyflow.media import write_video
+
+    frames = []
+    for i in range(int(duration_s * 25)):
+        img = np.full((32, 48, 3), 60, np.uint8)
+        x = (i * 2) % 40
+        img[20:28, x:x + 8] = (230, 40, 40)
+        frames.append(img)
+    write_video(path, frames, 25)
+    return path
+
+
+def _features_cache(tmp_path: Path, n: int, split: str) -> Path:
+    """A features cache of n 2 s clips with random 16-d features, their videos and truths, in a manifest."""
+    from foleyflow.data.cache import CacheWriter
+
+    rows = []
+    for i in range(n):
+        vid = _video(tmp_path / f"{split}{i}.mp4")
+        tr = _truth(2.0)
+        tr["events"] = [e for e in tr["events"] if e["onset_s"] < 2.0]
+        (tmp_path / f"{split}{i}.json").write_text(json.dumps(tr))
+        rows.append({"id": f"{split}{i}", "video": str(vid), "truth": str(tmp_path / f"{split}{i}.json"),
+                     "split": split})
+    manifest = tmp_path / f"{split}.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prod = {"semantic_encoder": {"kind": "semantic_av", "sha256": "a" * 64, "path": "x"},
+            "sync_encoder": {"kind": "sync_av", "sha256": "b" * 64, "path": "y"}}
+    w = CacheWriter(tmp_path / f"feat_{split}", "features", prod)
+    g = torch.Generator().manual_seed(0)
+    for r in rows:
+        w.add(r["id"], {"visual": torch.randn(16, 16, generator=g), "sync": torch.randn(40, 16, generator=g)})
+    return w.close(info={"duration_s": 2.0, "manifest": str(manifest)})
+
+
+def test_recipe_debug_config_trains_and_saves_a_loadable_planner(tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import train_planner
+
+    train, val = _features_cache(tmp_path, 3, "train"), _features_cache(tmp_path, 2, "val")
+    out = tmp_path / "run"
+    common = [f"out_dir={out}", f"data.features={train}", "model.visual_dim=16", "model.sync_dim=16"]
+    train_planner.main(["--config", str(ROOT / "configs/train_planner/debug.yaml"), *common,
+                        f"data.val_features={val}"])
+    planner = load_planner(out / "planner.safetensors")
+    from foleyflow.checkpoint import PROVENANCE, read_metadata
+
+    prov = json.loads(read_metadata(out / "planner.safetensors")[PROVENANCE])
+    assert prov["producers"]["sync_encoder"]["sha256"] == "b" * 64 and prov["steps"] == 3
+    val_figs = prov["figures"]["val"]
+    assert planner.cfg.onset_threshold == val_figs["onset_threshold"] and val_figs["clips"] == 2
+    assert (out / "checkpoints").is_dir() and (out / "metrics.jsonl").is_file()
+    # a val cache is never trained on
+    from foleyflow.errors import FoleyError
+
+    with pytest.raises(FoleyError, match="split 'val', not 'train'"):
+        train_planner.main(["--config", str(ROOT / "configs/train_planner/debug.yaml"), f"out_dir={tmp_path / 'r2'}",
+                            f"data.features={val}", "model.visual_dim=16", "model.sync_dim=16"])
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """A tiny untrained bundle without a planner, and a copy with a tiny planner fitted to its encoders."""
+    import shutil
+
+    import golden_pipeline as gp
+    from foleyflow.bundle import read_bundle
+    from foleyflow.data.cache import producer_record
+
+    from foleyflow.bundle import build_untrained_bundle
+    from foleyflow.models.text_encoder import TextEncoderConfig
+    from foleyflow.models.visual import SemanticEncoderConfig, SyncEncoderConfig
+
+    d = tmp_path_factory.mktemp("planner_cli")
+    # the golden pipeline's tiny bundle, with long chains of thought truncated to its tiny text budget
+    plain = build_untrained_bundle(
+        d / "plain", seed=0, window_s=gp.WINDOW_S, generator_overrides=gp.TINY_GEN, name="golden",
+        semantic_cfg=SemanticEncoderConfig(image_size=32, channels=(8, 8), embed_dim=16),
+        sync_cfg=SyncEncoderConfig(image_size=32, width=16, depth=1, num_heads=2, out_dim=16),
+        text_cfg=TextEncoderConfig(seq_len=16, part_seq_len=4, overflow="truncate"))
+    with_planner = d / "with"
+    shutil.copytree(plain, with_planner)
+    files = read_bundle(with_planner).files
+    torch.manual_seed(1)
+    model = Planner(PlannerConfig(**TINY, onset_threshold=0.0, contact_threshold=0.0))
+    with torch.no_grad():   # presence: impact_wood and marimba, nothing else
+        c = len(model.cfg.classes)
+        model.clip_out.weight[:c] = 0
+        model.clip_out.bias[:c] = -20
+        for cls in ("impact_wood", "marimba"):
+            model.clip_out.bias[model.cfg.classes.index(cls)] = 20
+    save_planner(with_planner / "planner.safetensors", model, provenance={"producers": {
+        "semantic_encoder": producer_record(files["semantic_encoder"], "semantic_av"),
+        "sync_encoder": producer_record(files["sync_encoder"], "sync_av")}})
+    index = json.loads((with_planner / "bundle.json").read_text())
+    (with_planner / "bundle.json").write_text(json.dumps({**index, "planner": "planner.safetensors"}))
+    return {"dir": d, "plain": plain, "with": with_planner, "video": _video(d / "clip.mp4", 2.0)}
+
+
+def test_plan_video_writes_a_valid_plan_and_its_plot(run_cli, bundles, tmp_path):
+    r = run_cli("plan", bundles["video"], "--bundle", bundles["with"], "--prompt", "rain and a distant engine",
+            "-o", tmp_path / "plan.json", "--plot", tmp_path / "plan.png")
+    assert r.code == 0, r.err
+    plan = read_plan(tmp_path / "plan.json")                 # schema-valid
+    assert abs(plan.duration_s - 2.0) < 1e-6
+    assert (tmp_path / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    w, h = Image.open(tmp_path / "plan.png").size
+    assert w >= 800 and h >= 200
+    # the classes the planner sees are on screen, with onsets; the prompt's are off-screen, without times
+    on = {s.sound_class: s for s in plan.sources if s.on_screen}
+    off = {s.sound_class: s for s in plan.sources if not s.on_screen}
+    assert set(on) == {"impact_wood", "marimba"} and set(off) == {"rain", "engine"}
+    assert on["impact_wood"].onsets and on["impact_wood"].material == "wood"
+    assert all(s.events is None and s.pan is None for s in off.values())
+
+
+def test_no_planner_is_a_one_line_error(run_cli, bundles, tmp_path):
+    r = run_cli("plan", bundles["video"], "--bundle", bundles["plain"])
+    assert r.code == 2 and r.err.startswith("error: the bundle 'golden'") and "has no planner" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    r = run_cli("generate", bundles["video"], "--cot", "auto", "--bundle", bundles["plain"], "-o", tmp_path / "o.mp4",
+            "--steps", "1")
+    assert r.code == 2 and "has no planner" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not (tmp_path / "o.mp4").exists()
+    r = run_cli("generate", "--cot", "auto", "--duration", "1")
+    assert r.code == 2 and r.err.startswith("error: --cot auto plans from the video")
+    r = run_cli("plan", "--from-caption", "Narration: <I>hand claps</I>.", "--plot", tmp_path / "x.jpg")
+    assert r.code == 2 and r.err.startswith("error: --plot writes a PNG file")
+
+
+def test_generate_cot_auto_conditions_on_the_plans_text(run_cli, bundles, tmp_path):
+    r = run_cli("generate", bundles["video"], "--cot", "auto", "--bundle", bundles["with"], "-o", tmp_path / "o.mp4",
+                "--overlap", "0.5", "--steps", "1")
+    assert r.code == 0, r.err
+    assert "chain of thought: Semantic:" in r.out and (tmp_path / "o.mp4").is_file()
