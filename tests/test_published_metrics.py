@@ -218,14 +218,20 @@ def _evaluate(tmp_path: Path, embedders: Path, n: int, *extra: str) -> subproces
                            str(tmp_path / "report"), *extra], capture_output=True, text=True, env=env, timeout=1800)
 
 
-def test_cli_embedders_errors_are_one_line(tmp_path):
+def test_cli_embedders_errors_are_one_line(tmp_path, capsys):
+    from foleyflow.cli import main
+
     empty = tmp_path / "emb"
     empty.mkdir()
-    res = _evaluate(tmp_path, empty, 2, "--no-baselines")
-    assert res.returncode == 2, res.stderr
-    assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
-    with pytest.raises(EvalError, match="no such folder"):
-        pm.load_published_models(tmp_path / "missing")
+    _clips(tmp_path / "gen", 2, 1)
+    _clips(tmp_path / "ref", 2, 2)
+    for folder in (empty, tmp_path / "missing"):
+        code = main(["evaluate", "--generated", str(tmp_path / "gen"), "--reference", str(tmp_path / "ref"),
+                     "--embedders", str(folder), "--no-models", "--no-plots", "--no-baselines", "-o",
+                     str(tmp_path / "report")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error:") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "report").exists()
 
 
 @pytest.mark.slow  # about 3 min on the shared 2-core machine (VGGish is 72 M parameters)
