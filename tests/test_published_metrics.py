@@ -158,9 +158,10 @@ def test_package_modules_load_without_torchaudio_timm_or_torchvision():
 
 def _write_vocab(folder: Path, kind: str) -> None:
     """A byte-level BPE tokenizer (every byte a token, no merges): '!' is id 0 as in GPT-2's vocabulary."""
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-    chars = list(bytes_to_unicode().values())
+    # GPT-2's byte -> printable character table: printable Latin-1 bytes map to themselves, the others to 256 + n
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
+        list(range(ord("\xae"), ord("\xff") + 1))
+    chars = [chr(b) for b in keep] + [chr(256 + n) for n in range(256 - len(keep))]
     specials = ["<|endoftext|>"] if kind == "gpt2" else ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     vocab = {c: i for i, c in enumerate(chars)} | {s: len(chars) + i for i, s in enumerate(specials)}
     (folder / "vocab.json").write_text(json.dumps(vocab))
