@@ -139,7 +139,7 @@ def test_a_pth_that_needs_unpickling_is_refused_and_its_payload_never_runs(tmp_p
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / nets.FILES["vggish"]
     bad.write_bytes(pickle.dumps({"x": _Payload()}))
-    with pytest.raises(CheckpointError, match="refused to unpickle"):
+    with pytest.raises(CheckpointError, match="refused"):
         nets.read_pth(bad)
     assert not (tmp_path / "PWNED_published").exists()
     with pytest.raises(CheckpointError):

@@ -22,6 +22,8 @@ resampler); MS-CLAP's crop of clips longer than 7 s is seeded (random.randrange 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -144,7 +146,7 @@ def _passt(net) -> Callable:
     import torch
 
     def audio(a, sr):
-        with torch.inference_mode():
+        with torch.inference_mode(), contextlib.redirect_stdout(io.StringIO()):  # PaSST prints shapes on its 1st run
             out = _np(net(torch.from_numpy(passt_input(av_clip(a, sr, 32000)))))[0]
         return {"embedding": out[None, 527:], "logits": out[:527]}
     return audio

@@ -146,16 +146,11 @@ def package_module(package: str, module: str, *, subdir: str = "") -> types.Modu
 
 
 def read_pth(path: Path) -> dict:
-    """A .pth/.pt file read with weights_only=True; one-line errors for a missing file or one needing unpickling."""
-    import torch
+    """A .pth/.pt file read with torch.load(weights_only=True) only (models.mmaudio_release.read_pth: one-line
+    errors for a missing file or one that would need unpickling)."""
+    from foleyflow.models.mmaudio_release import read_pth as read
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (torch raises UnpicklingError and others)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a plain tensor file (refused to unpickle it: {first[:160]})") from None
+    return read(path)
 
 
 def state_dict_of(obj, path: Path, keys=("state_dict", "model")) -> dict:
