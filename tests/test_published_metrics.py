@@ -260,3 +260,38 @@ def test_cli_all_published_embedders_give_finite_metrics(tmp_path):
                 "clap_laion_clap", "clap_ms_clap"):
         assert key in gen and np.isfinite(gen[key]), key
     assert gen["kl_panns"] >= 0 and gen["is_passt"] >= 1.0 and -1.0 <= gen["clap_ms_clap"] <= 1.0
+
+
+def test_run_evaluation_reports_published_metrics_paired_by_name(tmp_path):
+    """run.py's use of EvalModels.published: FD/KAD over stacked rows, KL paired by clip name (a reference set with an
+    extra clip, generated = the same audio -> KL 0), IS from 10 clips, CLAP over captioned clips only."""
+    import shutil
+
+    from foleyflow.eval.run import EvalModels, run_evaluation
+
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    _clips(ref, 11, 5, seconds=0.25)
+    gen.mkdir()
+    for i in range(1, 11):  # generated = reference clips 1..10 (clip00 only in the reference set)
+        shutil.copy(ref / f"clip{i:02d}.wav", gen / f"clip{i:02d}.wav")
+
+    def audio(a, sr):
+        spec = np.abs(np.fft.rfft(a.mean(0)[:2048], 64))[:16]
+        return {"embedding": np.stack([spec, spec[::-1]]), "logits": np.log(spec + 1e-3), "clap": spec}
+
+    fake = pm.PublishedModel("fake", audio, text=lambda c: np.full(16, float(len(c))),
+                             captions={f"clip{i:02d}": "x" * i for i in range(1, 6)})
+    report = run_evaluation(gen, ref, models=EvalModels(published=[fake]), baselines=False)
+    out = report["systems"]["generated"]
+    assert out["kl_fake"] == pytest.approx(0.0, abs=1e-12)
+    assert np.isfinite(out["fd_fake"]) and np.isfinite(out["kad_fake"]) and out["is_fake"] >= 1.0
+    import soundfile as sf
+
+    def outputs(i):
+        data, sr = sf.read(gen / f"clip{i:02d}.wav", always_2d=True)
+        return audio(data.T, sr)
+
+    cos = [o["clap"].sum() / np.linalg.norm(o["clap"]) / 4.0 for o in map(outputs, range(1, 6))]  # text: all equal
+    assert out["clap_fake"] == pytest.approx(np.mean(cos), rel=1e-5)
+    logits = np.stack([outputs(i)["logits"] for i in range(1, 11)])
+    assert out["is_fake"] == pytest.approx(pm.inception_score_av(logits)[0], rel=1e-6)
