@@ -235,7 +235,8 @@ def test_cli_embedders_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "report").exists()
 
 
-@pytest.mark.slow  # about 3 min on the shared 2-core machine (VGGish is 72 M parameters)
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 3 min on the shared 2-core machine (VGGish is 72 M parameters)
 def test_cli_vggish_folder_gives_fd_and_kad(tmp_path):
     emb = tmp_path / "emb"
     write_embedders(emb, ["vggish"])
@@ -248,6 +249,7 @@ def test_cli_vggish_folder_gives_fd_and_kad(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # builds ~600 M parameters twice: 15-25 min on the shared 2-core machine
 def test_cli_all_published_embedders_give_finite_metrics(tmp_path):
     emb = tmp_path / "emb"
     write_embedders(emb)
