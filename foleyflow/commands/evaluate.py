@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--models", metavar="DIR",
                    help="folder of evaluation models (event.safetensors, clap.safetensors, offset.safetensors, "
                         "av.safetensors, quality.safetensors); default: the bundled foleyflow/assets/eval/ when it holds models")
+    p.add_argument("--embedders", metavar="DIR",
+                   help="folder of published embedders' weights (PaSST, PANNs, VGGish, LAION-CLAP, MS-CLAP; file names "
+                        "in docs/evaluation.md): adds fd/kad/kl/is/clap_<name> as av-benchmark computes them")
     p.add_argument("--no-models", action="store_true", help="use no evaluation models (learned metrics skipped)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.add_argument("--no-baselines", action="store_true", help="score only the generated set")
@@ -44,7 +47,7 @@ def run(args) -> int:
 
     for flag, value, kind in (("--video", args.video, "dir"), ("--train", args.train, "dir"),
                               ("--text", args.text, "file"), ("--truth", args.truth, "dir"),
-                              ("--baseline-set", args.baseline_set, "dir"),
+                              ("--baseline-set", args.baseline_set, "dir"), ("--embedders", args.embedders, "dir"),
                               ("--retrieval-encoder", args.retrieval_encoder, "path")):
         exists = {"dir": Path.is_dir, "file": Path.is_file, "path": Path.exists}[kind]
         if value is not None and not exists(Path(value)):
@@ -53,6 +56,19 @@ def run(args) -> int:
         raise EvalError("--models and --no-models exclude each other")
     folder = None if args.no_models else (args.models or default_models_dir())
     models = load_eval_models(folder, video_dir=args.video, text_file=args.text) if folder else EvalModels()
+    published_skipped = {}
+    if args.embedders is not None:
+        from foleyflow.eval.models import read_captions
+        from foleyflow.eval.published_metrics import load_published_models
+
+        captions = read_captions(args.text) if args.text else {}
+        models.published, published_skipped = load_published_models(args.embedders, captions, seed=args.seed)
+        if not models.published:
+            raise EvalError(f"--embedders {args.embedders}: no published embedder's weights found (expected file "
+                            "names: see docs/evaluation.md)")
+        for m in models.published:
+            if m.text is not None and not captions:
+                published_skipped[f"{m.name} (clap score)"] = "--text not given"
     retrieval_embedder = None
     if args.retrieval_encoder is not None:
         from foleyflow.eval.av_models import load_video_embedder
@@ -63,6 +79,9 @@ def run(args) -> int:
                             baselines=not args.no_baselines, seed=args.seed, extrapolate_fd=args.extrapolate_fd,
                             progress=sys.stderr.isatty(), retrieval_embedder=retrieval_embedder)
     report["settings"]["models"] = str(folder) if folder else None
+    report["settings"]["embedders"] = str(args.embedders) if args.embedders else None
+    for name, why in published_skipped.items():
+        report["skipped"][f"published {name}"] = why
     written = write_report(report, args.output, plots=not args.no_plots)
     print(markdown_table(report))
     for what, why in report["skipped"].items():

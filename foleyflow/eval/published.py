@@ -38,8 +38,8 @@ Sources (constants read from these files; our code is written from the descripti
 Departures (all documented in docs/evaluation.md "Published embedders"): resampling is polyphase (the originals use
 resampy / torchaudio / librosa); random crops take a seed (default 0: reproducible); VGGish pads clips shorter than
 one example to one example (the original yields no example); ImageBind mixes channels to mono (its Kaldi fbank
-reads channel 0). Loading the real networks is a later milestone: `load_published_embedder` checks the weights
-path and says what is needed.
+reads channel 0). The real networks are loaded from a folder of weights by published_nets.py and scored as
+av-benchmark scores them by published_metrics.py (`foleyflow evaluate --embedders DIR`).
 """
 from __future__ import annotations
 
@@ -270,6 +270,7 @@ def load_published_embedder(name: str, weights_path: str | Path) -> PublishedEmb
     path = Path(weights_path)
     if not path.is_file():
         raise FoleyError(f"{name}: weights file not found: {path}")
-    raise MissingResourceError(f"{name}: loading the published network is not implemented yet (a later milestone; "
-                               f"needs {spec.package}); wrap your own model with "
+    raise MissingResourceError(f"{name}: a single weights file is not loaded here ({spec.package}); `foleyflow "
+                               f"evaluate --embedders DIR` computes the published metrics from a folder of weights "
+                               f"(docs/evaluation.md), or wrap your own model with "
                                f"foleyflow.eval.published.PublishedEmbedder('{name}', forward_fn)")

@@ -26,6 +26,12 @@ METRICS = [
     ("desync_s", "DeSync (s)", "low"), ("ib_score", "IB score", "high"), ("clap_score", "CLAP score", "high"),
     ("quality", "quality (1..10, eval predictor)", "high"),
     ("quality_minus_reference", "quality minus reference (paired)", "high"),
+    # published embedders (--embedders, published_metrics.py), av-benchmark's FD-PASST, FD-PANN, FD-VGG, KL, ISC, CLAP
+    ("fd_passt", "FD PaSST", "low"), ("fd_panns", "FD PANNs", "low"), ("fd_vggish", "FD VGGish", "low"),
+    ("kad_passt", "KAD PaSST", "low"), ("kad_panns", "KAD PANNs", "low"), ("kad_vggish", "KAD VGGish", "low"),
+    ("kl_passt", "KL PaSST (ref || gen)", "low"), ("kl_panns", "KL PANNs (ref || gen)", "low"),
+    ("is_passt", "IS PaSST", "high"), ("is_panns", "IS PANNs", "high"),
+    ("clap_laion_clap", "LAION-CLAP score", "high"), ("clap_ms_clap", "MS-CLAP score", "high"),
     ("onset_precision@50ms", "onset precision +-50 ms", "high"), ("onset_recall@50ms", "onset recall +-50 ms", "high"),
     ("onset_f1@25ms", "onset F1 +-25 ms", "high"), ("onset_f1@50ms", "onset F1 +-50 ms", "high"),
     ("onset_f1@100ms", "onset F1 +-100 ms", "high"), ("onset_mean_abs_error_ms", "onset abs error (ms)", "low"),

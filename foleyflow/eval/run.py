@@ -25,7 +25,8 @@ from foleyflow.eval.audio_io import list_audio
 from foleyflow.eval.baselines import AudioSet, folder_set, noise_set, retrieval_set, shuffled_set, silence_set
 from foleyflow.eval.desync import WINDOW_S, OffsetClassifier, av_similarity, clip_desync, text_audio_similarity
 from foleyflow.eval.features import melstats_embedding
-from foleyflow.eval.metrics import _one_blas_thread, frechet_distance, inception_score, kernel_audio_distance, kl_divergence
+from foleyflow.eval.metrics import (_one_blas_thread, frechet_distance, inception_score, kernel_audio_distance,
+                                     kl_divergence, paired_cosine)
 from foleyflow.eval.spatial import aesthetics, clip_spatial
 from foleyflow.eval.truth import EventClassifier, reference_pan_info, score_clip, summarize
 from foleyflow.events import read_events
@@ -51,6 +52,8 @@ class EvalModels:
     text_audio_embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
     # quality: quality_scorer(audio, sr) -> score in 1..10 (eval/quality.py; the `quality` key, per clip too)
     quality_scorer: Callable[[np.ndarray, int], float] | None = None
+    # published embedders (published_metrics.PublishedModel): fd/kad/kl/is/clap_<name> as av-benchmark computes them
+    published: list = field(default_factory=list)
     # why a model of a models folder was not loaded ({"event"|"clap"|"offset"|"av"|"quality": reason}; eval/models.py)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +97,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
     emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
     quality_scores: dict[str, float] = {}
     desync, ib, clap, desync_short = [], [], [], 0
+    pub: dict = {m.name: {"embedding": [], "logits": [], "clap": []} for m in models.published}
     for name in _progress(names, desc, progress):
         t = perf_counter()
         audio, sr = audio_set[name]()
@@ -116,6 +120,14 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if aligned and models.ib:
             ib.append((models.video_embedding(name), models.av_audio_embedder(audio, sr)))
             t = timer.add("ib_score", t)
+        for m in models.published:
+            out = m.audio(audio, sr)
+            for key in ("embedding", "logits"):
+                if key in out:
+                    pub[m.name][key].append(np.asarray(out[key], np.float64))
+            if aligned and "clap" in out and m.text is not None and name in m.captions:
+                pub[m.name]["clap"].append((m.text(m.captions[name]), out["clap"]))
+            t = timer.add(f"published_{m.name}", t)
         if aligned and models.clap:
             clap.append((models.text_embedding(name), models.text_audio_embedder(audio, sr)))
             t = timer.add("clap_score", t)
@@ -146,7 +158,8 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             t = timer.add("aesthetics", t)
     return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
                 logits=np.array(logits) if logits else None, spatial_err=spatial_err, truth=truth_res, aes=aes,
-                onsets=onsets, desync=desync, desync_short=desync_short, ib=ib, clap=clap, quality=quality_scores)
+                onsets=onsets, desync=desync, desync_short=desync_short, ib=ib, clap=clap, quality=quality_scores,
+                published=pub)
 
 
 def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, extrapolate: bool) -> None:
@@ -164,11 +177,37 @@ def _distribution(out: dict, scan: dict, ref: dict, timer: _Timer, seed: int, ex
         out[f"kad_{tag}"], out[f"kad_{tag}_bandwidth"] = kad.value, kad.bandwidth
 
 
+def _published(out: dict, scan: dict, ref: dict | None, *, paired: bool, distribution: bool, timer: _Timer,
+               seed: int) -> None:
+    """fd/kad_<name> (rows of all clips stacked, as av-benchmark stacks VGGish examples), kl_<name> (paired),
+    is_<name> (10 clips or more) and clap_<name> for each published embedder (see published_metrics.py)."""
+    from foleyflow.eval.published_metrics import inception_score_av, kl_softmax
+
+    for name, got in scan["published"].items():
+        t = perf_counter()
+        other = (ref or {}).get("published", {}).get(name)
+        if distribution and other is not None and got["embedding"] and other["embedding"]:
+            g, r = np.concatenate(got["embedding"]), np.concatenate(other["embedding"])
+            out[f"fd_{name}"] = frechet_distance(g, r, seed=seed).value
+            out[f"kad_{name}"] = kernel_audio_distance(g, r, seed=seed).value
+        if got["logits"]:
+            logits = np.stack(got["logits"])
+            if len(logits) >= 10:
+                out[f"is_{name}"], out[f"is_{name}_std"] = inception_score_av(logits)
+            if paired and other is not None and other["logits"]:
+                out[f"kl_{name}"] = kl_softmax(np.stack(other["logits"]), logits)
+        if got["clap"]:
+            out[f"clap_{name}"] = paired_cosine(*map(np.array, zip(*got["clap"])))
+        timer.add(f"published_{name}_metrics", t)
+
+
 def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, seed: int, extrapolate: bool,
                  event_classifier: bool, distribution: bool = True) -> dict:
     out: dict = {"clips": len(scan["emb"])}
     if ref is not None and distribution:
         _distribution(out, scan, ref, timer, seed, extrapolate)
+    _published(out, scan, ref, paired=paired, distribution=distribution and ref is not None, timer=timer,
+               seed=seed)
     if scan["logits"] is not None:
         t = perf_counter()
         if len(scan["logits"]) >= 10:
@@ -267,7 +306,9 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
     # paired reference outputs (KL) restricted and ordered like the generated names
     idx = {n: i for i, n in enumerate(ref_all)}
     ref_paired = dict(ref_scan, logits=None if ref_scan["logits"] is None
-                      else ref_scan["logits"][[idx[n] for n in names]])
+                      else ref_scan["logits"][[idx[n] for n in names]],
+                      published={k: dict(v, logits=[v["logits"][idx[n]] for n in names] if v["logits"] else [])
+                                 for k, v in ref_scan["published"].items()})
 
     plan: list[tuple[str, AudioSet, list[str], bool]] = [("generated", generated, names, True)]
     retrieval_info = None
