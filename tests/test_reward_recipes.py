@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from foleyflow.rewards.common import RewardConditions, RewardError, conditions_from_truth, crop, load_clips
-from tests.reward_helpers import NAMES, ROOT, click_clip, tiny_model, world_manifest
+from reward_helpers import NAMES, ROOT, click_clip, tiny_model, world_manifest
 
 LOSS = {"semantic": "semantic/infonce", "temporal": "temporal/shift_ce", "aesthetic": "aesthetic/total",
         "spatial": "spatial/total"}

@@ -12,7 +12,7 @@ from foleyflow.errors import CheckpointError
 from foleyflow.rewards import aesthetic, semantic, spatial, temporal
 from foleyflow.rewards.common import RewardConditions, RewardError, check_split, truth_contacts, truth_pan_track
 from foleyflow.rewards.degrade import KINDS, degrade
-from tests.reward_helpers import NAMES, ROOT, tiny_model
+from reward_helpers import NAMES, ROOT, tiny_model
 
 MODULES = {"semantic": (semantic, semantic.save_semantic_reward, semantic.load_semantic_reward),
            "temporal": (temporal, temporal.save_temporal_reward, temporal.load_temporal_reward),
