@@ -3,7 +3,7 @@
 
 direct:  pipe.generate(video, steps, seed) in this process (the models loaded once, before timing).
 service: a `foleyflow serve` subprocess on 127.0.0.1 (the same bundle, one worker); per run: upload the video
-         (multipart), poll the job every 20 ms until done, download the .wav. The service also writes the .wav and
+         (multipart), wait for the job (GET /v1/jobs/{id}?wait=30), download the .wav. The service also writes the .wav and
          muxes the video (the result a client gets), which the direct call does not: that is part of its overhead.
 
     .venv/bin/python benchmarks/bench_serve.py [--bundle DIR] [--video examples/demo.mp4] [--steps 25] [--runs 5]
@@ -68,8 +68,9 @@ def concurrent_submissions(url: str, data: bytes, steps: int, n: int = 20) -> li
         t.join()
     with httpx.Client(base_url=url, timeout=600) as c:
         for job_id in ids:
-            while (state := c.get(f"/v1/jobs/{job_id}").json()["state"]) in ("queued", "running"):
-                time.sleep(0.1)
+            while (state := c.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()["state"]) in ("queued",
+                                                                                                  "running"):
+                pass
             if state != "done":
                 codes.append(f"job {job_id} {state}")
     return codes
@@ -124,8 +125,8 @@ def main() -> None:
                                data={"steps": str(args.steps), "seed": str(seed)})
                     r.raise_for_status()
                     job_id = r.json()["id"]
-                    while c.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running"):
-                        time.sleep(0.02)
+                    while c.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()["state"] in ("queued", "running"):
+                        pass
                     c.get(f"/v1/jobs/{job_id}/result").raise_for_status()
                     return time.perf_counter() - t0
 

@@ -143,6 +143,20 @@ def test_text_job_and_result_kinds(server):
     assert server.client.get(f"/v1/jobs/{job['id']}/result", params={"kind": "gif"}).status_code == 422
 
 
+def test_status_can_wait_for_the_end_of_a_job(server):
+    r = server.client.post("/v1/jobs", json={"duration_s": 1.0, "steps": 2, "seed": 3})
+    job_id = r.json()["id"]
+    t0 = time.monotonic()
+    job = server.client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()   # one request, no polling
+    assert job["state"] == "done" and time.monotonic() - t0 < 60
+    t0 = time.monotonic()
+    assert server.client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()["state"] == "done"
+    assert time.monotonic() - t0 < 5                                             # a finished job answers at once
+    for bad in ("61", "-1", "soon"):
+        r = server.client.get(f"/v1/jobs/{job_id}", params={"wait": bad})
+        assert r.status_code == 422 and "error" in r.json(), bad
+
+
 def _multipart(body: bytes, name: str = "clip.mp4") -> tuple[bytes, str]:
     b = "x" * 20 + "b0undary"
     head = (f"--{b}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"{name}\"\r\n"
@@ -342,6 +356,50 @@ def test_a_second_server_on_one_job_folder_is_refused(pipe, tmp_path):
             _service(pipe, tmp_path / "jobs").start()
     finally:
         a.shutdown()
+
+
+def test_the_thread_that_loads_the_pipeline_runs_the_jobs(pipe, tmp_path):
+    """One thread loads and runs PyTorch (a pipeline used from another thread than the one that loaded it sampled
+    25-50% slower: docs/apps.md); a failing load is raised by start() and leaves the folder free."""
+    import threading
+
+    from foleyflow.errors import FoleyError
+    from foleyflow.serve.jobs import Job, JobService, Limits, new_job_id
+
+    def broken():
+        raise FoleyError("not a bundle")
+
+    with pytest.raises(FoleyError, match="not a bundle"):
+        JobService(None, tmp_path / "jobs", bundle_sha256="0" * 64, load=broken).start()
+    with pytest.raises(ValueError, match="either"):
+        JobService(pipe, tmp_path / "jobs", bundle_sha256="0" * 64, load=lambda: pipe)
+
+    threads = {}
+
+    class Spy:
+        """The pipeline, noting the thread of each call."""
+        def __getattr__(self, name):
+            threads.setdefault(name, set()).add(threading.get_ident())
+            return getattr(pipe, name)
+
+    def load():
+        threads["load"] = {threading.get_ident()}
+        return Spy()
+
+    svc = JobService(None, tmp_path / "jobs", bundle_sha256="0" * 64, limits=Limits(max_steps=2), load=load)
+    svc.start()                                   # the folder was left unlocked by the failed start
+    try:
+        assert isinstance(svc.pipe, Spy) and threading.get_ident() not in threads["load"]
+        job_id = new_job_id()
+        svc.job_folder(job_id).mkdir()
+        job = svc.submit(Job(job_id, "text", {"options": {"steps": 2}, "duration_s": 1.0}))
+        end = time.monotonic() + DEADLINE_S
+        while job.state in ("queued", "running") and time.monotonic() < end:
+            time.sleep(0.01)
+        assert job.state == "done", job.error
+        assert threads["generate"] == threads["load"]
+    finally:
+        svc.shutdown()
 
 
 # ------------------------------------------------------------------------------------------------ schemathesis

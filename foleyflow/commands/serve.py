@@ -115,19 +115,30 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         print(f"warning: listening on {args.host}: other machines can reach this service"
               + ("" if key else " and no API key is set (--api-key-file)"), file=sys.stderr)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     from foleyflow.commands.generate_set import bundle_sha256
-    from foleyflow.pipeline import FoleyPipeline
+    from foleyflow.errors import FoleyError
     from foleyflow.serve.app import create_app
     from foleyflow.serve.jobs import JobService
 
-    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+    def load():
+        """Runs in the service's first worker thread: the thread that loads the models also runs them."""
+        import torch
+
+        from foleyflow.pipeline import FoleyPipeline
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+
+    service = JobService(None, jobs, bundle_sha256=bundle_sha256(bundle), limits=limits, workers=args.workers,
+                         ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout, load=load)
+    try:
+        service.start()
+    except FoleyError as e:
+        sock.close()
+        _fail(str(e))
+    pipe = service.pipe
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
-    service = JobService(pipe, jobs, bundle_sha256=bundle_sha256(bundle), limits=limits, workers=args.workers,
-                         ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout)
     app = create_app(service, key, bundle_name=pipe.name)
     # h11 (not httptools, when installed) so the limit on a request's headers holds: 64 KB, then 400
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http="h11",

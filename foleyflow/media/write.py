@@ -150,7 +150,8 @@ class MuxResult(NamedTuple):
 
 
 def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_path: str | Path, *,
-              audio_bitrate: int = 192_000, tag: str | None = None, audio_name: str | None = None) -> MuxResult:
+              audio_bitrate: int = 192_000, tag: str | None = None, audio_name: str | None = None,
+              aac_coder: str | None = None) -> MuxResult:
     """Writes `out_path`: the video stream of `video_in` copied packet by packet (never re-encoded) plus `audio`
     ((C, num_samples) float in [-1, 1], C = 1 or 2) encoded as AAC, trimmed or zero-padded to
     round(video_duration_s * sample_rate) samples and starting with the video.
@@ -160,6 +161,8 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
     never leaves a half-written `out_path`. The container follows the suffix (.mp4, .mov, .mkv).
     For an exact copy of the soundtrack also write it with `write_audio`. tag: stored as the container's comment
     (foleyflow.outputs). Non-finite audio is refused, naming `audio_name` (the file it came from) if given.
+    aac_coder: FFmpeg's AAC coder ("twoloop" by default; "fast" encodes 8 s of stereo in about a third of the time,
+    0.13 s instead of 0.35 s on a 2-core EPYC, at a slightly lower quality for the bitrate: what the REST service uses).
     """
     import av
 
@@ -184,11 +187,11 @@ def mux_audio(video_in: str | Path, audio: np.ndarray, sample_rate: int, out_pat
     # (KeyboardInterrupt and SystemExit from the CLI's SIGTERM handler included)
     with atomic_write(out_path) as tmp:
         replaced, n, duration_s = _mux(inp, video_in, audio, sample_rate, out_path, tmp, audio_bitrate, tag,
-                                       pause_point)
+                                       pause_point, aac_coder)
     return MuxResult(out_path, replaced, n, duration_s)
 
 
-def _mux(inp, video_in, audio, sample_rate, out_path, tmp, audio_bitrate, tag, pause_point):
+def _mux(inp, video_in, audio, sample_rate, out_path, tmp, audio_bitrate, tag, pause_point, aac_coder=None):
     """The body of mux_audio: writes `tmp` and closes `inp`; returns (replaced_audio, num_samples, duration_s)."""
     import av
 
@@ -225,6 +228,8 @@ def _mux(inp, video_in, audio, sample_rate, out_path, tmp, audio_bitrate, tag, p
                 aout = out.add_stream("aac", rate=sample_rate)
                 aout.layout = "stereo" if audio.shape[0] == 2 else "mono"
                 aout.bit_rate = audio_bitrate
+                if aac_coder:
+                    aout.options = {"aac_coder": aac_coder}
                 written = 0
 
                 def encode_until(sample: int):

@@ -3,7 +3,9 @@
     GET  /v1/health                 status, model, queue (no API key needed)
     POST /v1/jobs                   multipart/form-data with a `video` file (plus optional fields, below), or JSON
                                     {"duration_s": ...} for a text-only job -> 202 and the job
-    GET  /v1/jobs/{id}              state, progress (0..1), request, resolved options, result (sha256s, bundle)
+    GET  /v1/jobs/{id}              state, progress (0..1), request, resolved options, result (sha256s, bundle);
+                                    ?wait=S (at most 60) answers when the job ends or after S seconds, whichever is
+                                    first: a client waits for its result without polling
     GET  /v1/jobs/{id}/result       the .wav (?kind=video: the input video with the soundtrack muxed in)
     POST /v1/jobs/{id}/cancel       cancel (a running job stops between two sampler steps)
     GET  /openapi.json, /docs       the schema (FastAPI's)
@@ -18,9 +20,11 @@ never used as a path. The API key, when set, is compared with hmac.compare_diges
 `Authorization: Bearer KEY`).
 (No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at run time.)
 """
+import asyncio
 import hmac
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +36,7 @@ FIELDS = ("prompt", "cot", "negative", "steps", "cfg", "seed", "sampler", "guida
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi")
 MAX_FIELD_BYTES = 16 * 1024          # one form field or the whole JSON body
 MAX_HEADER_BYTES = 32 * 1024         # all of a request's headers (431 beyond)
+MAX_WAIT_S, WAIT_TICK_S = 60.0, 0.01  # GET /v1/jobs/{id}?wait=: the longest wait, and how often the job is looked at
 ERRORS = {400: "malformed request", 401: "missing or wrong API key", 404: "no such job", 409: "conflict",
           413: "too large", 415: "not a video", 422: "bad values", 429: "queue full", 503: "shutting down"}
 
@@ -205,7 +210,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
     """The FastAPI application over `service` (started and stopped by the app's lifespan)."""
     import contextlib
 
-    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field
@@ -352,8 +357,14 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
 
     @app.get("/v1/jobs/{job_id}", response_model=JobInfo, dependencies=auth,
              responses={k: errors[k] for k in (401, 404)})
-    def status(job_id: str):
-        return service.get(job_id).public()
+    async def status(job_id: str, wait: float = Query(0.0, ge=0.0, le=MAX_WAIT_S,
+                                                      description="answer when the job ends or after this many "
+                                                                  "seconds, whichever is first")):
+        job = service.get(job_id)
+        end = time.monotonic() + wait
+        while job.state in ("queued", "running") and time.monotonic() < end:
+            await asyncio.sleep(WAIT_TICK_S)
+        return job.public()
 
     @app.get("/v1/jobs/{job_id}/result", dependencies=auth, response_class=FileResponse,
              responses={200: {"content": {"audio/wav": {}, "video/mp4": {}}, "description": "the result file"},

@@ -1,5 +1,11 @@
 """The job service behind `foleyflow serve`: a job folder, a bounded queue and N worker threads sharing ONE pipeline.
 
+The pipeline is best loaded by the first worker thread (pass `load`, a function returning it), so one thread both
+loads and runs PyTorch. PyTorch's OpenMP runtime (libgomp) keeps a pool of helper threads for each thread that runs
+parallel work; once the pools' threads outnumber the cores, libgomp stops spinning between parallel regions and
+every region waits for a wake-up. A pipeline loaded in the main thread and used in a worker thread sampled 25-50%
+slower than in one thread on a 2-core machine (session 8's measurement, docs/apps.md).
+
 No web framework here (foleyflow.serve.app maps HTTP onto it), so it is tested and reused without one.
 
 Job folder (chosen by the operator): one sub-folder per job, named by its id (`secrets.token_urlsafe(24)`: 32
@@ -31,7 +37,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from foleyflow.errors import FoleyError
 
@@ -129,8 +135,11 @@ class JobService:
     """Jobs over one loaded FoleyPipeline `pipe`, kept in `folder`. Thread-safe."""
 
     def __init__(self, pipe, folder: str | Path, *, bundle_sha256: str, limits: Limits = Limits(), workers: int = 1,
-                 ttl_s: float = 86400.0, drain_s: float = 300.0):
+                 ttl_s: float = 86400.0, drain_s: float = 300.0, load: Callable[[], Any] | None = None):
+        if (pipe is None) == (load is None):
+            raise ValueError("give either a loaded pipeline or a function `load` that returns one")
         self.pipe, self.folder, self.limits = pipe, Path(folder), limits
+        self._load = load
         self.bundle_sha256, self.ttl_s, self.drain_s = bundle_sha256, float(ttl_s), float(drain_s)
         self.workers = int(workers)
         self._jobs: dict[str, Job] = {}
@@ -145,7 +154,10 @@ class JobService:
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Locks the folder, recovers the jobs of a previous run (see the module docstring), starts the threads."""
+        """Locks the folder, recovers the jobs of a previous run (see the module docstring), starts the threads.
+
+        With `load`, the first worker thread loads the pipeline before the others start; its error (a bad bundle) is
+        raised here, with the folder unlocked again."""
         import fcntl
 
         if self._lock_file is not None:   # already started (e.g. by a test before the app's lifespan)
@@ -161,11 +173,20 @@ class JobService:
             raise FoleyError(f"the job folder {self.folder} is in use by another foleyflow serve") from None
         self.recover()
         self.cleanup()
-        self._accepting = True
+        ready, failure = threading.Event(), []
         for k in range(self.workers):
-            t = threading.Thread(target=self._work, name=f"foleyflow-worker-{k}", daemon=True)
+            t = threading.Thread(target=self._work, args=(ready, failure) if k == 0 else (),
+                                 name=f"foleyflow-worker-{k}", daemon=True)
             t.start()
+            if k == 0:
+                ready.wait()
+                if failure:
+                    t.join()
+                    self._lock_file.close()
+                    self._lock_file = None
+                    raise failure[0]
             self._threads.append(t)
+        self._accepting = True
         t = threading.Thread(target=self._janitor, name="foleyflow-janitor", daemon=True)
         t.start()
 
@@ -304,7 +325,16 @@ class JobService:
             with contextlib.suppress(Exception):
                 self.cleanup()
 
-    def _work(self) -> None:
+    def _work(self, ready: threading.Event | None = None, failure: list | None = None) -> None:
+        if ready is not None:      # the first worker loads the pipeline (see the module docstring)
+            try:
+                if self.pipe is None:
+                    self.pipe = self._load()
+            except BaseException as e:  # noqa: BLE001 - handed to start(), which raises it
+                failure.append(e)
+                return
+            finally:
+                ready.set()
         while True:
             job_id = self._queue.get()
             if job_id is None:
@@ -343,7 +373,8 @@ class JobService:
                       "notes": res.notes, "options": job.options, "bundle_sha256": self.bundle_sha256,
                       "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}
             if video is not None:
-                mux_audio(video, res.audio, res.sample_rate, d / "video.mp4", tag=own_tag("serve"))
+                mux_audio(video, res.audio, res.sample_rate, d / "video.mp4", tag=own_tag("serve"),
+                          aac_coder="fast")   # a third of the encoding time (mux_audio); the wav is exact
                 result["video"] = {"file": "video.mp4", "sha256": file_sha256(d / "video.mp4")}
             job.result = result
             self._finish(job, "done", None)
