@@ -81,11 +81,14 @@ class OutboundGuard:
 
 
 def serve(pipe, out_dir: Path):
-    """(app, url): the UI of `pipe` on a free loopback port, in this process."""
+    """(app, url): the UI of `pipe` on a free loopback port, in this process, generating on one thread of its own
+    (as `foleyflow ui` does: the progress bar must still reach the page from that thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from foleyflow.commands.ui import _free_port
     from foleyflow.ui.app import build_app, launch_options
 
-    app = build_app(pipe, out_dir)
+    app = build_app(pipe, out_dir, ThreadPoolExecutor(1, thread_name_prefix="foleyflow-torch"))
     port = _free_port("127.0.0.1")
     app.launch(prevent_thread_lock=True, **launch_options("127.0.0.1", port, out_dir))
     return app, f"http://127.0.0.1:{port}/"

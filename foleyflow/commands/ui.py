@@ -65,16 +65,23 @@ def run(args: argparse.Namespace) -> int:
     bundle = args.bundle or str(DEFAULT_BUNDLE)
     if not (Path(bundle) / "bundle.json").is_file():
         raise FoleyError(f"no model bundle at {bundle} (bundle.json missing); give --bundle DIR")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    from concurrent.futures import ThreadPoolExecutor
+
     from foleyflow.pipeline import FoleyPipeline
 
-    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+    def load():
+        import torch
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+
+    # one thread loads the models and runs every generation (build_app's torch_thread)
+    torch_thread = ThreadPoolExecutor(1, thread_name_prefix="foleyflow-torch")
+    pipe = torch_thread.submit(load).result()
     if args.host not in LOOPBACK:
         print(f"warning: --host {args.host} makes the page reachable from other machines; it has no login",
               file=sys.stderr)
-    app = build_app(pipe, args.out_dir)
+    app = build_app(pipe, args.out_dir, torch_thread)
     port = args.port or _free_port(args.host)
     try:
         app.launch(prevent_thread_lock=True, **launch_options(args.host, port, app.foleyflow_out_dir,

@@ -17,6 +17,7 @@ before Gradio is imported); the theme uses the system's fonts only (no font file
 options (`launch_options`) bind 127.0.0.1, disable the share tunnel, SSR (node), MCP, PWA, monitoring and the
 browser-side run history. tests/test_ui_browser.py loads the page in Chromium and fails on any non-loopback request.
 """
+import contextvars
 import os
 import tempfile
 import threading
@@ -65,9 +66,11 @@ def launch_options(host: str = DEFAULT_HOST, port: int | None = None, out_dir: s
                 show_error=False, inbrowser=False, quiet=True)
 
 
-def build_app(pipe, out_dir: str | Path | None = None):
+def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
     """A `gr.Blocks` page generating with `pipe` (a loaded FoleyPipeline); results go to folders under `out_dir`
-    (default: a new temporary folder)."""
+    (default: a new temporary folder). torch_thread: a one-thread `concurrent.futures` executor in which every
+    pipeline call runs, best the one that loaded `pipe` (Gradio runs handlers in a pool of threads; PyTorch sampled
+    25-50% slower in another thread than the one that loaded the models: see foleyflow.serve.jobs)."""
     offline_environment()
     import gradio as gr
 
@@ -76,6 +79,12 @@ def build_app(pipe, out_dir: str | Path | None = None):
     defaults = pipe.options()
     cancel_flags: dict[str, threading.Event] = {}
     plan_fn = planner()
+
+    def on_torch_thread(fn, *args, **kwargs):
+        if torch_thread is None:
+            return fn(*args, **kwargs)
+        # the caller's context goes along: Gradio finds a handler's progress bar through context variables
+        return torch_thread.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
 
     def flag(request) -> threading.Event:
         key = getattr(request, "session_hash", None) or "default"
@@ -91,8 +100,8 @@ def build_app(pipe, out_dir: str | Path | None = None):
         empty = (None, None, None, None, [], gr.update(choices=[], value=None, visible=False))
         try:
             progress(0.0, desc="starting")
-            results = run_request(pipe, req, out_dir, progress=lambda f, text: progress(f, desc=text),
-                                  cancel=stop.is_set)
+            results = on_torch_thread(run_request, pipe, req, out_dir,
+                                      progress=lambda f, text: progress(f, desc=text), cancel=stop.is_set)
         except FoleyError as e:
             from foleyflow.pipeline import Cancelled
 
@@ -134,7 +143,7 @@ def build_app(pipe, out_dir: str | Path | None = None):
         if not video:
             return (gr.update(),) * 4 + ("error: upload a video to plan for",)
         try:
-            parts = four_part(plan_fn(pipe, video, prompt or None))
+            parts = four_part(on_torch_thread(plan_fn, pipe, video, prompt or None))
         except FoleyError as e:
             return (gr.update(),) * 4 + (f"error: {e}",)
         return tuple(parts[p] for p in COT_PARTS) + ("planned: edit the four parts, then Generate",)
