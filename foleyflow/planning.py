@@ -148,3 +148,47 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
     plan = plan_features(vp.planner, visual, sync, pos, dur, prompt)
     timings["planner"] = time.perf_counter() - t0
     return plan
+
+
+def planned_cot(video: str | Path, vp: VideoPlanner, prompt: str | None = None,
+                timings: dict | None = None) -> tuple[dict[str, str], "object"]:
+    """(the four chain-of-thought parts {semantic, temporal, aesthetic, spatial}, the Plan) of a video: what
+    `foleyflow generate --cot auto`, the web UI's plan button and the REST service's cot=auto all condition on (the
+    parts as text; the plan as the time-aligned track of a generator that follows plans)."""
+    from foleyflow.conditioning import cot_parts
+    from foleyflow.cot import four_part_text
+
+    plan = plan_video(video, vp, prompt, timings)
+    return cot_parts(four_part_text(plan)), plan
+
+
+class AutoPlanner:
+    """A bundle's planner, loaded on first use and kept (a server's or page's). `AutoPlanner.of(bundle)` is None
+    when the bundle names no planner; `plan(video)` -> (CoT parts, Plan) as `planned_cot`. Thread-safe; the models
+    load in the thread of the first call (the one that runs torch in a server)."""
+
+    def __init__(self, bundle: str | Path):
+        self.bundle = Path(bundle)
+        self.path = bundle_planner_path(bundle)          # a bundle without one fails here, before any load
+        self._vp: VideoPlanner | None = None
+        import threading
+
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, bundle: str | Path | None) -> "AutoPlanner | None":
+        if bundle is None:
+            return None
+        try:
+            return cls(bundle)
+        except PlannerError:
+            return None
+
+    def load(self) -> VideoPlanner:
+        with self._lock:
+            if self._vp is None:
+                self._vp = load_video_planner(self.bundle, self.path)
+            return self._vp
+
+    def plan(self, video: str | Path, prompt: str | None = None, timings: dict | None = None):
+        return planned_cot(video, self.load(), prompt, timings)

@@ -210,15 +210,36 @@ def test_recipe_debug_config_trains_and_saves_a_loadable_planner(tmp_path):
                             f"data.features={val}", "model.visual_dim=16", "model.sync_dim=16"])
 
 
+def add_tiny_planner(bundle: Path) -> Path:
+    """Adds a tiny untrained planner fitted to a bundle's (16-d) encoders to the bundle (planner.safetensors, named in
+    bundle.json). It hears impact_wood and marimba and nothing else, with onsets wherever its thresholds (0) let
+    them through. Also used by tests/test_ui.py and tests/test_serve.py."""
+    from foleyflow.bundle import read_bundle
+    from foleyflow.data.cache import producer_record
+
+    files = read_bundle(bundle).files
+    torch.manual_seed(1)
+    model = Planner(PlannerConfig(**TINY, onset_threshold=0.0, contact_threshold=0.0))
+    with torch.no_grad():   # presence: impact_wood and marimba, nothing else
+        c = len(model.cfg.classes)
+        model.clip_out.weight[:c] = 0
+        model.clip_out.bias[:c] = -20
+        for cls in ("impact_wood", "marimba"):
+            model.clip_out.bias[model.cfg.classes.index(cls)] = 20
+    save_planner(bundle / "planner.safetensors", model, provenance={"producers": {
+        "semantic_encoder": producer_record(files["semantic_encoder"], "semantic_av"),
+        "sync_encoder": producer_record(files["sync_encoder"], "sync_av")}})
+    index = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**index, "planner": "planner.safetensors"}))
+    return bundle
+
+
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     """A tiny untrained bundle without a planner, and a copy with a tiny planner fitted to its encoders."""
     import shutil
 
     import golden_pipeline as gp
-    from foleyflow.bundle import read_bundle
-    from foleyflow.data.cache import producer_record
-
     from foleyflow.bundle import build_untrained_bundle
     from foleyflow.models.text_encoder import TextEncoderConfig
     from foleyflow.models.visual import SemanticEncoderConfig, SyncEncoderConfig
@@ -232,20 +253,7 @@ def bundles(tmp_path_factory):
         text_cfg=TextEncoderConfig(seq_len=16, part_seq_len=4, overflow="truncate"))
     with_planner = d / "with"
     shutil.copytree(plain, with_planner)
-    files = read_bundle(with_planner).files
-    torch.manual_seed(1)
-    model = Planner(PlannerConfig(**TINY, onset_threshold=0.0, contact_threshold=0.0))
-    with torch.no_grad():   # presence: impact_wood and marimba, nothing else
-        c = len(model.cfg.classes)
-        model.clip_out.weight[:c] = 0
-        model.clip_out.bias[:c] = -20
-        for cls in ("impact_wood", "marimba"):
-            model.clip_out.bias[model.cfg.classes.index(cls)] = 20
-    save_planner(with_planner / "planner.safetensors", model, provenance={"producers": {
-        "semantic_encoder": producer_record(files["semantic_encoder"], "semantic_av"),
-        "sync_encoder": producer_record(files["sync_encoder"], "sync_av")}})
-    index = json.loads((with_planner / "bundle.json").read_text())
-    (with_planner / "bundle.json").write_text(json.dumps({**index, "planner": "planner.safetensors"}))
+    add_tiny_planner(with_planner)
     return {"dir": d, "plain": plain, "with": with_planner, "video": _video(d / "clip.mp4", 2.0)}
 
 

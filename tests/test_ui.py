@@ -181,3 +181,87 @@ def test_ui_command_serves_the_page_on_loopback_and_stops_on_sigterm(tiny, tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------ the plan button
+def _component(app, elem_id: str):
+    return next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def _handler(app, name: str):
+    return next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", None) == name)
+
+
+def test_plan_button_runs_the_bundles_planner_on_the_torch_thread(tiny, clip, tmp_path):
+    pytest.importorskip("gradio")
+    import shutil
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_planner import add_tiny_planner
+
+    from foleyflow.planning import load_video_planner, planned_cot
+    from foleyflow.ui.app import build_app, plan_if_unedited
+    from foleyflow.ui.jobs import COT_PARTS
+
+    folder, pipe = tiny
+    with_planner = add_tiny_planner(Path(shutil.copytree(folder, tmp_path / "with")))
+    torch_thread = ThreadPoolExecutor(1, thread_name_prefix="ff-test-torch")
+    app = build_app(pipe, tmp_path / "out", torch_thread, bundle=with_planner)
+    button = _component(app, "ff-plan")
+    assert button.interactive and "no planner" not in button.value
+    plan = _handler(app, "plan")
+    import foleyflow.planning as planning
+
+    threads, real = [], planning.planned_cot
+
+    def spy(*a, **k):
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
+
+    planning.planned_cot = spy
+    try:
+        *parts, state, prompt, status = plan(str(clip), "rain falls")
+    finally:
+        planning.planned_cot = real
+    assert threads and all(t.startswith("ff-test-torch") for t in threads)      # torch work on the one thread
+    assert status.startswith("planned 3 sources") and "prompt was cleared" in status and prompt == ""
+    # the same planner and the same text as `generate --cot auto` (planning.planned_cot), prompt included
+    want, want_plan = planned_cot(clip, load_video_planner(with_planner), "rain falls")
+    assert parts == [want[k] for k in COT_PARTS] and "rain" in parts[0]
+    cot = dict(zip(COT_PARTS, parts))
+    p = plan_if_unedited(state, str(clip), cot)
+    assert p == want_plan and {s.sound_class for s in p.sources if not s.on_screen} == {"rain"}
+    assert plan_if_unedited(state, str(clip), {**cot, "temporal": cot["temporal"] + " then a bang"}) is None
+    assert plan_if_unedited(state, "other.mp4", cot) is None
+    # Generate with the unedited parts hands the plan to the pipeline with the text
+    seen = []
+
+    def generate(video, **kw):
+        seen.append(kw)
+        raise Cancelled("enough")
+
+    pipe.generate, real_generate = generate, pipe.generate
+    try:
+        with pytest.raises(Cancelled):
+            run_request(pipe, UIRequest(video=str(clip), cot=cot, plan=p, steps=1), tmp_path / "gen")
+    finally:
+        del pipe.generate
+    assert pipe.generate == real_generate and seen[0]["plan"] == p and seen[0]["cot"] == cot
+    # no video: a one-line error, the fields untouched
+    *_, status = plan(None, "")
+    assert status == "error: upload a video to plan for"
+    torch_thread.shutdown()
+
+
+def test_plan_button_is_disabled_without_a_planner(tiny, clip, tmp_path):
+    pytest.importorskip("gradio")
+    from foleyflow.ui.app import build_app
+
+    folder, pipe = tiny
+    for bundle in (folder, None):
+        app = build_app(pipe, tmp_path / "out", bundle=bundle)
+        button = _component(app, "ff-plan")
+        assert not button.interactive and "this model has no planner" in button.value
+        *_, status = _handler(app, "plan")(str(clip), "")
+        assert status.startswith("error: the model 'test-untrained' has no automatic planner")

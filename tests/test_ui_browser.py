@@ -169,7 +169,7 @@ def watch_progress(page) -> None:
 
 
 def check_plan_button_disabled(page) -> None:
-    """No automatic planner exists yet: the chain-of-thought editor's button is there and disabled."""
+    """The page is built without a bundle, so without a planner: the plan button is there and disabled."""
     page.get_by_text("Chain of thought (instead of a prompt").click()
     page.locator("#ff-cot-spatial textarea").wait_for()
     assert page.locator("#ff-plan").is_disabled()

@@ -95,16 +95,14 @@ def output_channels(audio, stereo: bool):
 def auto_cot(video: str, bundle: str | Path):
     """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns (the
     plan's four CoT parts, the plan), used as a plan JSON given with --cot would be (text, and track when the
-    generator follows plans)."""
-    from foleyflow.conditioning import cot_parts
-    from foleyflow.cot import four_part_text
-    from foleyflow.planning import bundle_planner_path, load_video_planner, plan_video
+    generator follows plans). The web UI and the REST service plan through the same `planning.planned_cot`."""
+    from foleyflow.planning import bundle_planner_path, load_video_planner, planned_cot
+    from foleyflow.world.text import CoT
 
     bundle_planner_path(bundle)
-    plan = plan_video(video, load_video_planner(bundle))
-    text = four_part_text(plan)
-    print(f"plan: {len(plan.sources)} sources; chain of thought: {text}")
-    return cot_parts(text), plan
+    cot, plan = planned_cot(video, load_video_planner(bundle))
+    print(f"plan: {len(plan.sources)} sources; chain of thought: {CoT(**cot).text()}")
+    return cot, plan
 
 
 def check_seed(seed: int) -> int:

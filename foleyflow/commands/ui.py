@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         print(f"warning: --host {args.host} makes the page reachable from other machines; it has no login",
               file=sys.stderr)
-    app = build_app(pipe, args.out_dir, torch_thread)
+    app = build_app(pipe, args.out_dir, torch_thread, bundle=bundle)
     port = args.port or _free_port(args.host)
     try:
         app.launch(prevent_thread_lock=True, **launch_options(args.host, port, app.foleyflow_out_dir,

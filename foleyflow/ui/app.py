@@ -3,14 +3,20 @@
 Layout (elem_ids in brackets are what the browser test drives):
   left   the input video [ff-video] (leave empty for text-to-audio), prompt [ff-prompt], negative prompt [ff-negative],
          the chain-of-thought editor (Semantic / Temporal / Aesthetic / Spatial [ff-cot-*], and a "Plan automatically"
-         button that stays disabled until `foleyflow.cot` has a planner: see PLANNER_HOOK), steps, guidance, seed,
-         duration (text-to-audio only) and the number of seeded variations; Generate [ff-generate], Cancel
-         [ff-cancel].
+         button [ff-plan]: the bundle's automatic planner (foleyflow.planning, the same `planned_cot` as `generate
+         --cot auto` and the REST service's cot=auto) plans the uploaded video and fills the four parts; disabled,
+         its label saying so, when the bundle has no planner), steps, guidance, seed, duration (text-to-audio only)
+         and the number of seeded variations; Generate [ff-generate], Cancel [ff-cancel].
   right  the status line [ff-status] (progress text, and every error inline as `error: <message>`), the result video
          [ff-result-video] and soundtrack [ff-result-audio], the timeline PNG [ff-timeline] (frames over the
          spectrogram with the detected onsets), a variation picker and the downloads [ff-files].
 Gradio shows a progress bar over the outputs while a job runs (`gr.Progress`). Cancel sets this browser session's
 flag, which the pipeline checks between sampler steps; the job then ends with "cancelled" in the status line.
+
+Plan and Generate: while the four parts are exactly what the planner wrote, Generate also hands the plan itself to the
+pipeline (a generator that follows plans gets its time-aligned track, as with `--cot auto`); once a part is edited
+only the text counts. A prompt given when planning names off-screen sources; it goes into the plan and the prompt
+field is cleared (a prompt and a chain of thought are not generated with together).
 
 Offline: `offline_environment()` turns off Gradio's analytics and version check and Hugging Face telemetry (set
 before Gradio is imported); the theme uses the system's fonts only (no font files, Google's or Gradio's); launch
@@ -26,10 +32,6 @@ from pathlib import Path
 from foleyflow.errors import FoleyError
 from foleyflow.ui.jobs import COT_PARTS, MAX_VARIATIONS, UIRequest, run_request
 
-# TODO(planner, issue 19): when the automatic planner lands, expose it as this function of `foleyflow.cot`:
-# plan_video(pipe, video_path: str, prompt: str | None) -> foleyflow.cot.Plan. The button enables itself when the
-# name exists and fills the four fields with `four_part(plan)`.
-PLANNER_HOOK = "plan_video"
 DEFAULT_HOST = "127.0.0.1"
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Helvetica", "Arial", "sans-serif")
 SYSTEM_MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
@@ -43,11 +45,16 @@ def offline_environment() -> None:
     os.environ.update(OFFLINE_ENV)
 
 
-def planner():
-    """The automatic planner function of foleyflow.cot (PLANNER_HOOK), or None while it does not exist."""
-    import foleyflow.cot
+def plan_if_unedited(planned: dict | None, video, cot: dict):
+    """The Plan the plan button wrote (`planned`: {"video", "parts", "plan"}) while the form still shows its video
+    and its four parts unedited (whitespace aside), else None (then only the text counts)."""
+    if not planned or not video or planned.get("video") != video:
+        return None
+    if any((cot.get(k) or "").strip() != (planned["parts"].get(k) or "").strip() for k in COT_PARTS):
+        return None
+    from foleyflow.cot import parse_plan
 
-    return getattr(foleyflow.cot, PLANNER_HOOK, None)
+    return parse_plan(planned["plan"], "the planned plan")
 
 
 def theme():
@@ -66,9 +73,10 @@ def launch_options(host: str = DEFAULT_HOST, port: int | None = None, out_dir: s
                 show_error=False, inbrowser=False, quiet=True)
 
 
-def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
+def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle: str | Path | None = None):
     """A `gr.Blocks` page generating with `pipe` (a loaded FoleyPipeline); results go to folders under `out_dir`
-    (default: a new temporary folder). torch_thread: a one-thread `concurrent.futures` executor in which every
+    (default: a new temporary folder). bundle: the folder `pipe` was loaded from; its planner (if it names one)
+    drives the plan button, loaded on the first click (None: no planner, the button is disabled). torch_thread: a one-thread `concurrent.futures` executor in which every
     pipeline call runs, best the one that loaded `pipe` (Gradio runs handlers in a pool of threads; PyTorch sampled
     25-50% slower in another thread than the one that loaded the models: see foleyflow.serve.jobs)."""
     offline_environment()
@@ -78,7 +86,9 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     defaults = pipe.options()
     cancel_flags: dict[str, threading.Event] = {}
-    plan_fn = planner()
+    from foleyflow.planning import AutoPlanner
+
+    auto = AutoPlanner.of(bundle)
 
     def on_torch_thread(fn, *args, **kwargs):
         if torch_thread is None:
@@ -90,13 +100,14 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
         key = getattr(request, "session_hash", None) or "default"
         return cancel_flags.setdefault(key, threading.Event())
 
-    def generate(video, prompt, negative, sem, tem, aes, spa, steps, cfg, seed, duration, variations,
+    def generate(video, prompt, negative, sem, tem, aes, spa, steps, cfg, seed, duration, variations, planned,
                  request: gr.Request, progress=gr.Progress()):
         stop = flag(request)
         stop.clear()
-        req = UIRequest(video=video or None, prompt=prompt or "", negative=negative or "",
-                        cot=dict(zip(COT_PARTS, (sem, tem, aes, spa))), steps=steps, cfg_scale=cfg,
-                        seed=seed if seed is not None else 0, duration_s=duration, variations=variations or 1)
+        cot = dict(zip(COT_PARTS, (sem, tem, aes, spa)))
+        req = UIRequest(video=video or None, prompt=prompt or "", negative=negative or "", cot=cot, steps=steps,
+                        cfg_scale=cfg, seed=seed if seed is not None else 0, duration_s=duration,
+                        variations=variations or 1, plan=plan_if_unedited(planned, video, cot))
         empty = (None, None, None, None, [], gr.update(choices=[], value=None, visible=False))
         try:
             progress(0.0, desc="starting")
@@ -136,17 +147,24 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
         return "cancelling after the current sampler step..."
 
     def plan(video, prompt):
-        if plan_fn is None:
-            return (gr.update(),) * 4 + ("error: the automatic planner does not exist yet",)
-        from foleyflow.cot import four_part
-
+        keep = (gr.update(),) * 6
+        if auto is None:
+            return keep + (f"error: the model '{pipe.name}' has no automatic planner",)
         if not video:
-            return (gr.update(),) * 4 + ("error: upload a video to plan for",)
+            return keep + ("error: upload a video to plan for",)
+        prompt = (prompt or "").strip() or None
         try:
-            parts = four_part(on_torch_thread(plan_fn, pipe, video, prompt or None))
+            parts, p = on_torch_thread(auto.plan, video, prompt)
         except FoleyError as e:
-            return (gr.update(),) * 4 + (f"error: {e}",)
-        return tuple(parts[p] for p in COT_PARTS) + ("planned: edit the four parts, then Generate",)
+            return keep + (f"error: {e}",)
+        except Exception as e:  # a bug, not bad input: one line in the page
+            return keep + (f"error: internal error ({type(e).__name__}: {e})",)
+        from foleyflow.cot import plan_to_dict
+
+        state = {"video": video, "parts": parts, "plan": plan_to_dict(p)}
+        status = (f"planned {len(p.sources)} sources: edit the four parts, then Generate"
+                  + ("; the prompt's sounds are in the plan (off-screen), so the prompt was cleared" if prompt else ""))
+        return tuple(parts[k] for k in COT_PARTS) + (state, "" if prompt else gr.update(), status)
 
     title = f"foleyflow: sound for pictures ({pipe.name or 'unnamed model'})"
     with gr.Blocks(title="foleyflow", analytics_enabled=False) as app:
@@ -163,8 +181,10 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
                                       elem_id="ff-negative")
                 with gr.Accordion("Chain of thought (instead of a prompt; see docs/cot.md)", open=False):
                     cot = [gr.Textbox(label=p.capitalize(), lines=2, elem_id=f"ff-cot-{p}") for p in COT_PARTS]
-                    plan_btn = gr.Button("Plan automatically" + ("" if plan_fn else " (planner not available yet)"),
-                                         interactive=plan_fn is not None, elem_id="ff-plan", size="sm")
+                    plan_btn = gr.Button("Plan automatically from the video" if auto else
+                                         "Plan automatically (this model has no planner)",
+                                         interactive=auto is not None, elem_id="ff-plan", size="sm")
+                    planned = gr.State(None)
                 with gr.Row():
                     steps = gr.Slider(1, 100, value=defaults.steps, step=1, label="Steps", elem_id="ff-steps")
                     cfg = gr.Slider(1.0, 15.0, value=defaults.cfg_scale, step=0.5, label="Guidance",
@@ -188,11 +208,11 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None):
                 pick = gr.Radio([], label="Variation", visible=False, elem_id="ff-pick")
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="ff-files")
                 state = gr.State([])
-        go.click(generate, [video, prompt, negative, *cot, steps, cfg, seed, duration, variations],
+        go.click(generate, [video, prompt, negative, *cot, steps, cfg, seed, duration, variations, planned],
                  [status, out_video, out_audio, timeline, files, state, pick], concurrency_limit=1,
                  show_progress="full")
         stop.click(cancel, None, [status], queue=False)
         pick.change(show, [pick, state], [out_video, out_audio, timeline])
-        plan_btn.click(plan, [video, prompt], [*cot, status])
+        plan_btn.click(plan, [video, prompt], [*cot, planned, prompt, status], concurrency_limit=1)
     app.foleyflow_out_dir = out_dir
     return app

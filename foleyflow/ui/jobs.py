@@ -26,7 +26,9 @@ COT_PARTS = ("semantic", "temporal", "aesthetic", "spatial")
 @dataclass(frozen=True)
 class UIRequest:
     """The form of the page. `video`: path of the uploaded file or None (text-to-audio: `duration_s` seconds);
-    `cot`: the four chain-of-thought parts (empty strings = not given); None numbers = the bundle's defaults."""
+    `cot`: the four chain-of-thought parts (empty strings = not given); None numbers = the bundle's defaults;
+    `plan`: the foleyflow.cot Plan those parts were written from (the plan button's, unedited) or None: a generator
+    that follows plans gets its time-aligned track too."""
 
     video: str | None = None
     prompt: str = ""
@@ -37,6 +39,7 @@ class UIRequest:
     seed: int = 0
     duration_s: float | None = None
     variations: int = 1
+    plan: object | None = None
 
 
 @dataclass
@@ -134,7 +137,8 @@ def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
             progress(k / variations, f"variation {k + 1}/{variations} (seed {seed}): preparing")
         result = pipe.generate(req.video, prompt=prompt, cot=cot,
                                duration_s=None if req.video is not None else float(req.duration_s),
-                               options=opts.replace(seed=seed), progress=step, cancel=cancel)
+                               options=opts.replace(seed=seed), progress=step, cancel=cancel,
+                               plan=req.plan if cot is not None else None)
         name = f"{stem}.foley.seed{seed}"
         wav = write_audio(folder / f"{name}.wav", result.audio, result.sample_rate, tag=own_tag("ui"))
         video = None
