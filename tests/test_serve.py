@@ -238,7 +238,7 @@ def test_twenty_concurrent_submissions_finish_or_get_429(server):
     assert len(codes) == 20 and set(codes) <= {202, 429} and len(ids) >= 6, codes
     for job_id in ids:                                      # none lost: every accepted job finishes with a result
         job = server.wait(job_id)
-        assert job["state"] == "done", job
+        assert job["state"] == "done", job["error"]
         wav = server.client.get(f"/v1/jobs/{job_id}/result")
         assert sha(wav.content) == job["result"]["wav"]["sha256"]
     assert server.client.get("/v1/health").json()["jobs"]["queued"] == 0
@@ -400,6 +400,48 @@ def test_the_thread_that_loads_the_pipeline_runs_the_jobs(pipe, tmp_path):
         assert threads["generate"] == threads["load"]
     finally:
         svc.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ cot=auto
+from test_planner import _video, bundles  # noqa: E402,F401  (tiny bundles with and without a tiny planner)
+
+
+def test_cot_auto_plans_the_video_with_the_cli_planner_and_returns_the_plan(bundles, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from foleyflow.cot import parse_plan
+    from foleyflow.pipeline import FoleyPipeline
+    from foleyflow.planning import AutoPlanner, load_video_planner, planned_cot
+    from foleyflow.serve.app import create_app
+
+    clip = _video(tmp_path / "clip.mp4", 1.2)          # within the bundle's one 1.5 s window
+    video = clip.read_bytes()
+    pipe = FoleyPipeline.from_bundle(bundles["with"], precision="fp32")
+    svc = _service(pipe, tmp_path / "jobs", planner=AutoPlanner.of(bundles["with"]))
+    with TestClient(create_app(svc, bundle_name="golden")) as c:
+        assert c.get("/v1/health").json()["planner"] is True
+        r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")}, data={"cot": "auto", "steps": "1"})
+        assert r.status_code == 202, r.text
+        job = c.get(f"/v1/jobs/{r.json()['id']}", params={"wait": 60}).json()
+        assert job["state"] == "done", job["error"]
+        assert job["request"]["cot"] == "auto"
+        # the plan (valid JSON of the schema) and text are the ones `generate --cot auto` would use
+        cot, plan = planned_cot(clip, load_video_planner(bundles["with"]))
+        assert parse_plan(job["result"]["plan"]) == plan and job["result"]["cot"] == cot
+        # cot=auto is for videos; and not with a prompt
+        r = c.post("/v1/jobs", json={"duration_s": 1.0, "cot": "auto"})
+        assert r.status_code == 422 and "text-only job" in r.json()["error"]
+        r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")},
+                   data={"cot": "auto", "prompt": "rain"})
+        assert r.status_code == 422 and r.json()["error"] == "give a prompt or a cot, not both"
+    # a bundle without a planner: 422, one line, and nothing left in the job folder
+    svc = _service(pipe, tmp_path / "jobs2", planner=AutoPlanner.of(bundles["plain"]))
+    with TestClient(create_app(svc, bundle_name="golden")) as c:
+        assert c.get("/v1/health").json()["planner"] is False
+        r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")}, data={"cot": "auto"})
+        assert r.status_code == 422 and "has no automatic planner" in r.json()["error"], r.text
+        assert "\n" not in r.json()["error"]
+    assert [p.name for p in (tmp_path / "jobs2").iterdir()] == [".lock"]
 
 
 # ------------------------------------------------------------------------------------------------ schemathesis

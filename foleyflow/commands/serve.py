@@ -129,8 +129,11 @@ def run(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
 
+    from foleyflow.planning import AutoPlanner
+
     service = JobService(None, jobs, bundle_sha256=bundle_sha256(bundle), limits=limits, workers=args.workers,
-                         ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout, load=load)
+                         ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout, load=load,
+                         planner=AutoPlanner.of(bundle))      # cot=auto: the same planner as generate --cot auto
     try:
         service.start()
     except FoleyError as e:

@@ -9,8 +9,10 @@
     GET  /v1/jobs/{id}/result       the .wav (?kind=video: the input video with the soundtrack muxed in)
     POST /v1/jobs/{id}/cancel       cancel (a running job stops between two sampler steps)
     GET  /openapi.json, /docs       the schema (FastAPI's)
-Fields (form fields or JSON keys): prompt, cot (FoleyWorld's "Semantic: ... Temporal: ..." text), negative, steps,
-cfg, seed, sampler, guidance; JSON adds duration_s. Every error is JSON `{"error": "<one line>"}` with a 4xx code:
+Fields (form fields or JSON keys): prompt, cot (FoleyWorld's "Semantic: ... Temporal: ..." text, or "auto": the
+bundle's planner plans the uploaded video, as `foleyflow generate --cot auto`; 422 for a bundle without a planner or a
+text-only job; the plan is in the job's result), negative, steps, cfg, seed, sampler, guidance; JSON adds
+duration_s. Every error is JSON `{"error": "<one line>"}` with a 4xx code:
 400 malformed request, 401 missing/wrong API key, 404 no such job, 409 not finished / already finished, 413 upload
 larger than the limit (enforced while streaming, before the whole body is read), 415 not a video (decided by probing
 the file's content, never by its name or declared type), 422 bad values or a video over the duration/resolution
@@ -37,6 +39,10 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi")
 MAX_FIELD_BYTES = 16 * 1024          # one form field or the whole JSON body
 MAX_HEADER_BYTES = 32 * 1024         # all of a request's headers (431 beyond)
 MAX_WAIT_S, WAIT_TICK_S = 60.0, 0.01  # GET /v1/jobs/{id}?wait=: the longest wait, and how often the job is looked at
+COT_DESCRIPTION = ("chain of thought: 'Semantic: ... Temporal: ... Aesthetic: ... Spatial: ...', or 'auto' (video "
+                   "jobs only): the bundle's automatic planner plans the video, as `foleyflow generate --cot auto`, "
+                   "and the job's result holds the plan (result.plan, schema foleyflow-cot/1) and its text "
+                   "(result.cot); 422 when the bundle has no planner (GET /v1/health: planner)")
 ERRORS = {400: "malformed request", 401: "missing or wrong API key", 404: "no such job", 409: "conflict",
           413: "too large", 415: "not a video", 422: "bad values", 429: "queue full", 503: "shutting down"}
 
@@ -91,7 +97,11 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
                 raise Unprocessable(f"{name} must be a string")
             if v:
                 req[name] = v
-        if "cot" in req:
+        if req.get("cot") == "auto":
+            if text_only:
+                raise Unprocessable("cot=auto plans from a video; a text-only job has none (send the video as "
+                                    "multipart/form-data)")
+        elif "cot" in req:
             from foleyflow.conditioning import cot_parts
 
             req["cot"] = cot_parts(req["cot"])
@@ -221,8 +231,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         model_config = ConfigDict(extra="forbid")
         duration_s: float = Field(..., description="seconds of audio to generate")
         prompt: str | None = None
-        cot: str | None = Field(None, description="chain of thought: 'Semantic: ... Temporal: ... Aesthetic: ... "
-                                                  "Spatial: ...'")
+        cot: str | None = Field(None, description=COT_DESCRIPTION)
         negative: str | None = None
         steps: int | None = None
         cfg: float | None = None
@@ -253,6 +262,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         model: str
         bundle_sha256: str
         trained: bool
+        planner: bool
         workers: int
         jobs: dict[str, int]
         limits: dict[str, Any]
@@ -307,13 +317,14 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
     def health():
         lim = service.limits
         return {"status": "ok", "model": bundle_name, "bundle_sha256": service.bundle_sha256,
-                "trained": bool(service.pipe.trained), "workers": service.workers, "jobs": service.counts(),
+                "trained": bool(service.pipe.trained), "planner": service.planner is not None, "workers": service.workers, "jobs": service.counts(),
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_duration_s": lim.max_duration_s,
                            "max_resolution": f"{lim.max_width}x{lim.max_height}", "max_queue": lim.max_queue,
                            "max_steps": lim.max_steps}}
 
     form_schema = {"type": "object", "required": ["video"], "properties": {
-        "video": {"type": "string", "format": "binary"}, **{f: {"type": "string"} for f in FIELDS}}}
+        "video": {"type": "string", "format": "binary"}, **{f: {"type": "string"} for f in FIELDS},
+        "cot": {"type": "string", "description": COT_DESCRIPTION}}}
     body = {"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": form_schema},
         "application/json": {"schema": TextJob.model_json_schema()}}}}
@@ -349,7 +360,11 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         try:
             path, fields = await stream_upload(request, folder, limits)
             req = parse_fields(fields, limits, text_only=False)
-            await run_in_threadpool(check_video, path, limits)
+            auto = req.get("cot") == "auto"
+            if auto and service.planner is None:
+                raise Unprocessable(f"cot=auto: the model '{bundle_name or 'served'}' has no automatic planner; "
+                                    "send the chain of thought as text")
+            await run_in_threadpool(check_video, path, limits, auto)
             return service.submit(Job(job_id, "video", req, input_name=path.name)).public()
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -382,9 +397,9 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
     return app
 
 
-def check_video(path: Path, limits) -> None:
+def check_video(path: Path, limits, planned: bool = False) -> None:
     """Probes the upload's content: UnsupportedMedia (415) unless it is a readable video; Unprocessable (422) over the
-    duration or resolution limits."""
+    duration or resolution limits, or (planned: cot=auto) too short for the planner."""
     from foleyflow.media import probe
 
     try:
@@ -394,3 +409,9 @@ def check_video(path: Path, limits) -> None:
     if info.video is None or info.video.codec is None:
         raise UnsupportedMedia("the upload has no video stream that can be decoded")
     limits.check_video(info.video.display_width, info.video.display_height, float(info.video.duration_s))
+    if planned:
+        from foleyflow.planning import MIN_VIDEO_S
+
+        if float(info.video.duration_s) < MIN_VIDEO_S:
+            raise Unprocessable(f"cot=auto: the video lasts {float(info.video.duration_s):.2f} s, too short to plan "
+                                f"(at least {MIN_VIDEO_S} s)")

@@ -13,6 +13,9 @@ characters, 192 random bits, unguessable), holding
     job.json    the job's state, request, resolved options and result (rewritten atomically on every state change)
     input.<ext> the uploaded video (video jobs; ext from a short list of video suffixes, else .bin)
     audio.wav   the result's soundtrack, and video.mp4 the input with it muxed in (video jobs)
+A video job with cot "auto" is first planned by the bundle's planner (`planner`, a foleyflow.planning.AutoPlanner:
+the same `planned_cot` as `foleyflow generate --cot auto`); it generates with the plan's four-part text and (for a
+generator that follows plans) its time-aligned track, and its result holds the plan (JSON) and the text.
 Every file is written through foleyflow.fileio.atomic_write, so a result file that exists is complete.
 States: queued -> running -> done | failed | cancelled (a queued job can be cancelled at once; a running one between
 two sampler steps, through the pipeline's cancel hook).
@@ -135,11 +138,13 @@ class JobService:
     """Jobs over one loaded FoleyPipeline `pipe`, kept in `folder`. Thread-safe."""
 
     def __init__(self, pipe, folder: str | Path, *, bundle_sha256: str, limits: Limits = Limits(), workers: int = 1,
-                 ttl_s: float = 86400.0, drain_s: float = 300.0, load: Callable[[], Any] | None = None):
+                 ttl_s: float = 86400.0, drain_s: float = 300.0, load: Callable[[], Any] | None = None,
+                 planner=None):
         if (pipe is None) == (load is None):
             raise ValueError("give either a loaded pipeline or a function `load` that returns one")
         self.pipe, self.folder, self.limits = pipe, Path(folder), limits
         self._load = load
+        self.planner = planner        # an AutoPlanner (loads on the first cot=auto job, in its worker) or None
         self.bundle_sha256, self.ttl_s, self.drain_s = bundle_sha256, float(ttl_s), float(drain_s)
         self.workers = int(workers)
         self._jobs: dict[str, Job] = {}
@@ -348,6 +353,14 @@ class JobService:
                 self._save(job)
             self._run(job)
 
+    def _plan(self, video: str | None):
+        """(CoT parts, Plan) of a cot=auto job's video by the bundle's planner (PlannerError if it has none)."""
+        from foleyflow.planning import PlannerError
+
+        if self.planner is None or video is None:
+            raise PlannerError("cot=auto needs a video and a bundle with a planner")
+        return self.planner.plan(video)
+
     def _run(self, job: Job) -> None:
         from foleyflow.hashing import file_sha256
         from foleyflow.media import mux_audio, write_audio
@@ -364,14 +377,21 @@ class JobService:
             opts = self.pipe.options(**req.get("options", {}))
             job.options = opts.as_record()
             video = str(d / job.input_name) if job.input_name else None
-            res = self.pipe.generate(video, prompt=req.get("prompt"), cot=req.get("cot"),
-                                     duration_s=req.get("duration_s"), options=opts, progress=progress,
-                                     cancel=lambda: job.id in self._cancel)
+            cot, plan = req.get("cot"), None
+            if cot == "auto":
+                cot, plan = self._plan(video)
+            res = self.pipe.generate(video, prompt=req.get("prompt"), cot=cot, duration_s=req.get("duration_s"),
+                                     options=opts, progress=progress, cancel=lambda: job.id in self._cancel,
+                                     plan=plan)
             write_audio(d / "audio.wav", res.audio, res.sample_rate, tag=own_tag("serve"))
             result = {"wav": {"file": "audio.wav", "sha256": file_sha256(d / "audio.wav")},
                       "sample_rate": res.sample_rate, "duration_s": res.duration_s, "precision": res.precision,
                       "notes": res.notes, "options": job.options, "bundle_sha256": self.bundle_sha256,
                       "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}
+            if plan is not None:
+                from foleyflow.cot import plan_to_dict
+
+                result["plan"], result["cot"] = plan_to_dict(plan), cot
             if video is not None:
                 mux_audio(video, res.audio, res.sample_rate, d / "video.mp4", tag=own_tag("serve"),
                           aac_coder="fast")   # a third of the encoding time (mux_audio); the wav is exact
