@@ -192,3 +192,29 @@ class AutoPlanner:
 
     def plan(self, video: str | Path, prompt: str | None = None, timings: dict | None = None):
         return planned_cot(video, self.load(), prompt, timings)
+
+
+def plan_with_llm(ep, prompt: str, *, video: str | Path | None = None, duration_s: float | None = None,
+                  bundle: str | Path | None = None) -> tuple["object", list[str]]:
+    """(plan, notes) of `--llm-url`: the language model (`foleyflow.cot.llm`, endpoint `ep`) plans the prompt for the
+    video's duration (or duration_s without a video); with a video and a bundle that has a planner, the planner's
+    plan of the video stays authoritative for what is on screen (`foleyflow.cot.llm.combine`); with a bundle without
+    one, the language model's plan is used alone and a note says so."""
+    from foleyflow.cot.llm import combine, plan_from_prompt
+
+    if video is None:
+        if duration_s is None:
+            raise PlannerError("the language model needs the clip's duration (give a VIDEO or --duration)")
+        return plan_from_prompt(ep, prompt, float(duration_s)), []
+    from foleyflow.media import probe
+
+    info = probe(video).video
+    if info is None:
+        raise PlannerError(f"{video}: has no video stream")
+    llm_plan = plan_from_prompt(ep, prompt, float(info.duration_s))
+    auto = AutoPlanner.of(bundle) if bundle is not None else None
+    if auto is None:
+        return llm_plan, ["the bundle has no automatic planner: the language model's plan is used alone (its "
+                          "on-screen times and places are the model's guesses, not seen in the video)"]
+    _, video_plan = auto.plan(video)
+    return combine(video_plan, llm_plan), []

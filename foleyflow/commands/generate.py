@@ -34,12 +34,16 @@ def register(sub) -> None:
                    "and size); leave out for text-to-audio")
     p.add_argument("-o", "--out", default=None, help="output video (.mp4/.mov/.mkv; default VIDEO_STEM.foley.mp4 in "
                    "the current folder), or the .wav in text-only mode (default generated.wav)")
-    text = p.add_mutually_exclusive_group()
-    text.add_argument("--prompt", default=None, help="text describing the sound")
-    text.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
-                      "Aesthetic: / Spatial: parts, FoleyWorld's format), a plan JSON (schema foleyflow-cot/1, "
-                      "see `foleyflow plan`): its four-part text, and its time-aligned track when the model follows "
-                      "plans; or 'auto': the bundle's planner writes the plan from the video")
+    p.add_argument("--prompt", default=None, help="text describing the sound")
+    p.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
+                   "Aesthetic: / Spatial: parts, FoleyWorld's format), a plan JSON (schema foleyflow-cot/1, "
+                   "see `foleyflow plan`): its four-part text, and its time-aligned track when the model follows "
+                   "plans; 'auto': the bundle's planner writes the plan from the video; or 'llm': the language model "
+                   "of --llm-url writes it from --prompt (with a VIDEO the planner's on-screen sources stay "
+                   "authoritative; docs/cot.md)")
+    from foleyflow.commands.plan import add_llm_options
+
+    add_llm_options(p)
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
     p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: the bundle's, else "
                    f"{DEFAULTS.steps})")
@@ -105,6 +109,21 @@ def auto_cot(video: str, bundle: str | Path):
     return cot, plan
 
 
+def llm_cot(ep, prompt: str, video: str | None, duration_s: float | None, bundle: str | Path):
+    """`--cot llm`: the language model's plan of the prompt (combined with the bundle's planner's plan of the video
+    when there is a video and a planner: foleyflow.planning.plan_with_llm); returns (four CoT parts, plan)."""
+    from foleyflow.conditioning import cot_parts
+    from foleyflow.cot import four_part_text
+    from foleyflow.planning import plan_with_llm
+
+    plan, notes = plan_with_llm(ep, prompt, video=video, duration_s=duration_s, bundle=bundle)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    text = four_part_text(plan)
+    print(f"plan: {len(plan.sources)} sources; chain of thought: {text}")
+    return cot_parts(text), plan
+
+
 def check_seed(seed: int) -> int:
     """torch seeds are 64-bit: refuse others before any model is loaded."""
     if not 0 <= seed < 2 ** 64:
@@ -157,9 +176,18 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
     cot = plan = None
+    if args.prompt is not None and args.cot not in (None, "llm"):
+        _fail("give --prompt or --cot, not both (--cot llm is the one that plans from --prompt)")
     if args.cot == "auto" and args.video is None:
         _fail("--cot auto plans from the video; give a VIDEO")
-    if args.cot is not None and args.cot != "auto":
+    from foleyflow.commands.plan import llm_endpoint
+
+    ep = llm_endpoint(args, args.seed)
+    if (ep is not None) != (args.cot == "llm"):
+        _fail("--cot llm needs --llm-url and --llm-model" if ep is None else "--llm-url is for --cot llm")
+    if args.cot == "llm" and not (args.prompt or "").strip():
+        _fail("--cot llm plans from a prompt: give --prompt TEXT")
+    if args.cot is not None and args.cot not in ("auto", "llm"):
         from foleyflow.cot import PlanError
 
         path = Path(args.cot)
@@ -209,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([wav] + ([out] if out is not None else []), inputs, overwrite=args.overwrite)
     if args.cot == "auto":
         cot, plan = auto_cot(args.video, bundle)
+    prompt = args.prompt
+    if args.cot == "llm":
+        cot, plan = llm_cot(ep, args.prompt, args.video, args.duration, bundle)
+        prompt = None                       # it went into the plan
 
     # ---- models
     if args.threads:
@@ -221,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights): the sound it makes is noise-like "
               "and unrelated to the video or text", file=sys.stderr)
-    if not pipe.generator.cfg.use_text and (args.prompt or cot or args.negative):
+    if not pipe.generator.cfg.use_text and (prompt or cot or args.negative):
         print(f"warning: the bundle '{pipe.name}' was trained without text (an ablation): the prompt, chain of "
               "thought and negative prompt are ignored", file=sys.stderr)
     from tqdm import tqdm
@@ -238,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        result = pipe.generate(args.video, prompt=args.prompt, cot=cot, duration_s=args.duration,
+        result = pipe.generate(args.video, prompt=prompt, cot=cot, duration_s=args.duration,
                                options=pipe.options(**values), progress=progress, plan=plan)
     finally:
         bar.close()

@@ -6,6 +6,10 @@
   foleyflow plan --validate plan.json [--text four-part]  check a plan (one-line error saying where), print its text
   foleyflow plan VIDEO [--prompt TEXT] [-o plan.json]     the automatic planner: video (+ off-screen sources named
                  [--plot plan.png] [--bundle DIR]         in the prompt) -> plan, with the bundle's planner
+  foleyflow plan [VIDEO] --prompt TEXT --llm-url URL      optional language-model front end (docs/cot.md): an
+                 --llm-model NAME [--llm-timeout 30]      OpenAI-compatible endpoint plans the prompt (key from
+                                                          FOLEYFLOW_LLM_API_KEY); with VIDEO the planner's on-screen
+                                                          sources stay authoritative
   --plot PNG (with any of the above) draws the plan on a timeline (under the video's frames when there is a VIDEO).
 """
 from __future__ import annotations
@@ -39,7 +43,9 @@ def register(sub) -> None:
                         "a strip of the video's frames when there is a VIDEO")
     p.add_argument("--bundle", metavar="DIR", default=None,
                    help="VIDEO: the model bundle whose planner and encoders to use (default: the installed default)")
-    p.add_argument("--duration", type=float, default=8.0, help="clip length for --from-caption (s, default 8)")
+    p.add_argument("--duration", type=float, default=8.0, help="clip length for --from-caption and --llm-url without "
+                   "a VIDEO (s, default 8)")
+    add_llm_options(p)
     p.add_argument("--refine", type=float, nargs="?", const=0.85, default=None, metavar="SIMILARITY",
                    help="--from-caption: map tag phrases no class word names onto FoleyWorld's vocabulary by MiniLM "
                         "similarity, when at least SIMILARITY (default 0.85, as ALIVE)")
@@ -50,14 +56,58 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def add_llm_options(p) -> None:
+    """--llm-url / --llm-model / --llm-timeout (plan, and generate with --cot llm)."""
+    from foleyflow.cot.llm import API_KEY_ENV, DEFAULT_TIMEOUT_S
+
+    p.add_argument("--llm-url", metavar="URL", default=None,
+                   help="optional: an OpenAI-compatible chat-completions endpoint (e.g. http://127.0.0.1:8080/v1) that "
+                        f"turns --prompt into a plan; its API key, if any, from ${API_KEY_ENV} (off by default)")
+    p.add_argument("--llm-model", metavar="NAME", default=None, help="with --llm-url: the model to ask")
+    p.add_argument("--llm-timeout", metavar="S", type=float, default=DEFAULT_TIMEOUT_S,
+                   help=f"with --llm-url: give up after S seconds (default {DEFAULT_TIMEOUT_S:g})")
+
+
+def llm_endpoint(args: argparse.Namespace, seed: int | None = None):
+    """The endpoint of --llm-url / --llm-model (both needed; one-line errors), or None when neither is given."""
+    from foleyflow.cot.llm import LLMError, endpoint
+
+    if args.llm_url is None and args.llm_model is None:
+        return None
+    if args.llm_url is None or args.llm_model is None:
+        raise LLMError("--llm-url and --llm-model go together")
+    return endpoint(args.llm_url, args.llm_model, args.llm_timeout, seed=seed)
+
+
 def run(args: argparse.Namespace) -> int:
     from foleyflow.cot import PlanError, plan_from_alive, plan_from_truth, read_plan
     from foleyflow.cot.convert import KNOWN_CLASSES
 
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise PlanError(f"--plot writes a PNG file; got {args.plot}")
+    ep = llm_endpoint(args, args.seed)
+    if ep is not None:
+        if args.from_truth or args.from_caption or args.validate:
+            raise PlanError("--llm-url plans from --prompt; it does not go with --from-truth / --from-caption / "
+                            "--validate")
+        if not (args.prompt or "").strip():
+            raise PlanError("--llm-url plans from a prompt: give --prompt TEXT")
+        if args.video is None and not args.duration > 0:
+            raise PlanError(f"--duration must be positive, got {args.duration:g}")
+        from foleyflow.planning import plan_with_llm
+
+        bundle = None
+        if args.video is not None:
+            from foleyflow.commands.generate import DEFAULT_BUNDLE
+
+            bundle = args.bundle or DEFAULT_BUNDLE
+        plan, notes = plan_with_llm(ep, args.prompt, video=args.video, duration_s=args.duration, bundle=bundle)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        _finish(args, plan, print_plan=True)
+        return 0
     if args.video is None and (args.prompt is not None or args.bundle is not None):
-        raise PlanError("--prompt and --bundle are for planning a VIDEO")
+        raise PlanError("--prompt and --bundle are for planning a VIDEO (or for --llm-url)")
     if args.video is not None:
         if args.from_truth or args.from_caption or args.validate:
             raise PlanError("give either VIDEO or one of --from-truth / --from-caption / --validate")
