@@ -114,6 +114,7 @@ def request_body(ep: LLMEndpoint, prompt: str, duration_s: float) -> dict:
 
 def _post(ep: LLMEndpoint, body: dict) -> bytes:
     """The raw reply of one POST; LLMError for the network, the clock and the status."""
+    import http.client
     import socket
     import urllib.error
     import urllib.request
@@ -152,7 +153,7 @@ def _post(ep: LLMEndpoint, body: dict) -> bytes:
             raise LLMError(late) from None
         reason = getattr(e.reason, "strerror", None) or e.reason
         raise LLMError(_scrub(f"cannot reach the language model at {where}: {reason}", ep.api_key)) from None
-    except (OSError, ValueError) as e:  # a connection reset, a malformed status line
+    except (OSError, ValueError, http.client.HTTPException) as e:  # a reset, a malformed status line, a cut reply
         raise LLMError(_scrub(f"cannot talk to the language model at {where}: {type(e).__name__}: {e}",
                               ep.api_key)) from None
 
