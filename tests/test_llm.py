@@ -204,7 +204,7 @@ def test_plan_command_with_llm_url(fake, tmp_path, monkeypatch, capsys):
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
-from test_planner import bundles  # noqa: E402,F401  (tiny bundles with and without a tiny planner; a 2 s clip)
+from test_planner import bundles  # noqa: E402,F401,F811  (tiny bundles with and without a tiny planner; a 2 s clip)
 
 
 def test_with_a_video_the_planner_stays_authoritative_and_without_one_the_llm_plan_is_used(fake, bundles):

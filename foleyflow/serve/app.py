@@ -317,7 +317,8 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
     def health():
         lim = service.limits
         return {"status": "ok", "model": bundle_name, "bundle_sha256": service.bundle_sha256,
-                "trained": bool(service.pipe.trained), "planner": service.planner is not None, "workers": service.workers, "jobs": service.counts(),
+                "trained": bool(service.pipe.trained), "planner": service.planner is not None,
+                "workers": service.workers, "jobs": service.counts(),
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_duration_s": lim.max_duration_s,
                            "max_resolution": f"{lim.max_width}x{lim.max_height}", "max_queue": lim.max_queue,
                            "max_steps": lim.max_steps}}

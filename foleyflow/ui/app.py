@@ -76,9 +76,10 @@ def launch_options(host: str = DEFAULT_HOST, port: int | None = None, out_dir: s
 def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle: str | Path | None = None):
     """A `gr.Blocks` page generating with `pipe` (a loaded FoleyPipeline); results go to folders under `out_dir`
     (default: a new temporary folder). bundle: the folder `pipe` was loaded from; its planner (if it names one)
-    drives the plan button, loaded on the first click (None: no planner, the button is disabled). torch_thread: a one-thread `concurrent.futures` executor in which every
-    pipeline call runs, best the one that loaded `pipe` (Gradio runs handlers in a pool of threads; PyTorch sampled
-    25-50% slower in another thread than the one that loaded the models: see foleyflow.serve.jobs)."""
+    drives the plan button, loaded on the first click (None: no planner, the button is disabled). torch_thread: a
+    one-thread `concurrent.futures` executor in which every pipeline and planner call runs, best the one that loaded
+    `pipe` (Gradio runs handlers in a pool of threads; PyTorch sampled 25-50% slower in another thread than the one
+    that loaded the models: see foleyflow.serve.jobs)."""
     offline_environment()
     import gradio as gr
 
