@@ -189,3 +189,116 @@ def test_generate_set_truth_needs_ground_truth(capsys, world, bundles, tmp_path)
         code, _, err = cli(capsys, "generate-set", manifest, "--out", tmp_path / "o", "--bundle", bundles["plain"],
                            "--text", mode)
         assert code == 2 and "1 rows have no truth" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------------------------------------------- plan edits
+def plan_edits():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import plan_edits as pe
+
+    return pe
+
+
+SR = 16000
+EDIT_PLAN = {"schema": "foleyflow-cot/1", "duration_s": 2.0, "sources": [
+    {"id": "source_1", "class": "impact_wood", "on_screen": True, "events": [0.3, 1.65], "pan": -0.6},
+    {"id": "source_2", "class": "marimba", "on_screen": True, "events": [1.0], "pan": 0.5},
+    {"id": "rain", "class": "rain", "on_screen": True, "events": [[0.0, 2.0]], "pan": 0.0}]}
+
+
+def truth_events(plan, inaudible=()):
+    from foleyflow.events import SoundEvent
+
+    out = []
+    for s in plan.sources:
+        if s.id == "rain":
+            out.append(SoundEvent("rain", "ambience", 0.0, 2.0))
+            continue
+        out += [SoundEvent(s.sound_class, "discrete", t, source_id=int(s.id.split("_")[1]), pan=s.pan_at(t),
+                           params={"audible": t not in inaudible}) for t in s.onsets]
+    return sorted(out, key=lambda e: e.onset_s)
+
+
+def render(plan, sr: int = SR):
+    """A perfect plan follower: a 30 ms decaying noise burst at every onset, panned by the constant-power law."""
+    import numpy as np
+
+    audio = np.zeros((2, round(plan.duration_s * sr)))
+    rng = np.random.default_rng(0)
+    n = int(0.03 * sr)
+    for s in plan.sources:
+        for t in s.onsets:
+            a = ((s.pan_at(t) or 0.0) + 1) * math.pi / 4
+            burst = rng.standard_normal(n) * np.exp(-np.arange(n) / (0.006 * sr)) * 0.5
+            i = round(t * sr)
+            audio[0, i:i + n] += math.cos(a) * burst
+            audio[1, i:i + n] += math.sin(a) * burst
+    return audio, sr
+
+
+def test_movable_onsets_and_their_draw():
+    from foleyflow.cot import parse_plan
+
+    pe = plan_edits()
+    plan = parse_plan(EDIT_PLAN)
+    cands = pe.candidates("c", plan, truth_events(plan))
+    # 0.3 s: -0.5 leaves the clip, +0.5 is 0.2 s from the marimba; 1.65 s: +0.5 leaves it; 1.0 s: both ways
+    assert {(c.source, c.index): c.targets for c in cands} == {
+        ("source_1", 0): (pytest.approx(0.8),), ("source_1", 1): (pytest.approx(1.15),),
+        ("source_2", 0): (pytest.approx(0.5), pytest.approx(1.5))}
+    assert [c.source for c in pe.candidates("c", plan, truth_events(plan, inaudible=(0.3,)))] == ["source_1",
+                                                                                                  "source_2"]
+    crowded = parse_plan({**EDIT_PLAN, "sources": EDIT_PLAN["sources"][:1] + [
+        {"id": "source_2", "class": "marimba", "on_screen": True, "events": [0.35, 1.0], "pan": 0.5}]})
+    assert (("source_1", 0) not in {(c.source, c.index) for c in pe.candidates("c", crowded, truth_events(crowded))})
+    a, b = pe.draw(cands, 2, seed=3), pe.draw(cands, 3, seed=3)
+    assert a == pe.draw(cands, 2, seed=3) and len(b) == 3 and all(t in c.targets for c, t in b)
+
+
+def test_edit_trials_succeed_for_a_plan_follower_and_fail_for_one_that_ignores_the_plan():
+    from foleyflow.cot import parse_plan
+
+    pe = plan_edits()
+    plan = parse_plan(EDIT_PLAN)
+    events = truth_events(plan)
+    cand = next(c for c in pe.candidates("c", plan, events) if c.source == "source_1" and c.index == 0)
+
+    def run(generate):
+        clip = pe.Clip("c", None, None, plan, events)
+        return {t.kind: t for t in pe.trials_of_event(clip, cand, 0.8, generate, lambda sr: None)}
+
+    good = run(render)
+    assert all(good[k].success is True for k in pe.KINDS), good
+    assert good["pan"].details["planned_change"] == pytest.approx(1.0)
+    assert good["pan"].details["share"] == pytest.approx(1.0, abs=0.1)
+    assert good["remove"].details["onsets_counted"] == 2 and good["move"].details["original_onset_at_old"]
+    bad = run(lambda p: render(plan))
+    assert all(bad[k].success is False for k in pe.KINDS), bad
+    mono = run(lambda p: (render(p)[0][:1], SR))
+    assert mono["pan"].success is None and mono["pan"].reason == "mono model" and mono["move"].success is True
+    s = pe.summarize(list(good.values()) + list(bad.values()))
+    assert s["move"]["rate"] == 0.5 and s["move"]["scored"] == 2 and 0.0 <= s["move"]["ci95"][0] <= 0.5
+    assert pe.bootstrap_ci([True] * 5) == (1.0, 1.0) and pe.bootstrap_ci([]) is None
+
+
+@pytest.mark.slow
+def test_plan_edits_benchmark_end_to_end(world, bundles, tmp_path, monkeypatch, capsys):
+    pe = plan_edits()
+    _, tracks = spy(monkeypatch)
+    out = tmp_path / "edits.json"
+    code = pe.main(["--bundle", str(bundles["plain"]), "--manifest", str(world / "manifest.jsonl"), "--clips", "2",
+                    "--events", "3", "--limit", "2", "--steps", "1", "--json", str(out), "--precision", "fp32"])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["events"] == report["events_done"] == 2 and report["follows_plan"] and report["candidates"] >= 2
+    assert len(report["trials"]) == 6 and all(report["results"][k]["trials"] == 2 for k in pe.KINDS)
+    for k in pe.KINDS:
+        assert f"  {k}" in stdout
+    # the edited plan reaches the network: a track peaks at a moved event's new time and not at its old one
+    fps = 16000 / 512
+    move = next(t for t in report["trials"] if t["kind"] == "move")["details"]
+    new, old = (math.floor(move[k] * fps + 0.5) for k in ("new_s", "old_s"))
+    assert any(t[0, new, 0] > 0.999 and t[0, old, 0] < 0.5 for t in tracks)
