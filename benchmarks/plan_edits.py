@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -266,16 +265,6 @@ def trials_of_event(clip: Clip, cand: Candidate, new_s: float, generate, referen
     return out
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", required=True, help="model bundle (a plan-following generator: plan_dim > 0)")
@@ -295,6 +284,9 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import cpu_summary
+
     from foleyflow.commands.generate import plan_condition
     from foleyflow.commands.generate_set import bundle_sha256, clip_seed
     from foleyflow.errors import FoleyError
@@ -304,8 +296,8 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    for name in ("clips", "events"):
-        if getattr(args, name) < 1:
+    for name in ("clips", "events", "limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise FoleyError(f"--{name} must be at least 1")
     rows = [r for r in read_manifest(args.manifest) if r.split == args.split and r.video and r.truth][:args.clips]
     if not rows:
@@ -358,7 +350,7 @@ def main(argv=None) -> int:
                   "rules": {"move_s": MOVE_S, "clear_s": CLEAR_S, "edge_s": EDGE_S, "tolerance_s": TOLERANCE_S,
                             "pan_change": PAN_CHANGE, "pan_follows": PAN_FOLLOWS, "min_pan_change": MIN_PAN_CHANGE,
                             "removed_share": REMOVED_SHARE},
-                  "results": results, "wall_s": round(time.perf_counter() - t0, 1), "cpu": cpu_name(),
+                  "results": results, "wall_s": round(time.perf_counter() - t0, 1), "cpu": cpu_summary(),
                   "trials": [asdict(t) for t in trials]}
         atomic_write_text(Path(args.json), json.dumps(report, indent=1))
         return results
@@ -378,9 +370,15 @@ def main(argv=None) -> int:
               f"{TARGET}  {met}")
     print(f"  the unedited audio had an onset at the moved event's time in "
           f"{results['move']['original_onset_at_old']:.0%} of the move trials")
-    print(f"wrote {args.json} ({wall:.0f} s; {cpu_name()})")
+    print(f"wrote {args.json} ({wall:.0f} s; {cpu_summary()})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from foleyflow.errors import FoleyError
+
+    try:
+        sys.exit(main())
+    except FoleyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
