@@ -92,19 +92,27 @@ def output_channels(audio, stereo: bool):
     return np.repeat(audio, 2, axis=0) if stereo and audio.shape[0] == 1 else audio
 
 
-def auto_cot(video: str, bundle: str | Path):
-    """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns (the
-    plan's four CoT parts, the plan), used as a plan JSON given with --cot would be (text, and track when the
-    generator follows plans)."""
+def plan_condition(plan, wording=None):
+    """How a plan conditions generation, for every command that takes one (`generate --cot FILE|auto`,
+    `generate-set --text truth|auto`, benchmarks): (its four-part text as the four CoT parts, the plan itself, which
+    the pipeline lays on the latent timeline as a time-aligned track when the generator follows plans).
+    wording: how the text is worded (foleyflow.cot.Wording or a seed; None: the first alternatives)."""
     from foleyflow.conditioning import cot_parts
     from foleyflow.cot import four_part_text
+
+    return cot_parts(four_part_text(plan, wording)), plan
+
+
+def auto_cot(video: str, bundle: str | Path, planner=None):
+    """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns
+    `plan_condition(plan)` (the plan's four CoT parts, the plan). planner: a loaded
+    foleyflow.planning.VideoPlanner to reuse over many videos (default: the bundle's, loaded here)."""
     from foleyflow.planning import bundle_planner_path, load_video_planner, plan_video
 
-    bundle_planner_path(bundle)
-    plan = plan_video(video, load_video_planner(bundle))
-    text = four_part_text(plan)
-    print(f"plan: {len(plan.sources)} sources; chain of thought: {text}")
-    return cot_parts(text), plan
+    if planner is None:
+        bundle_planner_path(bundle)
+        planner = load_video_planner(bundle)
+    return plan_condition(plan_video(video, planner))
 
 
 def check_seed(seed: int) -> int:
@@ -127,10 +135,9 @@ def read_cot_file(path: Path):
 
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("{"):
-        from foleyflow.cot import four_part_text, read_plan
+        from foleyflow.cot import read_plan
 
-        plan = read_plan(path)
-        return cot_parts(four_part_text(plan)), plan
+        return plan_condition(read_plan(path))
     return cot_parts(text), None
 
 
@@ -211,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([wav] + ([out] if out is not None else []), inputs, overwrite=args.overwrite)
     if args.cot == "auto":
         cot, plan = auto_cot(args.video, bundle)
+        from foleyflow.cot import four_part_text
+
+        print(f"plan: {len(plan.sources)} sources; chain of thought: {four_part_text(plan)}")
 
     # ---- models
     if args.threads:
