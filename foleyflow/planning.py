@@ -150,16 +150,21 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
     return plan
 
 
-def planned_cot(video: str | Path, vp: VideoPlanner, prompt: str | None = None,
-                timings: dict | None = None) -> tuple[dict[str, str], "object"]:
-    """(the four chain-of-thought parts {semantic, temporal, aesthetic, spatial}, the Plan) of a video: what
-    `foleyflow generate --cot auto`, the web UI's plan button and the REST service's cot=auto all condition on (the
-    parts as text; the plan as the time-aligned track of a generator that follows plans)."""
+def plan_condition(plan, wording=None) -> tuple[dict[str, str], "object"]:
+    """How a plan conditions generation: (its four-part text as the four CoT parts {semantic, temporal, aesthetic,
+    spatial}, the plan itself, which the pipeline lays on the latent timeline as a time-aligned track when the
+    generator follows plans). wording: a foleyflow.cot.Wording or a seed (None: the first alternatives)."""
     from foleyflow.conditioning import cot_parts
     from foleyflow.cot import four_part_text
 
-    plan = plan_video(video, vp, prompt, timings)
-    return cot_parts(four_part_text(plan)), plan
+    return cot_parts(four_part_text(plan, wording)), plan
+
+
+def planned_cot(video: str | Path, vp: VideoPlanner, prompt: str | None = None,
+                timings: dict | None = None) -> tuple[dict[str, str], "object"]:
+    """plan_condition of the video's plan: what `foleyflow generate --cot auto`, the web UI's plan button and the
+    REST service's cot=auto all condition on."""
+    return plan_condition(plan_video(video, vp, prompt, timings))
 
 
 class AutoPlanner:

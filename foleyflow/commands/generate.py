@@ -96,32 +96,38 @@ def output_channels(audio, stereo: bool):
     return np.repeat(audio, 2, axis=0) if stereo and audio.shape[0] == 1 else audio
 
 
-def auto_cot(video: str, bundle: str | Path):
-    """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns (the
-    plan's four CoT parts, the plan), used as a plan JSON given with --cot would be (text, and track when the
-    generator follows plans). The web UI and the REST service plan through the same `planning.planned_cot`."""
-    from foleyflow.planning import bundle_planner_path, load_video_planner, planned_cot
-    from foleyflow.world.text import CoT
+def plan_condition(plan, wording=None):
+    """How a plan conditions generation, for every command that takes one (`generate --cot FILE|auto|llm`,
+    `generate-set --text truth|auto`, benchmarks, the web UI and the REST service): `foleyflow.planning.plan_condition`
+    (the plan's four-part text as the four CoT parts, and the plan itself, laid on the latent timeline as a
+    time-aligned track when the generator follows plans). wording: a foleyflow.cot.Wording or a seed."""
+    from foleyflow.planning import plan_condition as condition
 
-    bundle_planner_path(bundle)
-    cot, plan = planned_cot(video, load_video_planner(bundle))
-    print(f"plan: {len(plan.sources)} sources; chain of thought: {CoT(**cot).text()}")
-    return cot, plan
+    return condition(plan, wording)
+
+
+def auto_cot(video: str, bundle: str | Path, planner=None):
+    """`--cot auto`: the bundle's planner plans the video (one-line error when the bundle has none); returns
+    `plan_condition(plan)` (the plan's four CoT parts, the plan) through `foleyflow.planning.planned_cot`, as the web
+    UI's plan button and the REST service's cot=auto do. planner: a loaded foleyflow.planning.VideoPlanner to reuse
+    over many videos (default: the bundle's, loaded here)."""
+    from foleyflow.planning import bundle_planner_path, load_video_planner, planned_cot
+
+    if planner is None:
+        bundle_planner_path(bundle)
+        planner = load_video_planner(bundle)
+    return planned_cot(video, planner)
 
 
 def llm_cot(ep, prompt: str, video: str | None, duration_s: float | None, bundle: str | Path):
     """`--cot llm`: the language model's plan of the prompt (combined with the bundle's planner's plan of the video
-    when there is a video and a planner: foleyflow.planning.plan_with_llm); returns (four CoT parts, plan)."""
-    from foleyflow.conditioning import cot_parts
-    from foleyflow.cot import four_part_text
+    when there is a video and a planner: foleyflow.planning.plan_with_llm); returns plan_condition(plan)."""
     from foleyflow.planning import plan_with_llm
 
     plan, notes = plan_with_llm(ep, prompt, video=video, duration_s=duration_s, bundle=bundle)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    text = four_part_text(plan)
-    print(f"plan: {len(plan.sources)} sources; chain of thought: {text}")
-    return cot_parts(text), plan
+    return plan_condition(plan)
 
 
 def check_seed(seed: int) -> int:
@@ -144,10 +150,9 @@ def read_cot_file(path: Path):
 
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("{"):
-        from foleyflow.cot import four_part_text, read_plan
+        from foleyflow.cot import read_plan
 
-        plan = read_plan(path)
-        return cot_parts(four_part_text(plan)), plan
+        return plan_condition(read_plan(path))
     return cot_parts(text), None
 
 
@@ -241,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cot == "llm":
         cot, plan = llm_cot(ep, args.prompt, args.video, args.duration, bundle)
         prompt = None                       # it went into the plan
+    if args.cot in ("auto", "llm"):
+        from foleyflow.cot import four_part_text
+
+        print(f"plan: {len(plan.sources)} sources; chain of thought: {four_part_text(plan)}")
 
     # ---- models
     if args.threads:

@@ -4,7 +4,15 @@ each .wav this command made (with a key of the settings, the bundle's sha256, th
 file's sha256); a clip is skipped only when its recorded key and file still match. Existing <id>.wav files that it did
 not record (e.g. --out pointing at a FoleyWorld folder) are refused unless --overwrite. Each clip's seed is derived from --seed and the clip id (crc32), so a clip's audio does not depend on which
 other clips are in the run or in what order. A clip that fails is reported at the end (the others are generated) and the
-exit code is then non-zero. The loop is shared with `foleyflow batch` (foleyflow.commands.itemloop)."""
+exit code is then non-zero. The loop is shared with `foleyflow batch` (foleyflow.commands.itemloop).
+
+--text chooses the text condition (the rows of issue 19's ablation): none; the row's caption; the row's chain of
+thought `cot` (text only); `monolithic`: the same sentences as one paragraph without the part labels, as a plain text
+(built from the row's FoleyWorld ground truth); `truth`: the plan of the row's ground truth (foleyflow.cot.convert),
+as its four-part text (worded as the clip's own CoT, so the text equals `cot`'s) AND, for a generator that follows
+plans, its time-aligned track; `auto`: the bundle's automatic planner plans each clip's video (the plan's four-part
+text and track, exactly as `generate --cot auto`). The record's settings name the mode and whether the track was used
+(`plan_track`)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +21,8 @@ from pathlib import Path
 
 from foleyflow.options import GUIDANCE, SAMPLERS
 
-TEXT_MODES = ("none", "caption", "cot")
+TEXT_MODES = ("none", "caption", "cot", "monolithic", "truth", "auto")
+NEEDS = {"caption": "caption", "cot": "cot", "monolithic": "truth", "truth": "truth"}   # the row field a mode reads
 
 
 def register(sub) -> None:
@@ -24,11 +33,14 @@ def register(sub) -> None:
     p.add_argument("--split", default=None, help="only rows of this split")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N rows (after --split)")
     p.add_argument("--text", default="none", choices=TEXT_MODES,
-                   help="condition on nothing but the video (none, default), the row's caption, or its chain of "
-                        "thought (an oracle plan: FoleyWorld's CoT lists the true onset times)")
+                   help="condition on nothing but the video (none, default), the row's caption, its chain of "
+                        "thought (cot: an oracle plan as text, FoleyWorld's CoT lists the true onset times), the same "
+                        "sentences as one paragraph (monolithic, from the row's truth), the plan of the row's ground "
+                        "truth (truth: its four-part text and, when the model follows plans, its time-aligned track), "
+                        "or the bundle's planner's plan of each video (auto: text and track, as generate --cot auto)")
     p.add_argument("--no-video", action="store_true",
-                   help="text-to-audio: generate from the text alone (--text caption or cot), for the video's "
-                        "duration, without showing the model the video")
+                   help="text-to-audio: generate from the text alone (--text caption, cot, monolithic or truth), "
+                        "for the video's duration, without showing the model the video")
     p.add_argument("--bundle", default=None, metavar="DIR", help="model bundle (default: the installed default model)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
@@ -48,6 +60,27 @@ def register(sub) -> None:
 
     add_stereo_option(p)
     p.set_defaults(func=run)
+
+
+def text_condition(row, mode: str):
+    """(prompt, cot, plan) of a manifest row under a --text mode; (None, None, None) for none and auto (auto plans
+    each video in the loop). truth and monolithic build the plan of the row's ground truth, worded as FoleyWorld
+    worded the clip's own CoT (one-line TruthError / PlanError for a bad truth file)."""
+    if mode == "caption":
+        return row.caption, None, None
+    if mode == "cot":
+        return None, row.cot, None
+    if mode not in ("truth", "monolithic"):
+        return None, None, None
+    from foleyflow.commands.generate import plan_condition
+    from foleyflow.cot import monolithic_text, plan_from_truth, truth_wording
+    from foleyflow.events import read_truth
+
+    truth = read_truth(row.truth)
+    plan = plan_from_truth(truth)
+    if mode == "monolithic":
+        return monolithic_text(plan, truth_wording(truth)), None, None
+    return (None, *plan_condition(plan, truth_wording(truth)))
 
 
 def clip_seed(seed: int, clip_id: str) -> int:
@@ -100,10 +133,15 @@ def run(args: argparse.Namespace) -> int:
         raise FoleyError(f"{args.manifest}: no rows with a video" + (f" in split '{args.split}'" if args.split else ""))
     if args.no_video and args.text == "none":
         raise FoleyError("--no-video generates from the text alone: give --text caption or --text cot")
-    if args.text != "none":
-        lacking = [r.id for r in rows if not getattr(r, args.text)]
+    if args.no_video and args.text == "auto":
+        raise FoleyError("--text auto plans from each clip's video; it cannot go with --no-video")
+    if args.text in NEEDS:
+        need = NEEDS[args.text]
+        lacking = [r.id for r in rows if not getattr(r, need)]
         if lacking:
-            raise FoleyError(f"{len(lacking)} rows have no {args.text} (e.g. {lacking[0]}); use --text none")
+            raise FoleyError(f"{len(lacking)} rows have no {need} (e.g. {lacking[0]}); use --text none" +
+                             (" (--text monolithic and truth need FoleyWorld's ground truth)" if need == "truth"
+                              else ""))
     from foleyflow.fileio import safe_component
 
     for r in rows:  # ids name files in --out: none may leave it
@@ -117,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.commands.generate import check_seed
 
     check_seed(args.seed)
+    if args.text == "auto":
+        from foleyflow.planning import bundle_planner_path
+
+        bundle_planner_path(bundle)       # a bundle without a planner: one line, before anything is generated
+    texts = {r.id: text_condition(r, args.text) for r in rows}   # {id: (prompt, cot, plan)}; auto: planned later
     # what makes a clip's audio: a clip is resumed only if its recorded key is this one
     sha = bundle_sha256(bundle)
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
@@ -127,8 +170,12 @@ def run(args: argparse.Namespace) -> int:
 
     def clip_key(r) -> str:
         what = {k: v for k, v in key_settings.items() if k not in ("manifest", "split", "bundle")}
-        what.update(id=r.id, video=str(Path(r.video).resolve()), text=getattr(r, args.text, None)
-                    if args.text != "none" else None)
+        prompt, cot, plan_ = texts[r.id]
+        from foleyflow.cot import plan_to_dict
+
+        text = prompt if prompt is not None else cot
+        what.update(id=r.id, video=str(Path(r.video).resolve()), text=text,
+                    **({"plan": plan_to_dict(plan_)} if plan_ is not None else {}))
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     from foleyflow.commands.itemloop import Item, plan, read_record, report_failures, run_items
@@ -139,9 +186,16 @@ def run(args: argparse.Namespace) -> int:
 
         infos = {r.id: media.probe(r.video) for r in rows}
         durations = {k: (i.video.duration_s if i.video is not None else i.duration_s) for k, i in infos.items()}
+    planner = {}    # --text auto: the bundle's planner, loaded once after the outputs are checked
+
+    def planned(video: str):
+        from foleyflow.commands.generate import auto_cot
+
+        return auto_cot(video, bundle, planner["vp"])
+
     items = [Item(r.id, out / f"{r.id}.wav", clip_key(r), video=None if args.no_video else r.video,
-                  duration_s=durations.get(r.id),
-                  prompt=r.caption if args.text == "caption" else None, cot=r.cot if args.text == "cot" else None,
+                  duration_s=durations.get(r.id), prompt=texts[r.id][0], cot=texts[r.id][1], plan=texts[r.id][2],
+                  condition=(lambda v=r.video: planned(v)) if args.text == "auto" else None,
                   values={"seed": clip_seed(args.seed, r.id)}) for r in rows]
     made = read_record(out / RECORD)
     todo = plan(items, made, command="generate-set", record=out / RECORD, overwrite=args.overwrite)
@@ -157,6 +211,15 @@ def run(args: argparse.Namespace) -> int:
     pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
+    if args.text == "auto" and todo:
+        from foleyflow.planning import load_video_planner
+
+        planner["vp"] = load_video_planner(bundle)
+    if args.text in ("truth", "auto"):
+        settings["plan_track"] = pipe.follows_plan
+        if not pipe.follows_plan:
+            print(f"warning: the bundle '{pipe.name}' has no plan pathway: the plans reach it only as their "
+                  "four-part text", file=sys.stderr)
     options = pipe.options(**values)   # the settings every clip is generated with (its seed: clip_seed)
     # the record names every resolved option (e.g. the bundle's steps when --steps is not given)
     settings.update({k: v for k, v in options.as_record().items() if k != "seed"}, cfg=options.cfg_scale,

@@ -27,8 +27,11 @@ from foleyflow.errors import FoleyError
 
 @dataclass
 class Item:
-    """One generation: `video` (None: text-only over `duration_s`) with `prompt` / `cot`, GenerationOptions field
-    values `values` (seed included) over the run's options, written to `wav` (and muxed into `video_out`)."""
+    """One generation: `video` (None: text-only over `duration_s`) with `prompt` / `cot` (and `plan`, a
+    foleyflow.cot Plan whose track the pipeline lays when the generator follows plans), GenerationOptions field
+    values `values` (seed included) over the run's options, written to `wav` (and muxed into `video_out`).
+    `condition`: if given, called in the loop (its errors are the item's failures) for `(cot, plan)`, which replace
+    the item's: conditions that cost time to make, such as the automatic planner's plan of the video."""
 
     id: str
     wav: Path
@@ -39,6 +42,8 @@ class Item:
     cot: str | Mapping[str, str] | None = None
     duration_s: float | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None
+    condition: Callable[[], tuple[Any, Any]] | None = None
 
     def outputs(self) -> list[Path]:
         return [self.wav] + ([self.video_out] if self.video_out is not None else [])
@@ -114,8 +119,9 @@ def run_items(pipe, todo: list[Item], made: dict, save_record: Callable[[], None
         made[it.id] = {"key": it.key, "sha256": None}   # ours from here on, even if interrupted mid-write
         save_record()
         try:
-            res = pipe.generate(it.video, prompt=it.prompt, cot=it.cot, duration_s=it.duration_s,
-                                options=options.replace(**it.values))
+            cot, plan_ = it.condition() if it.condition is not None else (it.cot, it.plan)
+            res = pipe.generate(it.video, prompt=it.prompt, cot=cot, duration_s=it.duration_s,
+                                options=options.replace(**it.values), plan=plan_)
             for p in it.outputs():
                 p.parent.mkdir(parents=True, exist_ok=True)
             write_audio(it.wav, output_channels(res.audio, stereo), res.sample_rate, tag=tag)
