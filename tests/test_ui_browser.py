@@ -80,7 +80,7 @@ class OutboundGuard:
         socket.socket.connect, socket.socket.connect_ex = self._connect, self._connect_ex
 
 
-def serve(pipe, out_dir: Path):
+def serve(pipe, out_dir: Path, bundle: Path | None = None):
     """(app, url): the UI of `pipe` on a free loopback port, in this process, generating on one thread of its own
     (as `foleyflow ui` does: the progress bar must still reach the page from that thread)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -88,7 +88,7 @@ def serve(pipe, out_dir: Path):
     from foleyflow.commands.ui import _free_port
     from foleyflow.ui.app import build_app, launch_options
 
-    app = build_app(pipe, out_dir, ThreadPoolExecutor(1, thread_name_prefix="foleyflow-torch"))
+    app = build_app(pipe, out_dir, ThreadPoolExecutor(1, thread_name_prefix="foleyflow-torch"), bundle=bundle)
     port = _free_port("127.0.0.1")
     app.launch(prevent_thread_lock=True, **launch_options("127.0.0.1", port, out_dir))
     return app, f"http://127.0.0.1:{port}/"
@@ -175,6 +175,18 @@ def check_plan_button_disabled(page) -> None:
     assert page.locator("#ff-plan").is_disabled()
 
 
+def check_plan_button_plans(page, shot: Path) -> None:
+    """With a bundle that has a planner: the plan button fills the four parts from the uploaded video."""
+    page.get_by_text("Chain of thought (instead of a prompt").click()
+    page.locator("#ff-cot-temporal textarea").wait_for()
+    assert page.locator("#ff-plan").is_enabled()
+    page.locator("#ff-plan").click()
+    page.locator("#ff-status").get_by_text("planned").wait_for(timeout=TIMEOUT_MS * 3)
+    for part in ("semantic", "temporal", "spatial"):
+        assert page.locator(f"#ff-cot-{part} textarea").input_value().strip(), part
+    page.screenshot(path=str(shot), full_page=True)
+
+
 def check_cancel(page) -> None:
     """A long job (many steps) stops after Cancel, between sampler steps, with 'cancelled' in the status line."""
     steps_box = page.locator("#ff-steps input[type=number]")
@@ -217,6 +229,10 @@ def check_error_inline(page) -> None:
     page.locator("#ff-video button[aria-label='Clear']").first.click()
     page.locator("#ff-video video").wait_for(state="detached")
     page.locator("#ff-prompt textarea").fill("")
+    for part in ("semantic", "temporal", "aesthetic", "spatial"):      # a plan may have filled them
+        box = page.locator(f"#ff-cot-{part} textarea")
+        if box.is_visible():
+            box.fill("")
     page.locator("#ff-generate").click()
     status = page.locator("#ff-status").get_by_text("error:")
     status.wait_for()
@@ -250,18 +266,22 @@ def tiny_pipe(tmp_path_factory):
     return tiny_pipeline(tmp_path_factory.mktemp("bundle") / "b")
 
 
-def run_browser_case(pipe, tmp_path: Path, steps: int, shots: Path, cancel: bool = False) -> None:
+def run_browser_case(pipe, tmp_path: Path, steps: int, shots: Path, cancel: bool = False,
+                     bundle: Path | None = None) -> None:
     from foleyflow.media import probe
 
     duration_s = probe(DEMO).video.duration_s
     with OutboundGuard() as guard:
-        app, url = serve(pipe, tmp_path / "out")
+        app, url = serve(pipe, tmp_path / "out", bundle)
         browser = Browser(tmp_path / "profile")
         try:
             upload_and_generate(browser.page, url, steps, shots / "ui_before.png")
             check_results(browser.page, tmp_path, duration_s)
             browser.page.screenshot(path=str(shots / "ui_after.png"), full_page=True)
-            check_plan_button_disabled(browser.page)
+            if bundle is None:
+                check_plan_button_disabled(browser.page)
+            else:
+                check_plan_button_plans(browser.page, shots / "ui_plan.png")
             if cancel:
                 check_cancel(browser.page)
             check_error_inline(browser.page)
@@ -279,7 +299,8 @@ def test_browser_upload_generate_play_download_offline(tiny_pipe, tmp_path):
 
 @pytest.mark.slow
 def test_browser_default_bundle_writes_the_docs_screenshots(tmp_path):
-    """The default model, few steps: the screenshots of docs/apps.md; then a long job cancelled from the page."""
+    """The default model, few steps: the screenshots of docs/apps.md (its planner fills the four parts); then a long
+    job cancelled from the page."""
     import torch
 
     from foleyflow.commands.generate import DEFAULT_BUNDLE
@@ -289,4 +310,4 @@ def test_browser_default_bundle_writes_the_docs_screenshots(tmp_path):
     pipe = FoleyPipeline.from_bundle(DEFAULT_BUNDLE)
     shots = ROOT / "docs" / "img"
     shots.mkdir(exist_ok=True)
-    run_browser_case(pipe, tmp_path, steps=4, shots=shots, cancel=True)
+    run_browser_case(pipe, tmp_path, steps=4, shots=shots, cancel=True, bundle=DEFAULT_BUNDLE)
