@@ -66,6 +66,11 @@ class DataConfig:
     producers: dict[str, str] = field(default_factory=dict)
     manifest: str = ""                 # plan track: the manifest with each clip's `truth` (default: the one the
                                        # caches were made from, their info.manifest)
+    # how the generator normalises its targets: "channel" divides each channel by its own std (MMAudio's, for VAE
+    # latents); "global" by one scale, the channels' root-mean-square std (latent diffusion's scale factor), so the
+    # loss weighs channels by their variance: for a principal-component mel codec, the flow loss is then the mel
+    # token MSE instead of spending the network on the last, near-silent components. Means are per channel either way.
+    latent_norm: str = "channel"
 
 
 @dataclass
@@ -104,6 +109,16 @@ class TrainFlowConfig:
     threads: int = 0                   # torch threads per process (0: leave torch's default)
     init_from: str = ""                # a generator checkpoint to start from (fine-tuning, e.g. on new features);
                                        # its config must equal this run's; a resumed run ignores it
+
+
+def latent_scale(std: torch.Tensor, norm: str) -> torch.Tensor:
+    """The per-channel divisor of the generator's targets (C,): `std` itself ("channel") or its root mean square
+    broadcast to every channel ("global"; see DataConfig.latent_norm)."""
+    if norm == "channel":
+        return std
+    if norm == "global":
+        return torch.full_like(std, float(std.double().pow(2).mean().sqrt()))
+    raise FoleyError(f"data.latent_norm must be 'channel' or 'global', got {norm!r}")
 
 
 class FlowTrainStep(nn.Module):
@@ -146,7 +161,8 @@ def load_data(cfg: TrainFlowConfig) -> dict[str, Any]:
             "texts": [feat.load(name)[order] for name in cfg.data.text_fields],
             "has_video": (feat.load("has_video")[order].flatten().float() if "has_video" in feat.fields
                           else torch.ones(len(lat.ids))),
-            "latent_mean": torch.tensor(lat.info["latent_mean"]), "latent_std": torch.tensor(lat.info["latent_std"]),
+            "latent_mean": torch.tensor(lat.info["latent_mean"]),
+            "latent_std": latent_scale(torch.tensor(lat.info["latent_std"]), cfg.data.latent_norm),
             "empty_text": feat.extras().get("empty_text"), "producers": {**lat.producers, **feat.producers},
             "duration_s": float(lat.info["duration_s"]), "ids": list(lat.ids),
             "windows": {k: entry_window(k, lat.info, feat.info) for k in lat.ids},

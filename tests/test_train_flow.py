@@ -112,3 +112,29 @@ def test_multitask_draws_one_task_per_step_as_a_pure_function_of_the_step():
     for task, video, text in (("t2a", 0.0, 1.0), ("v2a", 1.0, 0.0), ("vt2a", 1.0, 1.0)):
         b = tf.make_batch(data, idx, Net(), cfg, torch.Generator().manual_seed(0), task)
         assert b["keep_video"].tolist() == [video] * 4 and b["keep_text"].tolist() == [text] * 4
+
+
+def test_global_latent_norm_keeps_the_channels_relative_scale(tmp_path):
+    """data.latent_norm=global divides every channel by one scale (the RMS of the channels' std), stored in the
+    generator so sampling undoes it; the default stays per channel; other values are a one-line error."""
+    import importlib.util
+
+    import torch
+
+    from foleyflow.errors import FoleyError
+
+    spec = importlib.util.spec_from_file_location("train_flow_norm", ROOT / "recipes/train_flow.py")
+    tf = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tf
+    spec.loader.exec_module(tf)
+    std = torch.tensor([3.0, 1.0, 0.1, 0.01])
+    assert torch.equal(tf.latent_scale(std, "channel"), std)
+    g = tf.latent_scale(std, "global")
+    assert torch.allclose(g, torch.full((4,), float((std ** 2).mean().sqrt())))
+    with pytest.raises(FoleyError, match="latent_norm"):
+        tf.latent_scale(std, "layer")
+    assert tf.TrainFlowConfig().data.latent_norm == "channel"
+    run_recipe(tmp_path, tmp_path / "g", "data.latent_norm=global", "steps=5", "log_every=5", nproc=1)
+    weights = load_file(str(tmp_path / "g" / "generator.safetensors"))
+    scale = weights["latent_std"].flatten()
+    assert torch.allclose(scale, scale[0].expand_as(scale)) and scale[0] > 0
