@@ -23,13 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster, and on a busy 2-core machine OpenMP barriers make two threads far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 def tiny_av_checkpoints(folder: Path, seed: int) -> tuple[Path, Path]:
     torch.manual_seed(seed)

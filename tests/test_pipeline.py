@@ -38,13 +38,7 @@ def make_video(path: Path, duration_s: float, fps: int = 30, size=(48, 32), audi
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster, and on a busy 2-core machine OpenMP barriers make two threads far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 @pytest.fixture(scope="module")
 def text_encoder():

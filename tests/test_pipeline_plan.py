@@ -22,12 +22,7 @@ PLAN = {"schema": "foleyflow-cot/1", "duration_s": 1.5, "scene": {"room": "hall"
         "sources": [{"id": "m", "class": "marimba", "on_screen": False, "events": [0.5, 1.1], "pan": -0.8}]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 
 @pytest.fixture(scope="module")

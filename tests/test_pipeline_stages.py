@@ -17,12 +17,7 @@ from foleyflow.options import DEFAULTS, GenerationOptions, resolve_options
 from foleyflow.pipeline import Cancelled, FoleyPipeline, latents_of
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ TEXT_CFG = TextEncoderConfig(seq_len=32, part_seq_len=16, overflow="truncate")
 TINY_PLANNER = dict(visual_dim=16, sync_dim=16, width=16, layers=1, position_columns=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from foleyflow.models import vocoder as W
 from foleyflow.train import codec_losses as L
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP synchronisation costs that dominate (and explode on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 
 def tiny() -> W.Vocoder:
