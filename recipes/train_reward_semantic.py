@@ -22,7 +22,7 @@ from foleyflow.config import load_config
 from foleyflow.rewards.common import (RewardDataConfig, RewardTrainConfig, batch_generator, crop, crop_start_s,
                                       log_losses, recipe_clips, resume_reward, reward_provenance, save_reward_state)
 from foleyflow.rewards.semantic import (KIND, SemanticRewardConfig, SemanticRewardModel, hashed_text_features,
-                                        save_semantic_reward, semantic_text, text_features)
+                                        same_text, save_semantic_reward, semantic_text, text_features)
 from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, write_config
 from foleyflow.train.schedule import build_optimizer, lr_at, set_lr
 
@@ -66,7 +66,7 @@ def held_out(model, clips, vec, cfg: TrainConfig) -> dict:
     audio = torch.stack([crop(c.audio, 0.0, d) for c in clips])
     a = torch.cat([model.audio_embedding(audio[i:i + 16]) for i in range(0, len(clips), 16)])
     sim = model.text_embedding(vec) @ a.t()
-    same = torch.cdist(vec, vec) < 1e-4
+    same = same_text(vec)
     model.train()
     return {"top1": float(same.gather(1, sim.argmax(1, keepdim=True)).float().mean()),
             "paired_cosine": float(sim.diag().mean()), "clips": len(clips)}

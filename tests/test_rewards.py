@@ -206,3 +206,22 @@ def test_semantic_score_from_texts_uses_minilm_on_the_semantic_part():
     with torch.no_grad():
         assert torch.allclose(model.score(audio, RewardConditions(texts=texts), text_encoder=enc),
                               model.score(audio, RewardConditions(text_features=feats)), atol=1e-6)
+
+
+def test_semantic_loss_is_finite_at_batch_sizes_where_cdist_rounds():
+    """torch.cdist switches to a matrix-product formula from 25 rows on; its rounding left some rows without their
+    own positive and the InfoNCE target was 0/0 (NaN from the first step of the default run, batch 32)."""
+    import torch
+
+    from foleyflow.rewards.semantic import SemanticRewardConfig, SemanticRewardModel, same_text
+
+    g = torch.Generator().manual_seed(0)
+    vec = torch.nn.functional.normalize(torch.randn(64, 384, generator=g) * 50 + 3, dim=-1)
+    vec[10] = vec[3]                                     # two clips with the same text
+    same = same_text(vec)
+    assert same.diagonal().all() and same[10, 3] and same[3, 10] and int(same.sum()) == 64 + 2
+    model = SemanticRewardModel(SemanticRewardConfig(n_mels=16, width=16, depth=1, heads=2, embed_dim=16,
+                                                     text_hidden=16))
+    audio = torch.randn(32, 2, 16000, generator=g) * 0.1
+    out = model.loss(audio, vec[:32] * 7.0)              # unnormalised vectors round worse
+    assert torch.isfinite(out["semantic/infonce"])

@@ -95,11 +95,21 @@ class SemanticRewardModel(nn.Module):
         are positives of each other. Returns {"semantic/infonce", "semantic/acc"}."""
         a, t = self.audio_embedding(audio), self.text_embedding(text_features)
         logits = self.logit_scale.exp() * t @ a.t()  # (B text, B audio)
-        same = (torch.cdist(text_features.float(), text_features.float()) < 1e-4).float()
+        same = same_text(text_features).float()
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.log_softmax(0)).sum(0).mean())
         acc = same.gather(1, logits.argmax(1, keepdim=True)).mean()
         return {"semantic/infonce": loss, "semantic/acc": acc}
+
+
+def same_text(text_features: torch.Tensor, tol: float = 1e-4) -> torch.Tensor:
+    """(B, B) bool: which rows of (B, D) text vectors are the same text (each row with itself always). Distances are
+    computed exactly: torch.cdist's matrix-product shortcut (used from 25 rows on) leaves rounding errors above
+    `tol` on the diagonal, which left rows without a positive and made the InfoNCE target 0/0 (NaN from the first
+    step at batch 32)."""
+    x = text_features.float()
+    same = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") < tol
+    return same | torch.eye(len(x), dtype=torch.bool, device=x.device)
 
 
 def semantic_text(text: str) -> str:
