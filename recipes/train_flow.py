@@ -286,14 +286,25 @@ def build_model(cfg: TrainFlowConfig, data: dict, plan_cache: Path | None = None
 
 
 def init_weights(net: Generator, path: str) -> None:
-    """Copies the weights of the generator checkpoint at `path` into `net` (same config required). The latent
+    """Copies the weights of the generator checkpoint at `path` into `net`. The configs must be equal, except that
+    `net` may add a plan pathway (plan_dim > 0) to a source without one: that pathway keeps its initialisation, whose
+    output projection and empty plan are zero, so the run starts as the source's network exactly. The latent
     statistics and the empty text are then set from this run's caches."""
     from foleyflow.models.generator_io import load_generator
 
     src = load_generator(path)
-    if config_to_json(src.cfg) != config_to_json(net.cfg):
-        raise FoleyError(f"init_from {path} has another generator config than this run")
-    net.load_state_dict(src.state_dict())
+    theirs, ours = json.loads(config_to_json(src.cfg)), json.loads(config_to_json(net.cfg))
+    adds_plan = theirs.get("plan_dim", 0) == 0 and ours.get("plan_dim", 0) > 0
+    if adds_plan:
+        theirs["plan_dim"] = ours["plan_dim"]
+    if theirs != ours:
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise FoleyError(f"init_from {path} has another generator config than this run ({', '.join(diff)} differ)")
+    missing, unexpected = net.load_state_dict(src.state_dict(), strict=False)
+    new_params = [k for k in missing if not (adds_plan and ("plan_input_proj" in k or k == "empty_plan_feat"))]
+    if new_params or unexpected:
+        raise FoleyError(f"init_from {path}: weights do not match this run's generator "
+                         f"(missing {new_params[:3]}, unexpected {unexpected[:3]})")
 
 
 def batch_indices(step: int, rank: int, batch_size: int, world_size: int, n_items: int, seed: int) -> torch.Tensor:

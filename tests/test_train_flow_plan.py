@@ -208,3 +208,39 @@ def test_plan_tracks_are_drawn_once_and_reused_while_their_inputs_stay(tmp_path,
     data["windows"]["c1"] = ("clip0", 2.0)            # another window: drawn again, not the stale file
     moved, _ = tf.load_plans(data, net.cfg, file)
     assert not torch.equal(moved[1], plan[1]) and torch.equal(moved[0], plan[0])
+
+
+def test_init_from_a_generator_without_plan_adds_the_pathway_at_zero(tmp_path):
+    """A plan run may start from a plan-less generator (v3 from v2): every shared weight is copied, the new pathway
+    starts at zero so the velocity is the source's with or without a plan, and any other config change is refused."""
+    from foleyflow.errors import FoleyError
+    from foleyflow.models.generator import Generator, GeneratorConfig
+    from foleyflow.models.generator_io import save_generator
+
+    tf = recipe()
+    small = dict(hidden_dim=32, num_heads=2, num_joint_blocks=1, num_audio_blocks=1, duration_s=2.0)
+    torch.manual_seed(0)
+    src = Generator(GeneratorConfig.preset("tiny", **small))
+    with torch.no_grad():
+        for p in src.zero_initialised():
+            p.normal_(0, 0.1)   # a trained-looking source: its zero layers are not zero
+    src.set_latent_stats(torch.randn(src.cfg.latent_channels), torch.rand(src.cfg.latent_channels) + 0.5)
+    path = save_generator(tmp_path / "src.safetensors", src)
+    net = Generator(GeneratorConfig.preset("tiny", plan_dim=12, **small))
+    tf.init_weights(net, str(path))
+    for k, v in src.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v), k
+    n_lat, n_vis, n_sync = src.cfg.seq_lengths(2.0)
+    g = torch.Generator().manual_seed(1)
+    lat = torch.randn(2, n_lat, src.cfg.latent_channels, generator=g)
+    vis = torch.randn(2, n_vis, src.cfg.visual_dim, generator=g)
+    sync = torch.randn(2, n_sync, src.cfg.sync_dim, generator=g)
+    text = torch.randn(2, src.cfg.text_len, src.cfg.text_dim, generator=g)
+    plan = torch.rand(2, n_lat, 12, generator=g)
+    with torch.no_grad():
+        want = src(lat, vis, sync, text, 0.3)
+        assert torch.allclose(net(lat, vis, sync, text, 0.3, plan=plan), want, atol=1e-6)
+        assert torch.allclose(net(lat, vis, sync, text, 0.3), want, atol=1e-6)
+    other = Generator(GeneratorConfig.preset("tiny", **dict(small, num_audio_blocks=2)))
+    with pytest.raises(FoleyError, match="num_audio_blocks"):
+        tf.init_weights(other, str(path))
