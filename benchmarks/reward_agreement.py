@@ -2,15 +2,17 @@
 correlation of each reward with its evaluation metric on at least 200 generated `val` clips from at least 3
 checkpoints.)
 
-    B="--sets eval/v2_val eval/mel_pilot/gen_val eval/pca96_pilot/gen_val"; V=data/foleyworld/val
-    nice -n 10 python benchmarks/reward_agreement.py --reward aesthetic --ckpt runs/reward_aesthetic/reward_aesthetic.safetensors $B
-    nice -n 10 python benchmarks/reward_agreement.py --reward semantic --ckpt runs/reward_semantic/reward_semantic.safetensors $B \
-        --manifest data/foleyworld/manifest.jsonl
-    nice -n 10 python benchmarks/reward_agreement.py --reward temporal --ckpt runs/reward_temporal/reward_temporal.safetensors $B \
-        --truth $V [--contacts truth | --sync runs/sync_contacts/sync_av.safetensors] [--desync]
-    nice -n 10 python benchmarks/reward_agreement.py --reward spatial --ckpt runs/reward_spatial/reward_spatial.safetensors $B \
-        --truth $V [--contacts truth | --sync runs/sync_contacts/sync_av.safetensors]
-    (each also takes --json agreement.json)
+    S="--sets eval/v2_val eval/mel_pilot/gen_val eval/pca96_pilot/gen_val"; D=/data/foleyworld
+    nice -n 10 python benchmarks/reward_agreement.py --reward aesthetic \
+        --ckpt runs/reward_aesthetic/reward_aesthetic.safetensors $S
+    nice -n 10 python benchmarks/reward_agreement.py --reward semantic \
+        --ckpt runs/reward_semantic/reward_semantic.safetensors $S --manifest $D/manifest.jsonl
+    nice -n 10 python benchmarks/reward_agreement.py --reward temporal \
+        --ckpt runs/reward_temporal/reward_temporal.safetensors $S --truth $D/val --contacts truth --desync
+    nice -n 10 python benchmarks/reward_agreement.py --reward spatial \
+        --ckpt runs/reward_spatial/reward_spatial.safetensors $S --truth $D/val --contacts truth
+    (each also takes --json agreement.json; the video variant of the last two:
+     --contacts video --sync runs/sync_contacts/sync_av.safetensors)
 
 Each --sets folder holds one checkpoint's generated `<clip id>.wav` files (as `foleyflow generate-set` writes them).
 Clip by clip, the reward's score (foleyflow.rewards, trained on `train`, audio read at 16 kHz stereo) is set against
@@ -104,8 +106,11 @@ def reward_scorer(args):
     kind = args.reward
     mod = import_module(f"foleyflow.rewards.{kind}")
     model = getattr(mod, f"load_{kind}_reward")(args.ckpt).eval()
+    def no_conditions(name: str, duration_s: float):  # the aesthetic reward needs no reference
+        return None
+
     if kind == "aesthetic":
-        conditions = lambda name, duration_s: None  # noqa: E731 (no-reference)
+        conditions = no_conditions
     elif kind == "semantic":
         conditions = semantic_conditions(model, args)
     else:

@@ -1,7 +1,7 @@
-"""benchmarks/reward_agreement.py for the four rewards: tiny untrained reward and evaluation models saved by the test, two
-tiny generated sets of 3 and 4 five-second clips with their ground truth, reference audio, videos and manifest; the JSON's
-structure, NaN-safe rho, the one-line errors, and that the per-clip metric values are the ones `foleyflow evaluate`
-aggregates into its set figures."""
+"""benchmarks/reward_agreement.py for the four rewards: tiny untrained reward and evaluation models saved by the
+test, two tiny generated sets of 3 and 4 five-second clips with their ground truth, reference audio, videos and
+manifest; the JSON's structure, NaN-safe rho, the one-line errors, and that the per-clip metric values are the ones
+`foleyflow evaluate` aggregates into its set figures."""
 from __future__ import annotations
 
 import importlib.util
@@ -56,8 +56,9 @@ def events_audio(events: list[dict], seed: int, jitter_s: float = 0.0, pan_noise
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """val/ (truth JSON, reference wav, mp4 of each clip), manifest.jsonl, sets a (3 clips) and b (4 clips), models/ (tiny
-    evaluation CLAP and offset classifier), quality.safetensors, sync_av.safetensors (a contact head), four rewards."""
+    """val/ (truth JSON, reference wav, mp4 of each clip), manifest.jsonl, sets a (3 clips) and b (4 clips), models/
+    (tiny evaluation CLAP and offset classifier), quality.safetensors, sync_av.safetensors (a contact head), and the
+    four rewards."""
     from foleyflow.checkpoint import save_checkpoint
     from foleyflow.config import to_dict
     from foleyflow.media import write_audio, write_video
