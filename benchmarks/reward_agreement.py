@@ -134,15 +134,19 @@ def semantic_conditions(model, args):
         raise FoleyError("--reward semantic needs --manifest (the clips' captions and chains of thought)")
     rows = {e.id: e for e in read_manifest(args.manifest)}
     data = (getattr(model, "identity", {}).get("provenance") or {}).get("config", {}).get("data", {})
-    holder: dict = {}
+    vectors: dict = {}  # text -> (1, 384)
+    minilm: list = []
 
     def encode(text: str):  # as recipes/train_grpo.py reward_texts_encoder: the encoder the reward was trained with
-        if data.get("text_encoder") == "hashed":
-            return hashed_text_features([text])
-        if "enc" not in holder:
-            from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
-            holder["enc"] = load_text_encoder(TextEncoderConfig(overflow="truncate"))
-        return text_features([text], holder["enc"])
+        if text not in vectors:
+            if data.get("text_encoder") == "hashed":
+                vectors[text] = hashed_text_features([text])
+            else:
+                if not minilm:
+                    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+                    minilm.append(load_text_encoder(TextEncoderConfig(overflow="truncate")))
+                vectors[text] = text_features([text], minilm[0])
+        return vectors[text]
 
     def conditions(name: str, duration_s: float):
         if name not in rows:
