@@ -3,7 +3,7 @@ import pytest
 
 from foleyflow.errors import EvalError
 from foleyflow.eval.desync import (OFFSETS_S, av_similarity, desync_windows, evaluate_desync,
-                                   text_audio_similarity)
+                                   text_audio_similarities, text_audio_similarity)
 
 FPS, SR = 25, 1000
 
@@ -73,5 +73,10 @@ def test_similarities():
     v = rng.standard_normal((10, 8))
     assert av_similarity(v, 3 * v) == pytest.approx(100.0)
     assert abs(text_audio_similarity(v, rng.standard_normal((10, 8)))) < 0.5
+    # the per-clip CLAP scores are what clap_score averages
+    a = rng.standard_normal((10, 8))
+    per = text_audio_similarities(v, a)
+    assert per.shape == (10,) and per[2] == pytest.approx(v[2] @ a[2] / np.linalg.norm(v[2]) / np.linalg.norm(a[2]))
+    assert text_audio_similarity(v, a) == pytest.approx(per.mean())
     with pytest.raises(EvalError):
         av_similarity(v, v[:5])

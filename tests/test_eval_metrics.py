@@ -4,7 +4,8 @@ import scipy.linalg
 
 from foleyflow.errors import EvalError, FoleyError
 from foleyflow.eval.metrics import (frechet_distance, frechet_distance_from_stats, inception_score,
-                                    kernel_audio_distance, kl_divergence, median_pairwise_distance, paired_cosine)
+                                    kernel_audio_distance, kl_divergence, median_pairwise_distance, paired_cosine,
+                                    paired_cosines)
 
 
 def _random_cov(rng, d):
@@ -95,6 +96,17 @@ def test_paired_cosine():
     assert paired_cosine(a, np.array([[1.0, 0.0], [0.0, 0.0]])) == pytest.approx(0.5)    # zero embedding: 0
 
 
+def test_paired_cosines_are_the_per_row_values_paired_cosine_averages():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((7, 5)), rng.standard_normal((7, 5))
+    b[3] = 0.0
+    per = paired_cosines(a, b)
+    want = [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) if y.any() else 0.0 for x, y in zip(a, b)]
+    assert per.shape == (7,) and per == pytest.approx(want) and per[3] == 0.0
+    assert paired_cosine(a, b, scale=100) == pytest.approx(100 * per.mean())
+    assert paired_cosines(a[:1], 2 * a[:1]) == pytest.approx([1.0])
+
+
 @pytest.mark.parametrize("call", [
     lambda: frechet_distance(np.zeros((0, 4)), np.zeros((5, 4))),
     lambda: frechet_distance(np.ones((5, 4)), np.ones((5, 3))),
@@ -105,6 +117,7 @@ def test_paired_cosine():
     lambda: kl_divergence(np.ones((5, 3)), np.ones((5, 3)), from_logits=False),
     lambda: inception_score(np.ones((5, 3))),
     lambda: paired_cosine(np.ones((5, 3)), np.ones((4, 3))),
+    lambda: paired_cosines(np.ones((5, 3)), np.full((5, 3), np.nan)),
 ])
 def test_bad_inputs_raise_eval_error(call):
     with pytest.raises(EvalError) as e:

@@ -8,7 +8,8 @@ mixed to mono, as av-benchmark does. Sign convention here: a positive offset mea
 The classifier is an evaluation model trained elsewhere; this module only defines its interface and the protocol.
 
 IB score: 100 x the mean cosine between paired video and audio embeddings of a joint audio-visual model.
-CLAP score: the mean cosine between paired text and audio embeddings of a contrastive text-audio model.
+CLAP score: the mean cosine between paired text and audio embeddings of a contrastive text-audio model (per clip:
+`text_audio_similarities`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from foleyflow.errors import EvalError
-from foleyflow.eval.metrics import paired_cosine
+from foleyflow.eval.metrics import paired_cosine, paired_cosines
 
 OFFSETS_S = np.round(np.linspace(-2.0, 2.0, 21), 1)    # the 21 offset classes, seconds
 WINDOW_S = 4.8
@@ -96,6 +97,11 @@ def av_similarity(video_embeddings, audio_embeddings) -> float:
     return paired_cosine(video_embeddings, audio_embeddings, scale=100.0)
 
 
+def text_audio_similarities(text_embeddings, audio_embeddings) -> np.ndarray:
+    """(N,) per-clip CLAP-style scores: the cosine of each pair of (N, D) text and audio embeddings."""
+    return paired_cosines(text_embeddings, audio_embeddings)
+
+
 def text_audio_similarity(text_embeddings, audio_embeddings) -> float:
-    """CLAP-style score: mean cosine of paired (N, D) text and audio embeddings."""
-    return paired_cosine(text_embeddings, audio_embeddings)
+    """CLAP-style score (`clap_score` of `foleyflow evaluate`): the mean of `text_audio_similarities`."""
+    return float(np.mean(text_audio_similarities(text_embeddings, audio_embeddings)))

@@ -222,12 +222,17 @@ def inception_score(generated, *, splits: int = 10, from_logits: bool = True, ep
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def paired_cosine(a, b, *, scale: float = 1.0) -> float:
-    """Mean cosine similarity of paired rows of a (N, D) and b (N, D), times `scale` (100 for the IB score).
-    A pair with an all-zero embedding (e.g. of silence) has similarity 0."""
+def paired_cosines(a, b) -> np.ndarray:
+    """(N,) cosine similarity of each pair of rows of a (N, D) and b (N, D), float64 (the per-clip values that
+    `paired_cosine` averages). A pair with an all-zero embedding (e.g. of silence) has similarity 0."""
     a, b = _embeddings(a, "first embeddings", 1), _embeddings(b, "second embeddings", 1)
     if a.shape != b.shape:
         raise EvalError(f"paired similarity needs equal shapes: {a.shape} vs {b.shape}")
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    cos = np.where((na > 0) & (nb > 0), (a * b).sum(1) / np.maximum(na * nb, 1e-300), 0.0)
-    return float(scale * np.mean(cos))
+    return np.where((na > 0) & (nb > 0), (a * b).sum(1) / np.maximum(na * nb, 1e-300), 0.0)
+
+
+def paired_cosine(a, b, *, scale: float = 1.0) -> float:
+    """Mean cosine similarity of paired rows of a (N, D) and b (N, D), times `scale` (100 for the IB score): the mean
+    of `paired_cosines`."""
+    return float(scale * np.mean(paired_cosines(a, b)))
