@@ -109,10 +109,17 @@ def check_option(name: str, value: Any) -> None:
         raise FoleyError(f"loudness must be between -70 and 0 LUFS, got {value}")
 
 
-def check_quantize(quantize: str | None) -> str | None:
-    """`quantize` if it is None or one of QUANTIZE; otherwise a one-line FoleyError."""
-    if quantize is not None and quantize not in QUANTIZE:
+def check_quantize(quantize: str | None, device: str = "cpu", precision: str = "auto") -> str | None:
+    """`quantize` if it is None, or one of QUANTIZE with a CPU `device` (its type: "cpu", "cuda") and a precision
+    other than bf16 (int8 runs the generator in fp32 with int8 Linear weights); otherwise a one-line FoleyError."""
+    if quantize is None:
+        return None
+    if quantize not in QUANTIZE:
         raise FoleyError(f"unknown quantisation {quantize!r} (one of {', '.join(QUANTIZE)}, or none)")
+    if str(device).split(":")[0] != "cpu" or precision == "bf16":
+        raise FoleyError(f"--quantize {quantize} runs the generator on the CPU in fp32 with int8 Linear weights: "
+                         + ("use --device cpu" if str(device).split(":")[0] != "cpu" else
+                            "leave out --precision bf16"))
     return quantize
 
 

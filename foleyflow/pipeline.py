@@ -149,10 +149,7 @@ class FoleyPipeline:
         from foleyflow.bundle import check_models_fit
 
         self.device = resolve_device(device)
-        self.quantize = check_quantize(quantize)
-        if quantize is not None and (self.device.type != "cpu" or precision == "bf16"):
-            raise FoleyError(f"--quantize {quantize} runs the generator on the CPU in fp32 with int8 Linear weights: "
-                             + ("use --device cpu" if self.device.type != "cpu" else "leave out --precision bf16"))
+        self.quantize = check_quantize(quantize, self.device.type, precision)
         self.representation = check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, representation)
         self.generator = generator.to(self.device).eval()
         self.vae, self.vocoder = vae.to(self.device).eval(), vocoder.to(self.device).eval()
@@ -185,7 +182,7 @@ class FoleyPipeline:
         from foleyflow.bundle import load_bundle_models
 
         dev = resolve_device(device)
-        check_quantize(quantize)
+        check_quantize(quantize, dev.type, precision)
         info, text_cfg, m = load_bundle_models(folder)
         if text_encoder is None and m.get("text_encoder") is not None:   # a bundle's own (MMAudio's CLIP text)
             text_encoder = m["text_encoder"].to(dev)
