@@ -174,7 +174,7 @@ def run(args) -> dict:
     cfg_scale = p.options(**ref_values).cfg_scale
     print(f"model: {p.name or 'unnamed'} ({'MMAudio small_16k, random weights' if args.mmaudio else 'bundle'}), "
           f"window {p.window_s:g} s at {p.sample_rate} Hz, built in {time.perf_counter() - t0:.1f} s; reference: "
-          f"{args.ref_steps} Euler steps, fp32, guidance {cfg_scale:g}; {len(clips)} clips, seed {args.seed} "
+          f"{args.ref_steps} Euler steps, fp32, guidance {cfg_scale:g}; {len(clips)} clip(s), seed {args.seed} "
           f"(and {args.seed + 1} for the seed row)")
     settings = [("reference", ref_values, None), ("seed", {**ref_values, "seed": args.seed + 1}, None)]
     settings += [(text, {**ref_values, **values}, q) for text, values, q in candidates]

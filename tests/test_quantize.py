@@ -125,10 +125,15 @@ def test_cli_quantize_reaches_the_pipeline(monkeypatch, capsys, bundle, tmp_path
         parser.parse_args(["generate", "--quantize", "int4"])
 
 
-def test_closeness_benchmark_runs_on_a_tiny_bundle(bundle, tmp_path, capsys):
+def load_closeness():
     spec = importlib.util.spec_from_file_location("closeness", ROOT / "benchmarks" / "closeness.py")
     closeness = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(closeness)
+    return closeness
+
+
+def test_closeness_benchmark_runs_on_a_tiny_bundle(bundle, tmp_path, capsys):
+    closeness = load_closeness()
     assert closeness.parse_candidate("sampler=heun,steps=10,quantize=int8") == ({"sampler": "heun", "steps": 10},
                                                                                  "int8")
     for bad in ("steps", "sampler=rk9", "quantize=int4"):
@@ -148,3 +153,25 @@ def test_closeness_benchmark_runs_on_a_tiny_bundle(bundle, tmp_path, capsys):
     assert seed["latent"] > 0.5 and seed["mel_db"] > 0
     assert 0 < q["latent"] < seed["latent"] and 0 < fewer["latent"] < seed["latent"]
     assert q["equal"] == "yes" and q["quantize"] == "int8" and all(r["time_s"] > 0 for r in rows.values())
+
+
+def test_closeness_mmaudio_mode_samples_random_features(bundle, tmp_path, capsys, monkeypatch):
+    """--mmaudio: bench_mmaudio's builder (here replaced by the tiny bundle, the real one needs 6 GB) and seeded random
+    features of the generator's shapes instead of clips."""
+    import sys
+
+    built = []
+
+    def build_pipeline(precision):
+        built.append(precision)
+        return FoleyPipeline.from_bundle(bundle, precision=precision)
+
+    monkeypatch.setitem(sys.modules, "bench_mmaudio", SimpleNamespace(build_pipeline=build_pipeline))
+    closeness = load_closeness()
+    out = tmp_path / "m.json"
+    assert closeness.main(["--mmaudio", "small_16k", "--num-clips", "2", "--ref-steps", "2", "--candidates",
+                           "quantize=int8", "--json", str(out)]) == 0
+    assert built == ["fp32"] and "random features 1" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["settings"]
+    assert len(rows["quantize=int8"]["per_clip"]["latent"]) == 2
+    assert closeness.main(["--mmaudio", "large_44k"]) == 2          # no builder: one line
