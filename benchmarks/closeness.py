@@ -111,8 +111,8 @@ class Runner:
             _, nv, ns = p.generator.cfg.seq_lengths(dur)
             g = torch.Generator().manual_seed(1000 + index)
             c = p.generator.cfg
-            return Conditions(torch.randn(1, nv, c.visual_dim, generator=g), torch.randn(1, ns, c.sync_dim, generator=g),
-                              p.text_features(prompt), dur)
+            visual = torch.randn(1, nv, c.visual_dim, generator=g)
+            return Conditions(visual, torch.randn(1, ns, c.sync_dim, generator=g), p.text_features(prompt), dur)
         from foleyflow import media
 
         info = media.probe(clip).video
