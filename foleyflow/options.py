@@ -12,6 +12,9 @@ combined: `cfg` (MMAudio's classifier-free guidance), `apg` (adaptive projected 
 `multi` (ALIVE-style multi-condition guidance: joint scale `cfg_scale` plus `text_scale` and `video_scale`, four
 network branches); `sampler` names an ODE sampler of `foleyflow.flow.samplers` (`dopri5` is adaptive and ignores
 `steps` for its own step sizes).
+
+Not a generation option but a choice made when the pipeline is built (like its precision): `quantize`, one of
+QUANTIZE or None, checked by `check_quantize` (see foleyflow.models.generator_sampling.int8_copy).
 Imports only the standard library (a leaf module).
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ SAMPLERS = ("euler", "heun", "midpoint", "dopri5")   # foleyflow.flow.samplers.F
 GUIDANCE = ("cfg", "apg", "multi")                   # foleyflow.models.generator_sampling
 ALIASES = {"cfg": "cfg_scale"}             # old name -> field
 MAX_STEPS = 1000
+QUANTIZE = ("int8",)    # FoleyPipeline(quantize=...): dynamic int8 weights of the generator's Linear layers
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,20 @@ def check_option(name: str, value: Any) -> None:
         raise FoleyError(f"sample rate must be between 8000 and 192000 Hz, got {value}")
     if name == "loudness_lufs" and not -70 <= value <= 0:
         raise FoleyError(f"loudness must be between -70 and 0 LUFS, got {value}")
+
+
+def check_quantize(quantize: str | None, device: str = "cpu", precision: str = "auto") -> str | None:
+    """`quantize` if it is None, or one of QUANTIZE with a CPU `device` (its type: "cpu", "cuda") and a precision
+    other than bf16 (int8 runs the generator in fp32 with int8 Linear weights); otherwise a one-line FoleyError."""
+    if quantize is None:
+        return None
+    if quantize not in QUANTIZE:
+        raise FoleyError(f"unknown quantisation {quantize!r} (one of {', '.join(QUANTIZE)}, or none)")
+    if str(device).split(":")[0] != "cpu" or precision == "bf16":
+        raise FoleyError(f"--quantize {quantize} runs the generator on the CPU in fp32 with int8 Linear weights: "
+                         + ("use --device cpu" if str(device).split(":")[0] != "cpu" else
+                            "leave out --precision bf16"))
+    return quantize
 
 
 def canonical(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,9 @@ equal-power crossfade (gains cos and sin of a quarter period) of `overlap_s`, ce
 
 Precision: the generator samples in bfloat16 where the hardware supports it (CPU: oneDNN's bf16 check, e.g. AVX512-BF16
 or AMX; GPU: `torch.cuda.is_bf16_supported()`), otherwise float32; encoders and codec run in float32. The same seed,
-inputs and machine give identical audio.
+inputs and machine give identical audio. `quantize="int8"` (CPU only; not with precision bf16) samples with a float32
+copy of the generator whose Linear layers are dynamically quantised to int8 (foleyflow.models.generator_sampling.
+int8_copy; convolutions stay float32); the unquantised generator is kept for everything else.
 
 Post-processing: optional resampling (`sample_rate`, polyphase) and loudness normalisation (`loudness_lufs`,
 ITU-R BS.1770 integrated loudness via pyloudnorm); if the result would clip, it is scaled down to a 0.99 peak (the
@@ -52,7 +54,7 @@ import torch
 
 from foleyflow.conditioning import Window, generation_windows  # noqa: F401
 from foleyflow.errors import FoleyError
-from foleyflow.options import GenerationOptions, check_bundle_defaults, resolve_options
+from foleyflow.options import GenerationOptions, check_bundle_defaults, check_quantize, resolve_options
 
 MAX_DURATION_S = 3600.0
 
@@ -133,6 +135,7 @@ class GenerationResult:
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     options: GenerationOptions | None = None   # the resolved options the audio was generated with
+    quantize: str | None = None       # "int8": the generator's Linear layers ran dynamically quantised
 
 
 class FoleyPipeline:
@@ -141,10 +144,12 @@ class FoleyPipeline:
 
     def __init__(self, generator, vae, vocoder, semantic, sync, text_cfg, *, device: str | torch.device = "cpu",
                  precision: str = "auto", text_encoder=None, trained: bool = True, name: str = "",
-                 card: str = "", defaults: dict | None = None, representation: str | None = None):
+                 card: str = "", defaults: dict | None = None, representation: str | None = None,
+                 quantize: str | None = None):
         from foleyflow.bundle import check_models_fit
 
         self.device = resolve_device(device)
+        self.quantize = check_quantize(quantize, self.device.type, precision)
         self.representation = check_models_fit(generator, vae, vocoder, semantic, sync, text_cfg, representation)
         self.generator = generator.to(self.device).eval()
         self.vae, self.vocoder = vae.to(self.device).eval(), vocoder.to(self.device).eval()
@@ -157,9 +162,12 @@ class FoleyPipeline:
             raise FoleyError(f"precision must be auto, fp32 or bf16, got {precision!r}")
         if precision == "bf16" and not bf16_supported(self.device):
             raise FoleyError(f"bf16 is not supported on this {self.device.type}; use precision fp32 or auto")
-        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and bf16_supported(self.device)) \
-            else "fp32"
-        if self.precision == "bf16":
+        self.precision = "bf16" if quantize is None and (
+            precision == "bf16" or (precision == "auto" and bf16_supported(self.device))) else "fp32"
+        if quantize == "int8":
+            from foleyflow.models.generator_sampling import int8_copy
+            self._sampling_net = int8_copy(self.generator)
+        elif self.precision == "bf16":
             from foleyflow.models.generator_sampling import bf16_copy
             self._sampling_net = bf16_copy(self.generator)
         else:
@@ -168,18 +176,27 @@ class FoleyPipeline:
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_bundle(cls, folder: str | Path, device: str | torch.device = "cpu", precision: str = "auto",
-                    text_encoder=None) -> "FoleyPipeline":
+                    text_encoder=None, quantize: str | None = None) -> "FoleyPipeline":
         """Loads every model of a bundle folder (see foleyflow.bundle); a wrong or inconsistent bundle gives a
-        one-line CheckpointError."""
+        one-line CheckpointError. `quantize`: None or "int8" (see the module docstring)."""
         from foleyflow.bundle import load_bundle_models
 
         dev = resolve_device(device)
+        check_quantize(quantize, dev.type, precision)
         info, text_cfg, m = load_bundle_models(folder)
         if text_encoder is None and m.get("text_encoder") is not None:   # a bundle's own (MMAudio's CLIP text)
             text_encoder = m["text_encoder"].to(dev)
         return cls(m["generator"], m["vae"], m["vocoder"], m["semantic_encoder"], m["sync_encoder"], text_cfg,
                    device=dev, precision=precision, text_encoder=text_encoder, trained=info.trained, name=info.name,
-                   card=info.card, defaults=info.defaults, representation=info.representation)
+                   card=info.card, defaults=info.defaults, representation=info.representation, quantize=quantize)
+
+    def variant(self, *, precision: str = "auto", quantize: str | None = None) -> "FoleyPipeline":
+        """Another pipeline over the same models (no copy of the encoders or the codec) sampling with another
+        `precision` / `quantize` (benchmarks compare them in one process)."""
+        return FoleyPipeline(self.generator, self.vae, self.vocoder, self.semantic, self.sync, self.text_cfg,
+                             device=self.device, precision=precision, text_encoder=self._text_encoder,
+                             trained=self.trained, name=self.name, card=self.card, defaults=self.defaults,
+                             representation=self.representation, quantize=quantize)
 
     @property
     def window_s(self) -> float:
@@ -407,7 +424,8 @@ class FoleyPipeline:
                          "it only through the chain-of-thought text")
         if not np.any(audio):  # a silent video may rightly give silence: a warning, not an error
             notes.append("warning: the model produced all-zero audio (silence)")
-        return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings, opts)
+        return GenerationResult(audio, out_sr, float(duration_s), windows, self.precision, notes, timings, opts,
+                                quantize=self.quantize)
 
 
 def _probe_video(video):

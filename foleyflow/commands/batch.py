@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--bundle", default=None, metavar="DIR", help="model bundle (default: the installed default model)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    from foleyflow.commands.generate import add_quantize_option
+
+    add_quantize_option(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace files in DIR that batch did not record as its "
                    "own")
@@ -187,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         _fail(f"--out {out} is a file, not a folder")
     items = build_items(args, out)   # every row checked before anything is loaded
     settings = {"input": str(args.input), "bundle": str(bundle), "bundle_sha256": bundle_sha256(bundle), **values,
-                "seed": args.seed, "precision": args.precision, "device": args.device}
+                "seed": args.seed, "precision": args.precision, "device": args.device,
+                **({"quantize": args.quantize} if args.quantize else {})}
     base_key = {k: v for k, v in settings.items() if k not in ("input", "bundle", "seed")}
     for it in items:
         it.key = item_key({"run": base_key, "item": it.key})
@@ -202,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from foleyflow.pipeline import FoleyPipeline
 
-    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision,
+                                     quantize=args.quantize)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
     options = pipe.options(**values)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from foleyflow.options import DEFAULTS, GUIDANCE, SAMPLERS
+from foleyflow.options import DEFAULTS, GUIDANCE, QUANTIZE, SAMPLERS
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default"
 
@@ -66,6 +66,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="generator precision: auto = bf16 where the CPU/GPU supports it, else fp32")
+    add_quantize_option(p)
     p.add_argument("--sample-rate", type=int, default=None, metavar="HZ", help="resample the output to HZ")
     p.add_argument("--loudness", type=float, default=None, metavar="LUFS", help="normalise the integrated loudness")
     p.add_argument("--bundle", default=None, metavar="DIR", help=f"model bundle folder (default {DEFAULT_BUNDLE} "
@@ -80,6 +81,13 @@ def register(sub) -> None:
                    help="replace existing output files that foleyflow did not write (its own are always replaced)")
     add_stereo_option(p)
     p.set_defaults(func=run)
+
+
+def add_quantize_option(p) -> None:
+    """`--quantize int8` (every command that builds a pipeline): FoleyPipeline(quantize=...)."""
+    p.add_argument("--quantize", default=None, choices=QUANTIZE, help="int8: sample with the generator's Linear "
+                   "layers dynamically quantised to int8 (CPU only, fp32 otherwise; convolutions stay fp32; "
+                   "docs/speed.md has its measured closeness and speed); default: no quantisation")
 
 
 def add_stereo_option(p) -> None:
@@ -176,6 +184,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         check_seed(args.seed)   # first: its message names the flag
     values = option_values(args)
+    from foleyflow.options import check_quantize
+
+    check_quantize(args.quantize, args.device, args.precision)
+    if args.quantize:
+        from foleyflow.models.generator_sampling import int8_engine
+
+        int8_engine()   # this CPU/torch has int8 kernels (one line otherwise), before any model is loaded
     if args.duration is not None:
         check_duration(args.duration)
     if not 0 <= args.threads <= 1024:
@@ -258,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.media import mux_audio, write_audio
     from foleyflow.pipeline import FoleyPipeline
 
-    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision,
+                                     quantize=args.quantize)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights): the sound it makes is noise-like "
               "and unrelated to the video or text", file=sys.stderr)
@@ -290,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
         "1 window"
     o = result.options
     print(f"generated {n} samples at {result.sample_rate} Hz = {n / result.sample_rate:.3f} s ({win}, "
-          f"{result.precision}, {o.steps} {o.sampler} steps, {o.guidance} {o.cfg_scale:g}, seed {o.seed})")
+          f"{result.precision}{' int8' if result.quantize else ''}, {o.steps} {o.sampler} steps, {o.guidance} "
+          f"{o.cfg_scale:g}, seed {o.seed})")
     for note in result.notes:
         if note.startswith("warning:"):
             print(note, file=sys.stderr)

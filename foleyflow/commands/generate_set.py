@@ -53,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed; each clip's is derived from it and the clip id")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    from foleyflow.commands.generate import add_quantize_option
+
+    add_quantize_option(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace <id>.wav files in DIR that generate-set did not "
                    "record as its own")
@@ -164,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     sha = bundle_sha256(bundle)
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
                 "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device,
+                **({"quantize": args.quantize} if args.quantize else {}),
                 **({"stereo": True} if args.stereo else {}), **({"no_video": True} if args.no_video else {})}
 
     key_settings = dict(settings)   # fixed before the record gains the resolved options, so resumed keys match
@@ -208,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from foleyflow.pipeline import FoleyPipeline
 
-    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+    pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision,
+                                     quantize=args.quantize)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
     if args.text == "auto" and todo:

@@ -38,6 +38,9 @@ def register(sub) -> None:
                    "in the X-API-Key header; FOLEYFLOW_API_KEY sets it too")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    from foleyflow.commands.generate import add_quantize_option
+
+    add_quantize_option(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.set_defaults(func=run)
 
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         from foleyflow.pipeline import FoleyPipeline
         if args.threads:
             torch.set_num_threads(args.threads)
-        return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+        return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision,
+                                        quantize=args.quantize)
 
     from foleyflow.planning import AutoPlanner
 

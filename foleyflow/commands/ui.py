@@ -27,6 +27,9 @@ def register(sub) -> None:
                    help="folder for the generated files (default: a new temporary folder)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    from foleyflow.commands.generate import add_quantize_option
+
+    add_quantize_option(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.add_argument("--max-upload-mb", type=int, default=500, metavar="MB", help="largest upload (default 500 MB)")
     p.set_defaults(func=run)
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
         if args.threads:
             torch.set_num_threads(args.threads)
-        return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision)
+        return FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision,
+                                        quantize=args.quantize)
 
     # one thread loads the models and runs every generation (build_app's torch_thread)
     torch_thread = ThreadPoolExecutor(1, thread_name_prefix="foleyflow-torch")

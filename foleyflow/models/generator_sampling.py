@@ -5,7 +5,9 @@ conditions prepared once; by default both guidance branches run as one batched c
 `GUIDANCE` names the ways the two branches are combined (`cfg`, MMAudio's; `apg`, adaptive projected guidance).
 `generate` runs a sampler from given noise, optionally in bfloat16: the network weights and activations are bf16
 (on CPU this uses the avx512_bf16 / AMX kernels of oneDNN), while the sampler state, the time embedding, RoPE and
-the guidance combination stay float32. Convention: noise at t = 0, data at t = 1; latents are in the network's
+the guidance combination stay float32. `int8_copy` is the other inference copy: dynamic int8 quantisation of the
+Linear layers (weights int8 per output channel, activations quantised per call; convolutions stay float32).
+Convention: noise at t = 0, data at t = 1; latents are in the network's
 normalised space (use `net.unnormalize` afterwards).
 """
 from __future__ import annotations
@@ -98,6 +100,56 @@ def inference_copy(net: Generator, dtype: torch.dtype = torch.bfloat16, *, fuse:
 def bf16_copy(net: Generator) -> Generator:
     """A bfloat16 inference copy of the network (see `inference_copy`)."""
     return inference_copy(net, torch.bfloat16)
+
+
+def int8_engine() -> str:
+    """The quantized engine that runs dynamic int8 Linear layers here (torch.backends.quantized.engine: x86 or fbgemm
+    on x86-64, qnnpack on ARM). One-line FoleyError where this torch has none, or lacks dynamic quantisation."""
+    q = torch.backends.quantized
+    engine = str(q.engine)
+    if engine == "none" or engine not in [str(e) for e in q.supported_engines]:
+        raise FoleyError(f"--quantize int8 is not supported here: this torch ({torch.__version__}) has no quantized "
+                         "CPU engine (fbgemm/x86/qnnpack); generate without --quantize")
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic  # noqa: F401
+    except ImportError:
+        raise FoleyError(f"--quantize int8 is not supported here: this torch ({torch.__version__}) has no dynamic "
+                         "quantisation (torch.ao.quantization.quantize_dynamic); generate without --quantize") from None
+    return engine
+
+
+def int8_targets(net: Generator) -> list[str]:
+    """Names of the Linear layers `int8_copy` quantises: all of the network's except those of the time (and a
+    student's guidance and step) embedders, whose few rows carry the sampling time into every token."""
+    from torch import nn
+
+    from foleyflow.nn.layers import TimestepEmbedder
+
+    skip = {f"{name}.{sub}" for name, m in net.named_modules() if isinstance(m, TimestepEmbedder)
+            for sub, _ in m.named_modules() if sub}
+    return [name for name, m in net.named_modules() if isinstance(m, nn.Linear) and name not in skip]
+
+
+def int8_copy(net: Generator) -> Generator:
+    """An inference copy (float32, on the CPU) whose Linear layers (`int8_targets`: attention qkv, the text stream's
+    output projection and SwiGLU, adaLN modulation, condition projections) are dynamically quantised with PyTorch's
+    `quantize_dynamic`: int8 weights with one scale per output channel, activations quantised per call, int32
+    accumulation, float32 output. Convolutions (ConvMLP, input projections, the final layer) stay float32 (dynamic
+    quantisation has no Conv1d kernels). The original is left untouched. One-line FoleyError where this CPU/torch
+    has no quantized engine (`int8_engine`)."""
+    import warnings
+
+    int8_engine()
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    out = copy.deepcopy(net).float().eval()
+    for m in out.modules():   # the fused float32 gate/value weight would bypass the quantised w1 and w3
+        if isinstance(m, (SwiGLU, ConvSwiGLU)):
+            m.w13 = None
+    spec = {name: per_channel_dynamic_qconfig for name in int8_targets(out)}
+    with warnings.catch_warnings():   # torch >= 2.9 marks torch.ao.quantization deprecated (in favour of torchao)
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(out, spec, dtype=torch.qint8, inplace=True)
 
 
 @torch.inference_mode()
