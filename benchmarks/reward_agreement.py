@@ -382,10 +382,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from foleyflow.errors import FoleyError
+    from foleyflow.errors import run_main
 
-    try:
-        sys.exit(main())
-    except FoleyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -1,4 +1,5 @@
-"""Typed errors with one-line messages. The CLI prints `error: <message>` and exits non-zero for any of them."""
+"""Typed errors with one-line messages. The CLI prints `error: <message>` and exits non-zero for any of them;
+scripts (benchmarks, small recipes) do the same through `run_main`."""
 
 
 class FoleyError(Exception):
@@ -29,3 +30,18 @@ class MissingResourceError(FoleyError):
 
 class EvalError(FoleyError):
     """Evaluation inputs are unusable: empty or mismatched sets, wrong shapes, non-finite values, missing pairs."""
+
+
+def run_main(main, *args, **kwargs) -> None:
+    """A script's entry point (`if __name__ == "__main__": run_main(main)`): ends the process with main's return
+    value as its exit code (None is 0); a FoleyError becomes one line `error: <message>` on stderr and exit code 2
+    (its `exit_code`) instead of a traceback. Other exceptions propagate. Never returns. Recipes launched with
+    torchrun use foleyflow.train.dist.run_recipe instead (it also leaves cleanly after the process group)."""
+    import sys
+
+    try:
+        code = main(*args, **kwargs)
+    except FoleyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(code)

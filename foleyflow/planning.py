@@ -200,11 +200,12 @@ class AutoPlanner:
 
 
 def plan_with_llm(ep, prompt: str, *, video: str | Path | None = None, duration_s: float | None = None,
-                  bundle: str | Path | None = None) -> tuple["object", list[str]]:
+                  bundle: str | Path | None = None, planner: "AutoPlanner | None" = None) -> tuple["object", list[str]]:
     """(plan, notes) of `--llm-url`: the language model (`foleyflow.cot.llm`, endpoint `ep`) plans the prompt for the
     video's duration (or duration_s without a video); with a video and a bundle that has a planner, the planner's
     plan of the video stays authoritative for what is on screen (`foleyflow.cot.llm.combine`); with a bundle without
-    one, the language model's plan is used alone and a note says so."""
+    one, the language model's plan is used alone and a note says so. planner: an AutoPlanner already made (the web
+    UI's, loaded once) used instead of the bundle's."""
     from foleyflow.cot.llm import combine, plan_from_prompt
 
     if video is None:
@@ -217,7 +218,7 @@ def plan_with_llm(ep, prompt: str, *, video: str | Path | None = None, duration_
     if info is None:
         raise PlannerError(f"{video}: has no video stream")
     llm_plan = plan_from_prompt(ep, prompt, float(info.duration_s))
-    auto = AutoPlanner.of(bundle) if bundle is not None else None
+    auto = planner if planner is not None else AutoPlanner.of(bundle) if bundle is not None else None
     if auto is None:
         return llm_plan, ["the bundle has no automatic planner: the language model's plan is used alone (its "
                           "on-screen times and places are the model's guesses, not seen in the video)"]

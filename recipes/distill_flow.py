@@ -37,13 +37,13 @@ from foleyflow.config import load_config  # noqa: E402
 from foleyflow.errors import FoleyError  # noqa: E402
 from foleyflow.flow.objective import interpolate  # noqa: E402
 from foleyflow.models.generator import Generator  # noqa: E402
-from foleyflow.models.generator_io import load_generator, save_generator  # noqa: E402
+from foleyflow.models.generator_io import load_generator  # noqa: E402
 from foleyflow.train.dist import all_reduce_mean, cleanup_distributed, setup_distributed, wrap_ddp  # noqa: E402
 from foleyflow.train.ema import EMA  # noqa: E402
-from foleyflow.train.run import (MetricLog, lock_run, recipe_args, release_run, resume_state,  # noqa: E402
-                                 save_state, write_config)
+from foleyflow.train.generator_run import (gather_generators, restore_generator_state,  # noqa: E402
+                                           save_generator_checkpoint)
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, write_config  # noqa: E402
 from foleyflow.train.schedule import OptimConfig, build_optimizer, lr_at, set_lr  # noqa: E402
-from foleyflow.train.state import rng_state, set_rng_state  # noqa: E402
 
 
 @dataclass
@@ -181,12 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     state, resume = resume_state(out, kind="generator", config=cfg, defaults=DistillFlowConfig())
     if resume is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        gen.set_state(state["gen"][ctx.rank] if ctx.rank < len(state["gen"]) else state["gen"][0])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
+        step = restore_generator_state(state, net, opt, ema, gen, ctx)
     write_config(out, cfg, ctx)
     log = MetricLog(out) if ctx.is_main else None
     from tqdm import tqdm
@@ -234,23 +229,14 @@ def main(argv: list[str] | None = None) -> int:
                 bar.write(json.dumps({"step": step, **{k: round(v, 5) for k, v in means.items()}}), file=sys.stdout)
             t_last = time.time()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            gens = [torch.zeros_like(gen.get_state()) for _ in range(ctx.world_size)]
-            if ctx.backend is not None:
-                torch.distributed.all_gather(gens, gen.get_state())
-            else:
-                gens = [gen.get_state()]
+            gens = gather_generators(gen, ctx)
             if ctx.is_main:
                 from foleyflow.hashing import file_sha256
 
                 prov = {"recipe": "recipes/distill_flow.py", "step": step, "seed": cfg.seed,
                         "teacher": cfg.teacher, "teacher_sha256": file_sha256(cfg.teacher),
                         "producers": data["producers"], "world_size": ctx.world_size}
-                save_state(out, step, kind="generator", config=cfg, provenance=prov, keep=cfg.keep_states,
-                           state={"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                  "ema": ema.state_dict(), "step": step, "gen": gens, "rng": rng_state()})
-                save_generator(out / "generator.safetensors", net, provenance=prov)
-                save_generator(out / "generator_ema.safetensors", ema.model,
-                               provenance={**prov, "ema": cfg.ema_decay})
+                save_generator_checkpoint(out, step, cfg, prov, net, opt, ema, gens)
     bar.close()
     if log is not None:
         log.close()

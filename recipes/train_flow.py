@@ -41,12 +41,11 @@ from foleyflow.data.cache import Cache
 from foleyflow.errors import CacheError, FoleyError
 from foleyflow.flow.objective import interpolate, sample_times, target_velocity
 from foleyflow.models.generator import Generator, GeneratorConfig
-from foleyflow.models.generator_io import save_generator
 from foleyflow.train.dist import all_reduce_mean, cleanup_distributed, setup_distributed, wrap_ddp
 from foleyflow.train.ema import EMA
-from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, save_state, write_config
+from foleyflow.train.generator_run import gather_generators, restore_generator_state, save_generator_checkpoint
+from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, resume_state, write_config
 from foleyflow.train.schedule import OptimConfig, build_optimizer, lr_at, set_lr
-from foleyflow.train.state import rng_state, set_rng_state
 
 
 LATENT_KINDS = ("latents", "vae_latents")  # `foleyflow extract-latents` writes "vae_latents"
@@ -391,12 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     state, resume = resume_state(out, kind="generator", config=cfg, renamed=RENAMED, defaults=TrainFlowConfig())
     if resume is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        gen.set_state(state["gen"][ctx.rank] if ctx.rank < len(state["gen"]) else state["gen"][0])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
+        step = restore_generator_state(state, net, opt, ema, gen, ctx)
     write_config(out, cfg, ctx)
     # bf16 only where the hardware has bf16 units: on a CPU without them (e.g. AVX2-only) autocast runs bf16 in
     # software: on an AVX2-only EPYC the mel pilot's first bf16 step took 38 s, fp32 steps take about 2.7 s
@@ -434,21 +428,13 @@ def main(argv: list[str] | None = None) -> int:
                                       "samples_per_s": round(rate, 2)}), file=sys.stdout)
             t_last = time.time()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            gens = [torch.zeros_like(gen.get_state()) for _ in range(ctx.world_size)]
-            if ctx.backend is not None:
-                torch.distributed.all_gather(gens, gen.get_state())
-            else:
-                gens = [gen.get_state()]
+            gens = gather_generators(gen, ctx)
             if ctx.is_main:
                 prov = {"recipe": "recipes/train_flow.py", "step": step, "seed": cfg.seed,
                         "producers": data["producers"], "world_size": ctx.world_size}
                 if cfg.init_from:
                     prov["init_from"] = cfg.init_from
-                save_state(out, step, kind="generator", config=cfg, provenance=prov, keep=cfg.keep_states,
-                           state={"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                  "ema": ema.state_dict(), "step": step, "gen": gens, "rng": rng_state()})
-                save_generator(out / "generator.safetensors", net, provenance=prov)
-                save_generator(out / "generator_ema.safetensors", ema.model, provenance={**prov, "ema": cfg.ema_decay})
+                save_generator_checkpoint(out, step, cfg, prov, net, opt, ema, gens)
     bar.close()
     if log is not None:
         log.close()

@@ -3,6 +3,8 @@
 Loads the bundle first (a bad bundle is a one-line error before any server starts), then serves the page of
 `foleyflow.ui.app` until Ctrl-C or SIGTERM, which stop it cleanly (exit 0). Binds 127.0.0.1 unless --host says
 otherwise (a warning then: the page has no authentication). Needs the `ui` extra: pip install 'foleyflow[ui]'.
+`--llm-url/--llm-model/--llm-timeout` (as `foleyflow plan` and `generate --cot llm`; key from FOLEYFLOW_LLM_API_KEY)
+let the page's plan button plan the prompt with that language model instead of the bundle's planner.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def register(sub) -> None:
     add_quantize_option(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.add_argument("--max-upload-mb", type=int, default=500, metavar="MB", help="largest upload (default 500 MB)")
+    from foleyflow.commands.plan import add_llm_options
+
+    add_llm_options(p)
     p.set_defaults(func=run)
 
 
@@ -58,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise FoleyError(f"--max-upload-mb must be between 1 and 100000, got {args.max_upload_mb}")
     if args.out_dir is not None and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise FoleyError(f"--out-dir {args.out_dir} is not a folder")
+    from foleyflow.commands.plan import llm_endpoint
+
+    llm = llm_endpoint(args)           # both flags or neither, a usable URL: checked before anything loads
     from foleyflow.ui.app import build_app, launch_options, offline_environment
 
     offline_environment()
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         print(f"warning: --host {args.host} makes the page reachable from other machines; it has no login",
               file=sys.stderr)
-    app = build_app(pipe, args.out_dir, torch_thread, bundle=bundle)
+    app = build_app(pipe, args.out_dir, torch_thread, bundle=bundle, llm=llm)
     port = args.port or _free_port(args.host)
     try:
         app.launch(prevent_thread_lock=True, **launch_options(args.host, port, app.foleyflow_out_dir,

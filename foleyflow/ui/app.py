@@ -5,7 +5,9 @@ Layout (elem_ids in brackets are what the browser test drives):
          the chain-of-thought editor (Semantic / Temporal / Aesthetic / Spatial [ff-cot-*], and a "Plan automatically"
          button [ff-plan]: the bundle's automatic planner (foleyflow.planning, the same `planned_cot` as `generate
          --cot auto` and the REST service's cot=auto) plans the uploaded video and fills the four parts; disabled,
-         its label saying so, when the bundle has no planner), steps, guidance, seed, duration (text-to-audio only)
+         its label saying so, when the bundle has no planner; with `--llm-url/--llm-model` a choice "Plan with"
+         [ff-plan-with] between that planner and the language model, see below), steps, guidance, seed, duration
+         (text-to-audio only)
          and the number of seeded variations; Generate [ff-generate], Cancel [ff-cancel].
   right  the status line [ff-status] (progress text, and every error inline as `error: <message>`), the result video
          [ff-result-video] and soundtrack [ff-result-audio], the timeline PNG [ff-timeline] (frames over the
@@ -17,6 +19,13 @@ Plan and Generate: while the four parts are exactly what the planner wrote, Gene
 pipeline (a generator that follows plans gets its time-aligned track, as with `--cot auto`); once a part is edited
 only the text counts. A prompt given when planning names off-screen sources; it goes into the plan and the prompt
 field is cleared (a prompt and a chain of thought are not generated with together).
+
+Language model (`foleyflow ui --llm-url URL --llm-model NAME`, build_app's `llm`): "Plan with" offers the language
+model of foleyflow.cot.llm besides the trained planner. It plans the prompt (needed; it then moves into the plan) as
+`generate --cot llm` does (foleyflow.planning.plan_with_llm, the form's seed as the request's): for the uploaded
+video's duration, the planner's plan of the video staying authoritative on screen when the bundle has a planner; with
+no video, for the Duration field's length (Generate then hands the plan over while video and duration are unchanged).
+Its errors (unreachable, timeout, HTTP status, a reply that is no plan) show in the status line as `error: ...`.
 
 Offline: `offline_environment()` turns off Gradio's analytics and version check and Hugging Face telemetry (set
 before Gradio is imported); the theme uses the system's fonts only (no font files, Google's or Gradio's); launch
@@ -37,6 +46,8 @@ SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Helv
 SYSTEM_MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "GRADIO_RUN_HISTORY": "False", "DO_NOT_TRACK": "1"}
+PLANNER_CHOICE = "the model's planner (video)"
+LLM_CHOICE = "the language model (prompt)"
 CSS = "#ff-status {min-height: 2.2em} #ff-status p {margin: 0}"
 
 
@@ -45,10 +56,14 @@ def offline_environment() -> None:
     os.environ.update(OFFLINE_ENV)
 
 
-def plan_if_unedited(planned: dict | None, video, cot: dict):
-    """The Plan the plan button wrote (`planned`: {"video", "parts", "plan"}) while the form still shows its video
-    and its four parts unedited (whitespace aside), else None (then only the text counts)."""
-    if not planned or not video or planned.get("video") != video:
+def plan_if_unedited(planned: dict | None, video, cot: dict, duration=None):
+    """The Plan the plan button wrote (`planned`: {"video", "parts", "plan"} and, for a language model's plan without
+    a video, "duration") while the form still shows its video (or no video and the same duration, s) and its four
+    parts unedited (whitespace aside), else None (then only the text counts)."""
+    if not planned or planned.get("video") != (video or None):
+        return None
+    if not video and (planned.get("duration") is None or duration is None
+                      or abs(float(duration) - planned["duration"]) > 1e-9):
         return None
     if any((cot.get(k) or "").strip() != (planned["parts"].get(k) or "").strip() for k in COT_PARTS):
         return None
@@ -73,13 +88,15 @@ def launch_options(host: str = DEFAULT_HOST, port: int | None = None, out_dir: s
                 show_error=False, inbrowser=False, quiet=True)
 
 
-def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle: str | Path | None = None):
+def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle: str | Path | None = None,
+              llm=None):
     """A `gr.Blocks` page generating with `pipe` (a loaded FoleyPipeline); results go to folders under `out_dir`
     (default: a new temporary folder). bundle: the folder `pipe` was loaded from; its planner (if it names one)
-    drives the plan button, loaded on the first click (None: no planner, the button is disabled). torch_thread: a
-    one-thread `concurrent.futures` executor in which every pipeline and planner call runs, best the one that loaded
-    `pipe` (Gradio runs handlers in a pool of threads; PyTorch sampled 25-50% slower in another thread than the one
-    that loaded the models: see foleyflow.serve.jobs)."""
+    drives the plan button, loaded on the first click (None: no planner, the button is disabled unless `llm`).
+    llm: a foleyflow.cot.llm.LLMEndpoint (`--llm-url/--llm-model`) the plan button may plan with instead.
+    torch_thread: a one-thread `concurrent.futures` executor in which every pipeline and planner call runs (the
+    language model's request too), best the one that loaded `pipe` (Gradio runs handlers in a pool of threads;
+    PyTorch sampled 25-50% slower in another thread than the one that loaded the models: see foleyflow.serve.jobs)."""
     offline_environment()
     import gradio as gr
 
@@ -90,6 +107,7 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
     from foleyflow.planning import AutoPlanner
 
     auto = AutoPlanner.of(bundle)
+    choices = [PLANNER_CHOICE, LLM_CHOICE] if llm is not None else [PLANNER_CHOICE]
 
     def on_torch_thread(fn, *args, **kwargs):
         if torch_thread is None:
@@ -108,7 +126,7 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
         cot = dict(zip(COT_PARTS, (sem, tem, aes, spa)))
         req = UIRequest(video=video or None, prompt=prompt or "", negative=negative or "", cot=cot, steps=steps,
                         cfg_scale=cfg, seed=seed if seed is not None else 0, duration_s=duration,
-                        variations=variations or 1, plan=plan_if_unedited(planned, video, cot))
+                        variations=variations or 1, plan=plan_if_unedited(planned, video, cot, duration))
         empty = (None, None, None, None, [], gr.update(choices=[], value=None, visible=False))
         try:
             progress(0.0, desc="starting")
@@ -147,8 +165,10 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
         flag(request).set()
         return "cancelling after the current sampler step..."
 
-    def plan(video, prompt):
+    def plan(video, prompt, plan_with=PLANNER_CHOICE, duration=None, seed=None):
         keep = (gr.update(),) * 6
+        if plan_with == LLM_CHOICE and llm is not None:
+            return plan_llm(video, prompt, duration, seed)
         if auto is None:
             return keep + (f"error: the model '{pipe.name}' has no automatic planner",)
         if not video:
@@ -167,6 +187,33 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
                   + ("; the prompt's sounds are in the plan (off-screen), so the prompt was cleared" if prompt else ""))
         return tuple(parts[k] for k in COT_PARTS) + (state, "" if prompt else gr.update(), status)
 
+    def plan_llm(video, prompt, duration, seed):
+        keep = (gr.update(),) * 6
+        prompt = (prompt or "").strip()
+        if not prompt:
+            return keep + ("error: the language model plans from a prompt: type one in Prompt",)
+        import dataclasses
+
+        from foleyflow.planning import plan_condition, plan_with_llm
+
+        duration = None if video or duration is None else float(duration)
+        ep = llm if seed is None else dataclasses.replace(llm, seed=int(seed))
+        try:
+            p, notes = on_torch_thread(plan_with_llm, ep, prompt, video=video or None, duration_s=duration,
+                                       planner=auto)
+            parts, p = plan_condition(p)
+        except FoleyError as e:
+            return keep + (f"error: {e}",)
+        except Exception as e:  # a bug, not bad input: one line in the page
+            return keep + (f"error: internal error ({type(e).__name__}: {e})",)
+        from foleyflow.cot import plan_to_dict
+
+        state = {"video": video or None, "duration": duration, "parts": parts, "plan": plan_to_dict(p)}
+        status = "\n\n".join([f"planned {len(p.sources)} sources with the language model: edit the four parts, then "
+                               "Generate; the prompt is in the plan, so the prompt was cleared"]
+                              + [f"note: {n}" for n in notes])
+        return tuple(parts[k] for k in COT_PARTS) + (state, "", status)
+
     title = f"foleyflow: sound for pictures ({pipe.name or 'unnamed model'})"
     with gr.Blocks(title="foleyflow", analytics_enabled=False) as app:
         gr.Markdown(f"## {title}\nUpload a video for video-to-audio, or leave it empty and describe the sound for "
@@ -182,9 +229,13 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
                                       elem_id="ff-negative")
                 with gr.Accordion("Chain of thought (instead of a prompt; see docs/cot.md)", open=False):
                     cot = [gr.Textbox(label=p.capitalize(), lines=2, elem_id=f"ff-cot-{p}") for p in COT_PARTS]
-                    plan_btn = gr.Button("Plan automatically from the video" if auto else
+                    plan_with = gr.Radio(choices, value=PLANNER_CHOICE if auto is not None else choices[-1],
+                                         label="Plan with", visible=llm is not None, elem_id="ff-plan-with")
+                    plan_btn = gr.Button("Plan automatically" if llm is not None else
+                                         "Plan automatically from the video" if auto else
                                          "Plan automatically (this model has no planner)",
-                                         interactive=auto is not None, elem_id="ff-plan", size="sm")
+                                         interactive=auto is not None or llm is not None, elem_id="ff-plan",
+                                         size="sm")
                     planned = gr.State(None)
                 with gr.Row():
                     steps = gr.Slider(1, 100, value=defaults.steps, step=1, label="Steps", elem_id="ff-steps")
@@ -214,6 +265,7 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
                  show_progress="full")
         stop.click(cancel, None, [status], queue=False)
         pick.change(show, [pick, state], [out_video, out_audio, timeline])
-        plan_btn.click(plan, [video, prompt], [*cot, planned, prompt, status], concurrency_limit=1)
+        plan_btn.click(plan, [video, prompt, plan_with, duration, seed], [*cot, planned, prompt, status],
+                       concurrency_limit=1)
     app.foleyflow_out_dir = out_dir
     return app
