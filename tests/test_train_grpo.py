@@ -177,6 +177,8 @@ def run_cli(inputs, out, *extra, nproc=0, timeout=300):
     (("rewards.semantic.weightt=1",), "weightt"),
     (("rewards.spatial.weight=1",), "rewards.spatial.checkpoint is required"),
     (("sampling.window=9",), "sampling.window must be"),
+    (("stop.frac=0.2",), "stop.frac must be in"),                       # the stop rule needs the val monitor
+    (("stop.frac=0.2", "val_every=1", "stop.key=val/aesthetic"), "stop.key val/aesthetic is not a reward"),
 ])
 def test_bad_reward_checkpoint_or_config_is_a_one_line_error(grpo, inputs, tmp_path, extra, message):
     from foleyflow.errors import FoleyError
@@ -186,6 +188,42 @@ def test_bad_reward_checkpoint_or_config_is_a_one_line_error(grpo, inputs, tmp_p
         grpo.main(argv(inputs, tmp_path / "bad", *extra))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "bad").exists()   # refused before the run folder is made
+
+
+def test_plateau_stop_compute_logs_and_a_zero_weight_reward_is_not_loaded(grpo, inputs, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    loaded = []
+    from foleyflow.rewards import aesthetic
+
+    real = aesthetic.load_aesthetic_reward
+    monkeypatch.setattr(aesthetic, "load_aesthetic_reward", lambda p: loaded.append(p) or real(p))
+    out = tmp_path / "run"
+    # aesthetic weight 0 with a checkpoint that does not exist: never opened, never scored. The stop rule with a
+    # huge tolerance over all iterations (frac 1) stops at the first val point with 3 monitor values: iteration 3.
+    extra = ("rewards.aesthetic.checkpoint=/nonexistent/reward_aesthetic.safetensors", "steps=6", "val_every=1",
+             "val_clips=1", "stop.frac=1.0", "stop.rel=1.0e9", "ckpt_every=5", "sample_every=0")
+    assert grpo.main(argv(inputs, out, *extra)) == 0
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3] and [r["train/stopped"] for r in rows] == [0.0, 0.0, 1.0]
+    from foleyflow.train.run import state_path
+    assert state_path(out, 3).is_file()                                    # saved at the stop
+    assert not loaded and not any("aesthetic" in k for r in rows for k in r)
+    # the weighted val monitor is the weighted sum of the loaded rewards' val scores (debug: weights 1, 1)
+    assert rows[0]["val/weighted"] == pytest.approx(rows[0]["val/semantic"] + rows[0]["val/temporal"], rel=1e-5)
+    # compute: debug = 2 clips x group 3, 4 steps, window 2, no guidance, one process
+    for r in rows:
+        start = r["train/window_start"]
+        assert r["compute/sample_rows"] == r["compute/nfe_rows"] == 2 * (start + 3 * (4 - start))
+        assert r["compute/train_rows"] == 2 * 2 * 3                         # backwards x rows
+        assert r["compute/net_evals"] == r["compute/sample_rows"] + 3 * 12
+        assert r["compute/fwd_equiv"] == r["compute/sample_rows"] + 4 * 12 and r["compute/core_s"] > 0
+    # a restart of a stopped run does nothing more
+    assert grpo.main(argv(inputs, out, *extra)) == 0
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    # guidance doubles every row
+    assert grpo.main(argv(inputs, tmp_path / "g", "steps=1", "sampling.cfg_scale=2.0", "sample_every=0")) == 0
+    r = read_metrics(tmp_path / "g")[0]
+    assert r["compute/sample_rows"] == 2 * r["compute/nfe_rows"] and r["compute/train_rows"] == 24
 
 
 def test_the_recipe_exits_2_with_one_line_on_a_bad_reward_checkpoint(inputs, tmp_path):
