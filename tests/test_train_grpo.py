@@ -291,3 +291,35 @@ def test_lora_starts_as_the_original_and_merges_to_the_same_function():
     assert not torch.allclose(net(x), before) and torch.allclose(plain(x), net(x), atol=1e-5)
     with pytest.raises(ConfigError, match="match no Linear"):
         add_lora(torch.nn.Sequential(torch.nn.Linear(2, 2)), 2, 4.0, ["attn.qkv"])
+
+
+def test_issue_18_experiment_configs_are_valid_and_differ_only_where_they_should(grpo):
+    """fast / flow / single_* (configs/train_grpo): valid; Flow = Fast but the window over every step (and accum
+    for the same 2 updates per iteration) and the stop rule; each single run one reward at half Fast's iterations."""
+    from dataclasses import asdict
+
+    from foleyflow.config import load_config
+
+    d = ROOT / "configs" / "train_grpo"
+    load = lambda name: load_config(grpo.TrainGrpoConfig, d / f"{name}.yaml", ["manifest=m.jsonl"])  # noqa: E731
+    fast, flow = load("fast"), load("flow")
+    for cfg in (fast, flow):
+        grpo.check_config(cfg)
+    s = fast.sampling
+    assert (s.steps, s.window, s.group_size, fast.crop_s, fast.clips_per_iter) == (10, 2, 8, 4.0, 2)
+    assert s.cfg_scale > 1 and fast.rewards.aesthetic.weight < min(fast.rewards.semantic.weight,
+                                                                   fast.rewards.temporal.weight,
+                                                                   fast.rewards.spatial.weight)
+    assert flow.sampling.window == flow.sampling.steps and flow.stop.frac == 0.2 and flow.stop.rel == 0.01
+    a, b = asdict(fast), asdict(flow)
+    assert {k for k in a if a[k] != b[k]} == {"sampling", "accum", "steps", "stop"}
+    assert {k for k in a["sampling"] if a["sampling"][k] != b["sampling"][k]} == {"window", "max_start"}
+    per_iter = lambda c: c.clips_per_iter // c.micro_clips * c.sampling.window // c.accum  # noqa: E731
+    assert per_iter(fast) == per_iter(flow) == 2
+    for name in grpo.REWARDS:
+        single = load(f"single_{name}")
+        grpo.check_config(single)
+        assert {n for n in grpo.REWARDS if getattr(single.rewards, n).weight > 0} == {name}
+        assert single.steps == fast.steps // 2
+        c, f = asdict(single), dict(a)
+        assert {k for k in c if c[k] != f[k]} == {"rewards", "steps"}
