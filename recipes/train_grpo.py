@@ -12,7 +12,7 @@ takes it). A restarted run resumes from the newest state (same config, but for `
 One iteration (per process): `clips_per_iter` FoleyWorld `train` clips (a pure function of seed, iteration and rank;
 their ids go to metrics.jsonl), their conditions through the pipeline's stage (`FoleyPipeline.conditions`), one
 Fast-GRPO rollout per micro-batch of `micro_clips` clips (group of `group_size` branches per clip, an SDE window of
-`window` steps whose start is drawn from a generator seeded by (seed, iteration, rank)), decode, the configured
+`window` steps whose start is drawn per micro-batch from a generator seeded by (seed, iteration, rank)), decode, the configured
 rewards (weight 0: not loaded), per-group per-reward advantages, then the clipped-ratio loss with a KL term to the
 frozen starting generator over every (micro-batch, window step): one backward each, an optimiser step every `accum`
 of them (gradients averaged over processes). docs/rl.md explains the keys and what is logged.
@@ -282,7 +282,7 @@ def merged(net):
 
 
 def iteration_generator(seed: int, it: int, rank: int) -> torch.Generator:
-    """The generator of one iteration on one rank (window start, starting noise, SDE noise, in that order)."""
+    """The generator of one iteration on one rank (per micro-batch: window start, starting noise, SDE noise)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + it) * 4099 + rank)
 
 
@@ -403,10 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  cfg.seed)]
         clips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache) for e in mine]
         g = iteration_generator(cfg.seed, it, ctx.rank)
-        start = draw_window_start(s.steps, s.window, generator=g, max_start=s.max_start)
         # 1. rollouts with the current policy (no gradients), decode, rewards, advantages per group and reward
-        rollouts, raw, nfe_rows = [], [], 0
+        rollouts, raw, nfe_rows, starts = [], [], 0, []
         for m in range(n_micro):
+            start = draw_window_start(s.steps, s.window, generator=g, max_start=s.max_start)  # per micro-batch
+            starts.append(start)
             part = clips[m * cfg.micro_clips:(m + 1) * cfg.micro_clips]
             conds = part[0]["cond"]
             for c in part[1:]:
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         values["compute/net_evals"] = (nfe_rows * guide + 3 * train_rows) * ctx.world_size
         values["compute/fwd_equiv"] = (nfe_rows * guide + 4 * train_rows) * ctx.world_size  # backward = 2 forwards
         values = {k: float(all_reduce_mean(torch.tensor(v), ctx)) for k, v in values.items()}
-        values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": start, "train/updates": updates,
+        values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": sum(starts) / len(starts), "train/updates": updates,
                        "train/lr": lr_at(cfg.optim, max(0, updates - 1), total_updates), "train/grad_norm":
                        float(gnorm), "train/iter_s": time.time() - t0, "compute/nfe_rows": nfe_rows})
         if val_entries and it % cfg.val_every == 0 and ctx.is_main:

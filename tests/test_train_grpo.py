@@ -197,6 +197,8 @@ def test_plateau_stop_compute_logs_and_a_zero_weight_reward_is_not_loaded(grpo, 
 
     real = aesthetic.load_aesthetic_reward
     monkeypatch.setattr(aesthetic, "load_aesthetic_reward", lambda p: loaded.append(p) or real(p))
+    starts, sample = [], grpo.fast_grpo_sample
+    monkeypatch.setattr(grpo, "fast_grpo_sample", lambda *a, **k: starts.append(k["window_start"]) or sample(*a, **k))
     out = tmp_path / "run"
     # aesthetic weight 0 with a checkpoint that does not exist: never opened, never scored. The stop rule with a
     # huge tolerance over all iterations (frac 1) stops at the first val point with 3 monitor values: iteration 3.
@@ -208,6 +210,9 @@ def test_plateau_stop_compute_logs_and_a_zero_weight_reward_is_not_loaded(grpo, 
     from foleyflow.train.run import state_path
     assert state_path(out, 3).is_file()                                    # saved at the stop
     assert not loaded and not any("aesthetic" in k for r in rows for k in r)
+    # one window start per micro-batch (2 per iteration here), not one per iteration or process
+    assert len(starts) == 6 and any(starts[i] != starts[i + 1] for i in (0, 2, 4))
+    assert [r["train/window_start"] for r in rows] == [sum(starts[i:i + 2]) / 2 for i in (0, 2, 4)]
     # the weighted val monitor is the weighted sum of the loaded rewards' val scores (debug: weights 1, 1)
     assert rows[0]["val/weighted"] == pytest.approx(rows[0]["val/semantic"] + rows[0]["val/temporal"], rel=1e-5)
     # compute: debug = 2 clips x group 3, 4 steps, window 2, no guidance, one process
