@@ -472,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         values["compute/train_rows"] = train_rows * ctx.world_size
         values["compute/net_evals"] = (nfe_rows * guide + 3 * train_rows) * ctx.world_size
         values["compute/fwd_equiv"] = (nfe_rows * guide + 4 * train_rows) * ctx.world_size  # backward = 2 forwards
-        values = {k: float(all_reduce_mean(torch.tensor(v), ctx)) for k, v in values.items()}
+        values = {k: float(all_reduce_mean(torch.tensor(float(v), dtype=torch.float64), ctx))  # ints too
+                  for k, v in values.items()}
         values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": sum(starts) / len(starts), "train/updates": updates,
                        "train/lr": lr_at(cfg.optim, max(0, updates - 1), total_updates), "train/grad_norm":
                        float(gnorm), "train/iter_s": time.time() - t0, "compute/nfe_rows": nfe_rows})

@@ -275,6 +275,18 @@ def test_one_grpo_step_of_a_small_16k_shaped_generator_with_two_gloo_processes(i
     assert net.cfg.hidden_dim == 448 and net.cfg.num_heads == 7
 
 
+@pytest.mark.slow
+def test_two_gloo_processes_reduce_the_integer_compute_logs_and_stop_together(inputs, tmp_path):
+    """The compute counts are ints (a Long all-reduce once failed on them) and the stop decision is rank 0's val
+    monitor broadcast to every rank: both processes stop at iteration 3 and the run exits 0."""
+    proc = run_cli(inputs, tmp_path / "run", "clips_per_iter=1", "accum=2", "steps=5", "val_every=1", "val_clips=1",
+                   "stop.frac=1.0", "stop.rel=1.0e9", "sample_every=0", nproc=2, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["train/stopped"] == 1.0
+    assert rows[0]["compute/train_rows"] == 2 * 1 * 2 * 3         # 2 processes x 1 clip x window 2 x group 3
+
+
 def test_lora_starts_as_the_original_and_merges_to_the_same_function():
     from foleyflow.errors import ConfigError
     from foleyflow.train.lora import LoraLinear, add_lora, merge_lora, trainable_parameters
