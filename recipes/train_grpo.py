@@ -12,10 +12,10 @@ takes it). A restarted run resumes from the newest state (same config, but for `
 One iteration (per process): `clips_per_iter` FoleyWorld `train` clips (a pure function of seed, iteration and rank;
 their ids go to metrics.jsonl), their conditions through the pipeline's stage (`FoleyPipeline.conditions`), one
 Fast-GRPO rollout per micro-batch of `micro_clips` clips (group of `group_size` branches per clip, an SDE window of
-`window` steps whose start is drawn per micro-batch from a generator seeded by (seed, iteration, rank)), decode, the configured
-rewards (weight 0: not loaded), per-group per-reward advantages, then the clipped-ratio loss with a KL term to the
-frozen starting generator over every (micro-batch, window step): one backward each, an optimiser step every `accum`
-of them (gradients averaged over processes). docs/rl.md explains the keys and what is logged.
+`window` steps whose start is drawn per micro-batch from a generator seeded by (seed, iteration, rank)), decode, the
+configured rewards (weight 0: not loaded), per-group per-reward advantages, then the clipped-ratio loss with a KL
+term to the frozen starting generator over every (micro-batch, window step): one backward each, an optimiser step
+every `accum` of them (gradients averaged over processes). docs/rl.md explains the keys and what is logged.
 """
 from __future__ import annotations
 
@@ -474,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         values["compute/fwd_equiv"] = (nfe_rows * guide + 4 * train_rows) * ctx.world_size  # backward = 2 forwards
         values = {k: float(all_reduce_mean(torch.tensor(float(v), dtype=torch.float64), ctx))  # ints too
                   for k, v in values.items()}
-        values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": sum(starts) / len(starts), "train/updates": updates,
+        values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": sum(starts) / len(starts),
+                       "train/updates": updates,
                        "train/lr": lr_at(cfg.optim, max(0, updates - 1), total_updates), "train/grad_norm":
                        float(gnorm), "train/iter_s": time.time() - t0, "compute/nfe_rows": nfe_rows})
         if val_entries and it % cfg.val_every == 0 and ctx.is_main:

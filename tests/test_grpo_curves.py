@@ -22,7 +22,7 @@ def curves():
 
 def write_run(folder: Path, values: list[float], *, wall: float, evals: float, val_every: int = 1,
               extra_lines: list[dict] = ()) -> Path:
-    """metrics.jsonl of a run: `val/weighted` = values[i] at step (i + 1) * val_every, constant compute per iteration."""
+    """metrics.jsonl of a run: `val/weighted` = values[i] at step (i + 1) * val_every, the same compute each step."""
     folder.mkdir(parents=True)
     rows = []
     for step in range(1, len(values) * val_every + 1):
