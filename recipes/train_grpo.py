@@ -12,10 +12,10 @@ takes it). A restarted run resumes from the newest state (same config, but for `
 One iteration (per process): `clips_per_iter` FoleyWorld `train` clips (a pure function of seed, iteration and rank;
 their ids go to metrics.jsonl), their conditions through the pipeline's stage (`FoleyPipeline.conditions`), one
 Fast-GRPO rollout per micro-batch of `micro_clips` clips (group of `group_size` branches per clip, an SDE window of
-`window` steps whose start is drawn from a generator seeded by (seed, iteration, rank)), decode, the configured
-rewards (weight 0: not loaded), per-group per-reward advantages, then the clipped-ratio loss with a KL term to the
-frozen starting generator over every (micro-batch, window step): one backward each, an optimiser step every `accum`
-of them (gradients averaged over processes). docs/rl.md explains the keys and what is logged.
+`window` steps whose start is drawn per micro-batch from a generator seeded by (seed, iteration, rank)), decode, the
+configured rewards (weight 0: not loaded), per-group per-reward advantages, then the clipped-ratio loss with a KL
+term to the frozen starting generator over every (micro-batch, window step): one backward each, an optimiser step
+every `accum` of them (gradients averaged over processes). docs/rl.md explains the keys and what is logged.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import torch
 
 from foleyflow.config import load_config
 from foleyflow.errors import ConfigError, FoleyError
-from foleyflow.flow.grpo import group_advantages, grpo_loss
+from foleyflow.flow.grpo import group_advantages, grpo_loss, plateau_reached
 from foleyflow.flow.sde import draw_window_start, fast_grpo_sample, step_log_prob
 from foleyflow.train.dist import all_reduce_mean, cleanup_distributed, setup_distributed
 from foleyflow.train.ema import EMA
@@ -39,7 +39,7 @@ from foleyflow.train.state import rng_state, set_rng_state
 
 REWARDS = ("semantic", "temporal", "aesthetic", "spatial")
 # settings a resumed run may change besides foleyflow.train.run.COMMON_RESUMABLE
-RESUMABLE = ("sample_every", "val_every", "val_clips")
+RESUMABLE = ("sample_every", "val_every", "val_clips", "stop")
 
 
 @dataclass
@@ -75,6 +75,14 @@ class LoraConfig:
 
 
 @dataclass
+class StopConfig:              # issue 18's Flow-GRPO rule: stop when the val monitor has flattened
+    frac: float = 0.0          # > 0: stop once `key` changed less than `rel` over the last `frac` of the iterations
+    rel: float = 0.01
+    min_iters: int = 0
+    key: str = "val/weighted"  # a val/<name> key (val_every > 0 is required)
+
+
+@dataclass
 class GrpoOptimConfig(OptimConfig):
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -97,6 +105,7 @@ class TrainGrpoConfig:
     micro_clips: int = 1                   # clips per rollout / backward (rows = micro_clips * group_size)
     accum: int = 2                         # backwards (micro-batch x window step) per optimiser step
     optim: GrpoOptimConfig = field(default_factory=GrpoOptimConfig)
+    stop: StopConfig = field(default_factory=StopConfig)
     ema_decay: float = 0.99
     bf16: bool = False                     # autocast where the device has bf16 units
     out_dir: str = "runs/grpo"
@@ -132,6 +141,11 @@ def check_config(cfg: TrainGrpoConfig) -> None:
     weights = {n: getattr(cfg.rewards, n).weight for n in REWARDS}
     if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         problems.append("reward weights must be >= 0 with at least one > 0")
+    if cfg.stop.frac and (not 0 < cfg.stop.frac <= 1 or cfg.stop.rel <= 0 or not cfg.val_every
+                          or not cfg.stop.key.startswith("val/")):
+        problems.append("stop.frac must be in (0, 1] with stop.rel > 0, val_every > 0 and stop.key a val/ key")
+    elif cfg.stop.frac and cfg.stop.key != "val/weighted" and weights.get(cfg.stop.key[4:], 0) <= 0:
+        problems.append(f"stop.key {cfg.stop.key} is not a reward with weight > 0 (nor val/weighted)")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -268,7 +282,7 @@ def merged(net):
 
 
 def iteration_generator(seed: int, it: int, rank: int) -> torch.Generator:
-    """The generator of one iteration on one rank (window start, starting noise, SDE noise, in that order)."""
+    """The generator of one iteration on one rank (per micro-batch: window start, starting noise, SDE noise)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + it) * 4099 + rank)
 
 
@@ -298,7 +312,10 @@ def val_scores(pipe, net, models, clips: list, cfg: TrainGrpoConfig) -> dict[str
                      generator=torch.Generator().manual_seed(cfg.seed))
     x1 = euler(policy_velocity(net, conds, cfg.sampling.cfg_scale), x0, uniform_grid(cfg.sampling.steps))
     r = score(models, pipe.decode(x1), clips, 1, pipe.sample_rate)
-    return {f"val/{name}": float(r[:, k].mean()) for k, name in enumerate(models)}
+    out = {f"val/{name}": float(r[:, k].mean()) for k, name in enumerate(models)}
+    weights = torch.tensor([getattr(cfg.rewards, n).weight for n in models])
+    out["val/weighted"] = float((r * weights).sum(1).mean())
+    return out
 
 
 def all_reduce_grads(params: list, ctx) -> None:
@@ -373,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     updates_per_iter = n_micro * s.window // cfg.accum
     total_updates = cfg.steps * updates_per_iter
     log = MetricLog(out) if ctx.is_main else None
-    while it < cfg.steps:
+    guide = 2 if s.cfg_scale != 1.0 else 1   # rows per row through the network with guidance
+    from foleyflow.train.run import read_metrics
+    history = [(r["step"], r[cfg.stop.key]) for r in read_metrics(out) if r["step"] <= it and cfg.stop.key in r]
+    stop = bool(cfg.stop.frac) and plateau_reached(history, it, frac=cfg.stop.frac, rel=cfg.stop.rel,
+                                                   min_iters=cfg.stop.min_iters)
+    while it < cfg.steps and not stop:
         t0, cpu0 = time.time(), time.process_time()
         ids = {r: [entries[i].id for i in clip_indices(it, r, ctx.world_size, cfg.clips_per_iter, len(entries),
                                                         cfg.seed)] for r in range(ctx.world_size)}
@@ -381,10 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  cfg.seed)]
         clips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache) for e in mine]
         g = iteration_generator(cfg.seed, it, ctx.rank)
-        start = draw_window_start(s.steps, s.window, generator=g, max_start=s.max_start)
         # 1. rollouts with the current policy (no gradients), decode, rewards, advantages per group and reward
-        rollouts, raw, nfe_rows = [], [], 0
+        rollouts, raw, nfe_rows, starts = [], [], 0, []
         for m in range(n_micro):
+            start = draw_window_start(s.steps, s.window, generator=g, max_start=s.max_start)  # per micro-batch
+            starts.append(start)
             part = clips[m * cfg.micro_clips:(m + 1) * cfg.micro_clips]
             conds = part[0]["cond"]
             for c in part[1:]:
@@ -442,18 +465,36 @@ def main(argv: list[str] | None = None) -> int:
                                                        .mean())
         values["reward/weighted"] = float((rewards * weights).sum(1).mean())
         values["compute/core_s"] = (time.process_time() - cpu0) * ctx.world_size  # CPU seconds, all processes
-        values = {k: float(all_reduce_mean(torch.tensor(v), ctx)) for k, v in values.items()}
-        values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": start, "train/updates": updates,
+        # generator row-evaluations, all processes (the reduction below averages): sampling rows, and per backward
+        # `rows` policy forwards, `rows` reference forwards and `rows` backwards, all doubled by guidance
+        train_rows = backwards * rows * guide
+        values["compute/sample_rows"] = nfe_rows * guide * ctx.world_size
+        values["compute/train_rows"] = train_rows * ctx.world_size
+        values["compute/net_evals"] = (nfe_rows * guide + 3 * train_rows) * ctx.world_size
+        values["compute/fwd_equiv"] = (nfe_rows * guide + 4 * train_rows) * ctx.world_size  # backward = 2 forwards
+        values = {k: float(all_reduce_mean(torch.tensor(float(v), dtype=torch.float64), ctx))  # ints too
+                  for k, v in values.items()}
+        values.update({"grpo/ratio_dev_first": first_dev, "train/window_start": sum(starts) / len(starts),
+                       "train/updates": updates,
                        "train/lr": lr_at(cfg.optim, max(0, updates - 1), total_updates), "train/grad_norm":
                        float(gnorm), "train/iter_s": time.time() - t0, "compute/nfe_rows": nfe_rows})
         if val_entries and it % cfg.val_every == 0 and ctx.is_main:
             vclips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache) for e in val_entries]
             values.update(val_scores(pipe, net, models, vclips, cfg))
+        if cfg.stop.frac:   # every rank decides alike: rank 0's val monitor is broadcast
+            v = torch.tensor(values.get(cfg.stop.key, float("nan")) if ctx.is_main else 0.0, dtype=torch.float64)
+            if ctx.backend is not None:
+                torch.distributed.broadcast(v, 0)
+            if it % cfg.val_every == 0:
+                history.append((it, float(v)))
+                stop = plateau_reached(history, it, frac=cfg.stop.frac, rel=cfg.stop.rel,
+                                       min_iters=cfg.stop.min_iters)
+                values["train/stopped"] = float(stop)
         if log is not None:
             log.log(it, values, extra={"clips": ids})
-            if it % cfg.log_every == 0 or it == cfg.steps:
+            if it % cfg.log_every == 0 or it == cfg.steps or stop:
                 print(json.dumps({"step": it, **{k: round(v, 6) for k, v in values.items()}}), flush=True)
-        if it % cfg.ckpt_every == 0 or it == cfg.steps:
+        if it % cfg.ckpt_every == 0 or it == cfg.steps or stop:
             prov = {**start_prov, "grpo": {**grpo_prov, "iteration": it, "updates": updates}}
             if ctx.is_main:
                 save_state(out, it, kind="grpo", config=cfg, provenance=prov, keep=cfg.keep_states,

@@ -135,3 +135,23 @@ def test_one_grpo_step_moves_the_reward_the_right_way(sign):
     # with reward +mean(output) the outputs grow, with -mean(output) they shrink (catches sign errors anywhere)
     gains = [_grpo_step_changes_reward(sign, seed) for seed in range(3)]
     assert all(gain > 0 for gain in gains), gains
+
+
+def test_plateau_rule_stops_only_on_a_flat_last_part():
+    from foleyflow.flow.grpo import plateau_reached
+
+    rising = [(i, 1.0 + 0.05 * i) for i in range(1, 21)]
+    assert not plateau_reached(rising, 20, frac=0.2, rel=0.01)        # 1.85 .. 2.0 over the last 20%: 7.8%
+    flat = rising[:10] + [(i, 1.5 + 0.001 * (i % 2)) for i in range(11, 21)]
+    assert plateau_reached(flat, 20, frac=0.2, rel=0.01)              # spread 0.001 / 1.5
+    assert not plateau_reached(flat, 20, frac=0.2, rel=1e-4)
+    assert not plateau_reached(flat, 20, frac=0.2, rel=0.01, min_iters=21)
+    # the window is the last 20% of *iterations*: a jump at iteration 17 is inside it, one at 15 is not
+    jump = [(i, 1.0 if i < 17 else 1.2) for i in range(1, 21)]
+    assert not plateau_reached(jump, 20, frac=0.2, rel=0.01)
+    assert plateau_reached([(i, 1.0 if i < 15 else 1.2) for i in range(1, 21)], 20, frac=0.2, rel=0.01)
+    # too few monitor points in the window (val every 5 iterations: only 20 in [16, 20]) is not a plateau yet
+    assert not plateau_reached([(i, 1.0) for i in range(5, 21, 5)], 20, frac=0.2, rel=0.01)
+    assert plateau_reached([(i, 1.0) for i in range(5, 21, 5)], 20, frac=0.25, rel=0.01, min_points=2)
+    # a window whose mean is 0 with any spread is never flat (relative change undefined)
+    assert not plateau_reached([(18, -0.1), (19, 0.0), (20, 0.1)], 20, frac=0.2, rel=0.5)

@@ -177,6 +177,8 @@ def run_cli(inputs, out, *extra, nproc=0, timeout=300):
     (("rewards.semantic.weightt=1",), "weightt"),
     (("rewards.spatial.weight=1",), "rewards.spatial.checkpoint is required"),
     (("sampling.window=9",), "sampling.window must be"),
+    (("stop.frac=0.2",), "stop.frac must be in"),                       # the stop rule needs the val monitor
+    (("stop.frac=0.2", "val_every=1", "stop.key=val/aesthetic"), "stop.key val/aesthetic is not a reward"),
 ])
 def test_bad_reward_checkpoint_or_config_is_a_one_line_error(grpo, inputs, tmp_path, extra, message):
     from foleyflow.errors import FoleyError
@@ -186,6 +188,47 @@ def test_bad_reward_checkpoint_or_config_is_a_one_line_error(grpo, inputs, tmp_p
         grpo.main(argv(inputs, tmp_path / "bad", *extra))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "bad").exists()   # refused before the run folder is made
+
+
+def test_plateau_stop_compute_logs_and_a_zero_weight_reward_is_not_loaded(grpo, inputs, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    loaded = []
+    from foleyflow.rewards import aesthetic
+
+    real = aesthetic.load_aesthetic_reward
+    monkeypatch.setattr(aesthetic, "load_aesthetic_reward", lambda p: loaded.append(p) or real(p))
+    starts, sample = [], grpo.fast_grpo_sample
+    monkeypatch.setattr(grpo, "fast_grpo_sample", lambda *a, **k: starts.append(k["window_start"]) or sample(*a, **k))
+    out = tmp_path / "run"
+    # aesthetic weight 0 with a checkpoint that does not exist: never opened, never scored. The stop rule with a
+    # huge tolerance over all iterations (frac 1) stops at the first val point with 3 monitor values: iteration 3.
+    extra = ("rewards.aesthetic.checkpoint=/nonexistent/reward_aesthetic.safetensors", "steps=6", "val_every=1",
+             "val_clips=1", "stop.frac=1.0", "stop.rel=1.0e9", "ckpt_every=5", "sample_every=0")
+    assert grpo.main(argv(inputs, out, *extra)) == 0
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3] and [r["train/stopped"] for r in rows] == [0.0, 0.0, 1.0]
+    from foleyflow.train.run import state_path
+    assert state_path(out, 3).is_file()                                    # saved at the stop
+    assert not loaded and not any("aesthetic" in k for r in rows for k in r)
+    # one window start per micro-batch (2 per iteration here), not one per iteration or process
+    assert len(starts) == 6 and any(starts[i] != starts[i + 1] for i in (0, 2, 4))
+    assert [r["train/window_start"] for r in rows] == [sum(starts[i:i + 2]) / 2 for i in (0, 2, 4)]
+    # the weighted val monitor is the weighted sum of the loaded rewards' val scores (debug: weights 1, 1)
+    assert rows[0]["val/weighted"] == pytest.approx(rows[0]["val/semantic"] + rows[0]["val/temporal"], rel=1e-5)
+    # compute: debug = 2 clips x group 3, 4 steps, window 2, no guidance, one process
+    for r in rows:
+        start = r["train/window_start"]
+        assert r["compute/sample_rows"] == r["compute/nfe_rows"] == 2 * (start + 3 * (4 - start))
+        assert r["compute/train_rows"] == 2 * 2 * 3                         # backwards x rows
+        assert r["compute/net_evals"] == r["compute/sample_rows"] + 3 * 12
+        assert r["compute/fwd_equiv"] == r["compute/sample_rows"] + 4 * 12 and r["compute/core_s"] > 0
+    # a restart of a stopped run does nothing more
+    assert grpo.main(argv(inputs, out, *extra)) == 0
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    # guidance doubles every row
+    assert grpo.main(argv(inputs, tmp_path / "g", "steps=1", "sampling.cfg_scale=2.0", "sample_every=0")) == 0
+    r = read_metrics(tmp_path / "g")[0]
+    assert r["compute/sample_rows"] == 2 * r["compute/nfe_rows"] and r["compute/train_rows"] == 24
 
 
 def test_the_recipe_exits_2_with_one_line_on_a_bad_reward_checkpoint(inputs, tmp_path):
@@ -232,6 +275,18 @@ def test_one_grpo_step_of_a_small_16k_shaped_generator_with_two_gloo_processes(i
     assert net.cfg.hidden_dim == 448 and net.cfg.num_heads == 7
 
 
+@pytest.mark.slow
+def test_two_gloo_processes_reduce_the_integer_compute_logs_and_stop_together(inputs, tmp_path):
+    """The compute counts are ints (a Long all-reduce once failed on them) and the stop decision is rank 0's val
+    monitor broadcast to every rank: both processes stop at iteration 3 and the run exits 0."""
+    proc = run_cli(inputs, tmp_path / "run", "clips_per_iter=1", "accum=2", "steps=5", "val_every=1", "val_clips=1",
+                   "stop.frac=1.0", "stop.rel=1.0e9", "sample_every=0", nproc=2, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["train/stopped"] == 1.0
+    assert rows[0]["compute/train_rows"] == 2 * 1 * 2 * 3         # 2 processes x 1 clip x window 2 x group 3
+
+
 def test_lora_starts_as_the_original_and_merges_to_the_same_function():
     from foleyflow.errors import ConfigError
     from foleyflow.train.lora import LoraLinear, add_lora, merge_lora, trainable_parameters
@@ -253,3 +308,35 @@ def test_lora_starts_as_the_original_and_merges_to_the_same_function():
     assert not torch.allclose(net(x), before) and torch.allclose(plain(x), net(x), atol=1e-5)
     with pytest.raises(ConfigError, match="match no Linear"):
         add_lora(torch.nn.Sequential(torch.nn.Linear(2, 2)), 2, 4.0, ["attn.qkv"])
+
+
+def test_issue_18_experiment_configs_are_valid_and_differ_only_where_they_should(grpo):
+    """fast / flow / single_* (configs/train_grpo): valid; Flow = Fast but the window over every step (and accum
+    for the same 2 updates per iteration) and the stop rule; each single run one reward at half Fast's iterations."""
+    from dataclasses import asdict
+
+    from foleyflow.config import load_config
+
+    d = ROOT / "configs" / "train_grpo"
+    load = lambda name: load_config(grpo.TrainGrpoConfig, d / f"{name}.yaml", ["manifest=m.jsonl"])  # noqa: E731
+    fast, flow = load("fast"), load("flow")
+    for cfg in (fast, flow):
+        grpo.check_config(cfg)
+    s = fast.sampling
+    assert (s.steps, s.window, s.group_size, fast.crop_s, fast.clips_per_iter) == (10, 2, 8, 4.0, 2)
+    assert s.cfg_scale > 1 and fast.rewards.aesthetic.weight < min(fast.rewards.semantic.weight,
+                                                                   fast.rewards.temporal.weight,
+                                                                   fast.rewards.spatial.weight)
+    assert flow.sampling.window == flow.sampling.steps and flow.stop.frac == 0.2 and flow.stop.rel == 0.01
+    a, b = asdict(fast), asdict(flow)
+    assert {k for k in a if a[k] != b[k]} == {"sampling", "accum", "steps", "stop"}
+    assert {k for k in a["sampling"] if a["sampling"][k] != b["sampling"][k]} == {"window", "max_start"}
+    per_iter = lambda c: c.clips_per_iter // c.micro_clips * c.sampling.window // c.accum  # noqa: E731
+    assert per_iter(fast) == per_iter(flow) == 2
+    for name in grpo.REWARDS:
+        single = load(f"single_{name}")
+        grpo.check_config(single)
+        assert {n for n in grpo.REWARDS if getattr(single.rewards, n).weight > 0} == {name}
+        assert single.steps == fast.steps // 2
+        c, f = asdict(single), dict(a)
+        assert {k for k in c if c[k] != f[k]} == {"rewards", "steps"}

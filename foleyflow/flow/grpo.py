@@ -10,6 +10,8 @@ multi-reward form of PrismAudio, ICLR 2026), as pure functions over tensors.
   loss = mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))) + beta * mean(KL),  r = exp(logp - logp_old),
   with logp from `foleyflow.flow.sde.step_log_prob` (per-element mean by default: see that module for why the
   clip range, 1e-4 in the reference, depends on that choice).
+- `plateau_reached`: the stop rule of issue 18's Flow-GRPO runs (a monitored value changed less than a fraction over
+  the last part of the iterations).
 """
 from __future__ import annotations
 
@@ -74,3 +76,24 @@ def grpo_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: to
     return {"grpo/loss": loss, "grpo/policy": policy.detach(), "grpo/kl": kl_mean.detach(),
             "grpo/ratio_mean": ratio.detach().mean(), "grpo/clip_frac": clip_frac,
             "grpo/approx_kl_old": (0.5 * log_ratio.detach() ** 2).mean()}
+
+
+def plateau_reached(history: list[tuple[int, float]], iteration: int, *, frac: float = 0.2, rel: float = 0.01,
+                    min_iters: int = 0, min_points: int = 3) -> bool:
+    """True when the monitored value changed less than `rel` (relative) over the last `frac` of the iterations.
+
+    history: (iteration, value) pairs of the monitor (e.g. `val/weighted` every `val_every` iterations), any order;
+    iteration: the current iteration (1-based count of iterations done). The window is the iterations in
+    [iteration - frac * iteration, iteration]; it must hold at least `min_points` values and iteration must be
+    >= min_iters. The change is (max - min) over the window divided by |mean| over the window (a window whose mean
+    is 0 never counts as a plateau unless every value is equal)."""
+    if iteration < max(min_iters, 1) or not 0 < frac <= 1 or rel <= 0:
+        return False
+    lo = iteration - frac * iteration
+    window = [v for i, v in history if lo - 1e-9 <= i <= iteration]
+    if len(window) < max(min_points, 2):
+        return False
+    spread, mean = max(window) - min(window), abs(sum(window) / len(window))
+    if spread == 0:
+        return True
+    return mean > 0 and spread / mean < rel
