@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from http_helpers import clear_proxies, local_server
 
 from foleyflow.cot import PlanError, Plan, Scene, Source, plan_to_dict, read_plan
 from foleyflow.cot.llm import API_KEY_ENV, LLMError, combine, endpoint, plan_from_prompt
@@ -75,20 +75,13 @@ class Fake(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    server.daemon_threads = True
-    server.seen = []
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with local_server(Fake) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    clear_proxies(monkeypatch)
 
 
 def _ep(fake, kind: str, timeout_s: float = 10.0, key: str | None = KEY):

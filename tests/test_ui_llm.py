@@ -6,10 +6,10 @@ and the command's flag checks."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from http_helpers import clear_proxies, local_server
 
 from test_ui import clip, tiny  # noqa: F401  (a tiny untrained bundle and its pipeline; a 1.5 s video)
 
@@ -51,19 +51,13 @@ class Fake(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    server.daemon_threads = True
-    server.seen = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with local_server(Fake) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    clear_proxies(monkeypatch)
 
 
 def _ep(fake, kind: str):
