@@ -238,9 +238,9 @@ def paired_bootstrap(a, b, *, seed: int = 0, resamples: int = 2000) -> tuple[flo
 def _direction(key: str) -> str:
     from foleyflow.eval.report import METRICS
 
-    m = _ONSET.fullmatch(key)
-    base = f"onset_{m.group(1)}@{m.group(2)}ms" if m else key
-    return {k: b for k, _, b in METRICS}.get(base, "high" if key == "class_p_true" else "")
+    if _ONSET.fullmatch(key) or key == "class_p_true":
+        return "high"
+    return {k: b for k, _, b in METRICS}.get(key, "")
 
 
 def compare(base: dict[str, dict], new: dict[str, dict], *, resamples: int = 2000, seed: int = 0,
