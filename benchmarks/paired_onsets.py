@@ -6,7 +6,7 @@ Every set is scored against the ground-truth events exactly as `foleyflow evalua
 merged clusters; optional onsets excused), on the clips all sets share. The bootstrap resamples clips (the same
 resample for every set, so clip difficulty cancels) and pools each resample's true/false positives and misses into
 an F1, as the set-level figure does. A 95% interval of a difference that excludes 0 means the ordering is not
-down to which clips were drawn.
+down to which clips were drawn. For every key of two full `evaluate` runs, see benchmarks/paired_eval.py.
 """
 from __future__ import annotations
 
@@ -23,13 +23,6 @@ def clip_counts(folder: str, truth: str, tolerance_s: float) -> dict[str, tuple[
     _, results = evaluate_truth(folder, truth)
     return {r.name: (r.onsets.counts[tolerance_s].tp, r.onsets.counts[tolerance_s].fp,
                      r.onsets.counts[tolerance_s].fn) for r in results}
-
-
-def f1(counts: np.ndarray) -> np.ndarray:
-    """F1 of pooled counts (..., clips, 3) -> (...); 1 when there is nothing to find and nothing was found."""
-    tp, fp, fn = np.moveaxis(counts.sum(axis=-2), -1, 0)
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1e-12), 1.0)
 
 
 def main() -> None:
@@ -61,17 +54,18 @@ def main() -> None:
     shared = sorted(set.intersection(*(set(c) for c in per_set.values())))
     if not shared:
         raise SystemExit("error: the sets share no clip")
+    from foleyflow.eval.paired import bootstrap_indices, paired_interval, pooled_key
+
+    f1 = pooled_key(f"onset_f1@{args.tolerance_ms:g}ms").stat   # pooled as `evaluate` pools: (..., clips, 3) -> (...)
     counts = {name: np.asarray([c[n] for n in shared], dtype=np.float64) for name, c in per_set.items()}
-    idx = np.random.default_rng(args.seed).integers(0, len(shared), (args.resamples, len(shared)))
+    idx = bootstrap_indices(len(shared), args.resamples, args.seed)
     base = sets[0][0]
     print(f"onset F1 +-{args.tolerance_ms:g} ms on {len(shared)} shared clips; paired bootstrap ({args.resamples} "
           f"resamples of clips, seed {args.seed}) of each set minus {base}")
     print("| set | onset F1 | minus " + base + " | 95% interval |")
     print("|---|---:|---:|---|")
     for name, _ in sets:
-        diff = f1(counts[name][idx]) - f1(counts[base][idx])
-        own = f1(counts[name]) - f1(counts[base])
-        lo, hi = np.percentile(diff, [2.5, 97.5])
+        own, lo, hi = paired_interval(f1, counts[base], counts[name], idx=idx)
         print(f"| {name} | {f1(counts[name]):.3f} | {own:+.3f} | "
               + ("-" if name == base else f"[{lo:+.3f}, {hi:+.3f}]") + " |")
 

@@ -14,7 +14,8 @@ import torch
 
 from foleyflow.audio import MelSetting, log_mel_spectrogram
 from foleyflow.errors import CheckpointError, ConfigError
-from foleyflow.eval.quality import (KINDS, QualityScorer, degrade, paired_bootstrap, quality_target, random_degradation,
+from foleyflow.eval.paired import paired_bootstrap
+from foleyflow.eval.quality import (KINDS, QualityScorer, degrade, quality_target, random_degradation,
                                     severity_from_score, spearman)
 from foleyflow.media import write_audio
 from foleyflow.models.eval_quality import (QUALITY_KIND, QualityModel, QualityModelConfig, load_quality_model,

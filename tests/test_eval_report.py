@@ -75,7 +75,7 @@ def test_report_without_truth_or_baselines(sets, tmp_path):
     table = markdown_table(report)
     assert "FD (melstats)" in table and "onset" not in table
     written = write_report(report, tmp_path / "r2", plots=False)
-    assert set(written) == {"json", "markdown"}
+    assert set(written) == {"json", "markdown", "per_clip"}           # per_clip.jsonl: see test_paired_eval.py
 
 
 def test_mismatched_sets_raise(sets, tmp_path):

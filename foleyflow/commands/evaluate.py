@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         "evaluate", help="score generated audio against references, ground truth and baselines",
         description="Scores the audio files of --generated against --reference (matched by file name), the "
                     "FoleyWorld ground truth of --truth, and baselines (the reference itself, shuffled, silence, "
-                    "noise, --baseline-set), and writes report.json, report.md and PNG plots to -o. The learned "
+                    "noise, --baseline-set), and writes report.json, report.md, per_clip.jsonl (the generated clips' "
+                    "figures, for benchmarks/paired_eval.py) and PNG plots to -o. The learned "
                     "metrics use the evaluation models of --models (the bundled ones by default); metrics whose "
                     "model or input is missing are listed as skipped with the reason.")
     p.add_argument("--generated", required=True, metavar="DIR", help="generated audio (.wav/.flac)")

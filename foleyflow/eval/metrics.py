@@ -194,8 +194,8 @@ def _probs(x, name: str, from_logits: bool) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def kl_divergence(reference, generated, *, from_logits: bool = True, eps: float = 1e-6) -> float:
-    """Mean over clips of KL(p_ref || p_gen) for paired class outputs (N, C) (row i of each is the same clip).
+def kl_divergences(reference, generated, *, from_logits: bool = True, eps: float = 1e-6) -> np.ndarray:
+    """(N,) KL(p_ref || p_gen) per clip for paired class outputs (N, C) (row i of each is the same clip).
 
     from_logits: rows are logits (softmax applied); False: rows are already probabilities. eps guards log(0).
     """
@@ -203,8 +203,12 @@ def kl_divergence(reference, generated, *, from_logits: bool = True, eps: float 
     q = _probs(generated, "generated outputs", from_logits)
     if p.shape != q.shape:
         raise EvalError(f"KL needs paired outputs of the same shape: reference {p.shape} vs generated {q.shape}")
-    kl = (p * (np.log(p + eps) - np.log(q + eps))).sum(axis=1)
-    return float(kl.mean())
+    return (p * (np.log(p + eps) - np.log(q + eps))).sum(axis=1)
+
+
+def kl_divergence(reference, generated, *, from_logits: bool = True, eps: float = 1e-6) -> float:
+    """Mean over clips of `kl_divergences` (the `kl` key)."""
+    return float(kl_divergences(reference, generated, from_logits=from_logits, eps=eps).mean())
 
 
 def inception_score(generated, *, splits: int = 10, from_logits: bool = True, eps: float = 1e-12

@@ -165,6 +165,19 @@ def detect_onsets(audio, sample_rate: int, config: OnsetConfig = OnsetConfig()) 
     return np.asarray(onsets, dtype=np.float64)
 
 
+def librosa_onsets(audio, sample_rate: int, *, hop_s: float = 0.01) -> np.ndarray:
+    """Onset times in seconds (sorted) by an independent detector: `librosa.onset.onset_detect` (librosa's own
+    spectral-flux onset strength and peak picking, its default parameters) on the mono mix at a `hop_s` frame hop.
+    Not used by `foleyflow evaluate`; it checks that a gain measured with `detect_onsets` is not that detector's
+    (benchmarks/paired_eval.py). Needs librosa (the `test` extra)."""
+    import librosa
+
+    x = _mono(audio).astype(np.float32)
+    hop = max(1, int(round(hop_s * sample_rate)))
+    t = librosa.onset.onset_detect(y=x, sr=sample_rate, hop_length=hop, units="time")
+    return np.sort(np.asarray(t, np.float64))
+
+
 # ------------------------------------------------------------------------------------------------------ scoring
 def merge_onsets(times, merge_s: float = 0.03) -> np.ndarray:
     """Merges onsets closer than `merge_s` to the first onset of their cluster; returns sorted cluster starts."""
@@ -193,25 +206,36 @@ def match_onsets(reference, estimated, tolerance_s: float) -> list[tuple[int, in
     return [(int(i), int(j)) for i, j in zip(rows, cols) if ok[i, j]]
 
 
+def onset_prf(tp, fp, fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of (pooled) counts; arrays of any equal shape (e.g. (resamples,) of summed counts)
+    -> three float64 arrays of that shape. Nothing to find and nothing found is perfect (1, 1, 1); detections with
+    nothing to find have precision 0; nothing detected with something to find has precision 0."""
+    tp, fp, fn = (np.asarray(v, np.float64) for v in (tp, fp, fn))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(tp + fp > 0, tp / (tp + fp), np.where(fn == 0, 1.0, 0.0))
+        r = np.where(tp + fn > 0, tp / (tp + fn), 1.0)
+        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+    return p, r, f1
+
+
 @dataclass
 class OnsetCounts:
-    """Counts for one tolerance; add them over clips (micro average) before computing P/R/F1."""
+    """Counts for one tolerance; add them over clips (micro average) before computing P/R/F1 (`onset_prf`)."""
     tp: int = 0
     fp: int = 0
     fn: int = 0
 
     @property
     def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else (1.0 if self.fn == 0 else 0.0)
+        return float(onset_prf(self.tp, self.fp, self.fn)[0])
 
     @property
     def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+        return float(onset_prf(self.tp, self.fp, self.fn)[1])
 
     @property
     def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
+        return float(onset_prf(self.tp, self.fp, self.fn)[2])
 
     def __add__(self, other: "OnsetCounts") -> "OnsetCounts":
         return OnsetCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)

@@ -239,18 +239,6 @@ def spearman(a, b) -> float:
     return float(ra @ rb / den) if den > 0 else float("nan")
 
 
-def paired_bootstrap(a, b, *, seed: int = 0, resamples: int = 2000) -> tuple[float, float, float]:
-    """Mean of the paired differences a - b (one pair per clip) and its 95% percentile bootstrap interval (clips
-    drawn with replacement, numpy Generator seeded by `seed`): (mean, low, high)."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if d.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, (resamples, d.size))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(d.mean()), float(lo), float(hi)
-
-
 class QualityScorer:
     """A trained QualityModel as `(audio (C, num_samples), sr) -> score` in (1, 10) (mono is duplicated to stereo,
     more than 2 channels keep the first 2; audio is resampled to the model's rate; one torch thread)."""

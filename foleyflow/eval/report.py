@@ -3,7 +3,8 @@
 
 Input is the dict made by `run.run_evaluation` (or any dict with the same keys: "systems" {system: {metric: value}},
 "skipped" {what: why}, "timings_s" {system: {part: seconds}}, "examples" [{name, reference_onsets,
-detected_onsets {system: [s]}, generated_path, reference_path}], "settings").
+detected_onsets {system: [s]}, generated_path, reference_path}], "settings", optionally "per_clip" [{clip, ...}]: the
+generated set's per-clip records, written to per_clip.jsonl (see paired.py) rather than report.json).
 Plots use matplotlib's object API (no pyplot, no global backend change).
 """
 from __future__ import annotations
@@ -185,8 +186,8 @@ def plot_spectrogram_pairs(report: dict, path: Path) -> Path | None:
 
 
 def write_report(report: dict, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
-    """Writes report.json, report.md and (if plots) metric_bars.png, onset_timelines.png, spectrograms.png.
-    Returns {kind: path} of what was written."""
+    """Writes report.json, report.md, per_clip.jsonl (when the report has "per_clip" records) and (if plots)
+    metric_bars.png, onset_timelines.png, spectrograms.png. Returns {kind: path} of what was written."""
     if "systems" not in report or not report["systems"]:
         raise EvalError("the report has no scored systems")
     out_dir = Path(out_dir)
@@ -205,7 +206,12 @@ def write_report(report: dict, out_dir: str | Path, *, plots: bool = True) -> di
                 pngs.append(str(p))
     from foleyflow.fileio import atomic_write_text
 
-    atomic_write_text(out_dir / "report.json", json.dumps(_clean(report), indent=2, allow_nan=False))
+    if report.get("per_clip"):
+        from foleyflow.eval.paired import PER_CLIP_FILE, write_per_clip
+
+        written["per_clip"] = write_per_clip(_clean(report["per_clip"]), out_dir / PER_CLIP_FILE)
+    body = {k: v for k, v in report.items() if k != "per_clip"}
+    atomic_write_text(out_dir / "report.json", json.dumps(_clean(body), indent=2, allow_nan=False))
     atomic_write_text(out_dir / "report.md", _markdown(report, pngs))
     written["json"], written["markdown"] = out_dir / "report.json", out_dir / "report.md"
     return written

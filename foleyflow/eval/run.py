@@ -9,6 +9,8 @@ ceiling of the paired and ground-truth metrics; its distribution metrics against
 reported; nor are those of "shuffled", the same clips in another order), "baseline_set" (an independent set of the same kind: the noise floor of FD and KAD; distribution metrics
 and aesthetics only), "shuffled", "silence", "noise", and "retrieval" (the --train clip whose video is nearest by the
 pipeline's semantic encoder, given as `retrieval_embedder`; listed as skipped without it, --train or --video).
+The generated set's per-clip figures (every quantity its set-level keys are pooled from) are the report's "per_clip"
+list, written as per_clip.jsonl (paired.py, which also compares two evaluated sets clip by clip).
 """
 from __future__ import annotations
 
@@ -94,9 +96,11 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
     """Per-clip pass over one set: embeddings, classifier outputs, spatial and ground-truth results; with
     `aligned` (clip names are those of the videos and texts), the alignment metrics the models allow; with `quality`,
     the quality predictor's score per clip."""
-    emb, learned, logits, spatial_err, truth_res, aes, onsets = [], [], [], [], [], [], {}
+    emb, learned, logits, truth_res, aes, onsets = [], [], [], [], [], {}
     quality_scores: dict[str, float] = {}
-    desync, ib, clap, desync_short = [], [], [], 0
+    spatial_err: dict[str, tuple[float, float]] = {}   # clip -> (ITD error ms, ILD error dB)
+    desync: dict[str, float] = {}
+    ib, clap, desync_short = [], [], 0                  # ib, clap: (clip, embedding, audio embedding)
     pub: dict = {m.name: {"embedding": [], "logits": [], "clap": []} for m in models.published}
     for name in _progress(names, desc, progress):
         t = perf_counter()
@@ -114,11 +118,11 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
             desync_short += 1  # DeSync's protocol needs a whole 4.8 s window: counted, not scored
         elif aligned and models.desync:
             clf = models.offset_classifier
-            desync.append(clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate, dtype=None),
-                                      clf).desync_s)
+            desync[name] = clip_desync(name, models.video_frames(name), resample(audio, sr, clf.sample_rate,
+                                                                                 dtype=None), clf).desync_s
             t = timer.add("desync", t)
         if aligned and models.ib:
-            ib.append((models.video_embedding(name), models.av_audio_embedder(audio, sr)))
+            ib.append((name, models.video_embedding(name), models.av_audio_embedder(audio, sr)))
             t = timer.add("ib_score", t)
         for m in models.published:
             out = m.audio(audio, sr)
@@ -129,7 +133,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
                 pub[m.name]["clap"].append((m.text(m.captions[name]), out["clap"]))
             t = timer.add(f"published_{m.name}", t)
         if aligned and models.clap:
-            clap.append((models.text_embedding(name), models.text_audio_embedder(audio, sr)))
+            clap.append((name, models.text_embedding(name), models.text_audio_embedder(audio, sr)))
             t = timer.add("clap_score", t)
         if quality and models.quality_scorer is not None:
             quality_scores[name] = float(models.quality_scorer(audio, sr))
@@ -143,7 +147,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         if reference_spatial is not None:
             s = clip_spatial(audio, sr)
             r = reference_spatial[name]
-            spatial_err.append((abs(s["itd_ms"] - r["itd_ms"]), abs(s["ild_db"] - r["ild_db"])))
+            spatial_err[name] = (abs(s["itd_ms"] - r["itd_ms"]), abs(s["ild_db"] - r["ild_db"]))
             t = timer.add("spatial_vs_reference", t)
         if truth is not None:
             res = score_clip(name, audio, sr, truth[name], classifier=models.event_classifier,
@@ -156,7 +160,7 @@ def _scan(audio_set: AudioSet, names, *, truth, reference_spatial, models, timer
         elif with_aesthetics:
             aes.append(aesthetics(audio, sr))
             t = timer.add("aesthetics", t)
-    return dict(emb=np.array(emb), learned=np.array(learned) if learned else None,
+    return dict(names=list(names), emb=np.array(emb), learned=np.array(learned) if learned else None,
                 logits=np.array(logits) if logits else None, spatial_err=spatial_err, truth=truth_res, aes=aes,
                 onsets=onsets, desync=desync, desync_short=desync_short, ib=ib, clap=clap, quality=quality_scores,
                 published=pub)
@@ -216,18 +220,18 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
             out["kl"] = kl_divergence(ref["logits"], scan["logits"])
         timer.add("kl_is", t)
     if scan["desync"]:
-        out["desync_s"] = float(np.mean(scan["desync"]))
+        out["desync_s"] = float(np.mean(list(scan["desync"].values())))
     if scan.get("desync_short"):
         out["desync_clips_too_short"] = scan["desync_short"]  # shorter than 4.8 s: not in desync_s
     if scan["ib"]:
-        out["ib_score"] = av_similarity(*map(np.array, zip(*scan["ib"])))
+        out["ib_score"] = av_similarity(*map(np.array, list(zip(*scan["ib"]))[1:]))
     if scan["clap"]:
-        out["clap_score"] = text_audio_similarity(*map(np.array, zip(*scan["clap"])))
+        out["clap_score"] = text_audio_similarity(*map(np.array, list(zip(*scan["clap"]))[1:]))
     if scan.get("quality"):
         out["quality"] = float(np.mean(list(scan["quality"].values())))
         out["quality_per_clip"] = dict(scan["quality"])
     if scan["spatial_err"]:
-        e = np.array(scan["spatial_err"])
+        e = np.array(list(scan["spatial_err"].values()))
         out["itd_error_ms"], out["ild_error_db"] = float(e[:, 0].mean()), float(e[:, 1].mean())
     if scan["truth"]:
         out.update(summarize(scan["truth"], event_classifier))
@@ -235,6 +239,35 @@ def _set_figures(scan: dict, ref: dict | None, *, paired: bool, timer: _Timer, s
         for key in ("loudness_lufs", "clipping_ratio", "noise_floor_db"):
             out[key] = float(np.mean([a[key] for a in scan["aes"]]))
     return out
+
+
+def _clip_records(scan: dict, ref: dict | None, classifier_used: bool) -> list[dict]:
+    """per_clip.jsonl records of one scanned set (see paired.py); ref: the paired reference scan (per-clip KL)."""
+    from foleyflow.eval.desync import text_audio_similarities
+    from foleyflow.eval.metrics import kl_divergences, paired_cosines
+    from foleyflow.eval.paired import clip_record
+
+    names = scan["names"]
+    values: dict[str, dict] = {n: {} for n in names}
+    for n, v in scan["desync"].items():
+        values[n]["desync_s"] = v
+    for n, v in scan["quality"].items():
+        values[n]["quality"] = v
+    for n, (itd, ild) in scan["spatial_err"].items():
+        values[n].update(itd_error_ms=itd, ild_error_db=ild)
+    for key, pairs, fn in (("ib_score", scan["ib"], lambda a, b: 100.0 * paired_cosines(a, b)),
+                           ("clap_score", scan["clap"], text_audio_similarities)):
+        if pairs:
+            clips, a, b = zip(*pairs)
+            for n, v in zip(clips, fn(np.array(a), np.array(b))):
+                values[n][key] = float(v)
+    if scan["logits"] is not None and ref is not None and ref.get("logits") is not None:
+        for n, v in zip(names, kl_divergences(ref["logits"], scan["logits"])):
+            values[n]["kl"] = float(v)
+    truth = {r.name: r for r in scan["truth"]}
+    aes = dict(zip(names, scan["aes"])) if not truth else {}
+    return [clip_record(n, truth=truth.get(n), classifier_used=classifier_used, aesthetics=aes.get(n),
+                        values=values[n]) for n in names]
 
 
 def _retrieval(reference: AudioSet, names: list[str], video_dir, train_dir, reference_dir, embed, timer: _Timer,
@@ -339,11 +372,13 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         if sys_name == "reference" and scan["logits"] is not None and len(scan["logits"]) >= 10:
             figures["is"], figures["is_std"] = inception_score(scan["logits"])
         systems[sys_name] = figures
+        if sys_name == "generated":
+            per_clip = _clip_records(scan, ref_paired, models.event_classifier is not None)
         timers[sys_name] = timer.seconds
         onsets_by_system[sys_name] = scan["onsets"]
 
     if "reference" in systems and systems["generated"].get("quality_per_clip"):
-        from foleyflow.eval.quality import paired_bootstrap
+        from foleyflow.eval.paired import paired_bootstrap
 
         gen_q, ref_q = systems["generated"]["quality_per_clip"], systems["reference"]["quality_per_clip"]
         diff, lo, hi = paired_bootstrap([gen_q[n] for n in names], [ref_q[n] for n in names], seed=seed)
@@ -386,6 +421,7 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
                      "generated_path": str(gen_paths[n]), "reference_path": str(ref_paths[n])}
                     for n in examples]
     return {"systems": systems, "skipped": skipped, "timings_s": timers, "examples": examples_out,
+            "per_clip": per_clip,
             "settings": {"generated": str(generated_dir), "reference": str(reference_dir),
                          "truth": str(truth_dir) if truth_dir else None, "seed": seed,
                          "onset_tolerances_ms": [25, 50, 100], "embedding": "melstats (untrained, see features.py)",

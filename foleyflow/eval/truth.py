@@ -144,6 +144,23 @@ class ClipTruthResult:
                 "class_accuracy": _accuracy(self.classes)}
 
 
+def onset_targets(events: list[SoundEvent]) -> tuple[list[float], list[float]]:
+    """(onsets to find, optional onsets) of one clip's events, in seconds (see the module docstring): the audible
+    discrete events; the starts of continuous events, inaudible discrete events and listed transients."""
+    discrete = [e.onset_s for e in events if e.kind == "discrete" and marked_audible(e)]
+    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not marked_audible(e))]
+    optional += [float(t) for e in events if e.kind != "discrete" for t in (e.params or {}).get("transients_s", ())]
+    return discrete, optional
+
+
+def score_detections(events: list[SoundEvent], detected, duration_s: float, tolerances_s=TOLERANCES_S
+                     ) -> OnsetScores:
+    """Onset scores of detected times (s) of any detector against one clip's events, as `foleyflow evaluate` scores
+    its own detector: `onset_targets`, the first and last EDGE_S not scored."""
+    discrete, optional = onset_targets(events)
+    return score_onsets(discrete, detected, tolerances_s, span_s=(EDGE_S, duration_s - EDGE_S), optional=optional)
+
+
 def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[SoundEvent], *,
                classifier: EventClassifier | None = None, onset_config: OnsetConfig = OnsetConfig(),
                tolerances_s=TOLERANCES_S, timings: dict | None = None,
@@ -165,11 +182,8 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
             tick[0] = now
 
     dur = audio.shape[1] / sample_rate
-    discrete = [e.onset_s for e in events if e.kind == "discrete" and marked_audible(e)]
-    optional = [e.onset_s for e in events if e.kind == "continuous" or (e.kind == "discrete" and not marked_audible(e))]
-    optional += [float(t) for e in events if e.kind != "discrete" for t in (e.params or {}).get("transients_s", ())]
     det = detect_onsets(audio, sample_rate, onset_config)
-    scores = score_onsets(discrete, det, tolerances_s, span_s=(EDGE_S, dur - EDGE_S), optional=optional)
+    scores = score_detections(events, det, dur, tolerances_s)
     lap("onsets")
     anchors = scored = None
     if pan_reference is not None:
@@ -187,7 +201,7 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
     lap("aesthetics")
     classes = classify_events(audio, sample_rate, events, classifier) if classifier is not None else []
     lap("class_accuracy")
-    return ClipTruthResult(name, dur, sorted(discrete), det.tolist(), scores,
+    return ClipTruthResult(name, dur, sorted(onset_targets(events)[0]), det.tolist(), scores,
                            [m.error for m in pans if m.error is not None], status, aes, classes)
 
 

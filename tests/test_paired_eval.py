@@ -1,0 +1,212 @@
+"""per_clip.jsonl of `foleyflow evaluate` (its records re-pool to report.json's set-level figures), the paired
+comparison of two evaluated sets (benchmarks/paired_eval.py, foleyflow/eval/paired.py) and the independent librosa
+onset detector it can add."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foleyflow.errors import EvalError
+from foleyflow.eval.desync import OFFSETS_S
+from foleyflow.eval.paired import compare, paired_bootstrap, pool, pooled_key, pooled_keys, read_per_clip, \
+    write_per_clip
+from foleyflow.eval.report import write_report
+from foleyflow.eval.run import EvalModels, run_evaluation
+from foleyflow.eval.synthetic import ToneClassifier, labelled_events_clip
+from foleyflow.events import SoundEvent
+from foleyflow.media import write_audio
+
+SR = 16000
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("paired_eval", ROOT / "benchmarks" / "paired_eval.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Offsets:
+    """A fake offset classifier: the predicted offset class follows the audio's level (some clips 0, some +-0.2 s)."""
+    sample_rate, video_fps = SR, 8
+
+    def __call__(self, frames, audio):
+        s = np.zeros(len(OFFSETS_S))
+        s[9 + int(np.abs(audio).sum()) % 3] = 1.0
+        return s
+
+
+def _embed(audio, sr):
+    return np.abs(audio).reshape(2, 8, -1).max(axis=(0, 2))
+
+
+def _text(name):
+    return np.arange(1.0, 9.0) + int(name[-1])
+
+
+def test_per_clip_records_pool_to_the_report(tmp_path):
+    for d in ("ref", "gen", "truth"):
+        (tmp_path / d).mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        x, events = labelled_events_clip(200 + i, duration_s=5.0, num_events=5)
+        write_audio(tmp_path / "ref" / f"c{i}.wav", x, SR)
+        g = np.roll(x, int(0.03 * i * SR), axis=1) * (1.0 - 0.2 * i) + 0.004 * rng.standard_normal(x.shape)
+        g[0] *= 1.0 - 0.3 * (i % 2)                       # a louder right channel in some clips: pan errors
+        write_audio(tmp_path / "gen" / f"c{i}.wav", g, SR)
+        (tmp_path / "truth" / f"c{i}.json").write_text(json.dumps([e.to_json() for e in events]))
+    models = EvalModels(audio_classifier=lambda a, sr: np.log(np.abs(a).reshape(2, 4, -1).mean(axis=(0, 2))),
+                        event_classifier=ToneClassifier(), offset_classifier=_Offsets(),
+                        video_frames=lambda name: np.zeros((40, 2, 2, 3), np.uint8),
+                        video_embedding=_text, av_audio_embedder=_embed, text_embedding=_text,
+                        text_audio_embedder=_embed, quality_scorer=lambda a, sr: float(5 + np.abs(a).max()))
+    report = run_evaluation(tmp_path / "gen", tmp_path / "ref", truth_dir=tmp_path / "truth", models=models,
+                            baselines=False)
+    written = write_report(report, tmp_path / "rep", plots=False)
+    assert written["per_clip"] == tmp_path / "rep" / "per_clip.jsonl"
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert "per_clip" not in data
+    gen = data["systems"]["generated"]
+    lines = (tmp_path / "rep" / "per_clip.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["clip"] for r in records] == ["c0", "c1", "c2", "c3"]
+    assert read_per_clip(tmp_path / "rep") == {r["clip"]: r for r in records}
+    keys = pooled_keys(records)
+    for key in ("onset_f1@25ms", "onset_f1@50ms", "onset_precision@100ms", "onset_recall@50ms", "pan_error",
+                "pan_error_clip_mean", "class_accuracy", "class_p_true", "clap_score", "ib_score", "desync_s",
+                "quality", "kl", "itd_error_ms", "ild_error_db", "loudness_lufs", "clipping_ratio",
+                "onset_mean_abs_error_ms"):
+        assert key in keys and gen[key] is not None, key
+    for key in keys:
+        assert pool(records, key) == pytest.approx(gen[key], rel=1e-9, abs=1e-12), key
+    assert pool(records, "onset_f1@50ms") == gen["onset_f1@50ms"]       # counts pooled exactly as the report
+    assert 0 < gen["onset_f1@25ms"] < 1 and gen["pan_error"] > 0.01      # the figures are not trivial ones
+    # pan_error is pooled over events, not clips: with unequal event counts the two differ
+    assert sum(r["pan_events"] for r in records) == gen["pan_events_ok"]
+    with pytest.raises(EvalError, match="set-level only"):
+        pool(records, "fd_melstats")
+
+
+def test_evaluate_command_writes_per_clip(tmp_path, run_cli):
+    for d in ("ref", "truth"):
+        (tmp_path / d).mkdir()
+    for i in range(2):
+        x, events = labelled_events_clip(300 + i, duration_s=2.0, num_events=3)
+        write_audio(tmp_path / "ref" / f"k{i}.wav", x, SR)
+        (tmp_path / "truth" / f"k{i}.json").write_text(json.dumps([e.to_json() for e in events]))
+    r = run_cli("evaluate", "--generated", tmp_path / "ref", "--reference", tmp_path / "ref", "--truth",
+                tmp_path / "truth", "--no-models", "--no-baselines", "--no-plots", "-o", tmp_path / "rep")
+    assert r.code == 0, r.err
+    assert "per_clip.jsonl" in r.out
+    recs = read_per_clip(tmp_path / "rep" / "per_clip.jsonl")
+    assert set(recs) == {"k0", "k1"} and "onset_tp@50ms" in recs["k0"] and "class_correct" not in recs["k0"]
+
+
+def _synthetic_pair(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    base, new = {}, {}
+    for i in range(n):
+        tp = int(rng.integers(2, 7))
+        fn, fp = int(rng.integers(1, 4)), int(rng.integers(0, 3))
+        pan = float(rng.uniform(0.2, 0.5))
+        events = int(rng.integers(1, 6))
+        ds = float(rng.choice([0.0, 0.2, 0.4]))
+        b = {"clip": f"x{i:02d}", "onset_tp@50ms": tp, "onset_fp@50ms": fp, "onset_fn@50ms": fn,
+             "pan_error": pan, "pan_events": events, "desync_s": ds, "quality": float(rng.uniform(3, 7))}
+        base[b["clip"]] = b
+        # new: one more onset found per clip, pan error 0.1 lower, DeSync 0.2 s worse, quality unchanged
+        new[b["clip"]] = dict(b, **{"onset_tp@50ms": tp + 1, "onset_fn@50ms": fn - 1, "pan_error": pan - 0.1,
+                                    "desync_s": ds + 0.2})
+    new["only_new"] = dict(base["x00"], clip="only_new")
+    return base, new
+
+
+def test_paired_comparison_finds_a_known_shift(tmp_path):
+    base, new = _synthetic_pair()
+    res = compare(base, new, resamples=500, seed=3)
+    assert res["clips"] == 60 and res["only_new"] == 1 and res["only_base"] == 0
+    rows = {r["key"]: r for r in res["rows"]}
+    assert {"onset_f1@50ms", "onset_recall@50ms", "pan_error", "pan_error_clip_mean", "desync_s",
+            "quality"} <= set(rows)
+    f1 = rows["onset_f1@50ms"]
+    assert f1["diff"] > 0.03 and f1["low"] > 0 and f1["excludes_zero"] and f1["verdict"] == "better"
+    assert f1["diff"] == pytest.approx(pool(list(new.values())[:60], "onset_f1@50ms")
+                                       - pool(list(base.values()), "onset_f1@50ms"))
+    pan = rows["pan_error"]
+    assert pan["diff"] == pytest.approx(-0.1) and pan["high"] < 0 and pan["verdict"] == "better"
+    assert rows["desync_s"]["diff"] == pytest.approx(0.2) and rows["desync_s"]["verdict"] == "worse"
+    q = rows["quality"]
+    assert q["diff"] == 0 and q["low"] == 0 == q["high"] and not q["excludes_zero"]
+    assert q["verdict"] == "not resolved"
+    same = compare(base, base, resamples=200)
+    assert all(r["diff"] == 0 and r["low"] == 0 == r["high"] and not r["excludes_zero"] for r in same["rows"])
+    # a different seed draws other resamples; the same seed the same ones
+    assert compare(base, new, resamples=500, seed=3) == res != compare(base, new, resamples=500, seed=4)
+    # the quality key's paired mean difference is the evaluation's paired_bootstrap
+    assert paired_bootstrap([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0.0, 0.0, 0.0)
+
+    # the script on the same files
+    write_per_clip(list(base.values()), tmp_path / "a" / "per_clip.jsonl")
+    write_per_clip(list(new.values()), tmp_path / "b.jsonl")
+    out = _script().run(["--base", str(tmp_path / "a"), "--new", str(tmp_path / "b.jsonl"), "--resamples", "500",
+                         "--seed", "3", "--json", str(tmp_path / "cmp.json")])
+    assert out["rows"] == res["rows"]
+    assert json.loads((tmp_path / "cmp.json").read_text())["rows"] == res["rows"]
+    with pytest.raises(EvalError, match="no such file"):
+        read_per_clip(tmp_path / "missing")
+
+
+def test_undefined_resamples_and_bad_files(tmp_path):
+    recs = [{"clip": "a", "pan_error": None, "pan_events": 0}, {"clip": "b", "pan_error": 0.5, "pan_events": 2}]
+    assert pool(recs, "pan_error") == 0.5 and pool(recs[:1], "pan_error") is None
+    spec = pooled_key("pan_error")
+    assert spec.columns(recs).tolist() == [[0.0, 0.0], [1.0, 2.0]]
+    res = compare({r["clip"]: r for r in recs}, {r["clip"]: r for r in recs}, resamples=100)
+    assert {r["key"] for r in res["rows"]} == {"pan_error", "pan_error_clip_mean"}
+    (tmp_path / "bad.jsonl").write_text('{"clip": "a"}\n{"clip": "a"}\n')
+    with pytest.raises(EvalError, match="appears twice"):
+        read_per_clip(tmp_path / "bad.jsonl")
+    with pytest.raises(EvalError, match="share no clip"):
+        compare({"a": {"clip": "a"}}, {"b": {"clip": "b"}})
+
+
+def _clicks(times, duration_s=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    x = 1e-4 * rng.standard_normal((2, int(duration_s * SR)))
+    for t in times:
+        i = int(round(t * SR))
+        burst = rng.standard_normal(600) * np.exp(-np.arange(600) / 60.0)
+        x[:, i:i + 600] += 0.5 * burst
+    return x.astype(np.float32)
+
+
+def test_librosa_detector_and_the_independent_onset_f1(tmp_path):
+    from foleyflow.eval.onsets import librosa_onsets
+
+    times = [0.3, 0.75, 1.4, 2.2, 2.6]
+    found = librosa_onsets(_clicks(times), SR)
+    assert len(found) == len(times) and np.max(np.abs(found - times)) <= 0.02
+
+    # two "generated" sets: one with the clicks where the truth has them, one 80 ms late (outside +-50 ms)
+    for d in ("truth", "good", "late"):
+        (tmp_path / d).mkdir()
+    recs_good, recs_late = [], []
+    for i in range(3):
+        t = [0.3 + 0.1 * i, 1.1, 2.0 + 0.1 * i]
+        events = [SoundEvent("snare", "discrete", s, s + 0.1, source_id=k) for k, s in enumerate(t)]
+        (tmp_path / "truth" / f"c{i}.json").write_text(json.dumps([e.to_json() for e in events]))
+        write_audio(tmp_path / "good" / f"c{i}.wav", _clicks(t, seed=i), SR)
+        write_audio(tmp_path / "late" / f"c{i}.wav", _clicks([s + 0.08 for s in t], seed=i), SR)
+        recs_good.append({"clip": f"c{i}", "quality": 5.0})
+        recs_late.append({"clip": f"c{i}", "quality": 5.0})
+    write_per_clip(recs_good, tmp_path / "g.jsonl")
+    write_per_clip(recs_late, tmp_path / "l.jsonl")
+    out = _script().run(["--base", str(tmp_path / "g.jsonl"), "--new", str(tmp_path / "l.jsonl"), "--resamples",
+                         "200", "--onsets-librosa", str(tmp_path / "good"), str(tmp_path / "late"),
+                         "--truth", str(tmp_path / "truth")])
+    rows = {r["key"]: r for r in out["rows"]}
+    assert rows["onset_f1@50ms_librosa"]["base"] == 1.0 and rows["onset_f1@50ms_librosa"]["new"] == 0.0
+    assert rows["onset_f1@50ms_librosa"]["verdict"] == "worse" and rows["onset_f1@50ms_librosa"]["excludes_zero"]
