@@ -2,7 +2,7 @@
 the reference's execution schedule beside foleyflow's, timed in the same run (issue 21, item 4).
 
     PYTHONPATH=. python benchmarks/bench_mmaudio.py --size small_16k --runs 2 --json eval/speed/mmaudio_small16k.json
-    PYTHONPATH=. python benchmarks/bench_mmaudio.py --size large_44k_v2 --runs 2 --json eval/speed/mmaudio_large44kv2.json
+    PYTHONPATH=. python benchmarks/bench_mmaudio.py --size large_44k_v2 --runs 2 --json eval/speed/mmaudio_44kv2.json
     PYTHONPATH=. python benchmarks/bench_mmaudio.py --size large_44k_v2 --tiny      # the same code path in seconds
 
 Sizes. Every network is built from the released shapes (`../shared/fixtures/mmaudio/*shapes.json` through
@@ -75,8 +75,8 @@ generator 0.057 / 0.51 TFLOP per branch and step, vocoder 0.9 / 2.5 TFLOP): one 
 7-14 min for small_16k and 9-18 min for large_44k_v2 per schedule and run, so `--runs 2` takes about 35-70 min
 (small_16k) and 45-90 min (large_44k_v2) with building and warm-up. Peak memory (weights float32 + activations):
 small_16k about 9 GB; large_44k_v2 about 14 GB (generator 4.1 GB, CLIP 3.9, VAE 1.2, Synchformer and vocoder 0.5 each,
-CLIP activations of a 40-frame call about 3), plus 2.1 GB for the bfloat16 generator copy on a CPU with bf16 kernels
-(whose construction briefly holds a second float32 copy: +4.1 GB while building). The script prints its peak RSS.
+CLIP activations of a 40-frame call about 3), plus about 3 GB for the bfloat16 generator copy on a CPU with bf16
+kernels (2.1 GB of weights and 0.9 GB of fused SwiGLU weights). The script prints its peak RSS.
 """
 from __future__ import annotations
 
@@ -114,8 +114,8 @@ DFN5B_CONFIG = {"embed_dim": 1024, "quick_gelu": True,
                 "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 1024, "heads": 16, "layers": 24}}
 # NVIDIA's bigvgan_v2_44khz_128band_512x config.json: the keys that shape the network
 BIGVGAN_V2_44K_CONFIG = {
-    "resblock": "1", "num_mels": 128, "upsample_rates": [8, 4, 2, 2, 2, 2], "upsample_kernel_sizes": [16, 8, 4, 4, 4, 4],
-    "upsample_initial_channel": 1536, "resblock_kernel_sizes": [3, 7, 11],
+    "resblock": "1", "num_mels": 128, "upsample_rates": [8, 4, 2, 2, 2, 2],
+    "upsample_kernel_sizes": [16, 8, 4, 4, 4, 4], "upsample_initial_channel": 1536, "resblock_kernel_sizes": [3, 7, 11],
     "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "use_tanh_at_final": False,
     "use_bias_at_final": False, "activation": "snakebeta", "snake_logscale": True, "sampling_rate": 44100,
     "hop_size": 512,
@@ -208,9 +208,11 @@ def build_pipeline(precision: str = "auto", size: str = "small_16k", *, tiny: bo
     frozen(gen)
     vae = frozen(build_vae(cfgs["vae"]))
     vocoder = frozen(BigVGANDecoder(cfgs["vocoder"]))
-    return FoleyPipeline(gen, vae, vocoder, semantic, sync, text.cfg, text_encoder=text, precision=precision,
+    pipe = FoleyPipeline(gen, vae, vocoder, semantic, sync, text.cfg, text_encoder=text, precision=precision,
                          quantize=quantize, name=f"mmaudio-{size}-random{'-tiny' if tiny else ''}",
                          defaults=dict(MMAUDIO_DEFAULTS))
+    pipe.shapes_source = cfgs["source"]
+    return pipe
 
 
 # ------------------------------------------------------------------------------------------------ the schedules
@@ -408,7 +410,7 @@ def main(argv=None) -> int:
         ("generator", pipe.generator), ("clip", pipe.semantic), ("synchformer", pipe.sync), ("vae", pipe.vae),
         ("vocoder", pipe.vocoder))}
     print(f"built {args.size}{' (tiny)' if args.tiny else ''} with random weights from "
-          f"{released_configs(args.size, args.tiny)['source']} in {time.perf_counter() - t0:.1f} s: "
+          f"{pipe.shapes_source} in {time.perf_counter() - t0:.1f} s: "
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in params.items())
           + f"; {args.duration:g} s, reference: {args.steps} Euler steps fp32, foleyflow: {opts.steps} {opts.sampler} "
           f"steps {pipe.precision}{' int8' if quantize else ''}; guidance {args.cfg:g}; warm-up, then {args.runs} "
