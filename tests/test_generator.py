@@ -107,6 +107,7 @@ def test_fused_inference_copy_matches():
     x, v, s, t = inputs(net)
     fused = inference_copy(net, torch.float32)
     assert fused.fused_blocks[0].ffn.w13 is not None and net.fused_blocks[0].ffn.w13 is None
+    assert not {p.data_ptr() for p in fused.parameters()} & {p.data_ptr() for p in net.parameters()}  # no sharing
     with torch.no_grad():
         assert torch.allclose(fused(x, v, s, t, 0.3), net(x, v, s, t, 0.3), atol=1e-5)
 

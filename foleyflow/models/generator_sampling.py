@@ -88,8 +88,12 @@ def student_velocity(net: Generator, cond: PreparedConditions, guidance: float, 
 def inference_copy(net: Generator, dtype: torch.dtype = torch.bfloat16, *, fuse: bool = True) -> Generator:
     """A copy of the network for inference in `dtype` (the original is left untouched); with `fuse`, the gate and
     value projections of every SwiGLU run as one GEMM/convolution. RoPE tables and time frequencies stay float32.
-    The copy is for inference only (the fused weights do not follow later changes of w1/w3)."""
-    out = copy.deepcopy(net).to(dtype).eval()
+    The copy is for inference only (the fused weights do not follow later changes of w1/w3). Each parameter is cast
+    as it is copied, so building it never holds a second full-precision copy of the network (its peak is the copy's
+    own size)."""
+    memo = {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=p.requires_grad)
+            for p in net.parameters() if p.is_floating_point()}
+    out = copy.deepcopy(net, memo).to(dtype).eval()
     if fuse:
         for m in out.modules():
             if isinstance(m, (SwiGLU, ConvSwiGLU)):
