@@ -138,6 +138,54 @@ def test_released_vae_vocoder_synchformer_layouts_are_accounted_for(mmaudio_fixt
     assert (cfg.width, cfg.depth, cfg.num_heads) == (768, 12, 12)
 
 
+def synchformer_other_parts(width: int, layers: int = 1, device: str = "cpu", seed: int = 0) -> dict:
+    """Random tensors in the layout of the Synchformer parts MMAudio ignores, named as av-benchmark's Synchformer
+    names them (AST audio branch `afeat_extractor.*`, `vproj`/`aproj`, the sync `transformer.*`); the released width
+    is 768 with 12 AST layers, 3 transformer blocks, 198 positions and 21 offset classes."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"afeat_extractor.ast.embeddings.cls_token": (1, 1, width),
+              "afeat_extractor.ast.embeddings.distillation_token": (1, 1, width),
+              "afeat_extractor.ast.embeddings.position_embeddings": (1, 74, width),
+              "afeat_extractor.ast.embeddings.patch_embeddings.projection.weight": (width, 1, 16, 16),
+              "afeat_extractor.ast.layernorm.weight": (width,),
+              "afeat_extractor.freq_attn_agg.self_attn.in_proj_weight": (3 * width, width),
+              "vproj.weight": (width, width), "vproj.bias": (width,),
+              "aproj.weight": (width, width), "aproj.bias": (width,),
+              "transformer.OFF_tok": (1, 1, width), "transformer.MOD_tok": (1, 1, width),
+              "transformer.pos_emb_cfg.pos_emb": (1, 198, width), "transformer.ln_f.weight": (width,),
+              "transformer.off_head.weight": (21, width), "transformer.off_head.bias": (21,)}
+    for i in range(layers):
+        for part in ("attention.attention.query", "attention.attention.key", "attention.output.dense"):
+            shapes[f"afeat_extractor.ast.encoder.layer.{i}.{part}.weight"] = (width, width)
+        for part in ("key", "query", "value", "proj"):
+            shapes[f"transformer.blocks.{i}.attn.{part}.weight"] = (width, width)
+    if device == "meta":
+        return {k: torch.empty(v, device="meta") for k, v in shapes.items()}
+    return {k: torch.randn(v, generator=g) for k, v in shapes.items()}
+
+
+def test_released_synchformer_keeps_the_visual_branch_and_drops_the_other_parts(mmaudio_fixtures):
+    """The released file is the whole Synchformer (av-benchmark loads it strictly); MMAudio keeps vfeat_extractor."""
+    shapes = json.loads((mmaudio_fixtures / "mmaudio_released_ext_shapes.json").read_text())["synchformer"]
+    visual = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    full = {**visual, **synchformer_other_parts(768, layers=12, device="meta")}
+    kept, dropped = R.split_synchformer(full)
+    assert dropped == {"afeat_extractor.": 6 + 12 * 3, "vproj.": 2, "aproj.": 2, "transformer.": 6 + 12 * 4}
+    assert set(kept) == {k[len("vfeat_extractor."):] for k in visual}
+    cfg, ours = R.convert_synchformer(full)
+    assert (cfg.width, cfg.depth) == (768, 12) and ours.keys() == kept.keys()
+    # the visual branch is still checked strictly
+    short = dict(full)
+    short.pop("vfeat_extractor.norm.weight")
+    with pytest.raises(CheckpointError, match=r"1 missing \(norm.weight\)"):
+        R.convert_synchformer(short)
+    with pytest.raises(CheckpointError, match="no 'vfeat_extractor.\\*' keys"):
+        R.convert_synchformer(synchformer_other_parts(8, device="meta"))
+    stray = {**full, "head.weight": torch.empty(2, device="meta"), "vfeat_extractorx": torch.empty(1, device="meta")}
+    with pytest.raises(CheckpointError, match=r"2 keys belong to no part of Synchformer \(head.weight, vfeat_extrac"):
+        R.convert_synchformer(stray)
+
+
 def test_fold_weight_norm_equals_weight_normed_network():
     import bigvgan
     from bigvgan.env import AttrDict
@@ -190,7 +238,7 @@ def write_fake_release(root: Path, mmaudio_fixtures) -> dict[str, Path]:
     t, _ = _fixture(mmaudio_fixtures, "mmaudio_vae16k_tiny")
     torch.save(_net(t), paths["vae"])
     s, _ = _fixture(mmaudio_fixtures, "mmaudio_synchformer_visual_tiny")
-    torch.save(_net(s), paths["synchformer"])
+    torch.save({**_net(s), **synchformer_other_parts(96)}, paths["synchformer"])  # the whole Synchformer, as released
     paths["vocoder"].mkdir()
     (paths["vocoder"] / "config.json").write_text(json.dumps(TINY_VOCODER))
     voc = bigvgan.BigVGAN(AttrDict(TINY_VOCODER), use_cuda_kernel=False)
@@ -218,6 +266,9 @@ def test_convert_command_on_a_fake_release_folder(tmp_path, mmaudio_fixtures, ca
     prov = json.loads(read_metadata(out / "generator.safetensors")["foleyflow.provenance"])
     assert prov["licence"] == "CC-BY-NC-4.0" and prov["converted_from"]["file"] == "mmaudio_small_16k.pth"
     assert len(prov["converted_from"]["sha256"]) == 64
+    sprov = json.loads(read_metadata(out / "synchformer.safetensors")["foleyflow.provenance"])
+    assert sprov["dropped_keys"] == {"afeat_extractor.": 9, "vproj.": 2, "aproj.": 2, "transformer.": 10}
+    assert "audio branch" in sprov["dropped_parts"]["afeat_extractor."] and "DeSync" in sprov["dropped_reason"]
 
     rel = load_release(out)
     assert rel.generator.cfg.hidden_dim == 64 and rel.sample_rate == 16000
@@ -263,6 +314,14 @@ def test_convert_names_missing_files_and_mismatched_parts(tmp_path, mmaudio_fixt
     assert "different releases" in err and err.count("\n") == 1
     assert not (tmp_path / "b").exists()  # nothing written before every input was checked
     assert not list(tmp_path.glob(".b.partial-*"))  # and the staging folder is gone
+    stray = torch.load(p["synchformer"], weights_only=True)
+    stray["module.extra.weight"] = torch.zeros(3)
+    torch.save(stray, tmp_path / "stray.pth")
+    assert cli.main(["convert", "mmaudio", "--generator", str(p["generator"]), "--synchformer",
+                     str(tmp_path / "stray.pth"), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "module.extra.weight" in err and "no part of Synchformer" in err and err.count("\n") == 1
+    assert not (tmp_path / "b").exists()
     assert cli.main(["convert", "mmaudio", "--generator", str(p["generator"]), "-o", str(tmp_path / "b")]) == 0
     assert cli.main(["convert", "mmaudio", "--generator", str(p["generator"]), "-o", str(tmp_path / "b")]) == 2
     assert "already holds" in capsys.readouterr().err

@@ -5,7 +5,8 @@ Inputs, as a user has them on disk:
   vae         `v1-16.pth` / `v1-44.pth` (the mel VAE, before `remove_weight_norm()`)
   vocoder     16 kHz: MMAudio's `best_netG.pt` (BigVGAN, under 'generator'); 44.1 kHz: NVIDIA's BigVGAN-v2 folder
               (`config.json` + `bigvgan_generator.pt`)
-  synchformer `synchformer_state_dict.pth` (the visual branch, keys `vfeat_extractor.*`)
+  synchformer `synchformer_state_dict.pth` (the whole Synchformer; its visual branch `vfeat_extractor.*` is kept,
+              its audio branch and synchronisation transformer are dropped by known prefix, as MMAudio does)
   clip        an open_clip folder (`open_clip_config.json` + `open_clip_pytorch_model.bin` or `.safetensors`,
               optionally `bpe_simple_vocab_16e6.txt.gz`), e.g. apple/DFN5B-CLIP-ViT-H-14-384
 `.pth`/`.pt`/`.bin` files are read only with `torch.load(weights_only=True)`: a file that needs unpickling of anything
@@ -43,6 +44,19 @@ LICENCES = {
 KINDS = {"generator": "generator", "vae": "vae", "vocoder": "vocoder_bigvgan", "synchformer": "synchformer_visual",
          "clip": "open_clip"}
 SYNC_PREFIX = "vfeat_extractor."
+# `synchformer_state_dict.pth` is the whole Synchformer: av-benchmark loads it strictly into a module whose top-level
+# parts are `vfeat_extractor`, `afeat_extractor`, `vproj`, `aproj` and `transformer` (av_bench/synchformer/
+# synchformer.py), and MMAudio's `Synchformer.load_state_dict` keeps only the `vfeat_extractor` entries
+# (mmaudio/ext/synchformer/synchformer.py). The parts MMAudio ignores, which foleyflow drops the same way:
+SYNC_DROPPED = {
+    "afeat_extractor.": "audio branch (AST over log-mel segments)",
+    "vproj.": "visual projection into the synchronisation transformer",
+    "aproj.": "audio projection into the synchronisation transformer",
+    "transformer.": "audio-visual synchronisation transformer (offset classifier)",
+}
+SYNC_DROP_REASON = ("MMAudio conditions on Synchformer's visual features only (its Synchformer.load_state_dict keeps "
+                    "the vfeat_extractor entries); the audio branch and synchronisation transformer serve "
+                    "av-benchmark's DeSync metric, which foleyflow does not run")
 
 
 # ----- reading -----
@@ -143,12 +157,37 @@ def convert_bigvgan(state: dict[str, torch.Tensor], config: dict, what: str = "v
     return dict(config), ours
 
 
+def split_synchformer(state: dict[str, torch.Tensor], what: str = "synchformer"
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """The released Synchformer -> (its visual branch with the `vfeat_extractor.` prefix removed, number of keys
+    dropped per prefix of `SYNC_DROPPED`). A key under neither is a one-line CheckpointError naming it."""
+    state = _tensors_only(state, what)
+    visual: dict[str, torch.Tensor] = {}
+    dropped = {prefix: 0 for prefix in SYNC_DROPPED}
+    unknown = []
+    for key, value in state.items():
+        if key.startswith(SYNC_PREFIX):
+            visual[key[len(SYNC_PREFIX):]] = value
+        elif (prefix := next((p for p in SYNC_DROPPED if key.startswith(p)), None)) is not None:
+            dropped[prefix] += 1
+        else:
+            unknown.append(key)
+    if unknown:
+        known = ", ".join((SYNC_PREFIX, *SYNC_DROPPED))
+        raise CheckpointError(f"{what}: {len(unknown)} keys belong to no part of Synchformer ({', '.join(unknown[:4])}"
+                              f"{', ...' if len(unknown) > 4 else ''}); expected only the prefixes {known}")
+    if not visual:
+        raise CheckpointError(f"{what} holds no '{SYNC_PREFIX}*' keys: it has no Synchformer visual branch")
+    return visual, {p: n for p, n in dropped.items() if n}
+
+
 def convert_synchformer(state: dict[str, torch.Tensor], what: str = "synchformer"):
-    """Synchformer's visual branch: keys `vfeat_extractor.*` -> our MotionFormer (same names, prefix removed)."""
+    """Synchformer's visual branch -> (MotionFormerConfig, our MotionFormer's tensors: the reference's names with
+    `vfeat_extractor.` removed). The other released parts are dropped (see `split_synchformer`); the visual branch is
+    checked strictly: every key of the network built from the inferred config present, with its shape."""
     from foleyflow.models.motionformer import MotionFormer, MotionFormerConfig
 
-    state = _tensors_only(state, what)
-    ours = {k[len(SYNC_PREFIX):] if k.startswith(SYNC_PREFIX) else k: v for k, v in state.items()}
+    ours, _ = split_synchformer(state, what)
     width = ours["cls_token"].shape[-1] if "cls_token" in ours else 768
     depth = len({k.split(".")[1] for k in ours if k.startswith("blocks.")}) or 12
     heads = 12 if width == 768 else max(1, width // 64)
@@ -230,8 +269,8 @@ def _convert_parts(staging: Path, generator, vae, vocoder, synchformer, clip, fp
 
     files: dict[str, dict] = {}
 
-    def store(name: str, kind: str, config: dict, tensors: dict, source: dict) -> None:
-        prov = {"converted_from": source, "licence": source["licence"], "reference": "hkchengrex/MMAudio"}
+    def store(name: str, kind: str, config: dict, tensors: dict, source: dict, **notes) -> None:
+        prov = {"converted_from": source, "licence": source["licence"], "reference": "hkchengrex/MMAudio", **notes}
         save_checkpoint(staging / f"{name}.safetensors", _store(tensors, fp16), kind=kind, config=config,
                         provenance=prov)
         files[name] = {"file": f"{name}.safetensors", "kind": kind, "source": source}
@@ -251,9 +290,12 @@ def _convert_parts(staging: Path, generator, vae, vocoder, synchformer, clip, fp
         store("vocoder", *_vocoder_part(Path(vocoder), rate))
     if synchformer is not None:
         spath = Path(synchformer)
-        scfg, tensors = convert_synchformer(read_pth(spath), f"synchformer {spath.name}")
+        state = read_pth(spath)
+        _, dropped = split_synchformer(state, f"synchformer {spath.name}")
+        scfg, tensors = convert_synchformer(state, f"synchformer {spath.name}")
         store("synchformer", "synchformer_visual", json.loads(config_to_json(scfg)), tensors,
-              _source(spath, LICENCES["synchformer"]))
+              _source(spath, LICENCES["synchformer"]), dropped_keys=dropped,
+              dropped_parts={p: SYNC_DROPPED[p] for p in dropped}, dropped_reason=SYNC_DROP_REASON)
     if clip is not None:
         from foleyflow.models.clip_open import BPE_NAME
 
