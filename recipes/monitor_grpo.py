@@ -64,6 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--nice", type=int, default=10, help="added niceness (0: none)")
     p.add_argument("--seed", type=int, default=0, help="generate-set's base seed and evaluate's")
+    p.add_argument("--work", metavar="DIR", default=None,
+                   help="folder for the temporary bundle, audio and report of a checkpoint (default: the system's "
+                        "temporary folder; on the bundle's file system the bundle's checkpoints are hard links, "
+                        "elsewhere copies)")
     args = p.parse_args(argv)
     if args.clips < 1 or args.steps < 1 or args.threads < 1 or args.poll <= 0:
         raise MonitorError("--clips, --steps and --threads must be >= 1 and --poll > 0")
@@ -95,23 +99,26 @@ def run_config(run_dir: Path):
     return load_config(recipe_module().TrainGrpoConfig, run_dir / CONFIG_FILE)
 
 
-def starting_bundle(run_dir: Path, cfg) -> Path:
-    """The run's starting bundle: `grpo.bundle` of the newest state's provenance (else config.yaml's `bundle`),
-    refused if its files changed since the run recorded its sha256."""
+def starting_bundle(run_dir: Path, cfg) -> tuple[Path, bool]:
+    """(the run's starting bundle, whether it came from a state's provenance): `grpo.bundle` of the newest state's
+    provenance (else config.yaml's `bundle`, before any state exists), refused if its files changed since the run
+    recorded their sha256."""
     from foleyflow.checkpoint import PROVENANCE, read_metadata
     from foleyflow.commands.generate_set import bundle_sha256
     from foleyflow.train.run import list_states, states_dir
 
     for path in reversed(list_states(states_dir(run_dir))):
         try:
-            grpo = json.loads(read_metadata(path).get(PROVENANCE, "{}") or "{}").get("grpo", {})
-        except (OSError, FoleyError):   # pruned meanwhile
+            grpo = json.loads(read_metadata(path).get(PROVENANCE, "{}") or "{}").get("grpo") or {}
+        except (OSError, FoleyError, ValueError):   # pruned meanwhile
             continue
+        if "bundle" not in grpo:
+            raise MonitorError(f"{path} has no grpo.bundle in its provenance (not a recipes/train_grpo.py state?)")
         bundle = Path(grpo["bundle"])
-        if bundle_sha256(bundle) != grpo["bundle_sha256"]:
+        if bundle_sha256(bundle) != grpo.get("bundle_sha256"):
             raise MonitorError(f"the starting bundle {bundle} changed since the run started (sha256 differs)")
-        return bundle
-    return Path(cfg.bundle)
+        return bundle, True
+    return Path(cfg.bundle), False
 
 
 def read_record(run_dir: Path) -> list[dict]:
@@ -210,7 +217,7 @@ def cli(argv: list[str]) -> None:
 
 
 def score_bundle(bundle: Path, rows: list, args, text: str, work: Path) -> dict:
-    """generate-set then evaluate: {"metrics": {key: value}, "skipped": [...]} of the generated set."""
+    """generate-set then evaluate: {"metrics": {key: value}, "skipped": [...], "bundle_sha256"} of the set."""
     inputs = eval_inputs(rows, work / "inputs")
     gen, report = work / "generated", work / "report"
     cli(["generate-set", str(args.manifest), "--out", str(gen), "--split", "val", "--limit", str(len(rows)),
@@ -220,19 +227,22 @@ def score_bundle(bundle: Path, rows: list, args, text: str, work: Path) -> dict:
     cli(["evaluate", "--generated", str(gen), "--reference", str(inputs["reference"]), "--truth",
          str(inputs["truth"]), "--video", str(inputs["video"]), "--text", str(inputs["text"]), "-o", str(report),
          "--no-baselines", "--no-plots", "--seed", str(args.seed), *models])
+    from foleyflow.commands.generate_set import RECORD as GENERATED
+
+    sha = json.loads((gen / GENERATED).read_text())["settings"]["bundle_sha256"]   # what made the audio
     rep = json.loads((report / "report.json").read_text())
     gen_fig = rep["systems"]["generated"]
     metrics = {k: float(gen_fig[k]) for k in KEYS if isinstance(gen_fig.get(k), (int, float))}
-    return {"metrics": metrics, "skipped": sorted(rep.get("skipped", {}))}
+    return {"metrics": metrics, "skipped": sorted(rep.get("skipped", {})), "bundle_sha256": sha}
 
 
 def score_iteration(run_dir: Path, it: int, state_file: Path | None, start: Path, cfg, rows: list, args,
                     writer) -> dict | None:
     """Scores one iteration (0: the starting bundle) and records it; None if its state vanished (pruned)."""
-    from foleyflow.commands.generate_set import bundle_sha256
-
     t0 = time.time()
-    work = Path(tempfile.mkdtemp(prefix="foleyflow_monitor_"))
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="foleyflow_monitor_", dir=args.work))
     try:
         bundle = start
         if state_file is not None:
@@ -248,7 +258,7 @@ def score_iteration(run_dir: Path, it: int, state_file: Path | None, start: Path
         result = score_bundle(bundle, rows, args, "cot" if cfg.text == "cot" else "caption", work)
         row = {"iteration": it, "state": state_file.name if state_file else None,
                "weights": args.weights if state_file else "start", "bundle": str(start),
-               "bundle_sha256": bundle_sha256(bundle), "clips": len(rows), "ids": [r.id for r in rows],
+               "bundle_sha256": result.pop("bundle_sha256"), "clips": len(rows), "ids": [r.id for r in rows],
                "steps": args.steps, "seed": args.seed, **result, "wall_s": round(time.time() - t0, 2),
                "time": round(time.time(), 3)}
     finally:
@@ -306,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = run_config(run_dir)
     rows = val_rows(args.manifest, args.clips)
     writer = SummaryWriter(str(run_dir / TB_DIR), filename_suffix=".eval_val")
+    start, checked = starting_bundle(run_dir, cfg)
     try:
         while True:
-            start = starting_bundle(run_dir, cfg)
+            cfg = run_config(run_dir)   # a resumed run may have changed `steps`
+            if not checked:             # no state yet: config.yaml's bundle until the provenance names it
+                start, checked = starting_bundle(run_dir, cfg)
             one_pass(run_dir, cfg, start, rows, args, writer)
             scored = {r["iteration"] for r in read_record(run_dir)}
             if args.once or finished(run_dir, cfg, scored):

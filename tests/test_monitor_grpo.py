@@ -82,8 +82,13 @@ def test_monitor_scores_start_and_states_writes_tb_and_jsonl_and_resumes(inputs,
     assert mon.finished(out, cfg, {0, 1, 2})
     # without --every-state a pass takes only the newest unscored state
     (out / "eval_val.jsonl").write_text(before.decode().splitlines(keepends=True)[0])
-    monkeypatch.setattr(mon, "score_bundle", lambda *a, **k: {"metrics": {"pan_error": 0.5}, "skipped": []})
+    monkeypatch.setattr(mon, "score_bundle",
+                        lambda *a, **k: {"metrics": {"pan_error": 0.5}, "skipped": [], "bundle_sha256": "x"})
     assert mon.main(args) == 0
+    assert [r["iteration"] for r in mon.read_record(out)] == [0, 2]
+    # a state the training pruned before the monitor reached it is skipped, not an error
+    ns = mon.parse_args(args + ["--work", str(tmp_path / "work")])
+    assert mon.score_iteration(out, 7, state_path(out, 7), Path(inputs["bundle"]), cfg, [], ns, None) is None
     assert [r["iteration"] for r in mon.read_record(out)] == [0, 2]
     # the training recipe never reads what the monitor writes, nor imports the evaluation package
     source = (ROOT / "recipes" / "train_grpo.py").read_text()
