@@ -2,9 +2,10 @@
 from weights the user has on disk, with no hub access: PaSST (`hear21passt`), PANNs Cnn14 16 kHz (`panns_inference`),
 VGGish (`torchvggish`), LAION-CLAP HTSAT-base (`laion_clap`) and MS-CLAP 2023 (`msclap`).
 
-Each `load_*` function takes the embedders folder (file names in `FILES`, see docs/evaluation.md "Published metrics
-with your embedders") and returns a network wrapper whose methods take the batch `published_metrics.av_clip` makes
-and return numpy arrays. Every `.pth` is read with `torch.load(weights_only=True)`: a file that needs unpickling is
+Shared by the evaluation (`foleyflow.eval.published_metrics`, the embedders folder with the file names in `FILES`,
+docs/evaluation.md "Published metrics with your embedders") and the published rewards (`foleyflow.rewards.published`,
+docs/rewards.md): the builders below make each package's own network, `load_clap` loads a CLAP file with its text
+folder beside it, and `ClapNet` computes text and audio embeddings as the packages do. Every `.pth` is read with `torch.load(weights_only=True)`: a file that needs unpickling is
 refused with a one-line error.
 
 How each package is used (the model is the package's own class; only what surrounds it is ours):
@@ -52,6 +53,7 @@ FILES = {
 TEXT_FOLDERS = {"laion_clap": "roberta-base", "ms_clap": "gpt2"}
 PACKAGES = {"passt": "hear21passt", "panns": "panns_inference", "vggish": "torchvggish", "laion_clap": "laion_clap",
             "ms_clap": "msclap"}
+CLAP_RATES = {"laion_clap": 48000, "ms_clap": 44100}
 
 
 # ---------------------------------------------------------------- loading package modules without their extras
@@ -280,3 +282,84 @@ def build_ms_clap(text_dir: str | Path | None = None):
                              d_proj=a["d_proj"]).eval()
     finally:
         clap_mod.AutoModel = saved
+
+
+# ---------------------------------------------------------------- CLAP: loading and embeddings (evaluation and rewards)
+def laion_input(x48k: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(M,) at 48 kHz -> (480000,): repeatpad (tiled floor(480000 / M) times, zero-padded) or a random crop."""
+    n = 480000
+    if len(x48k) > n:
+        start = int(np.random.default_rng(seed).integers(0, len(x48k) - n + 1))
+        return x48k[start:start + n].astype(np.float32)
+    x = np.tile(x48k, n // len(x48k))
+    return np.pad(x, (0, n - len(x))).astype(np.float32)
+
+
+def ms_clap_input(audio: np.ndarray, sr: int, seed: int = 0) -> np.ndarray:
+    """(C, N) audio -> (308700,) as MS-CLAP's loader: resampled to 44.1 kHz, channels flattened, 7 s by tiling or a
+    random crop (start uniform in [0, M - 308700), as random.randrange)."""
+    from foleyflow.audio import resample
+
+    rate, n = 44100, 7 * 44100
+    a = np.asarray(audio, np.float64)
+    a = a[None] if a.ndim == 1 else a
+    if int(sr) != rate:
+        a = resample(a, int(sr), rate, dtype=np.float64)
+    x = a.reshape(-1)
+    if n >= len(x):
+        return np.tile(x, int(np.ceil(n / len(x))))[:n].astype(np.float32)
+    start = int(np.random.default_rng(seed).integers(0, len(x) - n))
+    return x[start:start + n].astype(np.float32)
+
+
+class ClapNet:
+    """A LAION-CLAP (`name` "laion_clap") or MS-CLAP ("ms_clap") network with its tokenizer, in eval mode.
+
+    text_embeddings(texts) -> (B, D) and audio_embeddings(waves) -> (B, D) float32 tensors as the package computes
+    them (no renormalisation here; cosines normalise). `waves` is (B, L) float32 already prepared at `rate` Hz by
+    `laion_input` (L = 480000) or `ms_clap_input` (L = 308700)."""
+
+    def __init__(self, name: str, net, tokenizer):
+        self.name, self.net, self.tokenizer, self.rate = name, net, tokenizer, CLAP_RATES[name]
+
+    def text_embeddings(self, texts: list[str]):
+        import torch
+
+        with torch.inference_mode():
+            if self.name == "laion_clap":  # as CLAP_Module.tokenizer: 77 tokens, padded
+                tok = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=77,
+                                     return_tensors="pt")
+                return self.net.get_text_embedding(dict(tok)).float()
+            out = []
+            for text in texts:  # as CLAPWrapper.preprocess_text
+                tok = self.tokenizer(text + " <|endoftext|>", add_special_tokens=True, max_length=77,
+                                     padding="max_length", return_tensors="pt")
+                out.append(self.net.caption_encoder({k: tok[k] for k in ("input_ids", "attention_mask")}))
+            return torch.cat(out).float()
+
+    def audio_embeddings(self, waves):
+        import torch
+
+        waves = torch.as_tensor(waves, dtype=torch.float32)
+        with torch.inference_mode():
+            if self.name == "laion_clap":
+                return self.net.get_audio_embedding([{"waveform": w, "longer": torch.tensor([False])}
+                                                     for w in waves]).float()
+            return self.net.audio_encoder(waves)[0].float()
+
+
+def load_clap(path: str | Path, name: str) -> ClapNet:
+    """The CLAP file `path` (LAION-CLAP HTSAT-base non-fusion, or MS-CLAP 2023) loaded into the package's network,
+    with its text model's config and tokenizer from the folder TEXT_FOLDERS[name] beside it; one-line
+    CheckpointError / MissingResourceError otherwise."""
+    import transformers
+
+    path = Path(path)
+    sd = state_dict_of(read_pth(path), path)
+    text_dir = text_folder(path.parent, name)
+    net = build_laion_clap(text_dir) if name == "laion_clap" else build_ms_clap(text_dir)
+    tok = transformers.AutoTokenizer.from_pretrained(str(text_dir))
+    if name == "ms_clap":
+        tok.add_special_tokens({"pad_token": "!"})
+    load_strict(net, sd, path, ignore=("position_ids", ".attn.bias", ".attn.masked_bias"))
+    return ClapNet(name, net, tok)
