@@ -108,6 +108,24 @@ def test_clap_reward_is_the_cosine_of_the_package_embeddings_finite_and_determin
     np.testing.assert_allclose(first.numpy(), _package_cosines(kind, reward.net, path.parent, audio), atol=1e-5)
 
 
+def test_the_evaluation_and_the_reward_share_the_clap_loader(claps, tmp_path):
+    """On a clip whose channels are equal (MS-CLAP's channel flattening then equals tiling the mono mix), the
+    evaluation's clap_ms_clap per-clip cosine (eval/published_metrics.py) equals the reward's score."""
+    from foleyflow.eval.published_metrics import load_published_models
+
+    path, _ = claps["ms_clap"]
+    (tmp_path / nets.FILES["ms_clap"]).symlink_to(path)
+    (tmp_path / "gpt2").symlink_to(path.parent / "gpt2")
+    models, skipped = load_published_models(tmp_path)
+    assert [m.name for m in models] == ["ms_clap"] and "laion_clap" in skipped
+    audio = _audio()[:, :1].repeat(1, 2, 1)
+    a = np.stack([models[0].audio(x.numpy(), 16000)["clap"] for x in audio])
+    t = np.stack([models[0].text(text) for text in SEMANTIC])
+    cos = (a * t).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(t, axis=1)
+    reward = load_published_reward("semantic", "ms_clap", path)
+    np.testing.assert_allclose(reward.score(audio, RewardConditions(texts=TEXTS)).numpy(), cos, atol=1e-5)
+
+
 # ---------------------------------------------------------------- Audiobox Aesthetics
 TT = {"CE": {"mean": 5.0, "std": 2.0}, "CU": {"mean": 6.0, "std": 1.5}, "PC": {"mean": 3.0, "std": 1.0},
       "PQ": {"mean": 7.0, "std": 0.5}}
