@@ -44,8 +44,11 @@ RESUMABLE = ("sample_every", "val_every", "val_clips", "stop")
 
 @dataclass
 class RewardSpec:
-    checkpoint: str = ""      # reward_<name>.safetensors (recipes/train_reward_<name>.py)
+    checkpoint: str = ""      # kind foleyflow: reward_<name>.safetensors (recipes/train_reward_<name>.py); a
+                              # published kind: the user's weights file (foleyflow/rewards/published.py)
     weight: float = 0.0       # weight of its group-normalised advantage; 0: not loaded
+    kind: str = "foleyflow"   # foleyflow (ours); semantic: laion_clap, ms_clap; aesthetic: audiobox
+    axis: str = "PQ"          # kind audiobox: the Audiobox Aesthetics axis (CE, CU, PC, PQ)
 
 
 @dataclass
@@ -146,33 +149,46 @@ def check_config(cfg: TrainGrpoConfig) -> None:
         problems.append("stop.frac must be in (0, 1] with stop.rel > 0, val_every > 0 and stop.key a val/ key")
     elif cfg.stop.frac and cfg.stop.key != "val/weighted" and weights.get(cfg.stop.key[4:], 0) <= 0:
         problems.append(f"stop.key {cfg.stop.key} is not a reward with weight > 0 (nor val/weighted)")
+    from foleyflow.rewards.published import kind_problem
+
+    problems += [p for n in REWARDS if weights[n] > 0
+                 for p in [kind_problem(n, getattr(cfg.rewards, n).kind, getattr(cfg.rewards, n).axis)] if p]
     if problems:
         raise ConfigError("; ".join(problems))
 
 
 # ------------------------------------------------------------------------------------------------ rewards
 def load_rewards(cfg: TrainGrpoConfig) -> dict:
-    """name -> loaded reward model for every reward with weight > 0 (in REWARDS order)."""
+    """name -> loaded reward model for every reward with weight > 0 (in REWARDS order): ours (kind foleyflow) or a
+    published one (foleyflow.rewards.published). Every spec (kind, file) is checked before any model loads."""
     from importlib import import_module
 
+    from foleyflow.rewards.published import check_reward_spec, load_published_reward
+
+    specs = {n: getattr(cfg.rewards, n) for n in REWARDS if getattr(cfg.rewards, n).weight > 0}
+    for name, spec in specs.items():
+        check_reward_spec(name, spec.kind, spec.checkpoint, spec.axis)
     out = {}
-    for name in REWARDS:
-        spec = getattr(cfg.rewards, name)
-        if spec.weight <= 0:
-            continue
-        if not spec.checkpoint:
-            raise ConfigError(f"rewards.{name}.checkpoint is required when its weight is > 0")
-        if not Path(spec.checkpoint).is_file():
-            raise FoleyError(f"rewards.{name}.checkpoint not found: {spec.checkpoint}")
-        model = getattr(import_module(f"foleyflow.rewards.{name}"), f"load_{name}_reward")(spec.checkpoint)
+    for name, spec in specs.items():
+        if spec.kind == "foleyflow":
+            model = getattr(import_module(f"foleyflow.rewards.{name}"), f"load_{name}_reward")(spec.checkpoint)
+        else:
+            model = load_published_reward(name, spec.kind, spec.checkpoint, axis=spec.axis, seed=cfg.seed)
         out[name] = model.requires_grad_(False)
     return out
 
 
+def rewards_provenance(cfg: TrainGrpoConfig, models: dict) -> dict:
+    """name -> {kind, weights file, sha256, weight (and axis for Audiobox)} of every loaded reward."""
+    return {n: {"kind": getattr(cfg.rewards, n).kind, "weights": m.identity["weights"], "sha256": m.identity["sha256"],
+                "weight": getattr(cfg.rewards, n).weight, **({"axis": m.identity["axis"]} if "axis" in m.identity
+                                                              else {})} for n, m in models.items()}
+
+
 def reward_texts_encoder(models: dict):
     """The semantic reward's text features function, as its recipe trained it (hashed words or MiniLM)."""
-    if "semantic" not in models:
-        return None
+    if "semantic" not in models or models["semantic"].identity["kind"] != "reward_semantic":
+        return None  # a published CLAP encodes the texts itself
     from foleyflow.rewards.semantic import hashed_text_features, text_features
 
     data = models["semantic"].identity["provenance"].get("config", {}).get("data", {})
@@ -376,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     grpo_prov = {"recipe": "recipes/train_grpo.py", "seed": cfg.seed, "world_size": ctx.world_size,
                  "bundle": str(Path(cfg.bundle).resolve()), "bundle_sha256": bundle_sha256(cfg.bundle),
                  "start_generator_sha256": file_sha256(info.files["generator"]),
-                 "rewards": {n: {"weights": m.identity["weights"], "sha256": m.identity["sha256"],
-                                 "weight": getattr(cfg.rewards, n).weight} for n, m in models.items()},
+                 "rewards": rewards_provenance(cfg, models),
                  "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)}
                  if cfg.lora.rank else None, "data": f"{cfg.manifest} split train"}
     use_bf16 = cfg.bf16 and bf16_supported(ctx.device)

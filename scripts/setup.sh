@@ -46,9 +46,10 @@ TORCH_PIN="torch==$("$VENV/bin/python" -c 'import torch; print(torch.__version__
 # Released MMAudio pipeline: the maintained model packages without their declared dependencies (torchvision and a
 # training stack would pull a CUDA torch); the light ones come from the extra above.
 "${PIP[@]}" install --no-deps "open-clip-torch==3.3.0" "bigvgan==2.4.1" 2>&1 | grep -v "is ignored: it is neither" || true
-# Published evaluation embedders (docs/evaluation.md): the model packages without their declared dependencies
-# (torchaudio, numpy<2, wandb...); foleyflow loads only their model modules (eval/published_nets.py).
+# Published evaluation embedders (docs/evaluation.md) and published rewards (docs/rewards.md, Audiobox Aesthetics
+# too): the model packages without their declared dependencies (torchaudio, numpy<2, wandb...); foleyflow loads only
+# their model modules (models/published_nets.py).
 "${PIP[@]}" install --no-deps "hear21passt==0.0.26" "laion-clap==1.1.7" "msclap==1.3.4" "panns-inference==0.1.1" \
-  "torchvggish==0.2" 2>&1 | grep -v "is ignored: it is neither" || true
+  "torchvggish==0.2" "audiobox-aesthetics==0.0.4" 2>&1 | grep -v "is ignored: it is neither" || true
 "$VENV/bin/python" -c "import foleyflow, av, soundfile, safetensors" || { echo "foleyflow setup: install failed" >&2; exit 1; }
 echo "foleyflow setup: ready ($VENV)"

@@ -1,4 +1,4 @@
-"""Published metrics from user-supplied embedders (eval/published_metrics.py, eval/published_nets.py,
+"""Published metrics from user-supplied embedders (eval/published_metrics.py, models/published_nets.py,
 `foleyflow evaluate --embedders`): av-benchmark's preprocessing checked against values computed by hand, its KL / IS
 / FD formulas against independent implementations, the package loaders without hub access, and (slow) the CLI on a
 folder of random-weight models of the real architectures in the documented layout."""
@@ -16,7 +16,7 @@ import pytest
 
 from foleyflow.errors import CheckpointError, EvalError
 from foleyflow.eval import published_metrics as pm
-from foleyflow.eval import published_nets as nets
+from foleyflow.models import published_nets as nets
 from foleyflow.eval.metrics import frechet_distance, kernel_audio_distance
 
 REPO = Path(__file__).resolve().parent.parent

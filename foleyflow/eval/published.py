@@ -38,8 +38,8 @@ Sources (constants read from these files; our code is written from the descripti
 Departures (all documented in docs/evaluation.md "Published embedders"): resampling is polyphase (the originals use
 resampy / torchaudio / librosa); random crops take a seed (default 0: reproducible); VGGish pads clips shorter than
 one example to one example (the original yields no example); ImageBind mixes channels to mono (its Kaldi fbank
-reads channel 0). The real networks are loaded from a folder of weights by published_nets.py and scored as
-av-benchmark scores them by published_metrics.py (`foleyflow evaluate --embedders DIR`).
+reads channel 0). The real networks are loaded from a folder of weights by foleyflow/models/published_nets.py and
+scored as av-benchmark scores them by published_metrics.py (`foleyflow evaluate --embedders DIR`).
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from foleyflow.errors import EvalError
 from foleyflow.eval.published import vggish_logmel
+from foleyflow.models.published_nets import laion_input, ms_clap_input  # noqa: F401 (part of this protocol)
 
 CLIP_S = 8.0  # av-benchmark's audio_length
 NAMES = ("passt", "panns", "vggish", "laion_clap", "ms_clap")
@@ -65,33 +66,6 @@ def vggish_examples(x16k: np.ndarray) -> np.ndarray:
     mel = vggish_logmel(x)
     count = len(mel) // 96
     return mel[:count * 96].reshape(count, 96, 64).astype(np.float32)
-
-
-def laion_input(x48k: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(M,) at 48 kHz -> (480000,): repeatpad (tiled floor(480000 / M) times, zero-padded) or a random crop."""
-    n = 480000
-    if len(x48k) > n:
-        start = int(np.random.default_rng(seed).integers(0, len(x48k) - n + 1))
-        return x48k[start:start + n].astype(np.float32)
-    x = np.tile(x48k, n // len(x48k))
-    return np.pad(x, (0, n - len(x))).astype(np.float32)
-
-
-def ms_clap_input(audio: np.ndarray, sr: int, seed: int = 0) -> np.ndarray:
-    """(C, N) audio -> (308700,) as MS-CLAP's loader: resampled to 44.1 kHz, channels flattened, 7 s by tiling or a
-    random crop (start uniform in [0, M - 308700), as random.randrange)."""
-    from foleyflow.audio import resample
-
-    rate, n = 44100, 7 * 44100
-    a = np.asarray(audio, np.float64)
-    a = a[None] if a.ndim == 1 else a
-    if int(sr) != rate:
-        a = resample(a, int(sr), rate, dtype=np.float64)
-    x = a.reshape(-1)
-    if n >= len(x):
-        return np.tile(x, int(np.ceil(n / len(x))))[:n].astype(np.float32)
-    start = int(np.random.default_rng(seed).integers(0, len(x) - n))
-    return x[start:start + n].astype(np.float32)
 
 
 # ---------------------------------------------------------------- metrics as av-benchmark computes them
@@ -177,35 +151,16 @@ def _vggish(net) -> Callable:
     return audio
 
 
-def _laion(net, tokenizer, seed: int) -> tuple[Callable, Callable]:
-    import torch
-
+def _clap(clap, seed: int) -> tuple[Callable, Callable]:
     def audio(a, sr):
-        x = torch.from_numpy(laion_input(av_clip(a, sr, 48000), seed))
-        with torch.inference_mode():
-            emb = net.get_audio_embedding([{"waveform": x, "longer": torch.tensor([len(x) > 480000])}])
-        return {"clap": _np(emb)[0]}
+        if clap.name == "laion_clap":
+            x = laion_input(av_clip(a, sr, 48000), seed)
+        else:
+            x = ms_clap_input(a, sr, seed)
+        return {"clap": _np(clap.audio_embeddings(x[None]))[0]}
 
     def text(caption):
-        tok = tokenizer([caption], padding="max_length", truncation=True, max_length=77, return_tensors="pt")
-        with torch.inference_mode():
-            return _np(net.get_text_embedding(dict(tok)))[0]
-    return audio, text
-
-
-def _ms(net, tokenizer, seed: int) -> tuple[Callable, Callable]:
-    import torch
-
-    def audio(a, sr):
-        x = torch.from_numpy(ms_clap_input(a, sr, seed))[None]
-        with torch.inference_mode():
-            return {"clap": _np(net.audio_encoder(x)[0])[0]}
-
-    def text(caption):
-        tok = tokenizer(caption + " <|endoftext|>", add_special_tokens=True, max_length=77, padding="max_length",
-                        return_tensors="pt")
-        with torch.inference_mode():
-            return _np(net.caption_encoder({k: tok[k] for k in ("input_ids", "attention_mask")}))[0]
+        return _np(clap.text_embeddings([caption]))[0]
     return audio, text
 
 
@@ -213,7 +168,7 @@ def load_published_models(folder: str | Path, captions: dict[str, str] | None = 
                           ) -> tuple[list[PublishedModel], dict[str, str]]:
     """The embedders whose files are in `folder` (published_nets.FILES, text folders TEXT_FOLDERS), and
     {name: reason} for those not loaded. CLAP models need `captions` ({clip name: caption}) to score."""
-    from foleyflow.eval import published_nets as nets
+    from foleyflow.models import published_nets as nets
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -224,7 +179,7 @@ def load_published_models(folder: str | Path, captions: dict[str, str] | None = 
         if not path.is_file():
             skipped[name] = f"no {nets.FILES[name]} in {folder}"
             continue
-        sd = nets.read_pth(path)
+        sd = nets.read_pth(path) if name in ("passt", "panns", "vggish") else None
         if name == "passt":
             net = nets.build_passt()
             nets.load_strict(net.net, nets.state_dict_of(sd, path), path)
@@ -238,19 +193,6 @@ def load_published_models(folder: str | Path, captions: dict[str, str] | None = 
             nets.load_strict(net, nets.state_dict_of(sd, path), path)
             models.append(PublishedModel(name, _vggish(net)))
         else:
-            text_dir = nets.text_folder(folder, name)
-            import transformers
-
-            if name == "laion_clap":
-                net = nets.build_laion_clap(text_dir)
-                tok = transformers.AutoTokenizer.from_pretrained(str(text_dir))
-                audio, text = _laion(net, tok, seed)
-            else:
-                net = nets.build_ms_clap(text_dir)
-                tok = transformers.AutoTokenizer.from_pretrained(str(text_dir))
-                tok.add_special_tokens({"pad_token": "!"})
-                audio, text = _ms(net, tok, seed)
-            nets.load_strict(net, nets.state_dict_of(sd, path), path,
-                              ignore=("position_ids", ".attn.bias", ".attn.masked_bias"))
+            audio, text = _clap(nets.load_clap(path, name), seed)
             models.append(PublishedModel(name, audio, text, dict(captions or {})))
     return models, skipped

@@ -1,11 +1,13 @@
 """The published evaluation networks av-benchmark (hkchengrex/av-benchmark) runs, built by their maintained packages
 from weights the user has on disk, with no hub access: PaSST (`hear21passt`), PANNs Cnn14 16 kHz (`panns_inference`),
-VGGish (`torchvggish`), LAION-CLAP HTSAT-base (`laion_clap`) and MS-CLAP 2023 (`msclap`).
+VGGish (`torchvggish`), LAION-CLAP HTSAT-base (`laion_clap`), MS-CLAP 2023 (`msclap`) and, for the rewards, Audiobox
+Aesthetics (`audiobox_aesthetics`: `model.aes.AesMultiOutput`, loaded from the user's checkpoint by `load_audiobox`).
 
-Each `load_*` function takes the embedders folder (file names in `FILES`, see docs/evaluation.md "Published metrics
-with your embedders") and returns a network wrapper whose methods take the batch `published_metrics.av_clip` makes
-and return numpy arrays. Every `.pth` is read with `torch.load(weights_only=True)`: a file that needs unpickling is
-refused with a one-line error.
+Shared by the evaluation (`foleyflow.eval.published_metrics`, the embedders folder with the file names in `FILES`,
+docs/evaluation.md "Published metrics with your embedders") and the published rewards (`foleyflow.rewards.published`,
+docs/rewards.md): the builders below make each package's own network, `load_clap` loads a CLAP file with its text
+folder beside it, and `ClapNet` computes text and audio embeddings as the packages do. Every `.pth` is read with
+`torch.load(weights_only=True)`: a file that needs unpickling is refused with a one-line error.
 
 How each package is used (the model is the package's own class; only what surrounds it is ours):
   - PaSST: `hear21passt.wrapper.PasstBasicWrapper(AugmentMelSTFT(...), get_model("passt_s_swa_p16_128_ap476",
@@ -52,6 +54,7 @@ FILES = {
 TEXT_FOLDERS = {"laion_clap": "roberta-base", "ms_clap": "gpt2"}
 PACKAGES = {"passt": "hear21passt", "panns": "panns_inference", "vggish": "torchvggish", "laion_clap": "laion_clap",
             "ms_clap": "msclap"}
+CLAP_RATES = {"laion_clap": 48000, "ms_clap": 44100}
 
 
 # ---------------------------------------------------------------- loading package modules without their extras
@@ -280,3 +283,134 @@ def build_ms_clap(text_dir: str | Path | None = None):
                              d_proj=a["d_proj"]).eval()
     finally:
         clap_mod.AutoModel = saved
+
+
+# ---------------------------------------------------------------- CLAP: loading and embeddings (evaluation and rewards)
+def laion_input(x48k: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(M,) at 48 kHz -> (480000,): repeatpad (tiled floor(480000 / M) times, zero-padded) or a random crop."""
+    n = 480000
+    if len(x48k) > n:
+        start = int(np.random.default_rng(seed).integers(0, len(x48k) - n + 1))
+        return x48k[start:start + n].astype(np.float32)
+    x = np.tile(x48k, n // len(x48k))
+    return np.pad(x, (0, n - len(x))).astype(np.float32)
+
+
+def ms_clap_input(audio: np.ndarray, sr: int, seed: int = 0) -> np.ndarray:
+    """(C, N) audio -> (308700,) as MS-CLAP's loader: resampled to 44.1 kHz, channels flattened, 7 s by tiling or a
+    random crop (start uniform in [0, M - 308700), as random.randrange)."""
+    from foleyflow.audio import resample
+
+    rate, n = 44100, 7 * 44100
+    a = np.asarray(audio, np.float64)
+    a = a[None] if a.ndim == 1 else a
+    if int(sr) != rate:
+        a = resample(a, int(sr), rate, dtype=np.float64)
+    x = a.reshape(-1)
+    if n >= len(x):
+        return np.tile(x, int(np.ceil(n / len(x))))[:n].astype(np.float32)
+    start = int(np.random.default_rng(seed).integers(0, len(x) - n))
+    return x[start:start + n].astype(np.float32)
+
+
+class ClapNet:
+    """A LAION-CLAP (`name` "laion_clap") or MS-CLAP ("ms_clap") network with its tokenizer, in eval mode.
+
+    text_embeddings(texts) -> (B, D) and audio_embeddings(waves) -> (B, D) float32 tensors as the package computes
+    them (no renormalisation here; cosines normalise). `waves` is (B, L) float32 already prepared at `rate` Hz by
+    `laion_input` (L = 480000) or `ms_clap_input` (L = 308700)."""
+
+    def __init__(self, name: str, net, tokenizer):
+        self.name, self.net, self.tokenizer, self.rate = name, net, tokenizer, CLAP_RATES[name]
+
+    @property
+    def device(self):
+        return next(self.net.parameters()).device
+
+    def text_embeddings(self, texts: list[str]):
+        import torch
+
+        with torch.inference_mode():
+            if self.name == "laion_clap":  # as CLAP_Module.tokenizer: 77 tokens, padded
+                tok = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=77,
+                                     return_tensors="pt")
+                return self.net.get_text_embedding({k: v.to(self.device) for k, v in tok.items()}).float()
+            out = []
+            for text in texts:  # as CLAPWrapper.preprocess_text
+                tok = self.tokenizer(text + " <|endoftext|>", add_special_tokens=True, max_length=77,
+                                     padding="max_length", return_tensors="pt")
+                ids = {k: tok[k].to(self.device) for k in ("input_ids", "attention_mask")}
+                out.append(self.net.caption_encoder(ids))
+            return torch.cat(out).float()
+
+    def audio_embeddings(self, waves):
+        import torch
+
+        waves = torch.as_tensor(waves, dtype=torch.float32).to(self.device)
+        with torch.inference_mode():
+            if self.name == "laion_clap":
+                return self.net.get_audio_embedding([{"waveform": w, "longer": torch.tensor([False])}
+                                                     for w in waves]).float()
+            return self.net.audio_encoder(waves)[0].float()
+
+
+def load_clap(path: str | Path, name: str) -> ClapNet:
+    """The CLAP file `path` (LAION-CLAP HTSAT-base non-fusion, or MS-CLAP 2023) loaded into the package's network,
+    with its text model's config and tokenizer from the folder TEXT_FOLDERS[name] beside it; one-line
+    CheckpointError / MissingResourceError otherwise."""
+    import transformers
+
+    path = Path(path)
+    sd = state_dict_of(read_pth(path), path)
+    text_dir = text_folder(path.parent, name)
+    net = build_laion_clap(text_dir) if name == "laion_clap" else build_ms_clap(text_dir)
+    tok = transformers.AutoTokenizer.from_pretrained(str(text_dir))
+    if name == "ms_clap":
+        tok.add_special_tokens({"pad_token": "!"})
+    load_strict(net, sd, path, ignore=("position_ids", ".attn.bias", ".attn.masked_bias"))
+    return ClapNet(name, net, tok)
+
+
+# ---------------------------------------------------------------- Audiobox Aesthetics (rewards)
+AUDIOBOX_AXES = ("CE", "CU", "PC", "PQ")  # content enjoyment, content usefulness, production complexity, quality
+AUDIOBOX_CFG_KEYS = ("proj_num_layer", "proj_ln", "proj_act_fn", "proj_dropout", "nth_layer", "use_weighted_layer_sum",
+                     "precision", "normalize_embed", "output_dim")
+
+
+def build_audiobox(model_cfg: dict | None = None, target_transform: dict | None = None):
+    """`audiobox_aesthetics.model.aes.AesMultiOutput` (WavLM-base encoder, one head per axis) from the keys of a
+    checkpoint's `model_cfg` (AUDIOBOX_CFG_KEYS, package defaults otherwise), without weights. target_transform:
+    {axis: {"mean", "std"}} of the heads' outputs (default mean 0, std 1)."""
+    aes = package_module("audiobox_aesthetics", "model.aes")
+    cfg = {k: v for k, v in (model_cfg or {}).items() if k in AUDIOBOX_CFG_KEYS}
+    tt = target_transform or {a: {"mean": 0.0, "std": 1.0} for a in AUDIOBOX_AXES}
+    return aes.AesMultiOutput(**cfg, target_transform=tt).eval()
+
+
+def load_audiobox(path: str | Path):
+    """Audiobox Aesthetics from the user's file: the released `checkpoint.pt` (keys state_dict with "model."
+    prefixes, model_cfg, target_transform; read with weights_only=True) or a `model.safetensors` with the
+    package's `config.json` beside it (PyTorchModelHubMixin's layout). One-line CheckpointError otherwise."""
+    import json
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        conf = path.parent / "config.json"
+        if not conf.is_file():
+            raise CheckpointError(f"{path}: no config.json beside it (the package's model config is needed)")
+        cfg = json.loads(conf.read_text())
+        sd, target = load_file(str(path)), cfg.get("target_transform")
+    else:
+        ckpt = read_pth(path)
+        if not isinstance(ckpt, dict) or not {"state_dict", "model_cfg", "target_transform"} <= set(ckpt):
+            raise CheckpointError(f"{path}: not an Audiobox Aesthetics checkpoint (needs state_dict, model_cfg and "
+                                  "target_transform)")
+        cfg, target = ckpt["model_cfg"], ckpt["target_transform"]
+        sd = {(k[len("model."):] if k.startswith("model.") else k): v for k, v in ckpt["state_dict"].items()}
+    if not isinstance(target, dict) or not all(isinstance(target.get(a), dict) for a in AUDIOBOX_AXES):
+        raise CheckpointError(f"{path}: its target_transform does not give a mean and std for {AUDIOBOX_AXES}")
+    net = build_audiobox(cfg, target)
+    load_strict(net, sd, path)
+    return net
