@@ -77,12 +77,19 @@ PART = "foleyflow.part"  # set when a storage copy keeps only part of the model 
 
 def save_fp16_copy(src: str | Path, dst: str | Path, *, part: str | None = None) -> Path:
     """Writes `src` with its float32 tensors stored as float16 (half the bytes; loaders cast back to the model's
-    dtype) and the same metadata plus FP16_OF, the sha256 of `src`, so checks that a model was trained with the
+    dtype) and the same metadata plus FP16_OF, the sha256 of `src` (of its float32 original if `src` is itself such a
+    copy; a copy that would change nothing is written byte for byte, keeping both identities), so checks that a model was trained with the
     features of `src` (see checkpoint_identities) accept the copy. part: keep only the tensors under "<part>." (e.g.
     the visual tower of an audio-visual model, all a generation pipeline needs) and record it under PART."""
+    from foleyflow.fileio import atomic_write_bytes
     from foleyflow.hashing import file_sha256
 
     tensors, meta = load_checkpoint(src)
+    if FP16_OF in meta and all(v.dtype != torch.float32 for v in tensors.values()) \
+            and (part is None or meta.get(PART) == part):
+        # already a storage copy (e.g. a bundle's file handed to assemble_bundle again): the bytes unchanged keep
+        # both identities, the copy's own sha256 and its float32 original's (FP16_OF)
+        return atomic_write_bytes(dst, Path(src).read_bytes())
     if part is not None:
         tensors = {k: v for k, v in tensors.items() if k.startswith(part + ".")}
         if not tensors:
@@ -94,7 +101,7 @@ def save_fp16_copy(src: str | Path, dst: str | Path, *, part: str | None = None)
     provenance = json.loads(meta.pop(PROVENANCE, "{}") or "{}")
     meta.pop(VERSION, None)
     return save_checkpoint(dst, half, kind=kind, config=config, provenance=provenance,
-                           extra={**meta, FP16_OF: file_sha256(src)})
+                           extra={**meta, FP16_OF: meta.get(FP16_OF) or file_sha256(src)})
 
 
 def checkpoint_identities(path: str | Path) -> set[str]:

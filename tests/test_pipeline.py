@@ -124,6 +124,25 @@ def test_fp16_bundle_with_a_referenced_codec_loads_and_sounds_the_same(bundle, t
     b = FoleyPipeline.from_bundle(out, precision="fp32").generate(duration_s=1.0, prompt="a knock", steps=2)
     assert np.abs(a.audio - b.audio).max() < 0.05 * max(1e-6, np.abs(a.audio).max())
 
+def test_a_half_bundle_reassembled_with_a_retrained_generator_keeps_its_encoders_identities(bundle, tmp_path):
+    """A fine-tuned generator (e.g. GRPO's, whose provenance keeps the fp32 encoders it was trained on) bundled with
+    an fp16 bundle's own encoder files: the copies of copies must still be accepted as those encoders."""
+    from foleyflow.bundle import assemble_bundle
+    from foleyflow.checkpoint import checkpoint_identities
+    from foleyflow.hashing import file_sha256
+
+    info = read_bundle(bundle)
+    half = assemble_bundle(tmp_path / "half", **info.files, text_cfg=TEXT_CFG, name="half", trained_on="test",
+                           fp16=True)
+    half_files = read_bundle(half).files
+    again = assemble_bundle(tmp_path / "again", **{**half_files, "generator": info.files["generator"]},
+                            text_cfg=TEXT_CFG, name="again", trained_on="test", fp16=True)
+    for name in ("semantic_av.safetensors", "sync_av.safetensors", "vae.safetensors"):
+        ids = checkpoint_identities(again / name)
+        assert file_sha256(half / name) in ids          # what a generator trained on the half bundle recorded
+        assert file_sha256(bundle / name) in ids        # what the fp32-trained generator recorded
+    FoleyPipeline.from_bundle(again, precision="fp32")  # the producer check passes
+
 
 def test_windows_cover_the_video_and_crossfade_keeps_power():
     assert generation_windows(1.5, 2.0) == [generation_windows(1.5, 2.0)[0]]
