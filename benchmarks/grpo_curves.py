@@ -1,14 +1,16 @@
 """Reward against compute for recipes/train_grpo.py runs (issue 18's Fast-GRPO against Flow-GRPO comparison).
 
     python benchmarks/grpo_curves.py RUN [RUN ...] [--key val/weighted] [--out eval/grpo_curves] \
-        [--fast RUN ...] [--flow RUN ...] [--final-frac 0.2] [--smooth 1] [--json eval/grpo_curves.json]
+        [--fast RUN ...] [--flow RUN ...] [--final-frac 0.2] [--smooth 1] [--smooth-train 10] [--json OUT]
 
 RUN is a run folder (its metrics.jsonl; the last line of each iteration wins, as after a resume) or LABEL=FOLDER.
 Compute per run is the running sum of the recipe's per-iteration logs: `train/iter_s` (wall seconds of the training
 iteration, the val monitor excluded), `compute/core_s` (CPU seconds of all processes) and `compute/net_evals`
 (generator row-evaluations of all processes: sampling rows, policy and reference forwards and backwards, guidance
 doubling included; a backward counts as one evaluation, `compute/fwd_equiv` counts it as two forwards).
-Writes two PNGs into --out: reward against wall seconds and reward against network evaluations.
+Writes two PNGs into --out: reward against wall seconds and reward against network evaluations, and
+dimensions.png: per reward dimension, the val monitor (`val/<name>`) and the running mean of the training
+rollouts' mean score (`reward/<name>`, --smooth-train iterations) against the iteration, one panel each.
 
 With --fast and --flow (labels or folders of the runs given), prints for every (fast, flow) pair Flow's final
 reward (the mean of its last --final-frac of the monitored values), the compute at which Flow first reaches it and
@@ -110,6 +112,61 @@ def plot(runs: dict, key: str, out_dir: Path) -> list[Path]:
     return paths
 
 
+def dimension_series(folder: str | Path, smooth_train: int = 10) -> dict[str, dict]:
+    """{name: {"val_steps", "val", "train_steps", "train"}} for every reward dimension a run logs (`val/<name>`
+    and `reward/<name>`; `weighted` and the `_group_std` columns excluded), the training score as a running mean."""
+    from foleyflow.train.run import read_metrics
+
+    rows = read_metrics(folder)
+    names = sorted({k.split("/", 1)[1] for r in rows for k in r
+                    if k.startswith(("val/", "reward/")) and not k.endswith(("weighted", "_group_std"))})
+    out = {}
+    for n in names:
+        val = [(r["step"], float(r[f"val/{n}"])) for r in rows if f"val/{n}" in r]
+        tr = [(r["step"], float(r[f"reward/{n}"])) for r in rows if f"reward/{n}" in r]
+        out[n] = {"val_steps": [a for a, _ in val], "val": [b for _, b in val],
+                  "train_steps": [a for a, _ in tr], "train": running_mean([b for _, b in tr], smooth_train)}
+    return out
+
+
+def plot_dimensions(folders: dict[str, str], out_dir: Path, smooth_train: int = 10) -> Path:
+    """dimensions.png in out_dir: one panel per reward dimension, every run's val monitor (solid, dots) and
+    training-rollout running mean (dashed) against the iteration (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from foleyflow.fileio import atomic_write
+
+    series = {label: dimension_series(f, smooth_train) for label, f in folders.items()}
+    names = sorted({n for s in series.values() for n in s})
+    cols = min(2, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for i, (label, s) in enumerate(series.items()):
+            if name not in s:
+                continue
+            color = f"C{i}"
+            ax.plot(s[name]["val_steps"], s[name]["val"], marker=".", color=color, label=f"{label} val")
+            ax.plot(s[name]["train_steps"], s[name]["train"], ls="--", color=color, alpha=0.6,
+                    label=f"{label} train ({smooth_train}-iteration mean)")
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "dimensions.png"
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     from foleyflow.errors import FoleyError
 
@@ -121,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow", nargs="*", default=[], help="labels (or folders) of Flow-GRPO runs")
     p.add_argument("--final-frac", type=float, default=0.2)
     p.add_argument("--smooth", type=int, default=1)
+    p.add_argument("--smooth-train", type=int, default=10,
+                   help="iterations in the running mean of the training rollouts' scores (dimensions.png)")
     p.add_argument("--json", default="")
     args = p.parse_args(argv)
     try:
@@ -146,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             for path in plot(runs, args.key, Path(args.out)):
                 print(f"wrote {path}")
+            print(f"wrote {plot_dimensions(folders, Path(args.out), args.smooth_train)}")
         if args.json:
             from foleyflow.fileio import atomic_write_text
             atomic_write_text(args.json, json.dumps(result, indent=1))

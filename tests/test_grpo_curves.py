@@ -59,6 +59,7 @@ def test_fast_reaches_flows_final_reward_and_the_ratio_is_computed(tmp_path, cap
     assert "F vs G" in out and "wall_s 5.00x" in out and "net_evals 5.00x" in out
     assert (tmp_path / "png" / "reward_vs_wall_s.png").stat().st_size > 1000
     assert (tmp_path / "png" / "reward_vs_net_evals.png").stat().st_size > 1000
+    assert (tmp_path / "png" / "dimensions.png").stat().st_size > 1000
     assert json.loads((tmp_path / "c.json").read_text())["comparisons"][0]["ratio"]["wall_s"] == pytest.approx(5.0)
 
 
@@ -86,3 +87,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "no iteration logged val/semantic" in capsys.readouterr().err
     assert m.main([str(ok), "--fast", "nope", "--flow", "ok"]) == 2
     assert "nope is not one of the runs" in capsys.readouterr().err
+
+
+def test_dimension_series_reads_every_reward_dimension(tmp_path):
+    m = curves()
+    rows = [{"step": i, "train/iter_s": 1, "compute/core_s": 1, "compute/net_evals": 1, "reward/weighted": 0.0,
+             "reward/semantic": float(i), "reward/semantic_group_std": 0.1, "reward/temporal": 2.0 * i,
+             **({"val/semantic": 10.0 * i, "val/weighted": 1.0} if i % 2 == 0 else {})} for i in range(1, 7)]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = m.dimension_series(tmp_path / "run", smooth_train=2)
+    assert sorted(s) == ["semantic", "temporal"]              # weighted and the group spreads are not dimensions
+    assert s["semantic"]["val_steps"] == [2, 4, 6] and s["semantic"]["val"] == [20.0, 40.0, 60.0]
+    assert s["semantic"]["train"] == [1.0, 1.5, 2.5, 3.5, 4.5, 5.5]   # running mean over 2 iterations
+    assert s["temporal"]["val"] == [] and len(s["temporal"]["train"]) == 6
+    assert m.plot_dimensions({"r": str(tmp_path / "run")}, tmp_path / "png").stat().st_size > 1000
