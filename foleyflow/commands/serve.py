@@ -6,7 +6,8 @@ and deleted --ttl-hours after they finished. SIGTERM or Ctrl-C: the server stops
 marked failed, running jobs finish (at most --drain-timeout seconds, then they are cancelled and marked failed), and
 the command exits 0. On start, jobs that were queued or running when the previous server died are marked failed
 ("interrupted"); finished results are kept. The API is documented in docs/apps.md and at /docs (OpenAPI schema:
-/openapi.json). The `serve` extra installs the web dependencies: pip install 'foleyflow[serve]'.
+/openapi.json). With --llm-url/--llm-model (as `generate --cot llm`; key from FOLEYFLOW_LLM_API_KEY, never printed)
+jobs may ask for cot=llm. The `serve` extra installs the web dependencies: pip install 'foleyflow[serve]'.
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def register(sub) -> None:
     from foleyflow.commands.generate import add_quantize_option
 
     add_quantize_option(p)
+    from foleyflow.commands.plan import add_llm_options
+
+    add_llm_options(p)             # cot=llm jobs (as generate --cot llm and ui); key from FOLEYFLOW_LLM_API_KEY
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (default: torch's)")
     p.set_defaults(func=run)
 
@@ -94,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
 
     limits = limits_of(args)
     key = read_api_key(args.api_key_file)
+    from foleyflow.commands.plan import llm_endpoint
+
+    llm = llm_endpoint(args)       # both flags or neither, a usable URL: checked before anything loads
     try:
         import fastapi  # noqa: F401  (checked here: a missing extra is a one-line error)
         import python_multipart  # noqa: F401
@@ -137,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
 
     service = JobService(None, jobs, bundle_sha256=bundle_sha256(bundle), limits=limits, workers=args.workers,
                          ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout, load=load,
-                         planner=AutoPlanner.of(bundle))      # cot=auto: the same planner as generate --cot auto
+                         planner=AutoPlanner.of(bundle),      # cot=auto: the same planner as generate --cot auto
+                         llm=llm)                             # cot=llm: the same plan_with_llm as generate --cot llm
     try:
         service.start()
     except FoleyError as e:

@@ -11,8 +11,9 @@
     GET  /openapi.json, /docs       the schema (FastAPI's)
 Fields (form fields or JSON keys): prompt, cot (FoleyWorld's "Semantic: ... Temporal: ..." text, or "auto": the
 bundle's planner plans the uploaded video, as `foleyflow generate --cot auto`; 422 for a bundle without a planner or a
-text-only job; the plan is in the job's result), negative, steps, cfg, seed, sampler, guidance; JSON adds
-duration_s. Every error is JSON `{"error": "<one line>"}` with a 4xx code:
+text-only job; the plan is in the job's result; or "llm": the language model of `serve --llm-url` plans the
+prompt, as `foleyflow generate --cot llm`; 422 without a prompt or without --llm-url), negative, steps, cfg, seed,
+sampler, guidance; JSON adds duration_s. Every error is JSON `{"error": "<one line>"}` with a 4xx code:
 400 malformed request, 401 missing/wrong API key, 404 no such job, 409 not finished / already finished, 413 upload
 larger than the limit (enforced while streaming, before the whole body is read), 415 not a video (decided by probing
 the file's content, never by its name or declared type), 422 bad values or a video over the duration/resolution
@@ -42,7 +43,10 @@ MAX_WAIT_S, WAIT_TICK_S = 60.0, 0.01  # GET /v1/jobs/{id}?wait=: the longest wai
 COT_DESCRIPTION = ("chain of thought: 'Semantic: ... Temporal: ... Aesthetic: ... Spatial: ...', or 'auto' (video "
                    "jobs only): the bundle's automatic planner plans the video, as `foleyflow generate --cot auto`, "
                    "and the job's result holds the plan (result.plan, schema foleyflow-cot/1) and its text "
-                   "(result.cot); 422 when the bundle has no planner (GET /v1/health: planner)")
+                   "(result.cot); 422 when the bundle has no planner (GET /v1/health: planner); or 'llm': the language "
+                   "model of `foleyflow serve --llm-url` plans the job's prompt (required), with the video when "
+                   "there is one, as `foleyflow generate --cot llm`; the result holds the plan and its text as for "
+                   "'auto'; 422 when the server has no language model (GET /v1/health: llm)")
 ERRORS = {400: "malformed request", 401: "missing or wrong API key", 404: "no such job", 409: "conflict",
           413: "too large", 415: "not a video", 422: "bad values", 429: "queue full", 503: "shutting down"}
 
@@ -89,7 +93,11 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
         if opts.get("steps", 0) > limits.max_steps:
             raise Unprocessable(f"steps {opts['steps']}: this server takes at most {limits.max_steps}")
         req["options"] = opts
-        if fields.get("prompt") and fields.get("cot"):
+        if fields.get("cot") == "llm":
+            v = fields.get("prompt")
+            if not isinstance(v, str) or not v.strip():
+                raise Unprocessable("cot=llm plans from a prompt: give a prompt (text)")
+        elif fields.get("prompt") and fields.get("cot"):
             raise Unprocessable("give a prompt or a cot, not both")
         for name in ("prompt", "cot"):
             v = fields.get(name)
@@ -97,7 +105,9 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
                 raise Unprocessable(f"{name} must be a string")
             if v:
                 req[name] = v
-        if req.get("cot") == "auto":
+        if req.get("cot") == "llm":
+            req["prompt"] = req["prompt"].strip()
+        elif req.get("cot") == "auto":
             if text_only:
                 raise Unprocessable("cot=auto plans from a video; a text-only job has none (send the video as "
                                     "multipart/form-data)")
@@ -263,6 +273,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         bundle_sha256: str
         trained: bool
         planner: bool
+        llm: bool = Field(False, description="whether a language model is configured (cot=llm; `serve --llm-url`)")
         workers: int
         jobs: dict[str, int]
         limits: dict[str, Any]
@@ -313,11 +324,17 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
 
     auth = [Depends(check_key)]
 
+    def check_llm(req: dict[str, Any]) -> None:
+        if req.get("cot") == "llm" and service.llm is None:
+            raise Unprocessable("cot=llm: this server has no language model (start it with --llm-url and "
+                                "--llm-model)")
+
     @app.get("/v1/health", response_model=Health)
     def health():
         lim = service.limits
         return {"status": "ok", "model": bundle_name, "bundle_sha256": service.bundle_sha256,
                 "trained": bool(service.pipe.trained), "planner": service.planner is not None,
+                "llm": service.llm is not None,
                 "workers": service.workers, "jobs": service.counts(),
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_duration_s": lim.max_duration_s,
                            "max_resolution": f"{lim.max_width}x{lim.max_height}", "max_queue": lim.max_queue,
@@ -352,6 +369,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
             except (ValueError, RecursionError) as e:
                 raise Unprocessable(f"invalid JSON job: {str(e).splitlines()[0][:200]}") from None
             req = parse_fields(data, limits, text_only=True)
+            check_llm(req)
             service.job_folder(job_id).mkdir(parents=True)
             return service.submit(Job(job_id, "text", req)).public()
         if ctype != "multipart/form-data":
@@ -361,6 +379,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         try:
             path, fields = await stream_upload(request, folder, limits)
             req = parse_fields(fields, limits, text_only=False)
+            check_llm(req)
             auto = req.get("cot") == "auto"
             if auto and service.planner is None:
                 raise Unprocessable(f"cot=auto: the model '{bundle_name or 'served'}' has no automatic planner; "

@@ -15,7 +15,10 @@ characters, 192 random bits, unguessable), holding
     audio.wav   the result's soundtrack, and video.mp4 the input with it muxed in (video jobs)
 A video job with cot "auto" is first planned by the bundle's planner (`planner`, a foleyflow.planning.AutoPlanner:
 the same `planned_cot` as `foleyflow generate --cot auto`); it generates with the plan's four-part text and (for a
-generator that follows plans) its time-aligned track, and its result holds the plan (JSON) and the text.
+generator that follows plans) its time-aligned track, and its result holds the plan (JSON) and the text. A job with
+cot "llm" is planned the same way by the language model of `serve --llm-url` (`llm`, a foleyflow.cot.llm.LLMEndpoint):
+its prompt, through `foleyflow.planning.plan_with_llm` as `foleyflow generate --cot llm`; a model that fails fails the
+job with the one-line LLMError.
 Every file is written through foleyflow.fileio.atomic_write, so a result file that exists is complete.
 States: queued -> running -> done | failed | cancelled (a queued job can be cancelled at once; a running one between
 two sampler steps, through the pipeline's cancel hook).
@@ -139,12 +142,13 @@ class JobService:
 
     def __init__(self, pipe, folder: str | Path, *, bundle_sha256: str, limits: Limits = Limits(), workers: int = 1,
                  ttl_s: float = 86400.0, drain_s: float = 300.0, load: Callable[[], Any] | None = None,
-                 planner=None):
+                 planner=None, llm=None):
         if (pipe is None) == (load is None):
             raise ValueError("give either a loaded pipeline or a function `load` that returns one")
         self.pipe, self.folder, self.limits = pipe, Path(folder), limits
         self._load = load
         self.planner = planner        # an AutoPlanner (loads on the first cot=auto job, in its worker) or None
+        self.llm = llm                # a foleyflow.cot.llm.LLMEndpoint (cot=llm jobs; `serve --llm-url`) or None
         self.bundle_sha256, self.ttl_s, self.drain_s = bundle_sha256, float(ttl_s), float(drain_s)
         self.workers = int(workers)
         self._jobs: dict[str, Job] = {}
@@ -361,6 +365,23 @@ class JobService:
             raise PlannerError("cot=auto needs a video and a bundle with a planner")
         return self.planner.plan(video)
 
+    def _plan_llm(self, job: Job, video: str | None):
+        """(CoT parts, Plan, notes) of a cot=llm job: the language model plans the job's prompt (for the video's
+        duration, combined with the bundle's planner's plan of the video when there is one; for duration_s without
+        a video) through `foleyflow.planning.plan_with_llm`, exactly as `foleyflow generate --cot llm`; the job's seed
+        is sent to the model. LLMError (one line, the key scrubbed) when the model fails."""
+        import dataclasses
+
+        from foleyflow.planning import PlannerError, plan_condition, plan_with_llm
+
+        if self.llm is None:
+            raise PlannerError("cot=llm: this server was started without --llm-url")
+        ep = dataclasses.replace(self.llm, seed=job.request.get("options", {}).get("seed"))
+        plan, notes = plan_with_llm(ep, job.request["prompt"], video=video,
+                                    duration_s=job.request.get("duration_s"), planner=self.planner)
+        cot, plan = plan_condition(plan)
+        return cot, plan, list(notes)
+
     def _run(self, job: Job) -> None:
         from foleyflow.hashing import file_sha256
         from foleyflow.media import mux_audio, write_audio
@@ -377,16 +398,19 @@ class JobService:
             opts = self.pipe.options(**req.get("options", {}))
             job.options = opts.as_record()
             video = str(d / job.input_name) if job.input_name else None
-            cot, plan = req.get("cot"), None
+            cot, plan, prompt, notes = req.get("cot"), None, req.get("prompt"), []
             if cot == "auto":
                 cot, plan = self._plan(video)
-            res = self.pipe.generate(video, prompt=req.get("prompt"), cot=cot, duration_s=req.get("duration_s"),
+            elif cot == "llm":
+                cot, plan, notes = self._plan_llm(job, video)
+                prompt = None                     # it went into the plan (as generate --cot llm)
+            res = self.pipe.generate(video, prompt=prompt, cot=cot, duration_s=req.get("duration_s"),
                                      options=opts, progress=progress, cancel=lambda: job.id in self._cancel,
                                      plan=plan)
             write_audio(d / "audio.wav", res.audio, res.sample_rate, tag=own_tag("serve"))
             result = {"wav": {"file": "audio.wav", "sha256": file_sha256(d / "audio.wav")},
                       "sample_rate": res.sample_rate, "duration_s": res.duration_s, "precision": res.precision,
-                      "notes": res.notes, "options": job.options, "bundle_sha256": self.bundle_sha256,
+                      "notes": notes + list(res.notes), "options": job.options, "bundle_sha256": self.bundle_sha256,
                       "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}
             if plan is not None:
                 from foleyflow.cot import plan_to_dict
