@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="")
     args = p.parse_args(argv)
     try:
+        if args.smooth < 1 or args.smooth_train < 1 or not 0 < args.final_frac <= 1:
+            raise FoleyError("--smooth and --smooth-train must be at least 1 and --final-frac in (0, 1]")
         folders = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.runs)
         by_folder = {v: k for k, v in folders.items()}
         runs = {label: load_run(f, args.key) for label, f in folders.items()}

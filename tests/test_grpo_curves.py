@@ -102,3 +102,12 @@ def test_dimension_series_reads_every_reward_dimension(tmp_path):
     assert s["semantic"]["train"] == [1.0, 1.5, 2.5, 3.5, 4.5, 5.5]   # running mean over 2 iterations
     assert s["temporal"]["val"] == [] and len(s["temporal"]["train"]) == 6
     assert m.plot_dimensions({"r": str(tmp_path / "run")}, tmp_path / "png").stat().st_size > 1000
+
+
+def test_smoothing_and_final_fraction_are_checked(tmp_path, capsys):
+    m = curves()
+    run = write_run(tmp_path / "r", [0.1, 0.2], wall=1, evals=1)
+    for bad in (["--smooth", "0"], ["--smooth-train", "0"], ["--final-frac", "0"]):
+        assert m.main([str(run), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1

@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from http_helpers import clear_proxies, local_server
+from http_helpers import clear_proxies, local_server, send_json
 
 from foleyflow.cot import PlanError, Plan, Scene, Source, plan_to_dict, read_plan
 from foleyflow.cot.llm import API_KEY_ENV, LLMError, combine, endpoint, plan_from_prompt
@@ -64,11 +64,7 @@ class Fake(BaseHTTPRequestHandler):
             data = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('authorization')}"}
                                }).encode()
         try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, data)
         except (BrokenPipeError, ConnectionResetError):   # the client gave up (the timeout case)
             pass
 

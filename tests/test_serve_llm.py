@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-from http.server import BaseHTTPRequestHandler
 
 import pytest
-from http_helpers import clear_proxies, local_server
+from http_helpers import FakeChat, clear_proxies, local_server, plan_json
 
 from test_ui import clip, tiny  # noqa: F401  (a tiny untrained bundle without a planner; a 1.5 s video)
 
@@ -19,42 +18,9 @@ from foleyflow.cot.llm import API_KEY_ENV, endpoint
 KEY = "sk-test-serve-Secret-77"
 
 
-def plan_json(duration_s: float) -> dict:
-    """A bell at 0.5 s on screen and rain over the whole clip off screen."""
-    return {"schema": "foleyflow-cot/1", "duration_s": duration_s, "scene": {"room": "hall"},
-            "sources": [{"id": "bell", "class": "bell", "on_screen": True, "events": [0.5], "pan": -0.5},
-                        {"id": "rain", "class": "rain", "on_screen": False, "events": [[0, 1.0]]}]}
-
-
-class Fake(BaseHTTPRequestHandler):
-    """/good/...: a plan; /bad/...: a reply whose content is not JSON; else HTTP 401 echoing the key it got."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.server.seen.append({"auth": self.headers.get("authorization"), "body": body})
-        status = 200
-        if self.path.startswith("/good/"):
-            content = json.dumps(plan_json(1.5))
-        elif self.path.startswith("/bad/"):
-            content = f"Sorry, I cannot do that\nwith {self.headers.get('authorization')}"
-        else:
-            status, content = 401, None
-        data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
-                          if status == 200 else {"error": {"message": f"bad key {self.headers.get('authorization')}"}})
-        data = data.encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture(scope="module")
 def fake():
-    with local_server(Fake) as server:
+    with local_server(FakeChat) as server:
         yield server
 
 

@@ -5,11 +5,9 @@ Generate only while video, duration and parts are unchanged, one-line errors in 
 and the command's flag checks."""
 from __future__ import annotations
 
-import json
-from http.server import BaseHTTPRequestHandler
 
 import pytest
-from http_helpers import clear_proxies, local_server
+from http_helpers import FakeChat, clear_proxies, local_server, plan_json
 
 from test_ui import clip, tiny  # noqa: F401  (a tiny untrained bundle and its pipeline; a 1.5 s video)
 
@@ -18,40 +16,9 @@ from foleyflow.cot.llm import API_KEY_ENV, endpoint
 KEY = "sk-test-ui-Secret-42"
 
 
-def plan_json(duration_s: float) -> dict:
-    """A bell at 0.5 s on screen and rain over the whole clip off screen."""
-    return {"schema": "foleyflow-cot/1", "duration_s": duration_s, "scene": {"room": "hall"},
-            "sources": [{"id": "bell", "class": "bell", "on_screen": True, "events": [0.5], "pan": -0.5},
-                        {"id": "rain", "class": "rain", "on_screen": False, "events": [[0, 1.0]]}]}
-
-
-class Fake(BaseHTTPRequestHandler):
-    """/good/...: a plan for 1.5 s or more; /unauthorized/...: HTTP 401 echoing the key it got."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.server.seen.append({"auth": self.headers.get("authorization"), "body": body})
-        if self.path.startswith("/good/"):
-            status = 200
-            content = json.dumps(plan_json(1.5))
-            data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
-        else:
-            status = 401
-            data = json.dumps({"error": {"message": f"bad key {self.headers.get('authorization')}"}})
-        data = data.encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture(scope="module")
 def fake():
-    with local_server(Fake) as server:
+    with local_server(FakeChat) as server:
         yield server
 
 
