@@ -10,7 +10,8 @@ Names: `cfg_scale` is the classifier-free guidance scale (the CLI keeps `--cfg`;
 old name in calls and in bundles written before it was renamed); `guidance` is how the guidance branches are
 combined: `cfg` (MMAudio's classifier-free guidance), `apg` (adaptive projected guidance, damping `apg_eta`) or
 `multi` (ALIVE-style multi-condition guidance: joint scale `cfg_scale` plus `text_scale` and `video_scale`, four
-network branches); `sampler` names an ODE sampler of `foleyflow.flow.samplers` (`dopri5` is adaptive and ignores
+network branches); `plan_scale` weighs a time-aligned plan track on its own under `cfg` (two or three branches,
+foleyflow.flow.guidance.plan_guidance); `sampler` names an ODE sampler of `foleyflow.flow.samplers` (`dopri5` is adaptive and ignores
 `steps` for its own step sizes).
 
 Not a generation option but a choice made when the pipeline is built (like its precision): `quantize`, one of
@@ -45,6 +46,8 @@ class GenerationOptions:
     apg_eta: float = 0.0                # APG's damping of the parallel component (guidance "apg" only)
     text_scale: float = 0.0             # guidance "multi": extra weight of the text (ALIVE's w_text)
     video_scale: float = 0.0            # guidance "multi": extra weight of the video (ALIVE's w_video)
+    plan_scale: float | None = None     # guidance "cfg" with a plan track: the plan's own weight (None: the plan is
+                                        # guided with the rest at cfg_scale; 1: the unguided branch keeps the plan)
     overlap_s: float = 1.0              # overlap of the windows of a long video (see foleyflow.pipeline)
     negative: str | None = None         # negative prompt: the unconditional branch's text
     sample_rate: int | None = None      # resample the output to this rate (Hz); None = the codec's
@@ -78,11 +81,11 @@ def check_option(name: str, value: Any) -> None:
     name = ALIASES.get(name, name)
     if name not in FIELDS:
         raise FoleyError(f"unknown generation option {name!r} (known: {', '.join(FIELDS)})")
-    if name in ("sample_rate", "loudness_lufs", "negative") and value is None:
+    if name in ("sample_rate", "loudness_lufs", "negative", "plan_scale") and value is None:
         return
     if name in ("steps", "seed", "sample_rate") and not _is_int(value):
         raise FoleyError(f"generation option {name} must be an integer, got {value!r}")
-    if name in ("cfg_scale", "apg_eta", "text_scale", "video_scale", "overlap_s", "loudness_lufs") and \
+    if name in ("cfg_scale", "apg_eta", "text_scale", "video_scale", "plan_scale", "overlap_s", "loudness_lufs") and \
             not _is_number(value):
         raise FoleyError(f"generation option {name} must be a finite number, got {value!r}")
     if name in ("sampler", "guidance", "negative") and not isinstance(value, str):
@@ -91,7 +94,7 @@ def check_option(name: str, value: Any) -> None:
         raise FoleyError(f"steps must be between 1 and {MAX_STEPS}, got {value}")
     if name == "cfg_scale" and not 0 <= value <= 50:
         raise FoleyError(f"cfg (guidance scale) must be between 0 and 50, got {value}")
-    if name in ("text_scale", "video_scale") and not 0 <= value <= 50:
+    if name in ("text_scale", "video_scale", "plan_scale") and not 0 <= value <= 50:
         raise FoleyError(f"{name} must be between 0 and 50, got {value}")
     if name == "seed" and not 0 <= value < 2 ** 64:   # torch.Generator.manual_seed takes any 64-bit unsigned seed
         raise FoleyError(f"seed must be between 0 and 2^64-1, got {value}")

@@ -121,3 +121,51 @@ def test_assembled_bundle_says_it_follows_plans(bundles, tmp_path):
     out0 = assemble_bundle(tmp_path / "b", **read_bundle(bundles[0]).files, text_cfg=TEXT_CFG, name="p0",
                            trained_on="a test")
     assert "plan's" not in read_bundle(out0).card and "{plan}" not in read_bundle(out0).card
+
+
+def test_plan_scale_weighs_the_plan_track_on_its_own(bundles, text_encoder):
+    """`plan_scale` (guidance cfg): plan_scale = cfg_scale is plain CFG; 1 keeps the track in the unguided branch
+    (v_plan + s (v_full - v_plan)); another weight adds (w - 1)(v_plan - v_none); a clip without a plan ignores it;
+    apg or multi guidance with it is a one-line error."""
+    from foleyflow.cot import parse_plan
+    from foleyflow.errors import FoleyError
+    from foleyflow.models.generator import Conditions
+    from foleyflow.pipeline import FoleyPipeline
+
+    pipe = FoleyPipeline.from_bundle(bundles[12], precision="fp32", text_encoder=text_encoder)
+    g = pipe.generator
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():                         # an untrained plan pathway is zero: give it weights
+        for p in list(g.plan_input_proj.parameters()) + [g.empty_plan_feat]:
+            p.add_(0.5 * torch.randn(p.shape, generator=gen))
+    c = pipe.conditions(None, Window(0.0, 1.0), plan=parse_plan(PLAN), prompt="a marimba")
+    x = torch.randn(1, g.cfg.seq_lengths(1.0)[0], g.cfg.latent_channels, generator=gen)
+    t = torch.tensor(0.3)
+    opts = pipe.options(cfg_scale=3.0)
+    s = opts.cfg_scale
+
+    def v(conditions=c, **kw):
+        with torch.inference_mode():          # the guided closures run as the samplers run them
+            return pipe.velocity_fn(conditions, opts.replace(**kw))(x, t)
+
+    with torch.inference_mode():
+        v_full = g.velocity(x, t, g.prepare(c))
+        empty = dict(visual=g.empty_clip_feat[None].expand(1, c.visual.shape[1], -1),
+                     sync=g.empty_sync_feat[None].expand(1, c.sync.shape[1], -1),
+                     text=g.empty_string_feat[None], duration_s=c.duration_s)
+        v_plan = g.velocity(x, t, g.prepare(Conditions(**empty, plan=c.plan)))
+        v_none = g.velocity(x, t, g.prepare(Conditions(**empty)))
+    default = v()
+    assert torch.allclose(default, v_none + s * (v_full - v_none), atol=1e-5)
+    assert torch.allclose(v(plan_scale=s), default, atol=1e-5)
+    one = v(plan_scale=1.0)
+    assert torch.allclose(one, v_plan + s * (v_full - v_plan), atol=1e-5)
+    assert (one - default).abs().max() > 1e-3                                 # the track's weight changed
+    assert torch.allclose(v(plan_scale=2.0), v_none + 2.0 * (v_plan - v_none) + s * (v_full - v_plan), atol=1e-5)
+    no_plan = pipe.conditions(None, Window(0.0, 1.0), prompt="a marimba")
+    assert torch.allclose(v(no_plan, plan_scale=1.0), v(no_plan))
+    for mode in ("apg", "multi"):
+        with pytest.raises(FoleyError, match="plan_scale works with guidance cfg"):
+            pipe.velocity_fn(c, opts.replace(guidance=mode, plan_scale=1.0))
+    with pytest.raises(FoleyError, match="plan_scale must be between 0 and 50"):
+        opts.replace(plan_scale=-1.0)

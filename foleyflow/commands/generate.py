@@ -17,7 +17,8 @@ def option_values(args: argparse.Namespace) -> dict:
 
     values = {"steps": args.steps, "cfg_scale": args.cfg, "seed": args.seed, "sampler": args.sampler,
               "guidance": args.guidance, "apg_eta": args.apg_eta, "text_scale": getattr(args, "text_scale", None),
-              "video_scale": getattr(args, "video_scale", None), "overlap_s": getattr(args, "overlap", None),
+              "video_scale": getattr(args, "video_scale", None),
+              "plan_scale": getattr(args, "plan_scale", None), "overlap_s": getattr(args, "overlap", None),
               "negative": getattr(args, "negative", None), "sample_rate": getattr(args, "sample_rate", None),
               "loudness_lufs": getattr(args, "loudness", None)}
     values = {k: v for k, v in values.items() if v is not None}
@@ -61,6 +62,9 @@ def register(sub) -> None:
                    f"of the text over the video-only prediction (default {DEFAULTS.text_scale:g})")
     p.add_argument("--video-scale", type=float, default=None, metavar="W", help="with --guidance multi: extra "
                    f"weight of the video over the text-only prediction (default {DEFAULTS.video_scale:g})")
+    p.add_argument("--plan-scale", type=float, default=None, metavar="W", help="with a plan (--cot) and a generator "
+                   "that follows plans: guidance weight of the plan's time-aligned track on its own (default: guided "
+                   "with the rest at --cfg; 1 = the track unamplified, text and video at --cfg)")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (same seed and inputs -> same audio; default "
                    f"{DEFAULTS.seed})")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

@@ -50,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--apg-eta", type=float, default=None, metavar="ETA", help="APG's parallel damping (0..1)")
     p.add_argument("--text-scale", type=float, default=None, metavar="W", help="--guidance multi: text weight")
     p.add_argument("--video-scale", type=float, default=None, metavar="W", help="--guidance multi: video weight")
+    p.add_argument("--plan-scale", type=float, default=None, metavar="W", help="guidance weight of the plan track "
+                   "alone (default: guided with the rest; 1: unamplified)")
     p.add_argument("--seed", type=int, default=0, help="base seed; each clip's is derived from it and the clip id")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))

@@ -61,6 +61,23 @@ def multi_condition(v_full: torch.Tensor, v_no_text: torch.Tensor, v_no_video: t
     return out
 
 
+def plan_guidance(v_full: torch.Tensor, v_plan: torch.Tensor, v_none: torch.Tensor | None, *, scale: float,
+                  plan_scale: float) -> torch.Tensor:
+    """Guidance with the time-aligned plan track weighed on its own (our addition, issue 17): v_plan is the
+    prediction with the plan track alone (empty visual, sync and text), v_none with nothing:
+
+        v = v_none + plan_scale (v_plan - v_none) + scale (v_full - v_plan)
+
+    so the video and text are guided at `scale` and the plan at `plan_scale`. plan_scale = 1 needs no v_none
+    (v = v_plan + scale (v_full - v_plan)); plan_scale = scale is plain CFG of `scale` against v_none."""
+    out = cfg(v_full, v_plan, scale)
+    if plan_scale != 1.0:
+        if v_none is None:
+            raise ValueError("plan_guidance needs v_none unless plan_scale is 1")
+        out = out + (plan_scale - 1) * (v_plan - v_none)
+    return out
+
+
 def batched_cfg(batched_velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scale: float, *,
                 combine: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = cfg,
                 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

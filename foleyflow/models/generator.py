@@ -478,10 +478,21 @@ class Generator(nn.Module):
         return self.prepare_conditions(c.visual, c.sync, c.text, duration_s=c.duration_s, plan=c.plan)
 
     def empty_conditions(self, batch_size: int, *, text: torch.Tensor | None = None,
-                         duration_s: float | None = None) -> PreparedConditions:
+                         duration_s: float | None = None, plan: torch.Tensor | None = None) -> PreparedConditions:
         """Unconditional branch: learned empty visual/sync features and the empty-text (or a negative prompt's,
         (B or 1, Nt, text_dim)) features, prepared and expanded to `batch_size`; for `duration_s` (default: the
-        current duration)."""
+        current duration). `plan` (batch_size, N_latent, plan_dim): keep this plan track in the branch (the plan
+        track alone; None: the learned empty plan)."""
+        if plan is not None:
+            if plan.shape[0] != batch_size:
+                raise FoleyError(f"the plan track has batch {plan.shape[0]}, expected {batch_size}")
+            text = self.empty_string_feat[None] if text is None else text
+            visual_len, sync_len = ((self.visual_len, self.sync_len) if duration_s is None
+                                    else self.cfg.seq_lengths(duration_s)[1:])
+            return self.prepare_conditions(
+                self.empty_clip_feat[None].expand(batch_size, visual_len, -1),
+                self.empty_sync_feat[None].expand(batch_size, sync_len, -1),
+                text.expand(batch_size, -1, -1), duration_s=duration_s, plan=plan)
         visual_len, sync_len = ((self.visual_len, self.sync_len) if duration_s is None
                                 else self.cfg.seq_lengths(duration_s)[1:])
         visual = self.empty_clip_feat[None].expand(1, visual_len, -1)

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from foleyflow.errors import FoleyError
-from foleyflow.flow.guidance import batched_cfg, cfg, cfg_apg, multi_condition
+from foleyflow.flow.guidance import batched_cfg, cfg, cfg_apg, multi_condition, plan_guidance
 from foleyflow.flow.samplers import euler, uniform_grid
 from foleyflow.models.generator import Generator, PreparedConditions
 from foleyflow.nn.layers import ConvSwiGLU, SwiGLU
@@ -48,6 +48,27 @@ def multi_guided_velocity(net: Generator, full: PreparedConditions, no_text: Pre
         v = net.velocity(x.repeat(4, *([1] * (x.dim() - 1))).to(dtype), t, allc).float()
         return multi_condition(v[:b], v[b:2 * b], v[2 * b:3 * b], v[3 * b:], w_joint=w_joint, w_text=w_text,
                                w_video=w_video)
+
+    return velocity_fn
+
+
+def plan_guided_velocity(net: Generator, full: PreparedConditions, plan_only: PreparedConditions,
+                         none: PreparedConditions | None, *, cfg_scale: float, plan_scale: float,
+                         ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """velocity_fn(x, t) with the plan track guided at its own weight (foleyflow.flow.guidance.plan_guidance) over
+    the full conditions, the plan track alone and (unless plan_scale is 1) nothing, as one batched call."""
+    dtype = next(net.parameters()).dtype
+    branches = [full, plan_only] + ([] if plan_scale == 1.0 else [none])
+    allc = branches[0]
+    for c in branches[1:]:
+        allc = allc.cat(c)
+    k = len(branches)
+
+    def velocity_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        v = net.velocity(x.repeat(k, *([1] * (x.dim() - 1))).to(dtype), t, allc).float()
+        return plan_guidance(v[:b], v[b:2 * b], v[2 * b:] if k == 3 else None, scale=cfg_scale,
+                             plan_scale=plan_scale)
 
     return velocity_fn
 
