@@ -167,8 +167,20 @@ def test_generate_set_auto_plans_each_video_with_the_bundles_planner(capsys, wor
         assert isinstance(c["plan"], Plan) and c["cot"]["semantic"] and c["prompt"] is None
         assert {s.sound_class for s in c["plan"].sources if s.on_screen} == {"impact_wood"}
     assert json.loads((tmp_path / "auto" / "generate_set.json").read_text())["settings"]["text"] == "auto"
+    # caption+auto: the row's caption is the text, the planner's plan only the track
+    calls.clear()
+    code, _, err = cli(capsys, *base[:-1], "caption+auto", "--out", tmp_path / "both")
+    assert code == 0, err
+    captions = {json.loads(line)["caption"] for line in (world / "manifest.jsonl").read_text().splitlines()}
+    assert len(calls) == 2 and {c["prompt"] for c in calls} == captions
+    for c in calls:
+        assert isinstance(c["plan"], Plan) and c["cot"] is None
+        assert {s.sound_class for s in c["plan"].sources if s.on_screen} == {"impact_wood"}
+    record = json.loads((tmp_path / "both" / "generate_set.json").read_text())["settings"]
+    assert record["text"] == "caption+auto" and record["plan_track"] is True
     # one-line errors before anything is generated
-    for extra, words in ((["--no-video"], "cannot go with --no-video"), ([], "has no planner")):
+    for extra, words in ((["--no-video"], "cannot go with --no-video"), ([], "has no planner"),
+                         (["--text", "caption+auto", "--no-video"], "cannot go with --no-video")):
         b = base if extra else [a if a != bundles["planned"] else bundles["plain"] for a in base]
         code, _, err = cli(capsys, *b, "--out", tmp_path / "x", *extra)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from foleyflow.options import GUIDANCE, SAMPLERS
 
-TEXT_MODES = ("none", "caption", "cot", "monolithic", "truth", "auto")
-NEEDS = {"caption": "caption", "cot": "cot", "monolithic": "truth", "truth": "truth"}   # the row field a mode reads
+TEXT_MODES = ("none", "caption", "cot", "monolithic", "truth", "auto", "caption+auto")
+NEEDS = {"caption": "caption", "cot": "cot", "monolithic": "truth", "truth": "truth", "caption+auto": "caption"}   # the row field a mode reads
 
 
 def register(sub) -> None:
@@ -37,7 +37,8 @@ def register(sub) -> None:
                         "thought (cot: an oracle plan as text, FoleyWorld's CoT lists the true onset times), the same "
                         "sentences as one paragraph (monolithic, from the row's truth), the plan of the row's ground "
                         "truth (truth: its four-part text and, when the model follows plans, its time-aligned track), "
-                        "or the bundle's planner's plan of each video (auto: text and track, as generate --cot auto)")
+                        "or the bundle's planner's plan of each video (auto: text and track, as generate --cot auto; "
+                        "caption+auto: the row's caption as the text and the planner's plan as the track only)")
     p.add_argument("--no-video", action="store_true",
                    help="text-to-audio: generate from the text alone (--text caption, cot, monolithic or truth), "
                         "for the video's duration, without showing the model the video")
@@ -71,7 +72,7 @@ def text_condition(row, mode: str):
     """(prompt, cot, plan) of a manifest row under a --text mode; (None, None, None) for none and auto (auto plans
     each video in the loop). truth and monolithic build the plan of the row's ground truth, worded as FoleyWorld
     worded the clip's own CoT (one-line TruthError / PlanError for a bad truth file)."""
-    if mode == "caption":
+    if mode in ("caption", "caption+auto"):       # caption+auto: the planner's track is added in the loop
         return row.caption, None, None
     if mode == "cot":
         return None, row.cot, None
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         raise FoleyError(f"{args.manifest}: no rows with a video" + (f" in split '{args.split}'" if args.split else ""))
     if args.no_video and args.text == "none":
         raise FoleyError("--no-video generates from the text alone: give --text caption or --text cot")
-    if args.no_video and args.text == "auto":
+    if args.no_video and args.text in ("auto", "caption+auto"):
         raise FoleyError("--text auto plans from each clip's video; it cannot go with --no-video")
     if args.text in NEEDS:
         need = NEEDS[args.text]
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.commands.generate import check_seed
 
     check_seed(args.seed)
-    if args.text == "auto":
+    if args.text in ("auto", "caption+auto"):
         from foleyflow.planning import bundle_planner_path
 
         bundle_planner_path(bundle)       # a bundle without a planner: one line, before anything is generated
@@ -197,11 +198,12 @@ def run(args: argparse.Namespace) -> int:
     def planned(video: str):
         from foleyflow.commands.generate import auto_cot
 
-        return auto_cot(video, bundle, planner["vp"])
+        cot, plan_ = auto_cot(video, bundle, planner["vp"])
+        return (None, plan_) if args.text == "caption+auto" else (cot, plan_)    # caption+auto: the track only
 
     items = [Item(r.id, out / f"{r.id}.wav", clip_key(r), video=None if args.no_video else r.video,
                   duration_s=durations.get(r.id), prompt=texts[r.id][0], cot=texts[r.id][1], plan=texts[r.id][2],
-                  condition=(lambda v=r.video: planned(v)) if args.text == "auto" else None,
+                  condition=(lambda v=r.video: planned(v)) if args.text in ("auto", "caption+auto") else None,
                   values={"seed": clip_seed(args.seed, r.id)}) for r in rows]
     made = read_record(out / RECORD)
     todo = plan(items, made, command="generate-set", record=out / RECORD, overwrite=args.overwrite)
@@ -218,11 +220,11 @@ def run(args: argparse.Namespace) -> int:
                                      quantize=args.quantize)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
-    if args.text == "auto" and todo:
+    if args.text in ("auto", "caption+auto") and todo:
         from foleyflow.planning import load_video_planner
 
         planner["vp"] = load_video_planner(bundle)
-    if args.text in ("truth", "auto"):
+    if args.text in ("truth", "auto", "caption+auto"):
         settings["plan_track"] = pipe.follows_plan
         if not pipe.follows_plan:
             print(f"warning: the bundle '{pipe.name}' has no plan pathway: the plans reach it only as their "
