@@ -276,6 +276,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N drawn events")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     ap.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
+    ap.add_argument("--plan-scale", type=float, default=None, metavar="W",
+                    help="guidance weight of the plan track alone (default: the bundle's; see docs/default_model.md)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     ap.add_argument("--json", default="plan_edits.json", help="write the settings, rates and trials here")
@@ -310,7 +312,7 @@ def main(argv=None) -> int:
     pipe = FoleyPipeline.from_bundle(args.bundle, precision=args.precision)
     if not pipe.follows_plan:
         print(f"warning: the bundle '{pipe.name}' has no plan pathway: the plans reach it only as text", file=sys.stderr)
-    options = pipe.options(steps=args.steps, cfg_scale=args.cfg)
+    options = pipe.options(steps=args.steps, cfg_scale=args.cfg, plan_scale=args.plan_scale)
     refs: dict[tuple[str, int], list[bool] | None] = {}
 
     def run_event(clip: Clip, cand: Candidate, new_s: float) -> list[Trial]:

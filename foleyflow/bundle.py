@@ -33,6 +33,7 @@ INDEX = "bundle.json"
 CARD = "MODEL_CARD.md"
 ROLES = ("generator", "vae", "vocoder", "semantic_encoder", "sync_encoder")
 REPRESENTATIONS = ("vae", "mel")  # what the generator's latents are: mel-VAE latents, or packed log-mel frames
+PLAN_MODES = (None, "auto")       # bundle.json "plan": absent, or plan every video with the bundle's planner
 
 
 def codec_representation(codec) -> str:
@@ -59,6 +60,8 @@ class BundleInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
     card: str = ""
     representation: str = "vae"            # "vae" (mel VAE latents) or "mel" (mel-frame codec)
+    plan: str | None = None                # "auto": plan each video with the bundle's planner by default (its
+                                           # generator follows plans); None: plans only when asked for
 
 
 def read_bundle(folder: str | Path) -> BundleInfo:
@@ -97,6 +100,11 @@ def read_bundle(folder: str | Path) -> BundleInfo:
         if not path.is_file():
             raise CheckpointError(f"bundle {folder}: planner checkpoint {planner} is missing")
         files["planner"] = path
+    plan = data.get("plan")
+    if plan not in PLAN_MODES:
+        raise CheckpointError(f"{index}: 'plan' must be one of {', '.join(map(repr, PLAN_MODES[1:]))}, got {plan!r}")
+    if plan is not None and "planner" not in files:
+        raise CheckpointError(f"{index}: 'plan' is {plan!r} but the bundle names no planner")
     text = data.get("text_encoder")
     if not isinstance(text, dict) or not isinstance(text.get("config", {}), dict):
         raise CheckpointError(f"{index} has no valid 'text_encoder' entry")
@@ -109,7 +117,7 @@ def read_bundle(folder: str | Path) -> BundleInfo:
     defaults = check_bundle_defaults(data.get("defaults", {}), str(index))
     card = (folder / CARD).read_text(errors="replace") if (folder / CARD).is_file() else ""
     return BundleInfo(folder, str(data.get("name", folder.name)), bool(data.get("trained", False)), files, text,
-                      defaults, card, representation)
+                      defaults, card, representation, plan)
 
 
 def is_mmaudio_release(folder: str | Path) -> bool:
@@ -182,16 +190,23 @@ def _check_inside(path: Path, name: str, role: str, folder: Path) -> None:
 
 
 def write_bundle_index(folder: str | Path, *, name: str, trained: bool, files: dict[str, str],
-                       text_encoder: dict, defaults: dict, card: str, representation: str = "vae") -> Path:
-    """Writes bundle.json and MODEL_CARD.md (atomically) into `folder`, next to the checkpoints in `files`."""
+                       text_encoder: dict, defaults: dict, card: str, representation: str = "vae",
+                       plan: str | None = None) -> Path:
+    """Writes bundle.json and MODEL_CARD.md (atomically) into `folder`, next to the checkpoints in `files`.
+    plan: "auto" = plan every video with the bundle's planner unless the user says otherwise (see BundleInfo.plan);
+    needs a planner in `files`."""
     from foleyflow.options import check_bundle_defaults
 
     folder = Path(folder)
     if representation not in REPRESENTATIONS:
         raise FoleyError(f"representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
     defaults = check_bundle_defaults(defaults, f"bundle {folder}")
+    if plan not in PLAN_MODES:
+        raise FoleyError(f"plan must be one of {', '.join(map(str, PLAN_MODES))}, got {plan!r}")
+    if plan is not None and "planner" not in files:
+        raise FoleyError(f"plan {plan!r} needs a planner in the bundle")
     data = {"format": FORMAT, "name": name, "trained": trained, "representation": representation, **files,
-            "text_encoder": text_encoder, "defaults": defaults}
+            "text_encoder": text_encoder, "defaults": defaults, **({"plan": plan} if plan else {})}
     from foleyflow.fileio import atomic_write_text
 
     for path, text in ((folder / CARD, card), (folder / INDEX, json.dumps(data, indent=1) + "\n")):
@@ -438,13 +453,15 @@ def load_bundle_models(folder: str | Path):
 def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Path, vocoder: str | Path,
                     semantic_encoder: str | Path, sync_encoder: str | Path, text_cfg, name: str, trained_on: str,
                     card: str | None = None, defaults: dict | None = None, fp16: bool = False,
-                    reference: tuple[str, ...] = (), planner: str | Path | None = None) -> Path:
+                    reference: tuple[str, ...] = (), planner: str | Path | None = None,
+                    plan: str | None = None) -> Path:
     """Copies trained checkpoints into a new bundle folder and writes bundle.json and the model card (by default
     FOLEYWORLD_CARD filled in from the generator's config and `trained_on`). The result is checked by loading it.
     fp16: store float32 tensors as float16 (checkpoint.save_fp16_copy; loaders cast back). reference: roles whose
     checkpoint is not copied but named by its path relative to the bundle (e.g. the codec shipped beside it).
     planner: an optional planner checkpoint (kind "planner", foleyflow.planning), copied as planner.safetensors after
-    checking that it was trained on features of the bundle's encoders."""
+    checking that it was trained on features of the bundle's encoders. plan: "auto" = the bundle plans every video
+    by default (needs the planner and a generator that follows plans)."""
     import shutil
 
     from foleyflow.checkpoint import save_fp16_copy
@@ -455,6 +472,10 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
     out = Path(out_dir)
     if (out / INDEX).exists():
         raise FoleyError(f"a bundle already exists in {out}; choose another folder or delete it")
+    if plan not in PLAN_MODES:
+        raise FoleyError(f"plan must be one of {', '.join(map(str, PLAN_MODES))}, got {plan!r}")
+    if plan is not None and planner is None:
+        raise FoleyError(f"plan {plan!r} needs --planner")
     if planner is not None:
         from foleyflow.checkpoint import read_metadata
 
@@ -490,6 +511,8 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
         names["planner"] = "planner.safetensors"
     net = load_generator(out / names["generator"])
     g = net.cfg
+    if plan is not None and g.plan_dim == 0:
+        raise FoleyError(f"plan {plan!r}: the generator {generator} has no plan pathway (plan_dim 0)")
     card = card or FOLEYWORLD_CARD.format(name=name, trained_on=trained_on, gen_params=count_parameters(net),
                                           window_s=g.duration_s, sample_rate=g.sample_rate, visual_fps=g.visual_fps,
                                           sync_fps=g.sync_fps, text_len=g.text_len, plan=plan_card_words(g))
@@ -497,6 +520,6 @@ def assemble_bundle(out_dir: str | Path, *, generator: str | Path, vae: str | Pa
 
     write_bundle_index(out, name=name, trained=True, files=names, text_encoder=text_encoder_id(text_cfg),
                        defaults=default_bundle_defaults() if defaults is None else defaults, card=card,
-                       representation=codec_representation(load_vae(out / names["vae"])))
+                       representation=codec_representation(load_vae(out / names["vae"])), plan=plan)
     load_bundle_models(out)  # refuses models that do not fit together
     return out

@@ -49,6 +49,14 @@ def bundle_planner_path(bundle: str | Path) -> Path:
     return path
 
 
+def plans_by_default(bundle: str | Path) -> bool:
+    """Whether the bundle plans every video with its planner unless the user says otherwise (bundle.json
+    "plan": "auto", written by recipes/assemble_bundle.py --plan-by-default; its generator follows plans)."""
+    from foleyflow.bundle import is_mmaudio_release, read_bundle
+
+    return not is_mmaudio_release(bundle) and read_bundle(bundle).plan == "auto"
+
+
 def check_planner_fits(planner_path: str | Path, semantic_path: str | Path, sync_path: str | Path) -> None:
     """PlannerError unless the planner was trained on features of these encoder checkpoints (sha256 recorded in its
     provenance under producers; fp16 storage copies count as their originals)."""

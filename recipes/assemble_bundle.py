@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="roles to reference by relative path instead of copying")
     ap.add_argument("--steps", type=int, default=25, help="default sampling steps of the bundle")
     ap.add_argument("--cfg", type=float, default=4.5, help="default guidance scale of the bundle")
+    ap.add_argument("--plan-scale", type=float, default=None, metavar="W",
+                    help="default guidance weight of the plan track alone (generate --plan-scale)")
+    ap.add_argument("--plan-by-default", action="store_true",
+                    help="the bundle plans every video with its planner unless told otherwise (bundle.json "
+                         "\"plan\": \"auto\"; needs --planner and a generator that follows plans)")
     args = ap.parse_args(argv)
     try:
         card = Path(args.card).read_text() if args.card else None
@@ -47,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                               semantic_encoder=args.semantic, sync_encoder=args.sync,
                               text_cfg=parse_budget(args.text_budget, args.text_overflow), name=args.name,
                               trained_on=args.trained_on, card=card, fp16=args.fp16, reference=tuple(args.reference),
-                              planner=args.planner,
-                              defaults={"steps": args.steps, "cfg": args.cfg, "overlap_s": 1.0})
+                              planner=args.planner, plan="auto" if args.plan_by_default else None,
+                              defaults={"steps": args.steps, "cfg": args.cfg, "overlap_s": 1.0,
+                                        **({} if args.plan_scale is None else {"plan_scale": args.plan_scale})})
     except (FoleyError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

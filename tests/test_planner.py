@@ -295,3 +295,41 @@ def test_generate_cot_auto_conditions_on_the_plans_text(run_cli, bundles, tmp_pa
                 "--overlap", "0.5", "--steps", "1")
     assert r.code == 0, r.err
     assert "chain of thought: Semantic:" in r.out and (tmp_path / "o.mp4").is_file()
+
+
+def test_a_bundle_that_plans_by_default_plans_unless_told_not_to(run_cli, bundles, tmp_path):
+    """bundle.json "plan": "auto": `generate VIDEO` plans with the bundle's planner; with --prompt the prompt stays
+    the text and the plan gives the timing; --cot none turns it off; the key is checked when the bundle is read."""
+    import json
+    import shutil
+
+    from foleyflow.bundle import read_bundle
+    from foleyflow.errors import CheckpointError
+    from foleyflow.planning import plans_by_default
+
+    b = tmp_path / "auto"
+    shutil.copytree(bundles["with"], b)
+    index = json.loads((b / "bundle.json").read_text())
+    (b / "bundle.json").write_text(json.dumps({**index, "plan": "auto"}))
+    assert plans_by_default(b) and not plans_by_default(bundles["with"])
+    common = ("--bundle", b, "--steps", "1", "--overlap", "0.5")
+    r = run_cli("generate", bundles["video"], "-o", tmp_path / "a.mp4", *common)
+    assert r.code == 0, r.err
+    assert "plans the video with its planner by default" in r.out and "chain of thought: Semantic:" in r.out
+    r = run_cli("generate", bundles["video"], "--prompt", "wood knocks", "-o", tmp_path / "b.mp4", *common)
+    assert r.code == 0, r.err
+    assert "the text is the prompt, the plan gives the timing" in r.out and "chain of thought" not in r.out
+    r = run_cli("generate", bundles["video"], "--cot", "none", "-o", tmp_path / "c.mp4", *common)
+    assert r.code == 0, r.err
+    assert "plan:" not in r.out and (tmp_path / "c.mp4").is_file()
+    r = run_cli("generate", bundles["video"], "--prompt", "wood knocks", "--cot", "auto", "-o", tmp_path / "d.mp4",
+                "--bundle", bundles["with"], "--steps", "1", "--overlap", "0.5")
+    assert r.code == 0 and "the text is the prompt" in r.out, r.err
+    for bad, words in (({"plan": "always"}, "'plan' must be one of 'auto'"),
+                       ({"plan": "auto", "planner": None}, "names no planner")):
+        c = tmp_path / f"bad{len(words)}"
+        shutil.copytree(bundles["with"], c)
+        data = {k: v for k, v in {**index, **bad}.items() if v is not None}
+        (c / "bundle.json").write_text(json.dumps(data))
+        with pytest.raises(CheckpointError, match=words):
+            read_bundle(c)

@@ -39,7 +39,9 @@ def register(sub) -> None:
     p.add_argument("--cot", default=None, metavar="FILE", help="chain-of-thought file (Semantic: / Temporal: / "
                    "Aesthetic: / Spatial: parts, FoleyWorld's format), a plan JSON (schema foleyflow-cot/1, "
                    "see `foleyflow plan`): its four-part text, and its time-aligned track when the model follows "
-                   "plans; 'auto': the bundle's planner writes the plan from the video; or 'llm': the language model "
+                   "plans; 'auto': the bundle's planner writes the plan from the video (with --prompt, the prompt "
+                   "stays the text and the plan gives the timing; a bundle made to follow its planner does this "
+                   "by default); 'none': no plan; or 'llm': the language model "
                    "of --llm-url writes it from --prompt (with a VIDEO the planner's on-screen sources stay "
                    "authoritative; docs/cot.md)")
     from foleyflow.commands.plan import add_llm_options
@@ -200,8 +202,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threads <= 1024:
         _fail(f"--threads must be between 0 (default) and 1024, got {args.threads}")
     cot = plan = None
-    if args.prompt is not None and args.cot not in (None, "llm"):
-        _fail("give --prompt or --cot, not both (--cot llm is the one that plans from --prompt)")
+    if args.prompt is not None and args.cot not in (None, "llm", "auto", "none"):
+        _fail("give --prompt or a --cot file, not both (with --prompt, --cot auto adds the planner's timing and "
+              "--cot llm plans from the prompt)")
     if args.cot == "auto" and args.video is None:
         _fail("--cot auto plans from the video; give a VIDEO")
     from foleyflow.commands.plan import llm_endpoint
@@ -211,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         _fail("--cot llm needs --llm-url and --llm-model" if ep is None else "--llm-url is for --cot llm")
     if args.cot == "llm" and not (args.prompt or "").strip():
         _fail("--cot llm plans from a prompt: give --prompt TEXT")
-    if args.cot is not None and args.cot not in ("auto", "llm"):
+    if args.cot is not None and args.cot not in ("auto", "llm", "none"):
         from foleyflow.cot import PlanError
 
         path = Path(args.cot)
@@ -259,16 +262,28 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [args.video, args.cot, bundle] + ([p for p in Path(bundle).iterdir()] if Path(bundle).is_dir() else [])
     check_outputs([wav] + ([out] if out is not None else []), inputs, overwrite=args.overwrite)
-    if args.cot == "auto":
+    mode = args.cot
+    if mode is None and args.video is not None:
+        from foleyflow.planning import plans_by_default
+
+        if plans_by_default(bundle):      # the bundle's generator is trained to follow its planner's plans
+            mode = "auto"
+            print("plan: the bundle plans the video with its planner by default (--cot none to turn it off)")
+    if mode == "auto":
         cot, plan = auto_cot(args.video, bundle)
+        if args.prompt is not None:
+            cot = None                      # the prompt is the text; the plan gives the time-aligned track
     prompt = args.prompt
     if args.cot == "llm":
         cot, plan = llm_cot(ep, args.prompt, args.video, args.duration, bundle)
         prompt = None                       # it went into the plan
-    if args.cot in ("auto", "llm"):
+    if mode in ("auto", "llm"):
         from foleyflow.cot import four_part_text
 
-        print(f"plan: {len(plan.sources)} sources; chain of thought: {four_part_text(plan)}")
+        if cot is None and prompt is not None:
+            print(f"plan: {len(plan.sources)} sources; the text is the prompt, the plan gives the timing")
+        else:
+            print(f"plan: {len(plan.sources)} sources; chain of thought: {four_part_text(plan)}")
 
     # ---- models
     if args.threads:
