@@ -11,8 +11,10 @@ echo "== foleyflow info examples/demo.mp4"
 echo
 if [ -f foleyflow/assets/default/bundle.json ]; then
     BUNDLE=foleyflow/assets/default
+    TEXT=caption+auto       # the default model plans each video: the caption is the text, the plan gives the timing
 else
     BUNDLE=out/untrained-bundle
+    TEXT=caption
     echo "== no trained default model yet: building an UNTRAINED bundle (random weights) in $BUNDLE"
     rm -rf "$BUNDLE"
     "$VENV/bin/python" -c "from foleyflow.bundle import build_untrained_bundle as b; print('built', b('$BUNDLE'))"
@@ -22,9 +24,9 @@ echo "== foleyflow generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle $BU
 # (out/ is the demo's own folder: --overwrite also replaces a result of a foleyflow from before outputs were tagged)
 "$FF" generate examples/demo.mp4 -o out/demo_foley.mp4 --bundle "$BUNDLE" --overwrite
 echo
-echo "== foleyflow generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated (4 FoleyWorld test clips)"
+echo "== foleyflow generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated --text $TEXT (4 FoleyWorld test clips)"
 rm -rf out/demo_eval
-"$FF" generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated --bundle "$BUNDLE" --text caption
+"$FF" generate-set examples/foleyworld/manifest.jsonl --out out/demo_eval/generated --bundle "$BUNDLE" --text "$TEXT"
 echo
 echo "== foleyflow evaluate: the generated audio against the clips' exact ground truth"
 "$FF" evaluate --generated out/demo_eval/generated --reference examples/foleyworld --truth examples/foleyworld \
