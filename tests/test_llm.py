@@ -186,7 +186,8 @@ def test_plan_command_with_llm_url(fake, tmp_path, monkeypatch, capsys):
         (["--duration", "1", "--cot", "llm", "--prompt", "a bell"], "--cot llm needs --llm-url and --llm-model"),
         (["--duration", "1", "--prompt", "a bell", "--llm-url", url, "--llm-model", "m"], "--llm-url is for --cot llm"),
         (["--duration", "1", "--cot", "llm", "--llm-url", url, "--llm-model", "m"], "plans from a prompt"),
-        (["--duration", "1", "--cot", "auto", "--prompt", "a bell"], "give --prompt or --cot, not both"),
+        (["--duration", "1", "--cot", "auto", "--prompt", "a bell"], "--cot auto plans from the video"),
+        (["--duration", "1", "--cot", "cot.txt", "--prompt", "a bell"], "give --prompt or a --cot file, not both"),
     ]:
         assert main(["generate", *argv]) == 2
         err = capsys.readouterr().err
