@@ -39,7 +39,7 @@ from foleyflow.train.state import rng_state, set_rng_state
 
 REWARDS = ("semantic", "temporal", "aesthetic", "spatial")
 # settings a resumed run may change besides foleyflow.train.run.COMMON_RESUMABLE
-RESUMABLE = ("sample_every", "val_every", "val_clips", "stop")
+RESUMABLE = ("sample_every", "val_every", "val_clips", "stop", "bundle")   # bundle: the same files (checked below)
 
 
 @dataclass
@@ -387,6 +387,17 @@ def main(argv: list[str] | None = None) -> int:
         ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         it, updates = int(state["step"]), int(state["updates"])
+    if resumed is not None:    # the policy's start and the KL reference come from the bundle: it must be the same one
+        was = (json.loads(read_metadata(resumed).get(PROVENANCE, "{}") or "{}").get("grpo") or {})
+        now = {"bundle_sha256": bundle_sha256(cfg.bundle), "start_generator_sha256": file_sha256(info.files["generator"])}
+        changed = [k for k, v in now.items() if was.get(k) not in (None, v)]
+        if changed:
+            from foleyflow.train.run import ResumeError
+
+            raise ResumeError(f"{out}: the run started from bundle {was.get('bundle')} (sha256 "
+                              f"{str(was.get('bundle_sha256'))[:12]}), but {cfg.bundle} is now sha256 "
+                              f"{now['bundle_sha256'][:12]}; resume with bundle= the original files, or start a new "
+                              "out_dir")
     write_config(out, cfg, ctx)
     start_prov = json.loads(read_metadata(info.files["generator"]).get(PROVENANCE, "{}") or "{}")
     grpo_prov = {"recipe": "recipes/train_grpo.py", "seed": cfg.seed, "world_size": ctx.world_size,

@@ -148,7 +148,11 @@ def test_resumed_run_equals_uninterrupted_run_with_lora(grpo, inputs, tmp_path):
     extra = ("lora.rank=2", "lora.targets=[attn.qkv,clip_input_proj.0]", "ckpt_every=2")
     grpo.main(argv(inputs, tmp_path / "full", "steps=4", *extra))
     grpo.main(argv(inputs, tmp_path / "split", "steps=2", *extra))
-    grpo.main(argv(inputs, tmp_path / "split", "steps=4", *extra))
+    import shutil
+
+    same = tmp_path / "moved_bundle"               # the same files elsewhere: the run resumes from them
+    shutil.copytree(inputs["bundle"], same)
+    grpo.main(argv(inputs, tmp_path / "split", "steps=4", *extra, f"bundle={same}"))
     for name in ("generator.safetensors", "generator_ema.safetensors"):
         a, b = load_file(str(tmp_path / "full" / name)), load_file(str(tmp_path / "split" / name))
         assert a.keys() == b.keys()
@@ -161,6 +165,16 @@ def test_resumed_run_equals_uninterrupted_run_with_lora(grpo, inputs, tmp_path):
     changed = {k for k in start if not torch.equal(start[k], tuned[k])}
     assert changed and all(("attn.qkv" in k or "clip_input_proj.0" in k) and k.endswith("weight") for k in changed)
     assert [r["step"] for r in read_metrics(tmp_path / "split")] == [1, 2, 3, 4]
+    # another bundle at the run's bundle path (e.g. a new default model) would change the policy's start and the KL
+    # reference under a resumed run: refused with one line, nothing written
+    from foleyflow.train.run import ResumeError
+
+    other = tiny_bundle(tmp_path / "other", seed=1)
+    before = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
+    with pytest.raises(ResumeError, match="resume with bundle= the original files") as e:
+        grpo.main(argv(inputs, tmp_path / "split", "steps=6", *extra, f"bundle={other}"))
+    assert "\n" not in str(e.value)
+    assert sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir()) == before
 
 
 def run_cli(inputs, out, *extra, nproc=0, timeout=300):
