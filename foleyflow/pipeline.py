@@ -81,9 +81,9 @@ def check_student_options(opts: GenerationOptions, levels: int) -> None:
     if opts.sampler != "euler":
         raise FoleyError(f"this bundle's generator is a distilled few-step model: it samples with euler, not "
                          f"{opts.sampler}")
-    if opts.guidance != "cfg" or opts.negative or opts.plan_scale is not None:
+    if opts.guidance != "cfg" or opts.negative:
         raise FoleyError("this bundle's generator is a distilled few-step model: guidance is folded into it "
-                         "(--guidance cfg, no negative prompt, no plan scale)")
+                         "(--guidance cfg, no negative prompt)")
     if not 1 <= opts.steps <= 2 ** levels:
         raise FoleyError(f"this distilled model samples 1 to {2 ** levels} steps, not {opts.steps}")
 
@@ -291,8 +291,8 @@ class FoleyPipeline:
         float32 tensor) for `conditions`: the sampling network (bf16 or fp32), guidance `options.guidance` of scale
         `options.cfg_scale` against the learned empty conditions (with `options.negative`'s text if given; for
         "multi", also the branches without text and without video; with `options.plan_scale` and a plan track, the
-        branch with the plan track alone and, unless plan_scale is 1, the empty one). Built without gradients
-        (inference mode)."""
+        branch with the plan track alone and, unless plan_scale is 1, the empty one; guidance "cfg" only: apg, multi
+        and distilled students guide the plan with everything else). Built without gradients (inference mode)."""
         from foleyflow.models.generator import Conditions
         from foleyflow.models.generator_sampling import (combine_fn, guided_velocity, multi_guided_velocity,
                                                          student_velocity)
@@ -308,8 +308,6 @@ class FoleyPipeline:
                 return student_velocity(net, cond, opts.cfg_scale, opts.steps)
             neg = self.negative_features(opts.negative)
             neg = None if neg is None else neg.to(device=self.device, dtype=p.dtype)
-            if opts.plan_scale is not None and opts.guidance != "cfg":
-                raise FoleyError(f"plan_scale works with guidance cfg, not {opts.guidance}")
             if opts.guidance == "multi":
                 text0 = (net.empty_string_feat[None] if neg is None else neg).expand(b, -1, -1)
                 no_text = Conditions(c.visual, c.sync, text0, c.duration_s)
@@ -320,7 +318,8 @@ class FoleyPipeline:
                 none = net.empty_conditions(b, text=neg, duration_s=c.duration_s)
                 return multi_guided_velocity(net, cond, net.prepare(no_text), net.prepare(no_video), none,
                                              w_joint=opts.cfg_scale, w_text=opts.text_scale, w_video=opts.video_scale)
-            if opts.plan_scale is not None and c.plan is not None and net.cfg.plan_dim > 0:
+            if (opts.plan_scale is not None and opts.guidance == "cfg" and c.plan is not None
+                    and net.cfg.plan_dim > 0):    # apg and multi guide the plan with the rest (plan_scale unused)
                 from foleyflow.models.generator_sampling import plan_guided_velocity
 
                 plan = c.plan.to(device=self.device)
