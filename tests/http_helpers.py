@@ -8,6 +8,8 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
 
@@ -65,3 +67,16 @@ class FakeChat(BaseHTTPRequestHandler):
         else:
             status, data = 401, {"error": {"message": f"bad key {self.headers.get('authorization')}"}}
         send_json(self, status, json.dumps(data).encode())
+
+
+@pytest.fixture(scope="module")
+def fake():
+    """A FakeChat server for a test module (import this fixture by name)."""
+    with local_server(FakeChat) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """No proxy between the tests and their local servers (import this fixture by name: autouse in that module)."""
+    clear_proxies(monkeypatch)

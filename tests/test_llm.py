@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from http_helpers import clear_proxies, local_server, send_json
+from http_helpers import _no_proxy, local_server, send_json  # noqa: F401  (_no_proxy: autouse fixture)
 
 from foleyflow.cot import PlanError, Plan, Scene, Source, plan_to_dict, read_plan
 from foleyflow.cot.llm import API_KEY_ENV, LLMError, combine, endpoint, plan_from_prompt
@@ -73,11 +73,6 @@ class Fake(BaseHTTPRequestHandler):
 def fake():
     with local_server(Fake) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    clear_proxies(monkeypatch)
 
 
 def _ep(fake, kind: str, timeout_s: float = 10.0, key: str | None = KEY):

@@ -9,24 +9,13 @@ import json
 import logging
 
 import pytest
-from http_helpers import FakeChat, clear_proxies, local_server, plan_json
+from http_helpers import _no_proxy, fake, plan_json  # noqa: F401  (fixtures: a FakeChat server, no proxies)
 
 from test_ui import clip, tiny  # noqa: F401  (a tiny untrained bundle without a planner; a 1.5 s video)
 
 from foleyflow.cot.llm import API_KEY_ENV, endpoint
 
 KEY = "sk-test-serve-Secret-77"
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with local_server(FakeChat) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    clear_proxies(monkeypatch)
 
 
 def _client(pipe, folder, llm):
