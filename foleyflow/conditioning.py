@@ -40,7 +40,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -49,7 +51,7 @@ import numpy as np
 import torch
 
 from foleyflow.errors import FoleyError
-from foleyflow.models.text_encoder import TEXT_DIM, load_text_encoder_quietly  # noqa: F401  (re-exported)
+from foleyflow.models.text_encoder import TEXT_DIM, load_text_encoder  # noqa: F401  (re-exported)
 
 MIN_TAIL_S = 1.0     # a rest shorter than this at the end of a long clip is not cached as its own window
 MIN_WINDOW_S = 1.0   # generation windows are at least this long (the output is cut to the video afterwards)
@@ -126,12 +128,65 @@ def sync_frame_count(duration_s: float, sync_fps: float) -> int:
     return int(math.floor(duration_s * sync_fps + 1e-6))
 
 
+class FeatureMemo:
+    """The newest windows' features of one pair of encoders (semantic, sync), so that a video planned and then
+    generated with the same encoders (`foleyflow generate` with a bundle that plans) is decoded and encoded once.
+    An entry is keyed by the file (resolved path, size, modification time) and the window (start, duration, token
+    counts); a memo answers only for the encoder objects it was made for. Thread-safe; holds at most `size` entries
+    (CPU tensors of a few hundred kB)."""
+
+    def __init__(self, semantic, sync, size: int = 4):
+        self.semantic, self.sync, self.size = semantic, sync, int(size)
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def key(self, semantic, sync, path: str | Path, start_s: float, duration_s: float, visual_len: int,
+            sync_len: int) -> tuple | None:
+        """The entry key, or None when these are not the memo's encoders or the file cannot be read."""
+        if semantic is not self.semantic or sync is not self.sync:
+            return None
+        try:
+            p = Path(path).resolve()
+            st = p.stat()
+        except OSError:
+            return None
+        return (str(p), st.st_size, st.st_mtime_ns, round(float(start_s), 6), round(float(duration_s), 6),
+                int(visual_len), int(sync_len))
+
+    def get(self, key: tuple | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if key is None:
+            return None
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return hit[0].clone(), hit[1].clone()
+
+    def put(self, key: tuple | None, visual: torch.Tensor, tokens: torch.Tensor) -> None:
+        if key is None or self.size < 1:
+            return
+        with self._lock:
+            self._entries[key] = (visual.clone(), tokens.clone())
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 @torch.inference_mode()
 def encode_window(path: str | Path, semantic, sync, start_s: float, duration_s: float, visual_len: int,
-                  sync_len: int, timings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  sync_len: int, timings: dict | None = None,
+                  memo: FeatureMemo | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Visual (1, visual_len, Dv) and sync (1, sync_len, Ds) features (float32, CPU) of the window [start_s,
     start_s + duration_s) of a video (`start_s` on the stream's timeline). The encoders run on their own device.
-    `timings`, if given, accumulates seconds under "decode" and "encoders"."""
+    `timings`, if given, accumulates seconds under "decode" and "encoders". `memo`: a FeatureMemo of these encoders
+    that answers a window it has already encoded (and keeps the new one)."""
+    key = memo.key(semantic, sync, path, start_s, duration_s, visual_len, sync_len) if memo is not None else None
+    hit = memo.get(key) if memo is not None else None
+    if hit is not None:
+        return hit
     device = next(semantic.parameters()).device
     t0 = time.perf_counter()
     sem_frames = decode_window(path, semantic, start_s, duration_s, visual_len)
@@ -145,22 +200,25 @@ def encode_window(path: str | Path, semantic, sync, start_s: float, duration_s: 
     if tokens.shape[1] != sync_len or visual.shape[1] != visual_len:
         raise FoleyError(f"encoders gave {visual.shape[1]} visual and {tokens.shape[1]} sync tokens for "
                          f"{duration_s} s; the generator expects {visual_len} and {sync_len}")
+    if memo is not None:
+        memo.put(key, visual, tokens)
     return visual, tokens
 
 
 def window_conditions(generator_cfg, semantic, sync, video: str | Path | None, window: Window, text: torch.Tensor,
                       *, video_start_s: float = 0.0, empty_visual: torch.Tensor | None = None,
-                      empty_sync: torch.Tensor | None = None, timings: dict | None = None):
+                      empty_sync: torch.Tensor | None = None, timings: dict | None = None,
+                      memo: FeatureMemo | None = None):
     """The generator's Conditions (foleyflow.models.generator) of one window: the video's features over `window`
     (its start relative to the first frame; `video_start_s` is the stream's start time), or without a video the
     learned empty features `empty_visual` (1, Dv) / `empty_sync` (1, Ds) (zeros if not given, as the caches store
-    them); `text` (1, Nt, Dt) as is. Lengths follow `generator_cfg.seq_lengths(window.duration_s)`."""
+    them); `text` (1, Nt, Dt) as is; `memo`: see encode_window. Lengths follow `generator_cfg.seq_lengths(window.duration_s)`."""
     from foleyflow.models.generator import Conditions
 
     _, visual_len, sync_len = generator_cfg.seq_lengths(window.duration_s)
     if video is not None:
         visual, tokens = encode_window(video, semantic, sync, video_start_s + window.start_s, window.duration_s,
-                                       visual_len, sync_len, timings)
+                                       visual_len, sync_len, timings, memo)
     else:
         ev = torch.zeros(1, semantic.out_dim) if empty_visual is None else empty_visual.detach().float().cpu()
         es = torch.zeros(1, sync.out_dim) if empty_sync is None else empty_sync.detach().float().cpu()

@@ -154,6 +154,9 @@ class FoleyPipeline:
         self.generator = generator.to(self.device).eval()
         self.vae, self.vocoder = vae.to(self.device).eval(), vocoder.to(self.device).eval()
         self.semantic, self.sync = semantic.to(self.device).eval(), sync.to(self.device).eval()
+        from foleyflow.conditioning import FeatureMemo
+
+        self.features = FeatureMemo(self.semantic, self.sync)   # shared with a planner on these encoders
         self.text_cfg, self._text_encoder = text_cfg, text_encoder
         self.trained, self.name, self.card = trained, name, card
         self.defaults = check_bundle_defaults(defaults or {}, f"bundle {name or '(unnamed)'}")
@@ -278,7 +281,7 @@ class FoleyPipeline:
         g = self.generator
         c = window_conditions(g.cfg, self.semantic, self.sync, video, window, text,
                               video_start_s=video_start_s or 0.0, empty_visual=g.empty_clip_feat,
-                              empty_sync=g.empty_sync_feat, timings=timings)
+                              empty_sync=g.empty_sync_feat, timings=timings, memo=self.features)
         if plan is not None and self.follows_plan:
             from foleyflow.conditioning import plan_window_track
 
@@ -468,9 +471,9 @@ def _load_text_encoder(cfg_json: str, device: str):
     """MiniLM loads in seconds: pipelines of one process with the same token budget share one instance."""
     import json
 
-    from foleyflow.conditioning import load_text_encoder_quietly
+    from foleyflow.conditioning import load_text_encoder
     from foleyflow.models.text_encoder import TextEncoderConfig
-    return load_text_encoder_quietly(TextEncoderConfig(**json.loads(cfg_json)), device)
+    return load_text_encoder(TextEncoderConfig(**json.loads(cfg_json)), device)
 
 
 def check_duration(duration_s: float) -> None:

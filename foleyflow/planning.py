@@ -34,6 +34,7 @@ class VideoPlanner:
     semantic: torch.nn.Module
     sync: torch.nn.Module
     path: Path
+    memo: object = None        # a foleyflow.conditioning.FeatureMemo of these encoders (a pipeline's), or None
 
 
 def bundle_planner_path(bundle: str | Path) -> Path:
@@ -71,25 +72,34 @@ def check_planner_fits(planner_path: str | Path, semantic_path: str | Path, sync
                                f"{role.replace('_', ' ')} than {Path(path).name} (sha256 {want[:12]})")
 
 
-def load_video_planner(bundle: str | Path, planner_path: str | Path | None = None) -> VideoPlanner:
-    """The bundle's planner (or the checkpoint at planner_path) with the bundle's visual encoders, on the CPU."""
+def load_video_planner(bundle: str | Path, planner_path: str | Path | None = None, *,
+                       pipeline=None) -> VideoPlanner:
+    """The bundle's planner (or the checkpoint at planner_path) with the bundle's visual encoders, on the CPU.
+    pipeline: a FoleyPipeline loaded from the same bundle, whose encoders (on its device) and feature memo the
+    planner then shares instead of loading its own copies, so that planning and generating one video decode and
+    encode it once (`foleyflow generate` with a bundle that plans)."""
     from foleyflow.bundle import read_bundle
-    from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
     from foleyflow.models.planner import load_planner
 
     info = read_bundle(bundle)
     path = Path(planner_path) if planner_path is not None else bundle_planner_path(bundle)
     check_planner_fits(path, info.files["semantic_encoder"], info.files["sync_encoder"])
     planner = load_planner(path)
-    semantic = load_semantic_encoder(info.files["semantic_encoder"]).float()
-    sync = load_sync_encoder(info.files["sync_encoder"]).float()
+    if pipeline is not None:
+        semantic, sync, memo = pipeline.semantic, pipeline.sync, pipeline.features
+    else:
+        from foleyflow.models.av_ssl import load_semantic_encoder, load_sync_encoder
+
+        semantic = load_semantic_encoder(info.files["semantic_encoder"]).float()
+        sync = load_sync_encoder(info.files["sync_encoder"]).float()
+        memo = None
     c = planner.cfg
     if (semantic.out_dim, float(semantic.fps), sync.out_dim, float(sync.fps)) != (c.visual_dim, c.visual_fps,
                                                                                   c.sync_dim, c.sync_fps):
         raise PlannerError(f"planner {path.name} takes {c.visual_dim}-d features at {c.visual_fps:g} fps and "
                            f"{c.sync_dim}-d sync tokens at {c.sync_fps:g} fps; the bundle's encoders give "
                            f"{semantic.out_dim}-d at {semantic.fps:g} and {sync.out_dim}-d at {sync.fps:g}")
-    return VideoPlanner(planner, semantic, sync, path)
+    return VideoPlanner(planner, semantic, sync, path, memo)
 
 
 def position_from_video(path: str | Path, start_s: float, duration_s: float, columns: int,
@@ -146,7 +156,7 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
     timings = {} if timings is None else timings
     visual, sync = encode_window(video, vp.semantic, vp.sync, info.start_s, dur, int(dur * c.visual_fps + 1e-6),
                                  sync_token_count(dur, c.sync_fps, c.segment_frames, c.segment_stride,
-                                                  c.tokens_per_segment), timings)
+                                                  c.tokens_per_segment), timings, vp.memo)
     pos = None
     if c.position_columns:
         t0 = time.perf_counter()
@@ -178,33 +188,54 @@ def planned_cot(video: str | Path, vp: VideoPlanner, prompt: str | None = None,
 class AutoPlanner:
     """A bundle's planner, loaded on first use and kept (a server's or page's). `AutoPlanner.of(bundle)` is None
     when the bundle names no planner; `plan(video)` -> (CoT parts, Plan) as `planned_cot`. Thread-safe; the models
-    load in the thread of the first call (the one that runs torch in a server)."""
+    load in the thread of the first call (the one that runs torch in a server). pipeline: the FoleyPipeline of the
+    same bundle (or a function returning it, for a service that loads it later), whose encoders and feature memo the
+    planner shares (load_video_planner)."""
 
-    def __init__(self, bundle: str | Path):
+    def __init__(self, bundle: str | Path, pipeline=None):
         self.bundle = Path(bundle)
         self.path = bundle_planner_path(bundle)          # a bundle without one fails here, before any load
+        self.pipeline = pipeline
         self._vp: VideoPlanner | None = None
         import threading
 
         self._lock = threading.Lock()
 
     @classmethod
-    def of(cls, bundle: str | Path | None) -> "AutoPlanner | None":
+    def of(cls, bundle: str | Path | None, pipeline=None) -> "AutoPlanner | None":
         if bundle is None:
             return None
         try:
-            return cls(bundle)
+            return cls(bundle, pipeline)
         except PlannerError:
             return None
 
     def load(self) -> VideoPlanner:
         with self._lock:
             if self._vp is None:
-                self._vp = load_video_planner(self.bundle, self.path)
+                pipe = self.pipeline() if callable(self.pipeline) else self.pipeline
+                self._vp = load_video_planner(self.bundle, self.path, pipeline=pipe)
             return self._vp
 
     def plan(self, video: str | Path, prompt: str | None = None, timings: dict | None = None):
         return planned_cot(video, self.load(), prompt, timings)
+
+
+def default_plan(planner: "AutoPlanner | VideoPlanner", video: str | Path, prompt: str | None = None):
+    """What a bundle that plans by default (`plans_by_default`) does with a video when the user gave no chain of
+    thought: (CoT parts or None, Plan or None, note or None). The planner plans the video; with a prompt the prompt
+    stays the text (CoT None) and the plan gives the time-aligned track; a video too short to plan (under
+    MIN_VIDEO_S) is generated without a plan, with a note saying so (asking for a plan explicitly, `--cot auto`,
+    is an error there instead). `foleyflow generate`, the web UI and the REST service all call this."""
+    from foleyflow.media import probe
+
+    info = probe(video).video
+    if info is not None and float(info.duration_s) < MIN_VIDEO_S:
+        return None, None, (f"the video lasts {float(info.duration_s):.2f} s, too short to plan (at least "
+                            f"{MIN_VIDEO_S} s): generated without a plan")
+    vp = planner.load() if isinstance(planner, AutoPlanner) else planner
+    parts, plan = planned_cot(video, vp)
+    return (None if prompt else parts), plan, None
 
 
 def plan_with_llm(ep, prompt: str, *, video: str | Path | None = None, duration_s: float | None = None,

@@ -322,6 +322,12 @@ def test_a_bundle_that_plans_by_default_plans_unless_told_not_to(run_cli, bundle
     r = run_cli("generate", bundles["video"], "--cot", "none", "-o", tmp_path / "c.mp4", *common)
     assert r.code == 0, r.err
     assert "plan:" not in r.out and (tmp_path / "c.mp4").is_file()
+    short = _video(tmp_path / "short.mp4", 0.4)      # too short to plan: by default it goes without a plan...
+    r = run_cli("generate", short, "-o", tmp_path / "s.mp4", *common)
+    assert r.code == 0, r.err
+    assert "too short to plan" in r.out and "chain of thought" not in r.out and (tmp_path / "s.mp4").is_file()
+    r = run_cli("generate", short, "--cot", "auto", "-o", tmp_path / "s2.mp4", *common)
+    assert r.code == 2 and "too short to plan" in r.err and not (tmp_path / "s2.mp4").exists()   # ...asked: an error
     r = run_cli("generate", bundles["video"], "--prompt", "wood knocks", "--cot", "auto", "-o", tmp_path / "d.mp4",
                 "--bundle", bundles["with"], "--steps", "1", "--overlap", "0.5")
     assert r.code == 0 and "the text is the prompt" in r.out, r.err
@@ -333,3 +339,45 @@ def test_a_bundle_that_plans_by_default_plans_unless_told_not_to(run_cli, bundle
         (c / "bundle.json").write_text(json.dumps(data))
         with pytest.raises(CheckpointError, match=words):
             read_bundle(c)
+
+
+def test_planning_shares_the_pipelines_encoders_and_each_window_is_encoded_once(bundles, tmp_path):
+    """`generate` with a bundle that plans: the planner runs on the pipeline's encoders (no second copy) and the
+    video's features are decoded and encoded once (foleyflow.conditioning.FeatureMemo); the plan and the
+    conditions are those of separate encoders; another file, a changed file or other encoders are not answered."""
+    import os
+
+    from foleyflow.conditioning import FeatureMemo, encode_window
+    from foleyflow.pipeline import FoleyPipeline
+    from foleyflow.planning import load_video_planner, plan_video
+
+    video = _video(tmp_path / "short.mp4", 1.2)            # one generation window (the tiny window is 1.5 s)
+    pipe = FoleyPipeline.from_bundle(bundles["with"], precision="fp32")
+    vp = load_video_planner(bundles["with"], pipeline=pipe)
+    assert vp.semantic is pipe.semantic and vp.sync is pipe.sync and vp.memo is pipe.features
+    plan = plan_video(video, vp)
+    text = torch.zeros(1, pipe.generator.cfg.text_len, 384)
+    c = pipe.conditions(video, text=text)
+    assert pipe.features.hits == 1                         # the generator's window was the planner's
+    own = load_video_planner(bundles["with"])              # its own encoder copies, no memo
+    assert own.semantic is not pipe.semantic and own.memo is None
+    assert plan_to_dict(plan_video(video, own)) == plan_to_dict(plan)
+    fresh = FoleyPipeline.from_bundle(bundles["with"], precision="fp32")
+    c2 = fresh.conditions(video, text=text)
+    assert fresh.features.hits == 0
+    torch.testing.assert_close(c.visual, c2.visual, rtol=0, atol=0)
+    torch.testing.assert_close(c.sync, c2.sync, rtol=0, atol=0)
+    # the memo answers only its own encoders, the same file unchanged, the same window
+    memo = FeatureMemo(pipe.semantic, pipe.sync)
+    v, s = encode_window(video, pipe.semantic, pipe.sync, 0.0, 1.0, 8, 16, memo=memo)
+    v1, _ = encode_window(video, pipe.semantic, pipe.sync, 0.0, 1.0, 8, 16, memo=memo)
+    assert memo.hits == 1 and torch.equal(v, v1)
+    assert v1.data_ptr() != v.data_ptr()                   # a copy: a caller's tensor is never the memo's
+    assert memo.key(fresh.semantic, pipe.sync, video, 0.0, 1.0, 8, 16) is None
+    st = os.stat(video)
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    encode_window(video, pipe.semantic, pipe.sync, 0.0, 1.0, 8, 16, memo=memo)
+    assert memo.hits == 1                                  # the touched file was encoded again
+    encode_window(video, pipe.semantic, pipe.sync, 0.0, 1.0, 8, 16, memo=memo)
+    assert memo.hits == 2                                  # and its new features kept
+    assert memo.key(pipe.semantic, pipe.sync, tmp_path / "missing.mp4", 0.0, 1.0, 8, 16) is None

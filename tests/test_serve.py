@@ -428,12 +428,22 @@ def test_cot_auto_plans_the_video_with_the_cli_planner_and_returns_the_plan(bund
         # the plan (valid JSON of the schema) and text are the ones `generate --cot auto` would use
         cot, plan = planned_cot(clip, load_video_planner(bundles["with"]))
         assert parse_plan(job["result"]["plan"]) == plan and job["result"]["cot"] == cot
-        # cot=auto is for videos; and not with a prompt
+        # cot=auto is for videos; with a prompt the prompt stays the text and the plan gives the timing
         r = c.post("/v1/jobs", json={"duration_s": 1.0, "cot": "auto"})
         assert r.status_code == 422 and "text-only job" in r.json()["error"]
         r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")},
-                   data={"cot": "auto", "prompt": "rain"})
-        assert r.status_code == 422 and r.json()["error"] == "give a prompt or a cot, not both"
+                   data={"cot": "auto", "prompt": "rain", "steps": "1"})
+        assert r.status_code == 202, r.text
+        job = c.get(f"/v1/jobs/{r.json()['id']}", params={"wait": 60}).json()
+        assert job["state"] == "done" and parse_plan(job["result"]["plan"]) == plan and job["result"]["cot"] is None
+        r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")},
+                   data={"cot": "Semantic: rain", "prompt": "rain"})
+        assert r.status_code == 422 and r.json()["error"].startswith("give a prompt or a cot, not both")
+        # this bundle does not plan by default: a video job without a cot has no plan
+        assert c.get("/v1/health").json()["plan_by_default"] is False
+        r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")}, data={"steps": "1"})
+        job = c.get(f"/v1/jobs/{r.json()['id']}", params={"wait": 60}).json()
+        assert job["state"] == "done" and "plan" not in job["result"]
     # a bundle without a planner: 422, one line, and nothing left in the job folder
     svc = _service(pipe, tmp_path / "jobs2", planner=AutoPlanner.of(bundles["plain"]))
     with TestClient(create_app(svc, bundle_name="golden")) as c:
@@ -442,6 +452,44 @@ def test_cot_auto_plans_the_video_with_the_cli_planner_and_returns_the_plan(bund
         assert r.status_code == 422 and "has no automatic planner" in r.json()["error"], r.text
         assert "\n" not in r.json()["error"]
     assert [p.name for p in (tmp_path / "jobs2").iterdir()] == [".lock"]
+
+
+def test_a_bundle_that_plans_by_default_plans_video_jobs_without_a_cot(bundles, tmp_path):
+    """As `foleyflow generate VIDEO`: a video job without a cot is planned (prompt kept as the text), cot=none opts
+    out, and a video too short to plan is generated without a plan and a note; the planner shares the pipeline's
+    encoders."""
+    from fastapi.testclient import TestClient
+
+    from foleyflow.cot import parse_plan
+    from foleyflow.pipeline import FoleyPipeline
+    from foleyflow.planning import AutoPlanner, load_video_planner, planned_cot
+    from foleyflow.serve.app import create_app
+
+    clip = _video(tmp_path / "clip.mp4", 1.2)
+    short = _video(tmp_path / "short.mp4", 0.4).read_bytes()
+    pipe = FoleyPipeline.from_bundle(bundles["with"], precision="fp32")
+    planner = AutoPlanner.of(bundles["with"], pipe)
+    svc = _service(pipe, tmp_path / "jobs", planner=planner)
+    svc.plan_by_default = True
+    cot, plan = planned_cot(clip, load_video_planner(bundles["with"]))
+
+    def run(data, video=clip.read_bytes()):
+        r = c.post("/v1/jobs", files={"video": ("clip.mp4", video, "video/mp4")}, data={"steps": "1", **data})
+        assert r.status_code == 202, r.text
+        job = c.get(f"/v1/jobs/{r.json()['id']}", params={"wait": 60}).json()
+        assert job["state"] == "done", job["error"]
+        return job["result"]
+
+    with TestClient(create_app(svc, bundle_name="golden")) as c:
+        assert c.get("/v1/health").json()["plan_by_default"] is True
+        res = run({})
+        assert parse_plan(res["plan"]) == plan and res["cot"] == cot
+        assert planner.load().semantic is pipe.semantic
+        res = run({"prompt": "rain"})
+        assert parse_plan(res["plan"]) == plan and res["cot"] is None
+        assert "plan" not in run({"cot": "none"})
+        res = run({}, short)
+        assert "plan" not in res and any("too short to plan" in n for n in res["notes"]), res["notes"]
 
 
 # ------------------------------------------------------------------------------------------------ schemathesis

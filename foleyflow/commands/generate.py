@@ -270,20 +270,13 @@ def run(args: argparse.Namespace) -> int:
             mode = "auto"
             print("plan: the bundle plans the video with its planner by default (--cot none to turn it off)")
     if mode == "auto":
-        cot, plan = auto_cot(args.video, bundle)
-        if args.prompt is not None:
-            cot = None                      # the prompt is the text; the plan gives the time-aligned track
+        from foleyflow.planning import bundle_planner_path
+
+        bundle_planner_path(bundle)         # a bundle without a planner: one line before any model loads
     prompt = args.prompt
     if args.cot == "llm":
         cot, plan = llm_cot(ep, args.prompt, args.video, args.duration, bundle)
         prompt = None                       # it went into the plan
-    if mode in ("auto", "llm"):
-        from foleyflow.cot import four_part_text
-
-        if cot is None and prompt is not None:
-            print(f"plan: {len(plan.sources)} sources; the text is the prompt, the plan gives the timing")
-        else:
-            print(f"plan: {len(plan.sources)} sources; chain of thought: {four_part_text(plan)}")
 
     # ---- models
     if args.threads:
@@ -294,6 +287,26 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = FoleyPipeline.from_bundle(bundle, device=args.device, precision=args.precision,
                                      quantize=args.quantize)
+    if mode == "auto":                      # on the pipeline's encoders: the video is decoded and encoded once
+        from foleyflow.planning import default_plan, load_video_planner
+
+        vp = load_video_planner(bundle, pipeline=pipe)
+        if args.cot == "auto":              # asked for: a video that cannot be planned is an error
+            cot, plan = auto_cot(args.video, bundle, vp)
+        else:                               # the bundle's default: a video too short to plan goes without
+            cot, plan, note = default_plan(vp, args.video, args.prompt)
+            if note:
+                print(f"note: {note}")
+                mode = None
+        if args.prompt is not None:
+            cot = None                      # the prompt is the text; the plan gives the time-aligned track
+    if mode in ("auto", "llm"):
+        from foleyflow.cot import four_part_text
+
+        if cot is None and prompt is not None:
+            print(f"plan: {len(plan.sources)} sources; the text is the prompt, the plan gives the timing")
+        else:
+            print(f"plan: {len(plan.sources)} sources; chain of thought: {four_part_text(plan)}")
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights): the sound it makes is noise-like "
               "and unrelated to the video or text", file=sys.stderr)

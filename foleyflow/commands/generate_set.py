@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     if args.text in ("auto", "caption+auto") and todo:
         from foleyflow.planning import load_video_planner
 
-        planner["vp"] = load_video_planner(bundle)
+        planner["vp"] = load_video_planner(bundle, pipeline=pipe)   # its encoders; each clip is encoded once
     if args.text in ("truth", "auto", "caption+auto"):
         settings["plan_track"] = pipe.follows_plan
         if not pipe.follows_plan:

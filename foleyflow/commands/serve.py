@@ -142,10 +142,15 @@ def run(args: argparse.Namespace) -> int:
 
     from foleyflow.planning import AutoPlanner
 
+    planner = AutoPlanner.of(bundle)          # cot=auto: the same planner as generate --cot auto
     service = JobService(None, jobs, bundle_sha256=bundle_sha256(bundle), limits=limits, workers=args.workers,
-                         ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout, load=load,
-                         planner=AutoPlanner.of(bundle),      # cot=auto: the same planner as generate --cot auto
+                         ttl_s=args.ttl_hours * 3600, drain_s=args.drain_timeout, load=load, planner=planner,
                          llm=llm)                             # cot=llm: the same plan_with_llm as generate --cot llm
+    if planner is not None:
+        from foleyflow.planning import plans_by_default
+
+        planner.pipeline = lambda: service.pipe   # on the pipeline's encoders (loaded before the first job runs)
+        service.plan_by_default = plans_by_default(bundle)
     try:
         service.start()
     except FoleyError as e:

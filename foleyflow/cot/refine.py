@@ -62,9 +62,9 @@ def vocabulary() -> tuple[Entry, ...]:
 
 def minilm_embedder(device: str = "cpu") -> Callable[[Sequence[str]], np.ndarray]:
     """MiniLM-L6 sentence vectors (N, 384), L2-normalised, from the installed package (loads it once)."""
-    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder_quietly
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
 
-    enc = load_text_encoder_quietly(TextEncoderConfig(seq_len=64), device)
+    enc = load_text_encoder(TextEncoderConfig(seq_len=64), device)
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         return enc.encode(list(texts)).pooled.cpu().numpy()

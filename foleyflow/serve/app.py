@@ -46,7 +46,10 @@ COT_DESCRIPTION = ("chain of thought: 'Semantic: ... Temporal: ... Aesthetic: ..
                    "(result.cot); 422 when the bundle has no planner (GET /v1/health: planner); or 'llm': the language "
                    "model of `foleyflow serve --llm-url` plans the job's prompt (required), with the video when "
                    "there is one, as `foleyflow generate --cot llm`; the result holds the plan and its text as for "
-                   "'auto'; 422 when the server has no language model (GET /v1/health: llm)")
+                   "'auto'; 422 when the server has no language model (GET /v1/health: llm); or 'none': no plan. "
+                   "A video job without a cot is planned as 'auto' when the bundle plans by default (GET "
+                   "/v1/health: plan_by_default); with a prompt (and 'auto' or that default) the prompt stays the "
+                   "text and the plan gives the timing")
 ERRORS = {400: "malformed request", 401: "missing or wrong API key", 404: "no such job", 409: "conflict",
           413: "too large", 415: "not a video", 422: "bad values", 429: "queue full", 503: "shutting down"}
 
@@ -97,8 +100,9 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
             v = fields.get("prompt")
             if not isinstance(v, str) or not v.strip():
                 raise Unprocessable("cot=llm plans from a prompt: give a prompt (text)")
-        elif fields.get("prompt") and fields.get("cot"):
-            raise Unprocessable("give a prompt or a cot, not both")
+        elif fields.get("prompt") and fields.get("cot") not in (None, "", "auto", "none"):
+            raise Unprocessable("give a prompt or a cot, not both (with a prompt, cot=auto adds the planner's "
+                                "timing)")
         for name in ("prompt", "cot"):
             v = fields.get(name)
             if v is not None and not isinstance(v, str):
@@ -111,6 +115,8 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
             if text_only:
                 raise Unprocessable("cot=auto plans from a video; a text-only job has none (send the video as "
                                     "multipart/form-data)")
+        elif req.get("cot") == "none":
+            pass                                  # no plan, even from a bundle that plans by default
         elif "cot" in req:
             from foleyflow.conditioning import cot_parts
 
@@ -273,6 +279,8 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         bundle_sha256: str
         trained: bool
         planner: bool
+        plan_by_default: bool = Field(False, description="whether a video job without a cot is planned by the "
+                                      "bundle's planner (bundle.json \"plan\": \"auto\"; cot=none turns it off)")
         llm: bool = Field(False, description="whether a language model is configured (cot=llm; `serve --llm-url`)")
         workers: int
         jobs: dict[str, int]
@@ -334,6 +342,7 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         lim = service.limits
         return {"status": "ok", "model": bundle_name, "bundle_sha256": service.bundle_sha256,
                 "trained": bool(service.pipe.trained), "planner": service.planner is not None,
+                "plan_by_default": bool(service.plan_by_default),
                 "llm": service.llm is not None,
                 "workers": service.workers, "jobs": service.counts(),
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_duration_s": lim.max_duration_s,

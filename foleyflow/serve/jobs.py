@@ -148,6 +148,7 @@ class JobService:
         self.pipe, self.folder, self.limits = pipe, Path(folder), limits
         self._load = load
         self.planner = planner        # an AutoPlanner (loads on the first cot=auto job, in its worker) or None
+        self.plan_by_default = False  # video jobs without a cot are planned (a bundle with "plan": "auto")
         self.llm = llm                # a foleyflow.cot.llm.LLMEndpoint (cot=llm jobs; `serve --llm-url`) or None
         self.bundle_sha256, self.ttl_s, self.drain_s = bundle_sha256, float(ttl_s), float(drain_s)
         self.workers = int(workers)
@@ -399,8 +400,17 @@ class JobService:
             job.options = opts.as_record()
             video = str(d / job.input_name) if job.input_name else None
             cot, plan, prompt, notes = req.get("cot"), None, req.get("prompt"), []
-            if cot == "auto":
+            if cot is None and video is not None and self.plan_by_default and self.planner is not None:
+                from foleyflow.planning import default_plan
+
+                cot, plan, note = default_plan(self.planner, video, prompt)    # as `foleyflow generate VIDEO`
+                notes += [note] if note else []
+            elif cot == "none":
+                cot = None
+            elif cot == "auto":
                 cot, plan = self._plan(video)
+                if prompt:
+                    cot = None                    # the prompt is the text; the plan gives the timing
             elif cot == "llm":
                 cot, plan, notes = self._plan_llm(job, video)
                 prompt = None                     # it went into the plan (as generate --cot llm)

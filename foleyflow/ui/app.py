@@ -106,7 +106,10 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
     cancel_flags: dict[str, threading.Event] = {}
     from foleyflow.planning import AutoPlanner
 
-    auto = AutoPlanner.of(bundle)
+    auto = AutoPlanner.of(bundle, pipe)        # on the page's pipeline's encoders
+    from foleyflow.planning import plans_by_default
+
+    by_default = auto if auto is not None and plans_by_default(bundle) else None   # Generate plans a bare video
     choices = [PLANNER_CHOICE, LLM_CHOICE] if llm is not None else [PLANNER_CHOICE]
 
     def on_torch_thread(fn, *args, **kwargs):
@@ -130,7 +133,7 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
         empty = (None, None, None, None, [], gr.update(choices=[], value=None, visible=False))
         try:
             progress(0.0, desc="starting")
-            results = on_torch_thread(run_request, pipe, req, out_dir,
+            results = on_torch_thread(run_request, pipe, req, out_dir, planner=by_default,
                                       progress=lambda f, text: progress(f, desc=text), cancel=stop.is_set)
         except FoleyError as e:
             from foleyflow.pipeline import Cancelled

@@ -107,8 +107,10 @@ def _stem(video: str | None) -> str:
 
 def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
                 progress: Callable[[float, str], None] | None = None,
-                cancel: Callable[[], bool] | None = None) -> list[Variation]:
-    """Generates `req.variations` results with `pipe` (a FoleyPipeline) into a new folder under `out_dir`."""
+                cancel: Callable[[], bool] | None = None, planner=None) -> list[Variation]:
+    """Generates `req.variations` results with `pipe` (a FoleyPipeline) into a new folder under `out_dir`.
+    planner: the AutoPlanner of a bundle that plans by default; a video request without chain-of-thought parts is
+    then planned once for all variations (foleyflow.planning.default_plan, as `foleyflow generate VIDEO`)."""
     from foleyflow.media import mux_audio, probe, write_audio
     from foleyflow.outputs import own_tag
     from foleyflow.ui.timeline import write_timeline
@@ -124,6 +126,15 @@ def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
     folder.mkdir(parents=True)
     stem = _stem(req.video)
     prompt = (req.prompt or "").strip() or None
+    plan, planned = (req.plan if cot is not None else None), []
+    if planner is not None and req.video is not None and cot is None:
+        from foleyflow.planning import default_plan
+
+        if progress is not None:
+            progress(0.0, "planning the video")
+        cot, plan, note = default_plan(planner, req.video, prompt)
+        planned = [note] if note else [f"planned by the model's planner: {len(plan.sources)} sources"
+                                       + ("; the prompt is the text, the plan gives the timing" if prompt else "")]
     results = []
     for k in range(variations):
         seed = opts.seed + k
@@ -138,7 +149,7 @@ def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
         result = pipe.generate(req.video, prompt=prompt, cot=cot,
                                duration_s=None if req.video is not None else float(req.duration_s),
                                options=opts.replace(seed=seed), progress=step, cancel=cancel,
-                               plan=req.plan if cot is not None else None)
+                               plan=plan)
         name = f"{stem}.foley.seed{seed}"
         wav = write_audio(folder / f"{name}.wav", result.audio, result.sample_rate, tag=own_tag("ui"))
         video = None
@@ -151,7 +162,7 @@ def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
         png, onsets = write_timeline(folder / f"{name}.timeline.png", result.audio, result.sample_rate,
                                      video=req.video, title=f"seed {seed}")
         results.append(Variation(seed, Path(wav), None if video is None else Path(video), png, onsets,
-                                 list(result.notes), summary))
+                                 planned + list(result.notes), summary))
     if progress is not None:
         progress(1.0, "done")
     return results
