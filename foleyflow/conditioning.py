@@ -165,6 +165,10 @@ class FeatureMemo:
             self.hits += 1
         return hit[0].clone(), hit[1].clone()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def put(self, key: tuple | None, visual: torch.Tensor, tokens: torch.Tensor) -> None:
         if key is None or self.size < 1:
             return

@@ -381,3 +381,28 @@ def test_planning_shares_the_pipelines_encoders_and_each_window_is_encoded_once(
     encode_window(video, pipe.semantic, pipe.sync, 0.0, 1.0, 8, 16, memo=memo)
     assert memo.hits == 2                                  # and its new features kept
     assert memo.key(pipe.semantic, pipe.sync, tmp_path / "missing.mp4", 0.0, 1.0, 8, 16) is None
+
+
+def test_batch_plans_each_video_as_generate_does(run_cli, bundles, tmp_path):
+    """`foleyflow batch` with a bundle that plans by default plans each video row (the record's settings say so,
+    and the audio differs from --cot none); --cot auto with a bundle without a planner is one line, before loading."""
+    import shutil
+
+    b = tmp_path / "auto"
+    shutil.copytree(bundles["with"], b)
+    index = json.loads((b / "bundle.json").read_text())
+    (b / "bundle.json").write_text(json.dumps({**index, "plan": "auto"}))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _video(videos / "a.mp4", 1.2)                     # one window of the tiny bundle
+    common = ("--bundle", b, "--steps", "1", "--wav-only")
+    r = run_cli("batch", videos, "--out", tmp_path / "planned", *common)
+    assert r.code == 0, r.err
+    r = run_cli("batch", videos, "--out", tmp_path / "plain", "--cot", "none", *common)
+    assert r.code == 0, r.err
+    record = json.loads((tmp_path / "planned" / "batch.json").read_text())
+    assert record["settings"]["plan"] == "auto", record
+    assert "plan" not in json.loads((tmp_path / "plain" / "batch.json").read_text())["settings"]
+    assert (tmp_path / "planned" / "a.wav").read_bytes() != (tmp_path / "plain" / "a.wav").read_bytes()
+    r = run_cli("batch", videos, "--out", tmp_path / "x", "--cot", "auto", "--bundle", bundles["plain"])
+    assert r.code == 2 and "has no planner" in r.err and len(r.err.strip().splitlines()) == 1, r.err

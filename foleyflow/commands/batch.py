@@ -16,6 +16,10 @@ this command made (a key of its inputs and settings and the sha256 of its files)
 still matches and refuses existing files it did not record (unless --overwrite). The rows are checked before any
 model loads; a video that is missing or unreadable fails only its item: the others are generated, the failures are
 listed at the end, and the exit code is then 2. One implementation with `generate-set` (foleyflow.commands.itemloop).
+
+Plans: with a bundle that plans by default (the default model) or `--cot auto`, each video row without a cot is
+planned by the bundle's planner first (foleyflow.planning.default_plan, as `foleyflow generate VIDEO`: a prompt stays
+the text and the plan gives the timing; a video too short to plan goes without); `--cot none` turns it off.
 """
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--guidance", default=None, choices=GUIDANCE, help="guidance (default: the bundle's)")
     p.add_argument("--seed", type=int, default=0, help="base seed: an item without a seed gets one derived from it "
                    "and the item's output name")
+    p.add_argument("--cot", default=None, choices=("auto", "none"), help="video rows without a cot: 'auto' plans "
+                   "each video with the bundle's planner (a prompt stays the text, the plan gives the timing), "
+                   "'none' does not (default: the bundle's choice; the default model plans, as `generate VIDEO`)")
     p.add_argument("--wav-only", action="store_true", help="write only the .wav of each video (no muxed video)")
     p.add_argument("--bundle", default=None, metavar="DIR", help="model bundle (default: the installed default model)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -189,7 +196,13 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file, not a folder")
     items = build_items(args, out)   # every row checked before anything is loaded
+    from foleyflow.planning import bundle_planner_path, plans_by_default
+
+    planning = args.cot == "auto" or (args.cot is None and plans_by_default(bundle))
+    if args.cot == "auto":
+        bundle_planner_path(bundle)      # one line when the bundle has no planner, before anything is loaded
     settings = {"input": str(args.input), "bundle": str(bundle), "bundle_sha256": bundle_sha256(bundle), **values,
+                **({"plan": "auto"} if planning else {}),
                 "seed": args.seed, "precision": args.precision, "device": args.device,
                 **({"quantize": args.quantize} if args.quantize else {})}
     base_key = {k: v for k, v in settings.items() if k not in ("input", "bundle", "seed")}
@@ -210,6 +223,13 @@ def run(args: argparse.Namespace) -> int:
                                      quantize=args.quantize)
     if not pipe.trained:
         print(f"warning: the bundle '{pipe.name}' is UNTRAINED (random weights)", file=sys.stderr)
+    if planning and any(it.video is not None and it.cot is None for it in todo):
+        from foleyflow.planning import default_plan, load_video_planner
+
+        vp = load_video_planner(bundle, pipeline=pipe)     # the pipeline's encoders: each video is encoded once
+        for it in todo:
+            if it.video is not None and it.cot is None:
+                it.condition = lambda v=it.video, p=it.prompt: default_plan(vp, v, p)[:2]
     options = pipe.options(**values)
     settings.update({k: v for k, v in options.as_record().items() if k != "seed"}, precision=pipe.precision)
     summary = RunSummary()
