@@ -126,6 +126,62 @@ def checkpoint_config(meta: dict[str, str]) -> dict:
     return cfg
 
 
+# In-place ops that change only values (never shape, dtype or strides): on the meta device there are no values, so
+# `on_meta` skips them. Several (normal_, erfinv_, clamp_, exponential_...) have no C++ meta kernel, and the first one
+# imports PyTorch's Python decompositions and sympy: 1.4-2 s of every cold start that builds a model on meta to check
+# a checkpoint's shapes (the generator's normal_ initialisers did).
+_VALUE_OPS = frozenset(("normal_", "uniform_", "erfinv_", "clamp_", "clamp_min_", "clamp_max_", "mul_", "add_", "sub_",
+                        "div_", "fill_", "zero_", "copy_", "exponential_", "bernoulli_", "cauchy_", "log_normal_",
+                        "geometric_", "random_", "abs_", "sqrt_", "exp_", "neg_", "fmod_", "remainder_"))
+
+
+# Factories of fixed values (windows, position tables) whose meta versions are Python decompositions too: under
+# `on_meta` they make small CPU tensors (non-persistent buffers such as a mel window or RoPE tables; no state-dict
+# shape depends on where they live).
+_VALUE_FACTORIES = frozenset(("arange", "linspace", "logspace", "hann_window", "hamming_window", "blackman_window",
+                              "bartlett_window", "kaiser_window", "eye", "tril_indices", "triu_indices"))
+
+
+_SCALAR_OPS = frozenset(("__mul__", "__rmul__", "__add__", "__radd__", "__sub__", "__rsub__", "__truediv__", "mul",
+                         "add", "sub", "div"))
+
+
+class _SkipValueOps(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in _VALUE_OPS:                               # Tensor.normal_ or torch.nn.init.normal_(tensor=...)
+            t = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(t, torch.Tensor) and t.is_meta:
+                return t
+        elif name in _VALUE_FACTORIES and kwargs.get("device") is None:
+            kwargs = {**kwargs, "device": "cpu"}
+        elif name in ("randn", "rand") and kwargs.get("device") in (None, "meta"):   # random values: none needed
+            return torch.empty(*args, **{k: v for k, v in kwargs.items() if k != "generator"})
+        elif (name in _SCALAR_OPS and len(args) == 2 and isinstance(args[0], torch.Tensor) and args[0].is_meta
+              and args[0].is_floating_point() and isinstance(args[1], (int, float)) and not isinstance(args[1], bool)):
+            return torch.empty(args[0].shape, dtype=args[0].dtype, device="meta")   # a number times it: same shape
+        elif name in ("randn_like", "rand_like") and args and args[0].is_meta:
+            return torch.empty(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype, device="meta")
+        return func(*args, **kwargs)
+
+
+class on_meta:
+    """`with on_meta(): module = Build(...)`: modules built on the meta device (no memory, no values) without running
+    their initialisers' value-only in-place ops (_VALUE_OPS) and with fixed-value factories on the CPU
+    (_VALUE_FACTORIES); parameter and persistent buffer names, shapes and dtypes are those of a real build."""
+
+    def __enter__(self):
+        self._device, self._skip = torch.device("meta"), _SkipValueOps()
+        self._device.__enter__()
+        self._skip.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._skip.__exit__(*exc)
+        return self._device.__exit__(*exc)
+
+
 def build_checked(build, tensors: dict[str, torch.Tensor], *, what: str = "model", select=None):
     """Builds a module from its checkpoint's config only after checking that the config fits the tensors.
 
@@ -134,7 +190,7 @@ def build_checked(build, tensors: dict[str, torch.Tensor], *, what: str = "model
     if given); then the real module is built and returned (not loaded: call `load_into`). A config the model
     rejects (ValueError, TypeError, ZeroDivisionError...) is a one-line CheckpointError."""
     try:
-        with torch.device("meta"):
+        with on_meta():
             probe = build()
     except CheckpointError:
         raise

@@ -365,14 +365,19 @@ class Generator(nn.Module):
         if sync_len % SYNC_TOKENS_PER_SEGMENT:
             raise FoleyError(f"sync_len must be a multiple of {SYNC_TOKENS_PER_SEGMENT}, got {sync_len}")
         self.latent_len, self.visual_len, self.sync_len = latent_len, visual_len, sync_len
-        device = self.latent_mean.device
-        if device.type == "meta":
-            device = None
+        latent, clip = self._rope_tables(latent_len, visual_len, self.latent_mean.device)
+        self.register_buffer("latent_rope", latent, persistent=False)
+        self.register_buffer("clip_rope", clip, persistent=False)
+
+    def _rope_tables(self, latent_len: int, visual_len: int, device: torch.device):
+        """(latent, visual) RoPE tables on `device`; for a module on the meta device they are computed on the CPU and
+        moved (arange and cos on meta run PyTorch's Python decompositions, whose first use imports sympy: ~1.5 s of
+        a cold start that checks a checkpoint on meta)."""
+        dev = torch.device("cpu") if device.type == "meta" else device
         hd = self.cfg.head_dim
-        self.register_buffer("latent_rope", rope_tables(latent_len, hd, device=device), persistent=False)
-        clip_rope = (aligned_rope_tables(visual_len, hd, latent_len, device=device) if self.cfg.aligned_rope
-                     else rope_tables(visual_len, hd, device=device))
-        self.register_buffer("clip_rope", clip_rope, persistent=False)
+        clip = (aligned_rope_tables(visual_len, hd, latent_len, device=dev) if self.cfg.aligned_rope
+                else rope_tables(visual_len, hd, device=dev))
+        return rope_tables(latent_len, hd, device=dev).to(device), clip.to(device)
 
     def rope_for(self, latent_len: int, visual_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(latent, visual) RoPE tables (float32) for these sequence lengths, computed once per length pair and kept
@@ -382,11 +387,7 @@ class Generator(nn.Module):
         cache = self.__dict__.setdefault("_rope_cache", {})
         tables = cache.get(key)
         if tables is None:
-            dev = None if device.type == "meta" else device
-            hd = self.cfg.head_dim
-            clip = (aligned_rope_tables(visual_len, hd, latent_len, device=dev) if self.cfg.aligned_rope
-                    else rope_tables(visual_len, hd, device=dev))
-            tables = cache[key] = (rope_tables(latent_len, hd, device=dev), clip)
+            tables = cache[key] = self._rope_tables(latent_len, visual_len, device)
         return tables
 
     def _apply(self, fn, recurse=True):

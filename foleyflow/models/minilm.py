@@ -173,7 +173,9 @@ def load_minilm(folder: str | Path, device: str | torch.device = "cpu") -> tuple
 
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
-    with torch.device("meta"):
+    from foleyflow.checkpoint import on_meta
+
+    with on_meta():
         net = Bert(cfg)
     sd = {k: v for k, v in load_file(str(folder / "model.safetensors")).items()
           if not k.startswith("pooler.") and k != "embeddings.position_ids"}

@@ -119,7 +119,9 @@ def _shapes(state: dict) -> dict[str, tuple]:
 
 
 def _meta_shapes(build) -> dict[str, tuple]:
-    with torch.device("meta"):
+    from foleyflow.checkpoint import on_meta
+
+    with on_meta():
         return _shapes(build().state_dict())
 
 
