@@ -122,3 +122,33 @@ def test_evaluate_command_retrieval(world, tmp_path, run_cli):
     bad = run_cli("evaluate", "--generated", world / "ref", "--reference", world / "ref",
                   "--retrieval-encoder", tmp_path / "missing.safetensors", "-o", tmp_path / "x")
     assert bad.code == 2 and "--retrieval-encoder" in bad.err
+
+
+def test_caption_retrieval_baseline_for_text_to_audio(world, tmp_path, run_cli):
+    """--retrieval-by caption: each clip gets the training clip whose caption is nearest (here the one of its
+    colour, so the right audio); the CLI embeds captions with MiniLM; captions are required."""
+    rows = [{"id": f"c{i}", "caption": f"a {c} cube knocks"} for i, c in enumerate(("red", "green", "blue"))]
+    rows += [{"id": f"t_{c}", "caption": f"the {c} cube, knocking"} for c in ("red", "green", "blue", "yellow")]
+    text = tmp_path / "captions.jsonl"
+    text.write_text("\n".join(json.dumps(r) for r in rows))
+    words = ("red", "green", "blue", "yellow")
+
+    def embed(texts):
+        return np.array([[float(w in t) for w in words] for t in texts])
+
+    report = run_evaluation(world / "ref", world / "ref", truth_dir=world / "truth", text_file=text,
+                            train_dir=world / "train", caption_embedder=embed)
+    info = report["settings"]["retrieval"]
+    assert info["by"] == "caption" and info["train_clips"] == 4     # no_video.wav has no caption
+    assert info["matches"] == {"c0": "t_red", "c1": "t_green", "c2": "t_blue"}
+    assert report["systems"]["retrieval"]["onset_f1@50ms"] >= 0.95
+    with pytest.raises(EvalError, match="retrieve each clip itself"):
+        run_evaluation(world / "ref", world / "ref", text_file=text, train_dir=world / "ref", caption_embedder=embed)
+    r = run_cli("evaluate", "--generated", world / "ref", "--reference", world / "ref", "--text", text,
+                "--train", world / "train", "--retrieval-by", "caption", "-o", tmp_path / "rep", "--no-plots")
+    assert r.code == 0, r.err
+    got = json.loads((tmp_path / "rep" / "report.json").read_text())["settings"]["retrieval"]["matches"]
+    assert got == {"c0": "t_red", "c1": "t_green", "c2": "t_blue"}
+    bad = run_cli("evaluate", "--generated", world / "ref", "--reference", world / "ref", "--retrieval-by",
+                  "caption", "-o", tmp_path / "x")
+    assert bad.code == 2 and "needs --train" in bad.err

@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--video", metavar="DIR", help="videos of the clips (for DeSync and AV similarity)")
     p.add_argument("--text", metavar="FILE", help="captions of the clips (for text-audio similarity)")
     p.add_argument("--train", metavar="DIR", help="training clips, <name>.wav and <name>.mp4 (retrieval baseline)")
+    p.add_argument("--retrieval-by", choices=("video", "caption"), default="video",
+                   help="the retrieval baseline's key: 'video' (nearest training video by --retrieval-encoder) or "
+                        "'caption' (text-to-audio: nearest training caption of --text by MiniLM's sentence vector; "
+                        "needs --train)")
     p.add_argument("--retrieval-encoder", metavar="PATH",
                    help="the pipeline's semantic encoder for the retrieval baseline: a bundle folder or its "
                         "semantic_av checkpoint (needs --train and --video)")
@@ -75,10 +79,16 @@ def run(args) -> int:
         from foleyflow.eval.av_models import load_video_embedder
 
         retrieval_embedder = load_video_embedder(args.retrieval_encoder)
+    caption_embedder = None
+    if args.retrieval_by == "caption":
+        if args.train is None or args.text is None:
+            raise EvalError("--retrieval-by caption needs --train (training clips) and --text (their captions)")
+        caption_embedder = _caption_embedder()
     report = run_evaluation(args.generated, args.reference, truth_dir=args.truth, baseline_set_dir=args.baseline_set,
                             video_dir=args.video, text_file=args.text, train_dir=args.train, models=models,
                             baselines=not args.no_baselines, seed=args.seed, extrapolate_fd=args.extrapolate_fd,
-                            progress=sys.stderr.isatty(), retrieval_embedder=retrieval_embedder)
+                            progress=sys.stderr.isatty(), retrieval_embedder=retrieval_embedder,
+                            caption_embedder=caption_embedder)
     report["settings"]["models"] = str(folder) if folder else None
     report["settings"]["embedders"] = str(args.embedders) if args.embedders else None
     for name, why in published_skipped.items():
@@ -89,3 +99,25 @@ def run(args) -> int:
         print(f"skipped {what}: {why}")
     print(f"report written to {written['markdown'].parent} ({', '.join(p.name for p in written.values())})")
     return 0
+
+
+def _caption_embedder():
+    """texts -> (N, 384) MiniLM sentence vectors (mask-mean, L2-normalised; long captions cut), in batches."""
+    import numpy as np
+
+    from foleyflow.models.text_encoder import TextEncoderConfig, load_text_encoder
+
+    enc = load_text_encoder(TextEncoderConfig(overflow="truncate"))
+
+    def embed(texts):
+        import warnings
+
+        out = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(0, len(texts), 256):
+                out.append(enc.encode(list(texts[i:i + 256])).pooled.numpy())
+        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+
+    embed.identity = {"model": "sentence-transformers/all-MiniLM-L6-v2", "vector": "pooled"}
+    return embed

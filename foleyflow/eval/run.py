@@ -293,6 +293,35 @@ def _retrieval(reference: AudioSet, names: list[str], video_dir, train_dir, refe
                   "train_clips": len(train_videos), "matches": match}
 
 
+def _caption_retrieval(reference: AudioSet, names: list[str], text_file, train_dir, reference_dir, embed_texts,
+                       timer: _Timer) -> tuple[AudioSet, dict]:
+    """The text-to-audio retrieval baseline: each clip gets the audio of the training clip whose caption is nearest
+    (cosine of `embed_texts(captions) -> (N, D)`) to its own caption."""
+    from foleyflow.eval.models import read_captions
+
+    train_dir = Path(train_dir)
+    if train_dir.resolve() == Path(reference_dir).resolve():
+        raise EvalError("--train is the reference folder: the retrieval baseline would retrieve each clip itself")
+    if text_file is None:
+        raise EvalError("the caption retrieval baseline needs --text (captions of the clips and the training clips)")
+    captions = read_captions(text_file)
+    train_audio = folder_set(train_dir)
+    train_names = sorted(n for n in train_audio if captions.get(n))
+    if not train_names:
+        raise EvalError(f"the caption retrieval baseline found no training clip of {train_dir} with a caption in "
+                        f"{text_file}")
+    lost = [n for n in names if not captions.get(n)]
+    if lost:
+        raise EvalError(f"{len(lost)} clips have no caption in {text_file} (e.g. {', '.join(lost[:3])})")
+    t = perf_counter()
+    train_emb = dict(zip(train_names, np.asarray(embed_texts([captions[n] for n in train_names]))))
+    query_emb = dict(zip(names, np.asarray(embed_texts([captions[n] for n in names]))))
+    timer.add("caption_embeddings", t)
+    rset, match = retrieval_set(reference, query_emb, train_audio, train_emb)
+    return rset, {"by": "caption", "encoder": getattr(embed_texts, "identity", None), "train_dir": str(train_dir),
+                  "train_clips": len(train_names), "matches": match}
+
+
 def run_evaluation(*args, **kwargs) -> dict:
     """Scores the generated set and the baselines; returns the report dict (see report.write_report). BLAS runs on
     one thread (see metrics._one_blas_thread). Arguments: see _run_evaluation."""
@@ -304,12 +333,14 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
                    baseline_set_dir: str | Path | None = None, video_dir=None, text_file=None, train_dir=None,
                    models: EvalModels = EvalModels(), baselines: bool = True, seed: int = 0,
                    extrapolate_fd: bool = False, num_examples: int = 3, progress: bool = False,
-                   retrieval_embedder: Callable[[Path], np.ndarray] | None = None) -> dict:
+                   retrieval_embedder: Callable[[Path], np.ndarray] | None = None,
+                   caption_embedder: Callable[[list[str]], np.ndarray] | None = None) -> dict:
     """generated_dir/reference_dir: audio matched by file stem; truth_dir: <stem>.json ground truth; baseline_set_dir:
     an independent set (FD/KAD noise floor); video_dir: <stem>.mp4 videos (alignment metrics, retrieval); text_file:
     recorded; train_dir: training clips (<stem>.wav/.flac and <stem>.mp4) for the retrieval baseline;
     models: optional evaluation models; extrapolate_fd: also FD at N -> inf; retrieval_embedder(video path) -> (D,):
-    the pipeline's semantic encoder (av_models.load_video_embedder) for the retrieval baseline."""
+    the pipeline's semantic encoder (av_models.load_video_embedder) for the retrieval baseline; caption_embedder(texts)
+    -> (N, D): instead, the retrieval baseline of text-to-audio, by caption (needs text_file and train_dir)."""
     reference, ref_paths = folder_set(reference_dir), list_audio(reference_dir)
     generated, gen_paths = folder_set(generated_dir), list_audio(generated_dir)
     missing = [n for n in generated if n not in reference]
@@ -349,7 +380,13 @@ def _run_evaluation(generated_dir: str | Path, reference_dir: str | Path, *, tru
         plan += [("reference", reference, names, True), ("shuffled", shuffled_set({n: reference[n] for n in names},
                  seed), names, True), ("silence", silence_set({n: reference[n] for n in names}), names, True),
                  ("noise", noise_set({n: reference[n] for n in names}, seed), names, True)]
-        if retrieval_embedder is not None and train_dir is not None and video_dir is not None:
+        if caption_embedder is not None and train_dir is not None:
+            timer = _Timer()
+            rset, retrieval_info = _caption_retrieval({n: reference[n] for n in names}, names, text_file, train_dir,
+                                                      reference_dir, caption_embedder, timer)
+            timers["retrieval_embeddings"] = timer.seconds
+            plan.append(("retrieval", rset, names, True))
+        elif retrieval_embedder is not None and train_dir is not None and video_dir is not None:
             timer = _Timer()
             rset, retrieval_info = _retrieval({n: reference[n] for n in names}, names, video_dir, train_dir,
                                               reference_dir, retrieval_embedder, timer, progress)
