@@ -182,3 +182,23 @@ def test_cli_bad_arguments_give_one_line_errors(run_cli, tmp_path, args, words):
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.err
     assert source_tree_listing() == before  # a refused command writes nothing into the source tree
+
+
+def test_pool_workers_end_quietly_on_the_pools_sigterm(monkeypatch):
+    """The pool closes its workers with SIGTERM; a worker that kept the CLI's handler (raise Terminated) printed a
+    traceback under a successful `world make --workers 2`. Workers restore the default action."""
+    import signal
+
+    from foleyflow.world import make
+
+    def cli_handler(signum, frame):  # what foleyflow.cli installs
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, cli_handler)
+    try:
+        monkeypatch.setattr(make, "_WORKER", {})
+        make._init_pool_worker("out", "train", None, None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert make._WORKER["split"] == "train"
+    finally:
+        signal.signal(signal.SIGTERM, previous)

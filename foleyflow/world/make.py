@@ -103,6 +103,15 @@ def _init_worker(out_dir, split, cfg, bank):
     _WORKER.update(out_dir=out_dir, split=split, cfg=cfg, bank=bank)
 
 
+def _init_pool_worker(out_dir, split, cfg, bank):
+    """A forked worker inherits the CLI's SIGTERM handler (foleyflow.cli raises Terminated); the pool ends its
+    workers with SIGTERM when it closes, which printed a Terminated traceback under a run that had succeeded."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(out_dir, split, cfg, bank)
+
+
 def _work(seed: int) -> dict:
     w = _WORKER
     try:
@@ -150,7 +159,7 @@ def make_split(out_dir: str | Path, split: str, n: int, cfg: WorldConfig, seed: 
         import multiprocessing as mp
 
         ctx = mp.get_context("fork")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(out_dir, split, cfg, bank)) as pool:
+        with ctx.Pool(workers, initializer=_init_pool_worker, initargs=(out_dir, split, cfg, bank)) as pool:
             rows = list(_progress(pool.imap(_work, seeds, chunksize=1), progress, total=n))
     errors = [r["error"] for r in rows if "error" in r]
     if errors:
