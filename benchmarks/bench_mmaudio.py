@@ -400,7 +400,7 @@ def main(argv=None) -> int:
     from foleyflow.pipeline import bf16_supported
 
     values, quantize = parse_candidate(args.options)
-    cpu = (f"CPU: {cpu_summary()}; oneDNN bf16 kernels: {'yes' if bf16_supported(torch.device('cpu')) else 'no'}; "
+    cpu = (f"CPU: {cpu_summary()}; native bf16 units: {'yes' if bf16_supported(torch.device('cpu')) else 'no'}; "
            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(cpu, flush=True)
     t0 = time.perf_counter()

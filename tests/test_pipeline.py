@@ -191,6 +191,26 @@ def test_precision_follows_the_hardware(bundle, text_encoder):
     assert fp32.precision == "fp32" and next(fp32._sampling_net.parameters()).dtype == torch.float32
 
 
+@pytest.mark.parametrize("machine,avx512_bf16,amx,onednn,expected", [
+    ("x86_64", False, False, True, False),   # AVX-512 without bf16 units: oneDNN emulates, 4x slower than fp32
+    ("x86_64", True, False, True, True),     # Cooper Lake / Zen 4
+    ("x86_64", False, True, True, True),     # Sapphire Rapids (AMX)
+    ("x86_64", False, False, False, False),  # AVX2 only
+    ("aarch64", False, False, True, True),   # elsewhere oneDNN decides
+    ("aarch64", False, False, False, False),
+])
+def test_bf16_only_on_native_units(monkeypatch, machine, avx512_bf16, amx, onednn, expected):
+    import platform
+
+    from foleyflow.pipeline import bf16_supported
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn, raising=False)
+    assert bf16_supported(torch.device("cpu")) is expected
+
+
 def test_text_only_prompt_cot_negative_resample_and_loudness(pipe):
     r = pipe.generate(None, duration_s=2.5, prompt="a ball bounces on a wooden floor", negative="speech",
                       steps=2, sample_rate=44100, loudness_lufs=-20.0)
