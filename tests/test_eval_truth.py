@@ -89,3 +89,46 @@ def test_listed_ambience_transients_are_not_false_positives():
     events[0].params["transients_s"] = drops          # events[0] is the rain bed
     r = score_clip("a", x, SR, events).onsets.counts[0.05]
     assert r.fp == 0 and r.tp == 3
+
+
+class _ClipHead:
+    """A classifier with a clip head whose presence is high for the classes it is told are in the clip."""
+    class_names = ["knock", "bell", "engine"]
+    clip_class_names = ["knock", "bell", "engine"]
+    sample_rate, segment_s, pre_s = 16000, 0.25, 0.0
+
+    def __init__(self, present):
+        self.present = present
+
+    def __call__(self, segment):
+        return np.full(3, 1 / 3)
+
+    def clip_outputs(self, audio, sr):
+        return np.array([0.9 if c in self.present else 0.1 for c in self.clip_class_names]), np.zeros(4)
+
+
+def test_offscreen_sources_scored_by_the_clip_head():
+    from foleyflow.eval.paired import clip_record, pool
+    from foleyflow.eval.truth import summarize
+    from foleyflow.events import SoundEvent
+
+    events = [SoundEvent("knock", "discrete", 1.0, source_id=0),
+              SoundEvent("bell", "discrete", 2.0, source_id=1, on_screen=False),
+              SoundEvent("bell", "discrete", 3.0, source_id=1, on_screen=False),
+              SoundEvent("engine", "discrete", 4.0, source_id=2, on_screen=False, params={"audible": False}),
+              SoundEvent("engine", "ambience", 0.0, on_screen=False)]
+    audio = np.zeros((2, 16000 * 5), np.float32)
+    heard = score_clip("a", audio, 16000, events, classifier=_ClipHead({"bell"}))
+    missed = score_clip("b", audio, 16000, events, classifier=_ClipHead({"knock"}))
+    # one off-screen source: the inaudible event and the ambience do not count
+    assert [(o["class"], o["presence"]) for o in heard.offscreen] == [("bell", 0.9)]
+    assert heard.to_json()["offscreen_presence"] == 0.9 and missed.to_json()["offscreen_presence"] == 0.1
+    onscreen = score_clip("c", audio, 16000, events[:1], classifier=_ClipHead({"knock"}))
+    assert onscreen.offscreen == []
+    out = summarize([heard, missed, onscreen], classifier_used=True)
+    assert out["offscreen_clips"] == 2
+    assert out["offscreen_presence"] == pytest.approx(0.5) and out["offscreen_detected"] == pytest.approx(0.5)
+    assert "offscreen_clips" not in summarize([onscreen], classifier_used=True)
+    records = [clip_record(r.name, truth=r, classifier_used=True) for r in (heard, missed, onscreen)]
+    assert pool(records, "offscreen_detected") == pytest.approx(0.5)
+    assert pool(records, "offscreen_presence") == pytest.approx(0.5)

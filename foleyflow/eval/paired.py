@@ -12,7 +12,10 @@
   posterior of the true class over them): `class_accuracy` = sum correct / sum total; `class_p_true` weighted by total;
 - `clap_score`, `ib_score` (100 x cosine), `desync_s` (null for clips shorter than DeSync's 4.8 s window), `quality`,
   `kl` (KL(reference || generated) of the clip), `itd_error_ms`, `ild_error_db`, `loudness_lufs`, `clipping_ratio`,
-  `noise_floor_db`: plain means over the clips that have them, as report.json's.
+  `noise_floor_db`: plain means over the clips that have them, as report.json's;
+- where the truth has off-screen sources and the classifier a clip head: `offscreen_presence` (the lowest clip-head
+  presence over the clip's off-screen sources) and `offscreen_detected` (1 when that is at least 0.5), means over
+  those clips.
 Set-level only (not in the file, not compared): FD and KAD (`fd_*`, `kad_*`, on any embedding, including the
 published ones) and IS (`is`, `is_*`) are statistics of the whole set's distribution, not sums of per-clip terms;
 the published embedders' `kl_<name>` and `clap_<name>` are not recorded per clip either.
@@ -40,6 +43,8 @@ PER_CLIP_FILE = "per_clip.jsonl"
 AESTHETIC_KEYS = ("loudness_lufs", "clipping_ratio", "noise_floor_db")
 # plain per-clip means, in table order
 MEAN_KEYS = ("clap_score", "ib_score", "desync_s", "quality", "kl", "itd_error_ms", "ild_error_db") + AESTHETIC_KEYS
+# means over the clips whose truth has an off-screen source (truth.offscreen_presence)
+OFFSCREEN_KEYS = ("offscreen_presence", "offscreen_detected")
 _ONSET = re.compile(r"onset_(f1|precision|recall)@(\d+)ms(.*)")
 
 
@@ -62,6 +67,10 @@ def clip_record(name: str, *, truth=None, classifier_used: bool = False, aesthet
             rec["class_correct"] = sum(c["label"] == c["predicted"] for c in known)
             rec["class_total"] = len(known)
             rec["class_p_true"] = float(np.mean([c["p_true"] for c in known])) if known else None
+        if getattr(truth, "offscreen", None):
+            from foleyflow.eval.truth import clip_offscreen
+
+            rec["offscreen_presence"], rec["offscreen_detected"] = clip_offscreen(truth.offscreen)
         aesthetics = truth.aesthetics
     for key in AESTHETIC_KEYS:
         if aesthetics is not None and key in aesthetics:
@@ -154,7 +163,7 @@ def pooled_key(key: str) -> PooledKey | None:
         return PooledKey(key, columns, stat, fields)
     table = {"onset_mean_abs_error_ms": ("onset_mean_abs_error_ms", "onset_matched_pairs"),
              "pan_error": ("pan_error", "pan_events"), "class_p_true": ("class_p_true", "class_total"),
-             **{k: (k, None) for k in MEAN_KEYS}}
+             **{k: (k, None) for k in MEAN_KEYS + OFFSCREEN_KEYS}}
     if key in table:
         value, weight = table[key]
         return PooledKey(key, _weighted(value, weight), _ratio, (value,) + ((weight,) if weight else ()))
@@ -178,7 +187,7 @@ def pooled_keys(records: list[dict]) -> list[str]:
                     if (m := re.fullmatch(r"onset_tp@(\d+)ms(.*)", k))}, key=lambda t: (t[1], t[0]))
     keys = [f"onset_{w}@{ms}ms{sfx}" for ms, sfx in onset for w in ("f1", "precision", "recall")]
     keys += ["onset_mean_abs_error_ms", "class_accuracy", "class_p_true", "pan_error", "pan_error_clip_mean",
-             *MEAN_KEYS]
+             *MEAN_KEYS, *OFFSCREEN_KEYS]
     out = []
     for k in keys:
         spec = pooled_key(k)

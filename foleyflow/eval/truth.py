@@ -19,6 +19,11 @@ read by `foleyflow.events.read_events`.
   each non-ambience event; top-1 accuracy against the label, and the mean posterior of the true class. Events of a
   class the classifier does not know are counted apart (`class_events_not_covered`). Without a classifier the figure
   is skipped and the report says so.
+- Off-screen sources (issue 17's off-screen target; sets whose truth has sources marked `on_screen` false, e.g.
+  FoleyWorld's `test-offscreen`): with a classifier that has a clip head (`clip_outputs`), the clip-head presence of
+  each off-screen source's class on the whole clip; per clip the lowest over its off-screen sources;
+  `offscreen_presence` is its mean and `offscreen_detected` the share of clips where it is at least 0.5, over the
+  `offscreen_clips` clips that have such a source. Absent from reports of sets without off-screen sources.
 - Aesthetic proxies per clip (LUFS, clipping ratio, noise floor), averaged.
 """
 from __future__ import annotations
@@ -123,6 +128,38 @@ def _accuracy(classes: list[dict]) -> float | None:
     return float(np.mean([c["label"] == c["predicted"] for c in known])) if known else None
 
 
+OFFSCREEN_THRESHOLD = 0.5  # issue 17's off-screen target: clip-head presence at least 0.5
+
+
+def offscreen_presence(audio: np.ndarray, sample_rate: int, events: list[SoundEvent], classifier) -> list[dict]:
+    """[{source_id, class, presence}] for each source the truth marks off screen (`on_screen` false; audible
+    discrete or continuous events, not ambience): the classifier's clip-head presence probability of the source's
+    class on the whole clip (`clip_outputs`: sigmoid presence per class). Empty without such sources, for a
+    classifier without a clip head, or for classes the clip head does not know."""
+    if not hasattr(classifier, "clip_outputs") or not hasattr(classifier, "clip_class_names"):
+        return []
+    sources: dict = {}
+    for e in events:
+        if e.on_screen or e.kind == "ambience" or (e.kind == "discrete" and not marked_audible(e)):
+            continue
+        sources.setdefault((e.source_id, e.sound_class), None)
+    names = list(classifier.clip_class_names)
+    known = [(sid, c) for sid, c in sources if c in names]
+    if not known:
+        return []
+    prob = np.asarray(classifier.clip_outputs(audio, sample_rate)[0], np.float64).ravel()
+    return [{"source_id": sid, "class": c, "presence": float(prob[names.index(c)])} for sid, c in known]
+
+
+def clip_offscreen(offscreen: list[dict]) -> tuple[float | None, float | None]:
+    """(presence, detected) of one clip: the lowest presence over its off-screen sources and 1.0 when that is at
+    least OFFSCREEN_THRESHOLD (every off-screen source heard), else 0.0; (None, None) without off-screen sources."""
+    if not offscreen:
+        return None, None
+    low = min(o["presence"] for o in offscreen)
+    return low, float(low >= OFFSCREEN_THRESHOLD)
+
+
 @dataclass
 class ClipTruthResult:
     name: str
@@ -134,6 +171,7 @@ class ClipTruthResult:
     pan_status: dict[str, int]
     aesthetics: dict
     classes: list[dict] = field(default_factory=list)
+    offscreen: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"name": self.name, "duration_s": self.duration_s,
@@ -141,7 +179,8 @@ class ClipTruthResult:
                 **{k: v for k, v in self.onsets.to_json().items() if "f1" in k or "error" in k},
                 "pan_error": float(np.mean(self.pan_errors)) if self.pan_errors else None,
                 "pan_status": self.pan_status, **self.aesthetics,
-                "class_accuracy": _accuracy(self.classes)}
+                "class_accuracy": _accuracy(self.classes),
+                "offscreen_presence": clip_offscreen(self.offscreen)[0]}
 
 
 def onset_targets(events: list[SoundEvent]) -> tuple[list[float], list[float]]:
@@ -200,9 +239,10 @@ def score_clip(name: str, audio: np.ndarray, sample_rate: int, events: list[Soun
     aes = aesthetics(audio, sample_rate)
     lap("aesthetics")
     classes = classify_events(audio, sample_rate, events, classifier) if classifier is not None else []
+    offscreen = offscreen_presence(audio, sample_rate, events, classifier) if classifier is not None else []
     lap("class_accuracy")
     return ClipTruthResult(name, dur, sorted(onset_targets(events)[0]), det.tolist(), scores,
-                           [m.error for m in pans if m.error is not None], status, aes, classes)
+                           [m.error for m in pans if m.error is not None], status, aes, classes, offscreen)
 
 
 def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
@@ -231,6 +271,11 @@ def summarize(results: list[ClipTruthResult], classifier_used: bool) -> dict:
     else:
         out["class_accuracy"] = None
         out["class_accuracy_skipped"] = "no event classifier given (no trained evaluation model)"
+    off = [clip_offscreen(r.offscreen) for r in results if r.offscreen]
+    if off:  # only for sets whose truth has off-screen sources (FoleyWorld's test-offscreen has one in every clip)
+        out["offscreen_clips"] = len(off)
+        out["offscreen_presence"] = float(np.mean([p for p, _ in off]))
+        out["offscreen_detected"] = float(np.mean([d for _, d in off]))
     return out
 
 
