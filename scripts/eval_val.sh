@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Scores a bundle on the first N FoleyWorld `val` clips the way the default model's choices are made (issue 17):
+# generate-set with a text mode (default caption+auto: the caption and the bundle planner's plan of the video, what
+# `foleyflow generate VIDEO --prompt CAPTION` does), 10 steps, then `foleyflow evaluate` against the ground truth.
+# Usage: bash scripts/eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]
+# Writes OUT_DIR/gen (the audio) and OUT_DIR/report; compare two with
+#   python benchmarks/paired_eval.py --base A/report --new B/report
+# Set DATA (default /work/data/foleyworld) to the FoleyWorld folder. Rerunning keeps finished clips.
+set -euo pipefail
+BUNDLE=${1:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
+OUT=${2:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
+N=${3:-200}
+TEXT=${4:-caption+auto}
+VENV=${5:-.venv}
+DATA=${DATA:-/work/data/foleyworld}
+FF="$VENV/bin/foleyflow"
+mkdir -p "$OUT"
+"$FF" generate-set "$DATA/manifest.jsonl" --split val --limit "$N" --text "$TEXT" --steps 10 --bundle "$BUNDLE" \
+  --out "$OUT/gen" --threads "${THREADS:-2}"
+"$FF" evaluate --generated "$OUT/gen" --reference "$DATA/val" --truth "$DATA/val" --video "$DATA/val" \
+  --text "$DATA/manifest.jsonl" -o "$OUT/report" --no-plots --no-baselines
