@@ -5,7 +5,8 @@
 #   DATA_DIR  FoleyWorld data (made here if missing: val, test, test-hard, test-offscreen and the first 3,000 train
 #             clips, with scripts/make_foleyworld.sh's seeds and markers)
 #   WORK_DIR  caches and the run folder (WORK_DIR/cache/..., WORK_DIR/runs/<config name>)
-#   CONFIG    default configs/train_flow/v3_continue.yaml (starts from the shipped generator); v3.yaml is the original
+#   CONFIG    default configs/train_flow/v3_continue.yaml. Every run starts from the bundle's generator
+#             (init_from); the original v3.yaml started from version 2's, which this script does not provide
 # Rerun the same command after an interruption: finished data chunks, caches and training states are kept.
 set -euo pipefail
 DATA=${1:?usage: v3_campaign.sh DATA_DIR WORK_DIR [CONFIG] [VENV]}
