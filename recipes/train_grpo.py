@@ -97,6 +97,10 @@ class TrainGrpoConfig:
     bundle: str = ""                       # the starting bundle folder
     manifest: str = ""                     # FoleyWorld manifest: GRPO uses its `train` rows only
     text: str = "caption"                  # the generator's text condition: "caption" or "cot"
+    plan: str = "bundle"                   # the plan track of a generator that follows plans: "bundle" (auto when
+                                           # the bundle plans by default, else none), "auto" (the bundle's planner
+                                           # plans each clip's video, as generation does), "truth" (the clip's
+                                           # ground truth) or "none"; guided as the bundle's plan_scale says
     crop_s: float = 0.0                    # clip window from 0 s (0: the generator's window)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -123,6 +127,9 @@ class TrainGrpoConfig:
     threads: int = 0
 
 
+PLAN_SOURCES = ("bundle", "auto", "truth", "none")
+
+
 def check_config(cfg: TrainGrpoConfig) -> None:
     s = cfg.sampling
     problems = []
@@ -130,6 +137,8 @@ def check_config(cfg: TrainGrpoConfig) -> None:
         problems.append("bundle and manifest are required")
     if cfg.text not in ("caption", "cot"):
         problems.append(f"text must be caption or cot, got {cfg.text!r}")
+    if cfg.plan not in PLAN_SOURCES:
+        problems.append(f"plan must be one of {', '.join(PLAN_SOURCES)}, got {cfg.plan!r}")
     if not 1 <= s.window <= s.steps or s.max_start < 0:
         problems.append("sampling.window must be in [1, sampling.steps] and max_start >= 0")
     if s.group_size < 2:
@@ -246,8 +255,21 @@ def clip_indices(it: int, rank: int, world: int, per_rank: int, n: int, seed: in
     return out
 
 
-def clip_data(pipe, entry, cfg: TrainGrpoConfig, crop_s: float, models: dict, text_fn, cache: dict) -> dict:
-    """Generator conditions (B = 1) and reward conditions of one clip's window [0, crop_s), cached by id."""
+def plan_source(cfg: TrainGrpoConfig, pipe, info) -> str:
+    """The plan track GRPO conditions on: `cfg.plan`, with "bundle" resolved as generation resolves it (the
+    bundle's planner's plan when bundle.json says "plan": "auto"), and "none" for a generator without a plan pathway."""
+    if not pipe.follows_plan:
+        return "none"
+    if cfg.plan == "bundle":
+        return "auto" if info.plan == "auto" else "none"
+    return cfg.plan
+
+
+def clip_data(pipe, entry, cfg: TrainGrpoConfig, crop_s: float, models: dict, text_fn, cache: dict,
+              planner=None) -> dict:
+    """Generator conditions (B = 1) and reward conditions of one clip's window [0, crop_s), cached by id. planner:
+    None (no plan track), "truth" (the plan of the clip's ground truth) or a loaded foleyflow.planning.VideoPlanner
+    (its plan of the clip's whole video, as generation conditions on it)."""
     if entry.id in cache:
         return cache[entry.id]
     from foleyflow.conditioning import Window
@@ -257,7 +279,18 @@ def clip_data(pipe, entry, cfg: TrainGrpoConfig, crop_s: float, models: dict, te
         feats = pipe.text_features(cot=entry.cot)  # its four parts encoded apart, as generation does
     else:
         feats = pipe.text_features(prompt=entry.caption or None)
-    cond = pipe.conditions(entry.video, Window(0.0, crop_s), text=feats)
+    plan = None
+    if planner == "truth":
+        from foleyflow.cot import plan_from_truth
+
+        if not entry.truth:
+            raise RewardError(f"clip {entry.id} has no truth JSON (plan=truth needs it)")
+        plan = plan_from_truth(json.loads(Path(entry.truth).read_text()))
+    elif planner is not None:
+        from foleyflow.planning import plan_video
+
+        plan = plan_video(entry.video, planner)
+    cond = pipe.conditions(entry.video, Window(0.0, crop_s), text=feats, plan=plan)
     reward = {"text": entry.cot or entry.caption or ""}
     if text_fn is not None:
         reward["text_features"] = text_fn([reward["text"]])
@@ -272,11 +305,19 @@ def clip_data(pipe, entry, cfg: TrainGrpoConfig, crop_s: float, models: dict, te
 
 
 # ------------------------------------------------------------------------------------------------ policy
-def policy_velocity(net, conds, cfg_scale: float):
-    """Guided velocity_fn(x, t) of `net` for Conditions `conds` (gradients flow when enabled)."""
-    from foleyflow.models.generator_sampling import guided_velocity
+def policy_velocity(net, conds, cfg_scale: float, plan_scale: float | None = None):
+    """Guided velocity_fn(x, t) of `net` for Conditions `conds` (gradients flow when enabled), as
+    FoleyPipeline.velocity_fn guides with guidance "cfg": with a plan track and a plan_scale, against the plan track
+    alone and (unless plan_scale is 1) the empty conditions; else against the empty conditions."""
+    from foleyflow.models.generator_sampling import guided_velocity, plan_guided_velocity
 
-    uncond = net.empty_conditions(conds.batch_size, duration_s=conds.duration_s) if cfg_scale != 1.0 else None
+    b, d = conds.batch_size, conds.duration_s
+    if cfg_scale != 1.0 and plan_scale is not None and conds.plan is not None and net.cfg.plan_dim > 0:
+        plan_only = net.empty_conditions(b, duration_s=d, plan=conds.plan)
+        none = None if plan_scale == 1.0 else net.empty_conditions(b, duration_s=d)
+        return plan_guided_velocity(net, net.prepare(conds), plan_only, none, cfg_scale=cfg_scale,
+                                    plan_scale=plan_scale)
+    uncond = net.empty_conditions(b, duration_s=d) if cfg_scale != 1.0 else None
     return guided_velocity(net, net.prepare(conds), uncond, cfg_scale)
 
 
@@ -316,7 +357,8 @@ def log_sample(log, audio: torch.Tensor, sample_rate: int, it: int) -> None:
 
 
 @torch.no_grad()
-def val_scores(pipe, net, models, clips: list, cfg: TrainGrpoConfig) -> dict[str, float]:
+def val_scores(pipe, net, models, clips: list, cfg: TrainGrpoConfig, plan_scale: float | None = None
+               ) -> dict[str, float]:
     """Mean reward-model scores of ODE samples (Euler, fixed noise) of the val clips under `net`."""
     from foleyflow.flow.samplers import euler, uniform_grid
 
@@ -326,7 +368,7 @@ def val_scores(pipe, net, models, clips: list, cfg: TrainGrpoConfig) -> dict[str
     latent_len = net.cfg.seq_lengths(conds.duration_s)[0]
     x0 = torch.randn((len(clips), latent_len, net.cfg.latent_channels),
                      generator=torch.Generator().manual_seed(cfg.seed))
-    x1 = euler(policy_velocity(net, conds, cfg.sampling.cfg_scale), x0, uniform_grid(cfg.sampling.steps))
+    x1 = euler(policy_velocity(net, conds, cfg.sampling.cfg_scale, plan_scale), x0, uniform_grid(cfg.sampling.steps))
     r = score(models, pipe.decode(x1), clips, 1, pipe.sample_rate)
     out = {f"val/{name}": float(r[:, k].mean()) for k, name in enumerate(models)}
     weights = torch.tensor([getattr(cfg.rewards, n).weight for n in models])
@@ -371,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     info = read_bundle(cfg.bundle)
     pipe = FoleyPipeline.from_bundle(cfg.bundle, precision="fp32")
     crop_s = cfg.crop_s or pipe.window_s
+    plan_mode = plan_source(cfg, pipe, info)
+    if plan_mode == "auto":
+        from foleyflow.planning import load_video_planner
+
+        planner = load_video_planner(cfg.bundle, pipeline=pipe)
+    else:
+        planner = "truth" if plan_mode == "truth" else None
+    ps = pipe.options().plan_scale if plan_mode != "none" else None
     entries = train_entries(cfg.manifest, crop_s)
     val_entries = train_entries(cfg.manifest, crop_s, "val")[: cfg.val_clips] if cfg.val_every else []
     lock = lock_run(out, ctx)
@@ -405,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                  "start_generator_sha256": file_sha256(info.files["generator"]),
                  "rewards": rewards_provenance(cfg, models),
                  "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)}
-                 if cfg.lora.rank else None, "data": f"{cfg.manifest} split train"}
+                 if cfg.lora.rank else None, "data": f"{cfg.manifest} split train",
+                 "plan": plan_mode, "plan_scale": ps}
     use_bf16 = cfg.bf16 and bf16_supported(ctx.device)
     text_fn = reward_texts_encoder(models)
     cache: dict = {}
@@ -427,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         cfg.seed)] for r in range(ctx.world_size)}
         mine = [entries[i] for i in clip_indices(it, ctx.rank, ctx.world_size, cfg.clips_per_iter, len(entries),
                                                  cfg.seed)]
-        clips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache) for e in mine]
+        clips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache, planner) for e in mine]
         g = iteration_generator(cfg.seed, it, ctx.rank)
         # 1. rollouts with the current policy (no gradients), decode, rewards, advantages per group and reward
         rollouts, raw, nfe_rows, starts = [], [], 0, []
@@ -441,10 +492,10 @@ def main(argv: list[str] | None = None) -> int:
             latent_len = net.cfg.seq_lengths(conds.duration_s)[0]
             x0 = torch.randn((len(part), latent_len, net.cfg.latent_channels), generator=g)
             with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                ro = fast_grpo_sample(policy_velocity(net, conds, s.cfg_scale), x0, ts, window_start=start,
+                ro = fast_grpo_sample(policy_velocity(net, conds, s.cfg_scale, ps), x0, ts, window_start=start,
                                       window_size=s.window, group_size=s.group_size, noise_level=s.noise_level,
                                       generator=g, reduce=s.reduce,
-                                      branch_velocity_fn=policy_velocity(net, conds.repeat(s.group_size), s.cfg_scale))
+                                      branch_velocity_fn=policy_velocity(net, conds.repeat(s.group_size), s.cfg_scale, ps))
             audio = pipe.decode(ro.samples)
             raw.append(score(models, audio, part, s.group_size, pipe.sample_rate))
             rollouts.append((conds.repeat(s.group_size), ro))
@@ -463,8 +514,8 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(s.window):
                 with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     with torch.no_grad():
-                        ref_fn = policy_velocity(ref, conds_g, s.cfg_scale)
-                    re = step_log_prob(policy_velocity(net, conds_g, s.cfg_scale), ro.states[k], ro.next_states[k],
+                        ref_fn = policy_velocity(ref, conds_g, s.cfg_scale, ps)
+                    re = step_log_prob(policy_velocity(net, conds_g, s.cfg_scale, ps), ro.states[k], ro.next_states[k],
                                        ro.timesteps[k], ro.next_timesteps[k], noise_level=s.noise_level,
                                        ref_velocity_fn=ref_fn, reduce=s.reduce)
                     loss = grpo_loss(re.log_prob, ro.log_probs[k], a, clip_range=cfg.clip_range, kl=re.kl,
@@ -505,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
                        "train/lr": lr_at(cfg.optim, max(0, updates - 1), total_updates), "train/grad_norm":
                        float(gnorm), "train/iter_s": time.time() - t0, "compute/nfe_rows": nfe_rows})
         if val_entries and it % cfg.val_every == 0 and ctx.is_main:
-            vclips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache) for e in val_entries]
-            values.update(val_scores(pipe, net, models, vclips, cfg))
+            vclips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache, planner) for e in val_entries]
+            values.update(val_scores(pipe, net, models, vclips, cfg, ps))
         if cfg.stop.frac:   # every rank decides alike: rank 0's val monitor is broadcast
             v = torch.tensor(values.get(cfg.stop.key, float("nan")) if ctx.is_main else 0.0, dtype=torch.float64)
             if ctx.backend is not None:

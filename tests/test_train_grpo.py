@@ -354,3 +354,56 @@ def test_issue_18_experiment_configs_are_valid_and_differ_only_where_they_should
         assert single.steps == fast.steps // 2
         c, f = asdict(single), dict(a)
         assert {k for k in c if c[k] != f[k]} == {"rewards", "steps"}
+
+
+def test_a_generator_that_follows_plans_is_tuned_on_the_plan_and_guided_as_generation_guides(grpo, inputs, tmp_path,
+                                                                                             monkeypatch):
+    """A bundle whose generator has a plan pathway: GRPO conditions on the plan (here the ground truth's), its
+    policy velocity equals the pipeline's at generation for the same conditions (plan kept in the unguided branch at
+    plan_scale 1, a third branch otherwise, none without a plan_scale), and the ratio is still 1 before the update."""
+    torch.set_num_threads(1)
+    from foleyflow.models.generator import Generator
+    from foleyflow.pipeline import FoleyPipeline
+
+    planned = tiny_bundle(tmp_path / "planned", generator_overrides=dict(hidden_dim=32, num_heads=2,
+                                                                         num_joint_blocks=1, num_audio_blocks=1,
+                                                                         plan_dim=12))
+    seen = []
+    original = Generator.plan_condition
+
+    def recording(self, plan, *args):
+        seen.append(plan is not None and bool(plan.abs().sum() > 0))
+        return original(self, plan, *args)
+    monkeypatch.setattr(Generator, "plan_condition", recording)
+    out = tmp_path / "run"
+    assert grpo.main(argv(inputs, out, f"bundle={planned}", "plan=truth", "steps=1", "sampling.cfg_scale=3.0")) == 0
+    assert any(seen), "the plan track never reached the generator"
+    assert read_metrics(out)[0]["grpo/ratio_dev_first"] == 0.0
+    from foleyflow.checkpoint import PROVENANCE, read_metadata
+
+    prov = json.loads(read_metadata(out / "generator_ema.safetensors")[PROVENANCE])["grpo"]
+    assert prov["plan"] == "truth"
+    # the plan-less bundle of the other tests resolves any plan setting to none
+    pipe0 = FoleyPipeline.from_bundle(inputs["bundle"], precision="fp32")
+    cfg = grpo.TrainGrpoConfig(bundle="b", manifest="m", plan="auto")
+    from foleyflow.bundle import read_bundle
+
+    assert grpo.plan_source(cfg, pipe0, read_bundle(inputs["bundle"])) == "none"
+    # policy velocity == generation's velocity, with and without the plan's own guidance
+    from foleyflow.cot import plan_from_truth
+    from foleyflow.conditioning import Window
+    from foleyflow.manifest import read_manifest
+
+    pipe = FoleyPipeline.from_bundle(planned, precision="fp32")
+    row = [r for r in read_manifest(inputs["manifest"]) if r.split == "train"][0]
+    plan = plan_from_truth(json.loads(Path(row.truth).read_text()))
+    conds = pipe.conditions(row.video, Window(0.0, 1.5), plan=plan)
+    assert conds.plan is not None
+    net = pipe.generator.float()
+    x = torch.randn(1, net.cfg.seq_lengths(1.5)[0], net.cfg.latent_channels, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(0.3)
+    for ps in (None, 1.0, 2.5):
+        with torch.inference_mode():   # as the pipeline's samplers call it
+            want = pipe.velocity_fn(conds, pipe.options(cfg_scale=3.0, plan_scale=ps))(x, t)
+            got = grpo.policy_velocity(net, conds, 3.0, ps)(x, t)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
