@@ -354,6 +354,11 @@ def test_issue_18_experiment_configs_are_valid_and_differ_only_where_they_should
         assert single.steps == fast.steps // 2
         c, f = asdict(single), dict(a)
         assert {k for k in c if c[k] != f[k]} == {"rewards", "steps"}
+    v3 = load("fast_v3")     # fast.yaml on the v3 bundle: its plan, a larger learning rate, fewer iterations
+    grpo.check_config(v3)
+    c = asdict(v3)
+    assert {k for k in c if c[k] != a[k]} == {"optim", "steps"} and v3.plan == "bundle"
+    assert v3.optim.lr > fast.optim.lr
 
 
 def test_a_generator_that_follows_plans_is_tuned_on_the_plan_and_guided_as_generation_guides(grpo, inputs, tmp_path,
