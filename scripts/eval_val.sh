@@ -5,7 +5,8 @@
 # Usage: bash scripts/eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]
 # Writes OUT_DIR/gen (the audio) and OUT_DIR/report; compare two with
 #   python benchmarks/paired_eval.py --base A/report --new B/report
-# Set DATA (default /work/data/foleyworld) to the FoleyWorld folder. Rerunning keeps finished clips.
+# Set DATA (default /work/data/foleyworld) to the FoleyWorld folder and SPLIT (default val) to score another split
+# once (test, test-hard, test-offscreen: final figures only). Rerunning keeps finished clips.
 set -euo pipefail
 BUNDLE=${1:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
 OUT=${2:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
@@ -13,9 +14,10 @@ N=${3:-200}
 TEXT=${4:-caption+auto}
 VENV=${5:-.venv}
 DATA=${DATA:-/work/data/foleyworld}
+SPLIT=${SPLIT:-val}
 FF="$VENV/bin/foleyflow"
 mkdir -p "$OUT"
-"$FF" generate-set "$DATA/manifest.jsonl" --split val --limit "$N" --text "$TEXT" --steps 10 --bundle "$BUNDLE" \
+"$FF" generate-set "$DATA/manifest.jsonl" --split "$SPLIT" --limit "$N" --text "$TEXT" --steps 10 --bundle "$BUNDLE" \
   --out "$OUT/gen" --threads "${THREADS:-2}"
-"$FF" evaluate --generated "$OUT/gen" --reference "$DATA/val" --truth "$DATA/val" --video "$DATA/val" \
+"$FF" evaluate --generated "$OUT/gen" --reference "$DATA/$SPLIT" --truth "$DATA/$SPLIT" --video "$DATA/$SPLIT" \
   --text "$DATA/manifest.jsonl" -o "$OUT/report" --no-plots --no-baselines
