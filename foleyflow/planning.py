@@ -224,9 +224,10 @@ class AutoPlanner:
 def default_plan(planner: "AutoPlanner | VideoPlanner", video: str | Path, prompt: str | None = None):
     """What a bundle that plans by default (`plans_by_default`) does with a video when the user gave no chain of
     thought: (CoT parts or None, Plan or None, note or None). The planner plans the video; with a prompt the prompt
-    stays the text (CoT None) and the plan gives the time-aligned track; a video too short to plan (under
-    MIN_VIDEO_S) is generated without a plan, with a note saying so (asking for a plan explicitly, `--cot auto`,
-    is an error there instead). `foleyflow generate`, the web UI and the REST service all call this."""
+    stays the text (CoT None), the plan gives the time-aligned track and lists the off-screen sources the prompt
+    names (without times, so they leave the track alone: foleyflow.cot.planner.prompt_sources); a video too short
+    to plan (under MIN_VIDEO_S) is generated without a plan, with a note saying so (asking for a plan explicitly,
+    `--cot auto`, is an error there instead). `foleyflow generate`, the web UI and the REST service all call this."""
     from foleyflow.media import probe
 
     info = probe(video).video
@@ -234,7 +235,7 @@ def default_plan(planner: "AutoPlanner | VideoPlanner", video: str | Path, promp
         return None, None, (f"the video lasts {float(info.duration_s):.2f} s, too short to plan (at least "
                             f"{MIN_VIDEO_S} s): generated without a plan")
     vp = planner.load() if isinstance(planner, AutoPlanner) else planner
-    parts, plan = planned_cot(video, vp)
+    parts, plan = planned_cot(video, vp, prompt)   # the prompt adds the off-screen sources it names (untimed)
     return (None if prompt else parts), plan, None
 
 

@@ -96,6 +96,10 @@ class TrainFlowConfig:
     drop_video: float = 0.1            # probability of dropping visual + sync together
     drop_text: float = 0.1             # independent probability of dropping the text
     drop_plan: float = 0.3             # with model.plan_dim > 0: independent probability of the empty plan track
+    plan_offscreen: str = "timed"      # off-screen sources in the training plans: "timed" (their true times, as
+                                       # the ground truth has them) or "untimed" (class only, no times or place:
+                                       # what the planner gives from a prompt at generation, so the text must
+                                       # carry them; foleyflow.cot.planner.untimed_offscreen)
     # Omni2Sound's interleaved multi-task training (reference.md 3): task name -> probability; each optimisation
     # step trains ONE task, drawn from this categorical distribution (the same on every rank, a pure function of
     # seed and step): "t2a" (no video), "v2a" (no text), "vt2a" (both). The condition dropouts above still apply
@@ -186,7 +190,10 @@ def entry_window(entry_id: str, lat_info: dict, feat_info: dict) -> tuple[str, f
     return entry_id.split("@")[0], 0.0
 
 
-def plan_fingerprint(data: dict, gcfg: GeneratorConfig) -> dict:
+PLAN_OFFSCREEN = ("timed", "untimed")
+
+
+def plan_fingerprint(data: dict, gcfg: GeneratorConfig, offscreen: str = "timed") -> dict:
     """What the plan tracks of `data` depend on: entries and their windows, the manifest, the track's shape and
     rate, and the code that converts truth and draws the track."""
     import hashlib
@@ -201,34 +208,40 @@ def plan_fingerprint(data: dict, gcfg: GeneratorConfig) -> dict:
     code = "".join(inspect.getsource(m) for m in (foleyflow.cot.track, foleyflow.cot.convert, foleyflow.conditioning))
     return {"entries": sha(json.dumps([[k, *data["windows"][k]] for k in data["ids"]])), "code": sha(code),
             "manifest": str(Path(data["manifest"]).resolve()) if data["manifest"] else "", "plan_dim": gcfg.plan_dim,
-            "latent_fps": gcfg.latent_fps, "frames": int(data["mean"].shape[1]), "duration_s": data["duration_s"]}
+            "latent_fps": gcfg.latent_fps, "frames": int(data["mean"].shape[1]), "duration_s": data["duration_s"],
+            **({"offscreen": offscreen} if offscreen != "timed" else {})}
 
 
 def load_plans(data: dict, gcfg: GeneratorConfig, cache: Path | None = None,
-               write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               write: bool = True, offscreen: str = "timed") -> tuple[torch.Tensor, torch.Tensor]:
     """(plan (N, T_latent, plan_dim) float32, has_plan (N,)) for the entries of `data`: the ground-truth plan of
     each entry's clip on the latent timeline of the entry's window. Entries whose clip has no ground truth get zeros
     and has_plan 0 (they always train with the empty plan). `cache`: a file reused when its fingerprint matches,
-    else (with `write`) written after computing."""
+    else (with `write`) written after computing. offscreen: TrainFlowConfig.plan_offscreen."""
     from foleyflow.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 
-    fingerprint = plan_fingerprint(data, gcfg)
+    fingerprint = plan_fingerprint(data, gcfg, offscreen)
     if cache is not None and cache.is_file():
         tensors, meta = load_checkpoint(cache, kind="plan_tracks")
         if checkpoint_config(meta) == fingerprint:
             return tensors["plan"], tensors["has_plan"]
-    plan, has = compute_plans(data, gcfg)
+    plan, has = compute_plans(data, gcfg, offscreen)
     if cache is not None and write:
         save_checkpoint(cache, {"plan": plan, "has_plan": has}, kind="plan_tracks", config=fingerprint)
     return plan, has
 
 
-def compute_plans(data: dict, gcfg: GeneratorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_plans(data: dict, gcfg: GeneratorConfig, offscreen: str = "timed") -> tuple[torch.Tensor, torch.Tensor]:
     """`load_plans` without the file: reads the manifest and each clip's truth and draws the tracks."""
     from foleyflow.conditioning import plan_window_track
     from foleyflow.cot import plan_from_truth
+    from foleyflow.cot.planner import untimed_offscreen
     from foleyflow.events import read_truth
     from foleyflow.manifest import read_manifest
+
+    if offscreen not in PLAN_OFFSCREEN:
+        raise FoleyError(f"plan_offscreen must be one of {', '.join(PLAN_OFFSCREEN)}, got {offscreen!r}")
+    convert = untimed_offscreen if offscreen == "untimed" else (lambda p: p)
 
     if not data["manifest"]:
         raise FoleyError("model.plan_dim > 0 needs the clips' ground truth: the caches name no manifest; "
@@ -239,7 +252,8 @@ def compute_plans(data: dict, gcfg: GeneratorConfig) -> tuple[torch.Tensor, torc
     for i, key in enumerate(data["ids"]):
         clip, start = data["windows"][key]
         if truths.get(clip):
-            plan[i] = plan_window_track(gcfg, plan_from_truth(read_truth(truths[clip])), data["duration_s"], start)
+            plan[i] = plan_window_track(gcfg, convert(plan_from_truth(read_truth(truths[clip]))), data["duration_s"],
+                                        start)
             has[i] = 1.0
     if not has.any():
         raise FoleyError(f"model.plan_dim > 0 but no clip of {data['manifest']} has a ground truth (`truth`)")
@@ -280,7 +294,7 @@ def build_model(cfg: TrainFlowConfig, data: dict, plan_cache: Path | None = None
     net.set_latent_stats(data["latent_mean"], data["latent_std"])
     net.set_empty_text(data["empty_text"].float())
     if gcfg.plan_dim > 0:
-        data["plan"], data["has_plan"] = load_plans(data, gcfg, plan_cache, write_plans)
+        data["plan"], data["has_plan"] = load_plans(data, gcfg, plan_cache, write_plans, cfg.plan_offscreen)
     return net
 
 

@@ -107,6 +107,26 @@ def test_decode_of_known_logits_gives_the_expected_plan():
     assert prompt_sources("wooden knocks and a snare", {"impact_wood"})[0].sound_class == "snare"
 
 
+def test_untimed_offscreen_keeps_the_class_and_drops_what_only_the_truth_knows():
+    """Training plans with `plan_offscreen: untimed`: a sounding off-screen source keeps class, material and name and
+    loses times and place, so its track is that of the plan without it; on-screen and silent sources are kept."""
+    from foleyflow.cot import Plan, Scene, Source
+    from foleyflow.cot.planner import untimed_offscreen
+    from foleyflow.cot.track import plan_track
+
+    seen = Source("a", "marimba", True, (0.5, 1.5), pan=-0.5)
+    heard = Source("b", "impact_metal", False, (1.0, 2.0), pan=0.9, material="metal", name="a pot")
+    silent = Source("c", "snare", False, ())
+    plan = Plan(4.0, (seen, heard, silent), Scene(room="hall"))
+    got = untimed_offscreen(plan)
+    b = got.source("b")
+    assert (b.events, b.pan, b.trajectory) == (None, None, None)
+    assert (b.sound_class, b.material, b.name, b.on_screen) == ("impact_metal", "metal", "a pot", False)
+    assert got.source("a") == seen and got.source("c") == silent and got.scene == plan.scene
+    assert torch.equal(plan_track(got, 31.25, 125), plan_track(Plan(4.0, (seen, silent), plan.scene), 31.25, 125))
+    assert not torch.equal(plan_track(got, 31.25, 125), plan_track(plan, 31.25, 125))
+
+
 def test_a_perfect_plan_scores_perfectly_and_a_wrong_one_does_not():
     cfg = PlannerConfig()
     truth = _truth()
@@ -339,6 +359,20 @@ def test_a_bundle_that_plans_by_default_plans_unless_told_not_to(run_cli, bundle
         (c / "bundle.json").write_text(json.dumps(data))
         with pytest.raises(CheckpointError, match=words):
             read_bundle(c)
+
+
+def test_the_default_plan_lists_the_off_screen_sources_the_prompt_names(bundles):
+    """A bundle that plans by default, given a prompt: the plan adds, untimed and off screen, the classes the prompt
+    names that the video did not show (what generation then conditions on; the text stays the prompt)."""
+    from foleyflow.planning import default_plan, load_video_planner
+
+    vp = load_video_planner(bundles["with"])
+    cot, plan, note = default_plan(vp, bundles["video"], "a quiet room, a snare heard off-screen")
+    assert cot is None and note is None
+    snare = [s for s in plan.sources if s.sound_class == "snare"]
+    assert snare and not snare[0].on_screen and snare[0].events is None
+    _, alone, _ = default_plan(vp, bundles["video"])
+    assert not [s for s in alone.sources if s.id == "snare_offscreen"]
 
 
 def test_planning_shares_the_pipelines_encoders_and_each_window_is_encoded_once(bundles, tmp_path):

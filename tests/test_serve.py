@@ -485,8 +485,12 @@ def test_a_bundle_that_plans_by_default_plans_video_jobs_without_a_cot(bundles, 
         res = run({})
         assert parse_plan(res["plan"]) == plan and res["cot"] == cot
         assert planner.load().semantic is pipe.semantic
-        res = run({"prompt": "rain"})
-        assert parse_plan(res["plan"]) == plan and res["cot"] is None
+        res = run({"prompt": "rain"})     # the prompt's off-screen source joins the plan, untimed
+        got = parse_plan(res["plan"])
+        assert got == planned_cot(clip, load_video_planner(bundles["with"]), "rain")[1] and res["cot"] is None
+        assert got.sources[:len(plan.sources)] == plan.sources
+        assert [(s.sound_class, s.on_screen, s.events) for s in got.sources[len(plan.sources):]] == [
+            ("rain", False, None)]
         assert "plan" not in run({"cot": "none"})
         res = run({}, short)
         assert "plan" not in res and any("too short to plan" in n for n in res["notes"]), res["notes"]

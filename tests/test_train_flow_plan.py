@@ -159,6 +159,32 @@ def test_tracks_follow_the_latents_window_and_drop_plan(tmp_path):
     assert set(b0) == {"xt", "t", "target", "visual", "sync", "text", "keep_video", "keep_text"}
 
 
+def test_untimed_offscreen_plans_leave_off_screen_sources_to_the_text(tmp_path):
+    """plan_offscreen: untimed (the off-screen stage): a clip whose sources are all off screen gets no onsets in its
+    track (the planner cannot time what the video does not show), on-screen clips keep theirs, and the tracks file
+    is drawn again rather than reused across the setting."""
+    tf = recipe()
+    lat, feat, (onsets, onsets1) = make_plan_caches(tmp_path)
+    truth = json.loads((tmp_path / "clip0.json").read_text())
+    for o in truth["objects"]:
+        o["visible"] = False
+    (tmp_path / "clip0.json").write_text(json.dumps(truth))
+    _, timed, net = load(tf, lat, feat)
+    _, untimed, _ = load(tf, lat, feat, "plan_offscreen=untimed")
+    assert onset_frames(timed["plan"][0]) != [] and (timed["plan"][0][:, 3] > 0.999).any()   # off-screen channel
+    assert not untimed["plan"][0][:, :7].any() and not untimed["plan"][1][:, :7].any()
+    assert torch.equal(untimed["plan"][2], timed["plan"][2]) and onset_frames(untimed["plan"][2]) != []
+    assert untimed["has_plan"].tolist() == timed["has_plan"].tolist() == [1, 1, 1, 0]
+    file = tmp_path / "plan_tracks.safetensors"
+    first, _ = tf.load_plans(timed, net.cfg, file)
+    again, _ = tf.load_plans(timed, net.cfg, file, offscreen="untimed")
+    assert torch.equal(again, untimed["plan"]) and not torch.equal(first, again)
+    from foleyflow.errors import FoleyError
+
+    with pytest.raises(FoleyError, match="plan_offscreen must be one of"):
+        load(tf, lat, feat, "plan_offscreen=sometimes")
+
+
 def test_recipe_trains_three_steps_with_the_plan(tmp_path):
     """3 steps: with every adaLN and output layer at zero, the plan pathway's first gradient comes at step 3."""
     lat, feat, _ = make_plan_caches(tmp_path / "caches")

@@ -225,6 +225,19 @@ def prompt_sources(prompt: str, seen: set[str] = frozenset()) -> list[Source]:
     return out
 
 
+def untimed_offscreen(plan: Plan) -> Plan:
+    """`plan` as the automatic planner can know it: a sounding off-screen source (which only the user's prompt can
+    name, `prompt_sources`) keeps its class, material and name but loses its times and place (events None, no pan),
+    so it leaves the time-aligned plan track; on-screen and silent sources are unchanged. The plan v3's generator
+    trains on with `plan_offscreen: untimed` (recipes/train_flow.py), so that it voices a source named only in the
+    text instead of waiting for the track to time it."""
+    from dataclasses import replace
+
+    return validate(replace(plan, sources=tuple(
+        s if s.on_screen or s.events == () else replace(s, events=None, pan=None, trajectory=None)
+        for s in plan.sources)), "untimed_offscreen")
+
+
 def contact_onsets(prob: dict[str, np.ndarray], cfg, duration_s: float, threshold: float = 0.5) -> list[float]:
     """Class-agnostic onsets (s) from the contact head alone: local maxima of the contact probability at or above
     threshold, at the slot start (what the sync encoder's contact head gives, for comparison with the per-class
