@@ -469,7 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     log = MetricLog(out) if ctx.is_main else None
     guide = 2 if s.cfg_scale != 1.0 else 1   # rows per row through the network with guidance
     from foleyflow.train.run import read_metrics
-    history = [(r["step"], r[cfg.stop.key]) for r in read_metrics(out) if r["step"] <= it and cfg.stop.key in r]
+    history = [(r["step"], r[cfg.stop.key]) for r in read_metrics(out)
+               if 0 < r["step"] <= it and cfg.stop.key in r]     # step 0: the start's monitor, not a stop point
+    if val_entries and it == 0 and log is not None:   # the val monitor of the starting weights (no compute spent)
+        vclips = [clip_data(pipe, e, cfg, crop_s, models, text_fn, cache, planner) for e in val_entries]
+        log.log(0, {**val_scores(pipe, net, models, vclips, cfg, ps), "train/iter_s": 0.0, "compute/core_s": 0.0,
+                    "compute/net_evals": 0.0, "train/updates": 0.0})
     stop = bool(cfg.stop.frac) and plateau_reached(history, it, frac=cfg.stop.frac, rel=cfg.stop.rel,
                                                    min_iters=cfg.stop.min_iters)
     while it < cfg.steps and not stop:

@@ -85,7 +85,9 @@ def test_debug_run_ratio_one_before_update_train_clips_only_and_accumulation(grp
     # 4 clips per iteration, 1 per micro-batch, window 2: 8 backwards per iteration; accum 4 -> 2 updates each
     assert grpo.main(argv(inputs, out, "clips_per_iter=4", "accum=4", "steps=2", "val_every=2", "val_clips=2")) == 0
     rows = read_metrics(out)
-    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    start, rows = rows[0], rows[1:]      # step 0: the starting weights' val monitor, no compute
+    assert {"val/semantic", "val/temporal"} <= set(start) and start["compute/core_s"] == 0 == start["train/updates"]
     for r in rows:
         assert r["grpo/ratio_dev_first"] == 0.0          # the recipe's recompute equals the rollout bit for bit
         ids = [i for rank_ids in r["clips"].values() for i in rank_ids]
@@ -220,7 +222,9 @@ def test_plateau_stop_compute_logs_and_a_zero_weight_reward_is_not_loaded(grpo, 
              "val_clips=1", "stop.frac=1.0", "stop.rel=1.0e9", "ckpt_every=5", "sample_every=0")
     assert grpo.main(argv(inputs, out, *extra)) == 0
     rows = read_metrics(out)
-    assert [r["step"] for r in rows] == [1, 2, 3] and [r["train/stopped"] for r in rows] == [0.0, 0.0, 1.0]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3] and "train/stopped" not in rows[0]   # 0: the start's monitor
+    rows = rows[1:]
+    assert [r["train/stopped"] for r in rows] == [0.0, 0.0, 1.0]
     from foleyflow.train.run import state_path
     assert state_path(out, 3).is_file()                                    # saved at the stop
     assert not loaded and not any("aesthetic" in k for r in rows for k in r)
@@ -238,7 +242,7 @@ def test_plateau_stop_compute_logs_and_a_zero_weight_reward_is_not_loaded(grpo, 
         assert r["compute/fwd_equiv"] == r["compute/sample_rows"] + 4 * 12 and r["compute/core_s"] > 0
     # a restart of a stopped run does nothing more
     assert grpo.main(argv(inputs, out, *extra)) == 0
-    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics(out)] == [0, 1, 2, 3]
     # guidance doubles every row
     assert grpo.main(argv(inputs, tmp_path / "g", "steps=1", "sampling.cfg_scale=2.0", "sample_every=0")) == 0
     r = read_metrics(tmp_path / "g")[0]
