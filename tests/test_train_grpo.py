@@ -193,6 +193,7 @@ def run_cli(inputs, out, *extra, nproc=0, timeout=300):
     (("rewards.semantic.weightt=1",), "weightt"),
     (("rewards.spatial.weight=1",), "rewards.spatial.checkpoint is required"),
     (("sampling.window=9",), "sampling.window must be"),
+    (("plan=sometimes",), "plan must be one of bundle, auto, truth, none"),
     (("stop.frac=0.2",), "stop.frac must be in"),                       # the stop rule needs the val monitor
     (("stop.frac=0.2", "val_every=1", "stop.key=val/aesthetic"), "stop.key val/aesthetic is not a reward"),
 ])
