@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                 ro = fast_grpo_sample(policy_velocity(net, conds, s.cfg_scale, ps), x0, ts, window_start=start,
                                       window_size=s.window, group_size=s.group_size, noise_level=s.noise_level,
                                       generator=g, reduce=s.reduce,
-                                      branch_velocity_fn=policy_velocity(net, conds.repeat(s.group_size), s.cfg_scale, ps))
+                                      branch_velocity_fn=policy_velocity(net, conds.repeat(s.group_size),
+                                                                         s.cfg_scale, ps))
             audio = pipe.decode(ro.samples)
             raw.append(score(models, audio, part, s.group_size, pipe.sample_rate))
             rollouts.append((conds.repeat(s.group_size), ro))
