@@ -194,13 +194,29 @@ def rewards_provenance(cfg: TrainGrpoConfig, models: dict) -> dict:
                                                               else {})} for n, m in models.items()}
 
 
+def semantic_training_data(models: dict) -> dict:
+    """The data section of our semantic reward's training config ({} for none or a published CLAP)."""
+    if "semantic" not in models or models["semantic"].identity["kind"] != "reward_semantic":
+        return {}
+    return models["semantic"].identity["provenance"].get("config", {}).get("data", {}) or {}
+
+
+def reward_text(entry, models: dict) -> str:
+    """The text the semantic reward scores a clip against, the kind it was trained on: the caption for a reward
+    trained on captions (recipes/train_reward_semantic.py data.text=caption), else the CoT (the reward reads its
+    Semantic part), else the caption."""
+    if semantic_training_data(models).get("text") == "caption":
+        return entry.caption or entry.cot or ""
+    return entry.cot or entry.caption or ""
+
+
 def reward_texts_encoder(models: dict):
     """The semantic reward's text features function, as its recipe trained it (hashed words or MiniLM)."""
     if "semantic" not in models or models["semantic"].identity["kind"] != "reward_semantic":
         return None  # a published CLAP encodes the texts itself
     from foleyflow.rewards.semantic import hashed_text_features, text_features
 
-    data = models["semantic"].identity["provenance"].get("config", {}).get("data", {})
+    data = semantic_training_data(models)
     if data.get("text_encoder") == "hashed":
         return hashed_text_features
     holder = {}
@@ -291,7 +307,7 @@ def clip_data(pipe, entry, cfg: TrainGrpoConfig, crop_s: float, models: dict, te
 
         plan = plan_video(entry.video, planner)
     cond = pipe.conditions(entry.video, Window(0.0, crop_s), text=feats, plan=plan)
-    reward = {"text": entry.cot or entry.caption or ""}
+    reward = {"text": reward_text(entry, models)}
     if text_fn is not None:
         reward["text_features"] = text_fn([reward["text"]])
     if "temporal" in models or "spatial" in models:
@@ -439,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         it, updates = int(state["step"]), int(state["updates"])
     if resumed is not None:    # the policy's start and the KL reference come from the bundle: it must be the same one
         was = (json.loads(read_metadata(resumed).get(PROVENANCE, "{}") or "{}").get("grpo") or {})
-        now = {"bundle_sha256": bundle_sha256(cfg.bundle), "start_generator_sha256": file_sha256(info.files["generator"])}
+        now = {"bundle_sha256": bundle_sha256(cfg.bundle),
+               "start_generator_sha256": file_sha256(info.files["generator"])}
         changed = [k for k, v in now.items() if was.get(k) not in (None, v)]
         if changed:
             from foleyflow.train.run import ResumeError

@@ -352,18 +352,18 @@ def test_issue_18_experiment_configs_are_valid_and_differ_only_where_they_should
     assert {k for k in a["sampling"] if a["sampling"][k] != b["sampling"][k]} == {"window", "max_start"}
     per_iter = lambda c: c.clips_per_iter // c.micro_clips * c.sampling.window // c.accum  # noqa: E731
     assert per_iter(fast) == per_iter(flow) == 2
-    for name in grpo.REWARDS:
-        single = load(f"single_{name}")
-        grpo.check_config(single)
-        assert {n for n in grpo.REWARDS if getattr(single.rewards, n).weight > 0} == {name}
-        assert single.steps == fast.steps // 2
-        c, f = asdict(single), dict(a)
-        assert {k for k in c if c[k] != f[k]} == {"rewards", "steps"}
     v3 = load("fast_v3")     # fast.yaml on the v3 bundle: its plan, a larger learning rate, fewer iterations
     grpo.check_config(v3)
     c = asdict(v3)
     assert {k for k in c if c[k] != a[k]} == {"optim", "steps"} and v3.plan == "bundle"
     assert v3.optim.lr > fast.optim.lr
+    for name in grpo.REWARDS:  # the entanglement runs: fast_v3 with one reward, half its iterations
+        single = load(f"single_{name}")
+        grpo.check_config(single)
+        assert {n for n in grpo.REWARDS if getattr(single.rewards, n).weight > 0} == {name}
+        assert single.steps == v3.steps // 2
+        c, f = asdict(single), asdict(v3)
+        assert {k for k in c if c[k] != f[k]} == {"rewards", "steps"}
 
 
 def test_a_generator_that_follows_plans_is_tuned_on_the_plan_and_guided_as_generation_guides(grpo, inputs, tmp_path,
@@ -417,3 +417,19 @@ def test_a_generator_that_follows_plans_is_tuned_on_the_plan_and_guided_as_gener
             want = pipe.velocity_fn(conds, pipe.options(cfg_scale=3.0, plan_scale=ps))(x, t)
             got = grpo.policy_velocity(net, conds, 3.0, ps)(x, t)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_semantic_reward_scores_the_kind_of_text_it_was_trained_on(grpo, tmp_path):
+    """A semantic reward trained on captions is given the caption, one trained on the CoT (or published) the CoT."""
+    from types import SimpleNamespace
+
+    from foleyflow.rewards.semantic import load_semantic_reward
+
+    entry = SimpleNamespace(caption="a bell rings twice", cot="Semantic: a brass bell. Temporal: ...")
+    for text, want in (("caption", entry.caption), ("cot", entry.cot), (None, entry.cot)):
+        data = {"text_encoder": "hashed", **({"text": text} if text else {})}
+        path = save_reward(tmp_path / f"sem_{text}.safetensors", tiny_model("semantic"), "reward_semantic",
+                           provenance={"config": {"data": data}})
+        assert grpo.reward_text(entry, {"semantic": load_semantic_reward(path)}) == want
+    assert grpo.reward_text(SimpleNamespace(caption="", cot=None), {}) == ""
+    assert grpo.reward_text(SimpleNamespace(caption="steps", cot=None), {}) == "steps"
