@@ -210,3 +210,32 @@ def test_librosa_detector_and_the_independent_onset_f1(tmp_path):
     rows = {r["key"]: r for r in out["rows"]}
     assert rows["onset_f1@50ms_librosa"]["base"] == 1.0 and rows["onset_f1@50ms_librosa"]["new"] == 0.0
     assert rows["onset_f1@50ms_librosa"]["verdict"] == "worse" and rows["onset_f1@50ms_librosa"]["excludes_zero"]
+
+
+def test_the_entanglement_table_marks_resolved_changes_by_direction(tmp_path, capsys):
+    """benchmarks/entanglement_table.py: a resolved better / worse difference is bold with +/-, an unresolved one or
+    a key without a direction (loudness) is plain, a missing key is n/a; a bad file is a one-line error."""
+    spec = importlib.util.spec_from_file_location("entanglement", ROOT / "benchmarks" / "entanglement_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = lambda key, diff, lo, hi, better, verdict: dict(  # noqa: E731
+        key=key, base=0.5, new=0.5 + diff, diff=diff, low=lo, high=hi, excludes_zero=lo > 0 or hi < 0,
+        better=better, verdict=verdict)
+    rows = [row("onset_f1@50ms", 0.03, 0.01, 0.05, "high", "better"),
+            row("pan_error", 0.02, 0.01, 0.03, "low", "worse"),
+            row("clap_score", -0.01, -0.02, 0.01, "high", "not resolved"), row("loudness_lufs", 1.0, 0.5, 1.5, "", "")]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"clips": 100, "rows": rows}))
+    assert mod.main([f"temporal={path}", "--plot", str(tmp_path / "t.png")]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("| temporal | 100 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    col = {h: cells[2 + i] for i, (_, h) in enumerate(mod.COLUMNS)}
+    assert col["onset F1"] == "**+0.030 [+0.010, +0.050] +**"
+    assert col["pan error"] == "**+0.020 [+0.010, +0.030] -**"
+    assert col["CLAP"] == "-0.010 [-0.020, +0.010]"
+    assert col["loudness LU"] == "**+1.000 [+0.500, +1.500]**" and col["quality"] == "n/a"
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a paired_eval.py --json file"):
+        mod.main([f"x={tmp_path / 'bad.json'}"])
