@@ -97,9 +97,15 @@ def _x86_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def check_student_options(opts: GenerationOptions, levels: int) -> None:
+def check_student_options(opts: GenerationOptions, levels: int, plan_scale: float | None = None) -> None:
     """A distilled student (guidance and step size as inputs) samples with Euler on the uniform grid of its steps,
-    guidance folded in: other samplers, guidance modes and negative prompts are one-line errors."""
+    guidance folded in: other samplers, guidance modes and negative prompts are one-line errors. `plan_scale`: the
+    plan track's weight a student with a plan pathway folded in (GeneratorConfig.distill_plan_scale), when the
+    conditions carry a plan track; options asking for another one are an error."""
+    if plan_scale is not None and opts.plan_scale is not None and opts.plan_scale != plan_scale:
+        raise FoleyError(f"this bundle's generator is a distilled few-step model that folds the plan track's weight "
+                         f"{plan_scale:g} in: use --plan-scale {plan_scale:g} (or leave it unset), not "
+                         f"{opts.plan_scale:g}")
     if opts.sampler != "euler":
         raise FoleyError(f"this bundle's generator is a distilled few-step model: it samples with euler, not "
                          f"{opts.sampler}")
@@ -316,8 +322,9 @@ class FoleyPipeline:
         float32 tensor) for `conditions`: the sampling network (bf16 or fp32), guidance `options.guidance` of scale
         `options.cfg_scale` against the learned empty conditions (with `options.negative`'s text if given; for
         "multi", also the branches without text and without video; with `options.plan_scale` and a plan track, the
-        branch with the plan track alone and, unless plan_scale is 1, the empty one; guidance "cfg" only: apg, multi
-        and distilled students guide the plan with everything else). Built without gradients (inference mode)."""
+        branch with the plan track alone and, unless plan_scale is 1, the empty one; guidance "cfg" only: apg and
+        multi guide the plan with everything else; a distilled student has the plan weight it was distilled with
+        folded in). Built without gradients (inference mode)."""
         from foleyflow.models.generator import Conditions
         from foleyflow.models.generator_sampling import (combine_fn, guided_velocity, multi_guided_velocity,
                                                          student_velocity)
@@ -329,7 +336,8 @@ class FoleyPipeline:
         with torch.inference_mode():
             cond = net.prepare(c.to(device=self.device))
             if net.cfg.distilled:
-                check_student_options(opts, net.cfg.distill_levels)
+                folded = net.cfg.distill_plan_scale if c.plan is not None and net.cfg.plan_dim > 0 else None
+                check_student_options(opts, net.cfg.distill_levels, folded)
                 return student_velocity(net, cond, opts.cfg_scale, opts.steps)
             neg = self.negative_features(opts.negative)
             neg = None if neg is None else neg.to(device=self.device, dtype=p.dtype)

@@ -16,6 +16,14 @@ inputs' last layers are zero). Each item of a batch is one of two kinds:
     u1 = S(x_t, t, 2n), u2 = S(x_t + u1 / (2n), t + 1 / (2n), 2n), target (u1 + u2) / 2.
 w is drawn uniformly from [guidance_min, guidance_max] per item. Condition dropout and tasks as in train_flow (the
 teacher sees the same dropped conditions). The run folder is the recipes' usual one (foleyflow.train.run).
+
+A teacher with a plan pathway (`plan_dim` > 0, as default model v3) is distilled with its plan: the tracks are drawn
+from the ground truth of the manifest the caches name, as train_flow draws them (`drop_plan`, `plan_offscreen`, kept
+in out_dir/plan_tracks.safetensors), and the teacher's target guides the track at its own weight W = `plan_scale`
+as generation does (foleyflow.flow.guidance.plan_guidance: v_none + W (v_plan - v_none) + w (v_full - v_plan), the
+plan-only branch in the same batched call, the empty one only when W != 1). The student folds W in
+(GeneratorConfig.distill_plan_scale); generating with another --plan-scale is refused. Give the bundle of the student
+the teacher bundle's plan scale (assemble_bundle.py --plan-scale).
 """
 from __future__ import annotations
 
@@ -30,8 +38,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_flow's data functions: one implementation
-from train_flow import (DataConfig, batch_indices, check_tasks, load_data, make_batch,  # noqa: E402
-                        task_at)
+from train_flow import (DataConfig, batch_indices, check_tasks, load_data, load_plans,  # noqa: E402
+                        make_batch, task_at)
 
 from foleyflow.config import load_config  # noqa: E402
 from foleyflow.errors import FoleyError  # noqa: E402
@@ -70,6 +78,9 @@ class DistillFlowConfig:
     guidance_max: float = 7.0
     drop_video: float = 0.1
     drop_text: float = 0.2
+    drop_plan: float = 0.3                # a teacher with a plan pathway: as train_flow (its learned empty plan)
+    plan_offscreen: str = "timed"         # as train_flow's
+    plan_scale: float = 1.0               # the plan track's guidance weight W folded into the student
     tasks: dict[str, float] = field(default_factory=dict)
     ema_decay: float = 0.999
     seed: int = 0
@@ -87,32 +98,55 @@ class StudentStep(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, xt, t, visual, sync, text, keep_video, keep_text, guidance, steps):
-        return self.net.velocity(xt, t, dropped_conditions(self.net, visual, sync, text, keep_video, keep_text),
-                                 guidance=guidance, steps=steps)
+    def forward(self, xt, t, visual, sync, text, keep_video, keep_text, guidance, steps, plan=None, keep_plan=None):
+        cond = dropped_conditions(self.net, visual, sync, text, keep_video, keep_text, plan, keep_plan)
+        return self.net.velocity(xt, t, cond, guidance=guidance, steps=steps)
 
 
-def dropped_conditions(net: Generator, visual, sync, text, keep_video, keep_text):
+def dropped_plan(net: Generator, plan, keep_plan):
+    """The plan tracks (B, N, plan_dim) with the dropped ones replaced by the learned empty plan (None: no plan, or
+    a network without a plan pathway)."""
+    if plan is None or net.cfg.plan_dim == 0:
+        return None
+    kp = keep_plan.view(-1, 1, 1).to(plan.dtype)
+    return kp * plan + (1 - kp) * net.empty_plan_feat[None].to(plan.dtype)
+
+
+def dropped_conditions(net: Generator, visual, sync, text, keep_video, keep_text, plan=None, keep_plan=None):
     """Prepared conditions with the dropped streams replaced by the network's learned empty features."""
     kv = keep_video.view(-1, 1, 1).to(visual.dtype)
     kt = keep_text.view(-1, 1, 1).to(text.dtype)
     visual = kv * visual + (1 - kv) * net.empty_clip_feat[None].to(visual.dtype)
     sync = kv * sync + (1 - kv) * net.empty_sync_feat[None].to(sync.dtype)
     text = kt * text + (1 - kt) * net.empty_string_feat[None].to(text.dtype)
-    return net.prepare_conditions(visual, sync, text)
+    return net.prepare_conditions(visual, sync, text, plan=dropped_plan(net, plan, keep_plan))
 
 
 @torch.no_grad()
-def teacher_target(teacher: Generator, batch: dict, guidance: torch.Tensor) -> torch.Tensor:
-    """v_u + w (v_c - v_u) at (x_t, t) for the batch's (dropped) conditions, both branches in one call."""
+def teacher_target(teacher: Generator, batch: dict, guidance: torch.Tensor, plan_scale: float = 1.0) -> torch.Tensor:
+    """The teacher's guided velocity at (x_t, t) for the batch's (dropped) conditions, every branch in one call:
+    v_u + w (v_c - v_u); with a plan track and a plan pathway, the track guided at its own weight `plan_scale` as
+    generation guides it (plan_guidance over the full conditions, the plan track alone and, unless the weight is 1,
+    nothing)."""
+    from foleyflow.flow.guidance import plan_guidance
+
     b = batch["xt"].shape[0]
+    plan = dropped_plan(teacher, batch.get("plan"), batch.get("keep_plan"))
     cond = dropped_conditions(teacher, batch["visual"], batch["sync"], batch["text"], batch["keep_video"],
-                              batch["keep_text"])
-    both = cond.cat(teacher.empty_conditions(b))
-    v = teacher.velocity(torch.cat([batch["xt"], batch["xt"]]), torch.cat([batch["t"], batch["t"]]), both)
-    vc, vu = v[:b], v[b:]
+                              batch["keep_text"], batch.get("plan"), batch.get("keep_plan"))
+    branches = [cond, teacher.empty_conditions(b, plan=plan)]
+    if plan is not None and plan_scale != 1.0:
+        branches.append(teacher.empty_conditions(b))
+    both = branches[0]
+    for c in branches[1:]:
+        both = both.cat(c)
+    k = len(branches)
+    v = teacher.velocity(batch["xt"].repeat(k, 1, 1), batch["t"].repeat(k), both)
     w = guidance.view(-1, 1, 1)
-    return vu + w * (vc - vu)
+    if plan is None:
+        vc, vu = v[:b], v[b:]
+        return vu + w * (vc - vu)
+    return plan_guidance(v[:b], v[b:2 * b], v[2 * b:] if k == 3 else None, scale=w, plan_scale=plan_scale)
 
 
 @torch.no_grad()
@@ -120,7 +154,7 @@ def consistency_target(ema_net: Generator, batch: dict, guidance: torch.Tensor, 
     """Mean velocity of two half steps of the EMA student: steps (B,) -> calls at 2 * steps (0 = instantaneous when
     2 * steps exceeds 2^distill_levels)."""
     cond = dropped_conditions(ema_net, batch["visual"], batch["sync"], batch["text"], batch["keep_video"],
-                              batch["keep_text"])
+                              batch["keep_text"], batch.get("plan"), batch.get("keep_plan"))
     half = 2 * steps
     call = torch.where(half > 2 ** ema_net.cfg.distill_levels, torch.zeros_like(half), half)
     u1 = ema_net.velocity(batch["xt"], batch["t"], cond, guidance=guidance, steps=call)
@@ -144,7 +178,8 @@ def build_student(teacher: Generator, cfg: DistillFlowConfig) -> Generator:
 
     if teacher.cfg.distilled:
         raise FoleyError(f"teacher {cfg.teacher} is already a distilled student")
-    student = Generator(dataclasses.replace(teacher.cfg, distilled=True, distill_levels=cfg.distill_levels))
+    student = Generator(dataclasses.replace(teacher.cfg, distilled=True, distill_levels=cfg.distill_levels,
+                                            distill_plan_scale=float(cfg.plan_scale)))
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or any(not k.startswith(("guidance_embed.", "steps_embed.")) for k in missing):
         raise FoleyError(f"student does not take the teacher's weights (missing {missing[:3]}, unexpected "
@@ -160,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         raise FoleyError(f"teacher: generator checkpoint not found: {cfg.teacher or '(not set)'}")
     if not 0.0 <= cfg.consistency_fraction <= 1.0 or cfg.guidance_min < 0 or cfg.guidance_max < cfg.guidance_min:
         raise FoleyError("consistency_fraction must be in [0, 1] and 0 <= guidance_min <= guidance_max")
+    if not 0.0 <= cfg.drop_plan <= 1.0 or cfg.plan_scale < 0:
+        raise FoleyError("drop_plan must be in [0, 1] and plan_scale at least 0")
     ctx = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -172,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         teacher.set_duration(data["duration_s"])
     for p in teacher.parameters():
         p.requires_grad_(False)
+    if teacher.cfg.plan_dim > 0:   # rank 0 draws the plan tracks once (as train_flow); the others read its file
+        if ctx.backend is not None and not ctx.is_main:
+            torch.distributed.barrier()
+        data["plan"], data["has_plan"] = load_plans(data, teacher.cfg, out / "plan_tracks.safetensors",
+                                                    ctx.is_main, cfg.plan_offscreen)
+        if ctx.backend is not None and ctx.is_main:
+            torch.distributed.barrier()
     torch.manual_seed(cfg.seed)
     net = build_student(teacher, cfg).to(ctx.device)
     step_module = wrap_ddp(StudentStep(net), ctx)
@@ -200,12 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         batch["xt"] = torch.where(c.view(-1, 1, 1), interpolate(x0, x1, batch["t"]), batch["xt"])
         batch = {k: v.to(ctx.device) for k, v in batch.items()}
         w, n = kinds["guidance"].to(ctx.device), kinds["steps"].to(ctx.device)
-        target = teacher_target(teacher, batch, w)
+        target = teacher_target(teacher, batch, w, cfg.plan_scale)
         if c.any():
             target = torch.where(c.view(-1, 1, 1).to(ctx.device), consistency_target(ema.model, batch, w, n), target)
         set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
         u = step_module(batch["xt"], batch["t"], batch["visual"], batch["sync"], batch["text"],
-                        batch["keep_video"], batch["keep_text"], w, n)
+                        batch["keep_video"], batch["keep_text"], w, n, batch.get("plan"), batch.get("keep_plan"))
         per_item = (u.float() - target).pow(2).mean(dim=(1, 2))
         loss = per_item.mean()
         opt.zero_grad(set_to_none=True)
@@ -236,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                 prov = {"recipe": "recipes/distill_flow.py", "step": step, "seed": cfg.seed,
                         "teacher": cfg.teacher, "teacher_sha256": file_sha256(cfg.teacher),
                         "producers": data["producers"], "world_size": ctx.world_size}
+                if "plan" in data:
+                    prov["plan"] = {"drop_plan": cfg.drop_plan, "plan_offscreen": cfg.plan_offscreen,
+                                    "plan_scale": cfg.plan_scale}
                 save_generator_checkpoint(out, step, cfg, prov, net, opt, ema, gens)
     bar.close()
     if log is not None:

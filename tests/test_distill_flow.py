@@ -127,3 +127,117 @@ def test_pipeline_samples_a_student_with_one_call_per_step(tmp_path):
                        (dict(steps=1000), "samples 1 to")):
         with pytest.raises(FoleyError, match=match):
             pipe.generate(prompt="a ball", duration_s=2.0, **bad)
+
+
+def _distill_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distill_flow_plan", ROOT / "recipes" / "distill_flow.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("plan_scale", [1.0, 2.5])
+def test_a_plan_teachers_target_is_generations_plan_guided_velocity(plan_scale):
+    """With a plan track, the distillation target is what generation samples (plan_guided_velocity over the full
+    conditions, the plan alone and nothing); an item whose plan is dropped gets plain guidance against nothing."""
+    from foleyflow.models.generator_sampling import guided_velocity, plan_guided_velocity
+
+    dm = _distill_module()
+    cfg = GeneratorConfig.preset("tiny", duration_s=1.0, plan_dim=12, **SMALL)
+    torch.manual_seed(0)
+    net = Generator(cfg).eval()
+    with torch.no_grad():
+        for p in net.zero_initialised():
+            p.normal_(0, 0.1)
+    lat, vis, syn = cfg.seq_lengths(1.0)
+    g = torch.Generator().manual_seed(1)
+    rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    batch = dict(xt=rnd(2, lat, cfg.latent_channels), t=torch.full((2,), 0.3), visual=rnd(2, vis, cfg.visual_dim),
+                 sync=rnd(2, syn, cfg.sync_dim), text=rnd(2, cfg.text_len, cfg.text_dim), keep_video=torch.ones(2),
+                 keep_text=torch.ones(2), plan=rnd(2, lat, 12), keep_plan=torch.tensor([1.0, 0.0]))
+    w = 3.0
+    got = dm.teacher_target(net, batch, torch.full((2,), w), plan_scale)
+    with torch.no_grad():
+        plan = dm.dropped_plan(net, batch["plan"], batch["keep_plan"])
+        full = net.prepare_conditions(batch["visual"], batch["sync"], batch["text"], plan=plan)
+        want = plan_guided_velocity(net, full, net.empty_conditions(2, plan=plan), net.empty_conditions(2),
+                                    cfg_scale=w, plan_scale=plan_scale)(batch["xt"], torch.tensor(0.3))
+        plain = guided_velocity(net, net.prepare_conditions(batch["visual"], batch["sync"], batch["text"]),
+                                net.empty_conditions(2), w)(batch["xt"], torch.tensor(0.3))
+        no_plan = dm.teacher_target(net, {k: v for k, v in batch.items() if "plan" not in k}, torch.full((2,), w))
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got[1], plain[1], atol=1e-5) and not torch.allclose(got[0], plain[0], atol=1e-3)
+    assert torch.allclose(no_plan, plain, atol=1e-5)          # without a plan: the old target exactly
+
+
+def test_a_plan_teacher_distils_with_its_plan_and_generation_keeps_its_plan_weight(tmp_path):
+    """recipes/distill_flow.py on a teacher with a plan pathway: the student keeps the pathway, folds the plan weight
+    in (config and provenance), the tracks are drawn from the caches' manifest; a pipeline asked for another plan
+    weight refuses with one line."""
+    from flow_helpers import make_plan_caches
+    from foleyflow.checkpoint import load_checkpoint
+    from foleyflow.models.generator_io import load_generator
+
+    lat, feat, _ = make_plan_caches(tmp_path / "caches")
+    proc = _run([ROOT / "recipes" / "train_flow.py", "--config", ROOT / "configs/train_flow/debug_plan.yaml",
+                 f"data.latents={lat}", f"data.features={feat}", f"out_dir={tmp_path / 'teacher'}", *MODEL_OVERRIDES,
+                 "steps=4", "ckpt_every=4"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    teacher = tmp_path / "teacher" / "generator_ema.safetensors"
+    proc, logs = _distill(tmp_path, lat, feat, teacher, tmp_path / "s", "steps=10", "overfit_items=0",
+                          "plan_scale=2.0", "drop_plan=0.5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["step"] for r in logs] == [5, 10]
+    student = load_generator(tmp_path / "s" / "generator.safetensors")
+    assert student.cfg.distilled and student.cfg.plan_dim == 12 and student.cfg.distill_plan_scale == 2.0
+    prov = json.loads(load_checkpoint(tmp_path / "s" / "generator.safetensors")[1]["foleyflow.provenance"])
+    assert prov["plan"] == {"drop_plan": 0.5, "plan_offscreen": "timed", "plan_scale": 2.0}
+    assert (tmp_path / "s" / "plan_tracks.safetensors").is_file()
+    # generation: the folded weight is accepted (or unset), another one is refused
+    from foleyflow.pipeline import GenerationOptions, check_student_options
+
+    opts = GenerationOptions(steps=4, plan_scale=1.0)
+    check_student_options(GenerationOptions(steps=4, plan_scale=2.0), 3, 2.0)
+    check_student_options(GenerationOptions(steps=4, plan_scale=None), 3, 2.0)
+    check_student_options(opts, 3, None)             # no plan track in the conditions: nothing to check
+    with pytest.raises(FoleyError, match="folds the plan track's weight 2 in: use --plan-scale 2"):
+        check_student_options(opts, 3, 2.0)
+
+
+def test_the_pipeline_refuses_another_plan_weight_than_a_students_folded_one(tmp_path):
+    from foleyflow.bundle import build_untrained_bundle
+    from foleyflow.cot import parse_plan
+    from foleyflow.pipeline import FoleyPipeline
+
+    bundle = build_untrained_bundle(tmp_path / "b", window_s=2.0, generator_overrides=dict(
+        distilled=True, plan_dim=12, distill_plan_scale=2.0, **SMALL))
+    pipe = FoleyPipeline.from_bundle(bundle, precision="fp32")
+    plan = parse_plan({"schema": "foleyflow-cot/1", "duration_s": 2.0, "sources": [
+        {"id": "a", "class": "snare", "on_screen": True, "events": [0.5, 1.2], "pan": 0.3}]})
+    for scale in (2.0, None):
+        r = pipe.generate(prompt="a snare", duration_s=2.0, steps=2, seed=0, plan=plan, plan_scale=scale)
+        assert torch.isfinite(torch.from_numpy(r.audio)).all()
+    with pytest.raises(FoleyError, match="folds the plan track's weight 2 in"):
+        pipe.generate(prompt="a snare", duration_s=2.0, steps=2, seed=0, plan=plan, plan_scale=1.0)
+    pipe.generate(prompt="a snare", duration_s=2.0, steps=2, seed=0, plan_scale=1.0)   # no plan track: no check
+
+
+def test_the_v3_distillation_config_matches_v3s_training_and_bundle():
+    from foleyflow.config import load_config
+
+    dm = _distill_module()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_flow_v3cfg", ROOT / "recipes" / "train_flow.py")
+    tf = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tf
+    spec.loader.exec_module(tf)
+    d = load_config(dm.DistillFlowConfig, ROOT / "configs/distill_flow/v3.yaml", [])
+    v3 = load_config(tf.TrainFlowConfig, ROOT / "configs/train_flow/v3.yaml", [])
+    assert (d.tasks, d.drop_video, d.drop_text, d.drop_plan) == (v3.tasks, v3.drop_video, v3.drop_text, v3.drop_plan)
+    assert d.data.text_fields == v3.data.text_fields
+    bundle = json.loads((ROOT / "foleyflow/assets/default/bundle.json").read_text())
+    assert Path(ROOT / d.teacher).is_file() and d.plan_scale == bundle["defaults"]["plan_scale"]

@@ -87,6 +87,9 @@ class GeneratorConfig:
     # step is one network call. Step sizes go down to 2^-distill_levels; a finer one means "instantaneous velocity".
     distilled: bool = False
     distill_levels: int = 7
+    # a student of a teacher with a plan pathway folds the plan track's own guidance weight in (the teacher's target
+    # was foleyflow.flow.guidance.plan_guidance with plan_scale = this); generation must use the same plan_scale
+    distill_plan_scale: float = 1.0
     # the plan pathway (our addition): channels of the plan track (foleyflow.cot.track: 8 + source slots); 0 = none
     plan_dim: int = 0
 
