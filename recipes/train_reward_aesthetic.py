@@ -1,6 +1,8 @@
 """Trains the aesthetic reward (foleyflow.rewards.aesthetic.AestheticRewardModel) on FoleyWorld `train` only: random
 crops, each left clean or degraded (foleyflow.rewards.degrade: noise, clipping, low-pass, smearing, mu-law codec, a
-wrong room) at a random severity; regression of 1 - severity plus a pairwise ranking loss.
+wrong room, decays cut short, timbre flattened into noise; `data.kinds` picks them) at a random severity; regression of
+1 - severity plus a pairwise ranking loss. The reward models of sessions 9-14 used the first six
+(`data.kinds=[noise,clip,lowpass,smear,codec,reverb]`, foleyflow.rewards.degrade.KINDS_V1).
 
     nice -n 10 python recipes/train_reward_aesthetic.py --config configs/train_reward_aesthetic/default.yaml \
         out_dir=runs/reward_aesthetic data.manifest=/data/foleyworld/manifest.jsonl
@@ -19,9 +21,10 @@ import torch
 
 from foleyflow.config import load_config
 from foleyflow.rewards.aesthetic import KIND, AestheticRewardConfig, AestheticRewardModel, save_aesthetic_reward
-from foleyflow.rewards.common import (RewardDataConfig, RewardTrainConfig, batch_generator, crop, crop_start_s,
-                                      log_losses, recipe_clips, resume_reward, reward_provenance, save_reward_state)
-from foleyflow.rewards.degrade import random_degradation
+from foleyflow.rewards.common import (RewardDataConfig, RewardError, RewardTrainConfig, batch_generator, crop,
+                                      crop_start_s, log_losses, recipe_clips, resume_reward, reward_provenance,
+                                      save_reward_state)
+from foleyflow.rewards.degrade import KINDS, random_degradation
 from foleyflow.train.run import MetricLog, lock_run, recipe_args, release_run, write_config
 from foleyflow.train.schedule import build_optimizer, lr_at, set_lr
 
@@ -31,6 +34,7 @@ class DataConfig(RewardDataConfig):
     crop_s: float = 4.0
     p_clean: float = 0.25
     gain_db: float = 6.0
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))   # the degradations drawn from
 
 
 @dataclass
@@ -46,7 +50,7 @@ def batch(clips, cfg: TrainConfig, g: torch.Generator):
     for i in torch.randint(len(clips), (cfg.batch_size,), generator=g).tolist():
         x = crop(clips[i].audio, crop_start_s(clips[i].duration_s, cfg.data.crop_s, g), cfg.data.crop_s)
         x = (x * 10 ** (cfg.data.gain_db * (2 * float(torch.rand((), generator=g)) - 1) / 20)).clamp(-1, 1)
-        y, s, _ = random_degradation(x, g, cfg.data.p_clean)
+        y, s, _ = random_degradation(x, g, cfg.data.p_clean, cfg.data.kinds)
         audio.append(y)
         sev.append(s)
     return torch.stack(audio), torch.tensor(sev)
@@ -72,6 +76,10 @@ def held_out(model, clips, cfg: TrainConfig, batches: int = 4) -> dict:
 def main(argv=None) -> None:
     args = recipe_args(__doc__.split("\n\n")[0], argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
+    unknown = [k for k in cfg.data.kinds if k not in KINDS]
+    if unknown or not cfg.data.kinds:
+        raise RewardError(f"data.kinds: unknown degradation {unknown[0]!r} (known: {', '.join(KINDS)})" if unknown
+                          else "data.kinds: name at least one degradation")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

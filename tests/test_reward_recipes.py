@@ -191,3 +191,32 @@ def test_recipe_errors_are_one_line(tmp_path, manifest):
                            f"data.manifest={manifest}", "data.split=evaltrain", "data.allow_other_split=true"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "evaltrain" in proc.stderr
+
+
+def test_aesthetic_recipe_draws_only_the_kinds_it_is_given_and_refuses_unknown_ones(tmp_path, manifest, monkeypatch):
+    import subprocess
+
+    from foleyflow.config import load_config
+    from foleyflow.rewards import degrade
+
+    mod = recipe("aesthetic")
+    drawn = []
+
+    def spy(x, g, p_clean, kinds):
+        y, s, kind = degrade.random_degradation(x, g, p_clean, kinds)
+        drawn.append(kind)
+        return y, s, kind
+
+    monkeypatch.setattr(mod, "random_degradation", spy)
+    for kinds, want in (("[damp,flatten]", {"damp", "flatten"}), (None, set(degrade.KINDS))):
+        extra = [f"data.kinds={kinds}"] if kinds else []
+        cfg = load_config(mod.TrainConfig, ROOT / "configs" / "train_reward_aesthetic" / "debug.yaml",
+                          [f"data.manifest={manifest}", "data.p_clean=0", "batch_size=64", *extra])
+        drawn.clear()
+        mod.batch(mod.recipe_clips(cfg.data), cfg, torch.Generator().manual_seed(0))
+        assert set(drawn) == want, (kinds, set(drawn))
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_reward_aesthetic.py"), "--config",
+                           str(ROOT / "configs" / "train_reward_aesthetic" / "debug.yaml"), f"out_dir={tmp_path}",
+                           f"data.manifest={manifest}", "data.kinds=[noise,vinyl]"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "'vinyl'" in proc.stderr

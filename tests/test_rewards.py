@@ -3,6 +3,7 @@ the truth and from the video, degradations, the train-split rule and the separat
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from foleyflow.errors import CheckpointError
 from foleyflow.rewards import aesthetic, semantic, spatial, temporal
 from foleyflow.rewards.common import RewardConditions, RewardError, check_split, truth_contacts, truth_pan_track
-from foleyflow.rewards.degrade import KINDS, degrade
+from foleyflow.rewards.degrade import KINDS, KINDS_V1, degrade
 from reward_helpers import NAMES, ROOT, tiny_model
 
 MODULES = {"semantic": (semantic, semantic.save_semantic_reward, semantic.load_semantic_reward),
@@ -130,7 +131,7 @@ def test_degradations_keep_shape_and_grow_with_severity():
     g = torch.Generator().manual_seed(0)
     t = torch.arange(16000) / 16000
     x = 0.3 * torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 3000 * t)])
-    x = x * (t * 4 % 1 < 0.2)  # bursts, so smearing has transients to smear
+    x = x * (t * 4 % 1 < 0.2) * torch.exp(-(t * 4 % 1) / 0.1)  # decaying bursts: transients to smear, tails to cut
     for kind in KINDS:
         assert torch.equal(degrade(x, kind, 0.0, g), x)
         err = [float((degrade(x, kind, s, torch.Generator().manual_seed(5)) - x).pow(2).mean()) for s in (0.2, 1.0)]
@@ -140,6 +141,22 @@ def test_degradations_keep_shape_and_grow_with_severity():
         assert err[1] > err[0] > 0, (kind, err)
     with pytest.raises(ValueError):
         degrade(x, "vinyl", 0.5, g)
+
+
+def test_damp_cuts_the_tail_and_keeps_the_attack_and_flatten_turns_harmonics_to_noise():
+    t = torch.arange(16000) / 16000
+    tone = sum(torch.sin(2 * torch.pi * f * t) / k for k, f in enumerate((440, 880, 1320, 1760), 1))
+    x = torch.stack([0.4 * tone * torch.exp(-t / 0.3)] * 2)       # one struck note ringing for a second
+    energy = lambda y, a, b: float(y[:, int(a * 16000):int(b * 16000)].pow(2).mean())  # noqa: E731
+    y = degrade(x, "damp", 1.0, torch.Generator())
+    tail_db = 10 * math.log10(energy(y, 0.4, 0.9) / energy(x, 0.4, 0.9))
+    attack_db = 10 * math.log10(energy(y, 0.02, 0.06) / energy(x, 0.02, 0.06))
+    assert tail_db < -10 and attack_db > -3, (tail_db, attack_db)
+    peaky = lambda y: float((m := torch.fft.rfft(y[0, 4000:12000]).abs()).max() / m.mean())  # noqa: E731
+    flat = degrade(x, "flatten", 1.0, torch.Generator().manual_seed(0))
+    assert peaky(flat) < 0.3 * peaky(x), (peaky(flat), peaky(x))
+    assert energy(flat, 0.0, 1.0) == pytest.approx(energy(x, 0.0, 1.0), rel=0.5)    # the level stays
+    assert KINDS[:len(KINDS_V1)] == KINDS_V1 and {"damp", "flatten"} <= set(KINDS)
 
 
 TRUTH = {"events": [
