@@ -48,7 +48,8 @@ class GenerationOptions:
     video_scale: float = 0.0            # guidance "multi": extra weight of the video (ALIVE's w_video)
     plan_scale: float | None = None     # guidance "cfg" with a plan track: the plan's own weight (None: the plan is
                                         # guided with the rest at cfg_scale; 1: the unguided branch keeps the plan);
-                                        # apg, multi and distilled students do not use it
+                                        # apg and multi do not use it; a distilled student has its weight folded in
+                                        # (None or that weight; another is refused)
     overlap_s: float = 1.0              # overlap of the windows of a long video (see foleyflow.pipeline)
     negative: str | None = None         # negative prompt: the unconditional branch's text
     sample_rate: int | None = None      # resample the output to this rate (Hz); None = the codec's

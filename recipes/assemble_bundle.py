@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
                          "\"plan\": \"auto\"; needs --planner and a generator that follows plans)")
     args = ap.parse_args(argv)
     try:
+        from foleyflow.models.generator_io import load_generator
+
+        gcfg = load_generator(args.generator).cfg
+        if (gcfg.distilled and gcfg.plan_dim > 0 and args.plan_scale is not None
+                and args.plan_scale != gcfg.distill_plan_scale):
+            raise FoleyError(f"--plan-scale {args.plan_scale:g}: the distilled generator folds the plan weight "
+                             f"{gcfg.distill_plan_scale:g} in; give that or none")
         card = Path(args.card).read_text() if args.card else None
         out = assemble_bundle(args.out, generator=args.generator, vae=args.vae, vocoder=args.vocoder,
                               semantic_encoder=args.semantic, sync_encoder=args.sync,
@@ -60,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     print(f"wrote bundle {out} ({total / 1e6:.1f} MB in the folder; referenced: {', '.join(args.reference) or '-'})")
-    from foleyflow.models.generator_io import load_generator
-
-    plan_dim = load_generator(args.generator).cfg.plan_dim
+    plan_dim = gcfg.plan_dim
     print(f"the generator follows plans: a {plan_dim}-channel plan track (generate --cot PLAN.json)" if plan_dim
           else "the generator has no plan pathway (a plan reaches it only as chain-of-thought text)")
     return 0

@@ -178,8 +178,9 @@ def build_student(teacher: Generator, cfg: DistillFlowConfig) -> Generator:
 
     if teacher.cfg.distilled:
         raise FoleyError(f"teacher {cfg.teacher} is already a distilled student")
+    folded = float(cfg.plan_scale) if teacher.cfg.plan_dim > 0 else 1.0   # only a plan pathway has a plan weight
     student = Generator(dataclasses.replace(teacher.cfg, distilled=True, distill_levels=cfg.distill_levels,
-                                            distill_plan_scale=float(cfg.plan_scale)))
+                                            distill_plan_scale=folded))
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or any(not k.startswith(("guidance_embed.", "steps_embed.")) for k in missing):
         raise FoleyError(f"student does not take the teacher's weights (missing {missing[:3]}, unexpected "
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         raise FoleyError(f"teacher: generator checkpoint not found: {cfg.teacher or '(not set)'}")
     if not 0.0 <= cfg.consistency_fraction <= 1.0 or cfg.guidance_min < 0 or cfg.guidance_max < cfg.guidance_min:
         raise FoleyError("consistency_fraction must be in [0, 1] and 0 <= guidance_min <= guidance_max")
-    if not 0.0 <= cfg.drop_plan <= 1.0 or cfg.plan_scale < 0:
-        raise FoleyError("drop_plan must be in [0, 1] and plan_scale at least 0")
+    if not 0.0 <= cfg.drop_plan <= 1.0 or not 0.0 <= cfg.plan_scale <= 50.0:
+        raise FoleyError("drop_plan must be in [0, 1] and plan_scale in [0, 50] (generation's range)")
     ctx = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -204,11 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     lock = lock_run(out, ctx)
     check_tasks(cfg)
     data = load_data(cfg)
-    teacher = load_generator(cfg.teacher).eval()
+    teacher = load_generator(cfg.teacher).eval().to(ctx.device)
     if (teacher.latent_len, teacher.sync_len) != (data["mean"].shape[1], data["sync"].shape[1]):
         teacher.set_duration(data["duration_s"])
     for p in teacher.parameters():
         p.requires_grad_(False)
+    if teacher.cfg.plan_dim == 0 and cfg.plan_scale != 1.0:
+        raise FoleyError(f"plan_scale {cfg.plan_scale:g}: the teacher {cfg.teacher} has no plan pathway to weigh")
     if teacher.cfg.plan_dim > 0:   # rank 0 draws the plan tracks once (as train_flow); the others read its file
         if ctx.backend is not None and not ctx.is_main:
             torch.distributed.barrier()

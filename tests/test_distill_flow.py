@@ -101,9 +101,12 @@ def test_distillation_runs_resumes_exactly_and_records_its_teacher(teacher):
 
 
 def test_bad_teacher_is_a_one_line_error(teacher, tmp_path):
-    tmp, lat, feat, _ = teacher
+    tmp, lat, feat, ckpt = teacher
     proc, _ = _distill(tmp, lat, feat, tmp_path / "nope.safetensors", tmp_path / "o")
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: teacher: generator checkpoint not found")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc, _ = _distill(tmp, lat, feat, ckpt, tmp_path / "p", "plan_scale=2")     # no plan pathway to weigh
+    assert proc.returncode == 2 and "has no plan pathway" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -139,38 +142,75 @@ def _distill_module():
     return mod
 
 
-@pytest.mark.parametrize("plan_scale", [1.0, 2.5])
-def test_a_plan_teachers_target_is_generations_plan_guided_velocity(plan_scale):
-    """With a plan track, the distillation target is what generation samples (plan_guided_velocity over the full
-    conditions, the plan alone and nothing); an item whose plan is dropped gets plain guidance against nothing."""
-    from foleyflow.models.generator_sampling import guided_velocity, plan_guided_velocity
-
-    dm = _distill_module()
-    cfg = GeneratorConfig.preset("tiny", duration_s=1.0, plan_dim=12, **SMALL)
+def _plan_net_and_batch(distilled: bool = False):
+    """A tiny generator with a plan pathway (every zero-initialised tensor, the empty plan included, drawn non-zero)
+    and a batch of 3 items: all kept; the plan dropped; the video dropped and the text dropped, the plan kept."""
+    cfg = GeneratorConfig.preset("tiny", duration_s=1.0, plan_dim=12, distilled=distilled, **SMALL)
     torch.manual_seed(0)
     net = Generator(cfg).eval()
     with torch.no_grad():
         for p in net.zero_initialised():
             p.normal_(0, 0.1)
+    assert net.empty_plan_feat.abs().sum() > 0
     lat, vis, syn = cfg.seq_lengths(1.0)
     g = torch.Generator().manual_seed(1)
     rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    batch = dict(xt=rnd(2, lat, cfg.latent_channels), t=torch.full((2,), 0.3), visual=rnd(2, vis, cfg.visual_dim),
-                 sync=rnd(2, syn, cfg.sync_dim), text=rnd(2, cfg.text_len, cfg.text_dim), keep_video=torch.ones(2),
-                 keep_text=torch.ones(2), plan=rnd(2, lat, 12), keep_plan=torch.tensor([1.0, 0.0]))
+    batch = dict(xt=rnd(3, lat, cfg.latent_channels), t=torch.full((3,), 0.3), visual=rnd(3, vis, cfg.visual_dim),
+                 sync=rnd(3, syn, cfg.sync_dim), text=rnd(3, cfg.text_len, cfg.text_dim),
+                 keep_video=torch.tensor([1.0, 1.0, 0.0]), keep_text=torch.tensor([1.0, 1.0, 0.0]),
+                 plan=rnd(3, lat, 12), keep_plan=torch.tensor([1.0, 0.0, 1.0]))
+    return net, batch
+
+
+@pytest.mark.parametrize("plan_scale", [1.0, 2.5])
+def test_a_plan_teachers_target_is_generations_plan_guided_velocity(plan_scale):
+    """With a plan track, each item's distillation target is what generation samples for that item's conditions
+    (plan_guided_velocity over the full conditions, the plan alone and nothing); an item whose plan is dropped gets
+    plain guidance against nothing; without a plan the old target."""
+    from foleyflow.models.generator_sampling import guided_velocity, plan_guided_velocity
+
+    dm = _distill_module()
+    net, batch = _plan_net_and_batch()
     w = 3.0
-    got = dm.teacher_target(net, batch, torch.full((2,), w), plan_scale)
+    got = dm.teacher_target(net, batch, torch.full((3,), w), plan_scale)
+    t = torch.tensor(0.3)
     with torch.no_grad():
-        plan = dm.dropped_plan(net, batch["plan"], batch["keep_plan"])
-        full = net.prepare_conditions(batch["visual"], batch["sync"], batch["text"], plan=plan)
-        want = plan_guided_velocity(net, full, net.empty_conditions(2, plan=plan), net.empty_conditions(2),
-                                    cfg_scale=w, plan_scale=plan_scale)(batch["xt"], torch.tensor(0.3))
-        plain = guided_velocity(net, net.prepare_conditions(batch["visual"], batch["sync"], batch["text"]),
-                                net.empty_conditions(2), w)(batch["xt"], torch.tensor(0.3))
-        no_plan = dm.teacher_target(net, {k: v for k, v in batch.items() if "plan" not in k}, torch.full((2,), w))
-    assert torch.allclose(got, want, atol=1e-5)
-    assert torch.allclose(got[1], plain[1], atol=1e-5) and not torch.allclose(got[0], plain[0], atol=1e-3)
-    assert torch.allclose(no_plan, plain, atol=1e-5)          # without a plan: the old target exactly
+        for i in range(3):   # generation's view of item i: its streams, or the learned empty ones where dropped
+            empty = lambda feat, like: feat[None].expand_as(like[i:i + 1])  # noqa: E731
+            visual = batch["visual"][i:i + 1] if batch["keep_video"][i] else empty(net.empty_clip_feat, batch["visual"])
+            sync = batch["sync"][i:i + 1] if batch["keep_video"][i] else empty(net.empty_sync_feat, batch["sync"])
+            text = batch["text"][i:i + 1] if batch["keep_text"][i] else empty(net.empty_string_feat, batch["text"])
+            x = batch["xt"][i:i + 1]
+            if batch["keep_plan"][i]:
+                plan = batch["plan"][i:i + 1]
+                full = net.prepare_conditions(visual, sync, text, plan=plan)
+                want = plan_guided_velocity(net, full, net.empty_conditions(1, plan=plan), net.empty_conditions(1),
+                                            cfg_scale=w, plan_scale=plan_scale)(x, t)
+            else:
+                want = guided_velocity(net, net.prepare_conditions(visual, sync, text), net.empty_conditions(1),
+                                       w)(x, t)
+            assert torch.allclose(got[i:i + 1], want, atol=1e-4), i
+        plain = dm.teacher_target(net, {k: v for k, v in batch.items() if "plan" not in k}, torch.full((3,), w))
+    assert not torch.allclose(got[0], plain[0], atol=1e-3)     # the plan counts where it is kept
+
+
+def test_the_student_and_its_consistency_target_see_the_plan():
+    dm = _distill_module()
+    net, batch = _plan_net_and_batch(distilled=True)
+    with torch.no_grad():
+        for name in ("guidance_embed", "steps_embed"):
+            torch.nn.init.normal_(getattr(net, name).mlp[2].weight, std=0.1)
+    w, n = torch.full((3,), 3.0), torch.tensor([0.0, 2.0, 4.0])
+    args = [batch[k] for k in ("xt", "t", "visual", "sync", "text", "keep_video", "keep_text")]
+    step = dm.StudentStep(net)
+    with torch.no_grad():
+        kept = step(*args, w, n, batch["plan"], torch.ones(3))
+        dropped = step(*args, w, n, batch["plan"], torch.zeros(3))
+        none = step(*args, w, n)
+        a = dm.consistency_target(net, batch, w, n)
+        b = dm.consistency_target(net, dict(batch, keep_plan=torch.zeros(3)), w, n)
+    assert not torch.allclose(kept, dropped, atol=1e-4) and torch.allclose(dropped, none, atol=1e-5)
+    assert not torch.allclose(a, b, atol=1e-4)
 
 
 def test_a_plan_teacher_distils_with_its_plan_and_generation_keeps_its_plan_weight(tmp_path):
@@ -238,6 +278,7 @@ def test_the_v3_distillation_config_matches_v3s_training_and_bundle():
     d = load_config(dm.DistillFlowConfig, ROOT / "configs/distill_flow/v3.yaml", [])
     v3 = load_config(tf.TrainFlowConfig, ROOT / "configs/train_flow/v3.yaml", [])
     assert (d.tasks, d.drop_video, d.drop_text, d.drop_plan) == (v3.tasks, v3.drop_video, v3.drop_text, v3.drop_plan)
+    assert d.plan_offscreen == v3.plan_offscreen
     assert d.data.text_fields == v3.data.text_fields
     bundle = json.loads((ROOT / "foleyflow/assets/default/bundle.json").read_text())
     assert Path(ROOT / d.teacher).is_file() and d.plan_scale == bundle["defaults"]["plan_scale"]
