@@ -239,3 +239,39 @@ def test_the_entanglement_table_marks_resolved_changes_by_direction(tmp_path, ca
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SystemExit, match="not a paired_eval.py --json file"):
         mod.main([f"x={tmp_path / 'bad.json'}"])
+
+
+def test_paired_by_class_groups_clips_by_their_sound_classes_and_event_counts(tmp_path, capsys):
+    """benchmarks/paired_by_class.py: a clip counts for each class that sounds in it (ambience not), small groups
+    are left out, the density quarters split the clips by event count, and each group's difference is compare's."""
+    spec = importlib.util.spec_from_file_location("by_class", ROOT / "benchmarks" / "paired_by_class.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ev = lambda cls, t, kind="discrete": {"sound_class": cls, "kind": kind, "onset_s": t, "offset_s": t + 0.5,  # noqa
+                                          "pan": 0.0, "gain": 1.0, "on_screen": True, "params": {}}
+    base, new = {}, {}
+    for i in range(8):   # clips 0-3: snare only (new better); 4-7: snare and tom (new worse); all with rain
+        events = [ev("rain", 0.0, "ambience")] + [ev("snare", 0.5 * k) for k in range(1 + i)]
+        if i >= 4:
+            events.append(ev("tom", 3.0))
+        (tmp_path / f"c{i}.json").write_text(json.dumps({"events": events}))
+        base[f"c{i}"] = {"clip": f"c{i}", "clap_score": 0.3}
+        new[f"c{i}"] = {"clip": f"c{i}", "clap_score": 0.4 if i < 4 else 0.1}
+    by_class, counts = mod.clip_groups(str(tmp_path), sorted(base))
+    assert set(by_class) == {"snare", "tom"} and len(by_class["snare"]) == 8 and by_class["tom"] == [
+        "c4", "c5", "c6", "c7"]
+    assert counts["c0"] == 1 and counts["c7"] == 9
+    quarters = mod.density_groups(counts)
+    assert list(quarters) == ["1-2 events", "3-4 events", "6-7 events", "8-9 events"]
+    groups = mod.compare_groups(base, new, by_class, ["clap_score"], min_clips=5, resamples=200, seed=0)
+    assert [g["group"] for g in groups] == ["snare"]                          # tom has 4 clips < 5
+    assert groups[0]["rows"][0]["diff"] == pytest.approx(-0.05)
+    tom = mod.compare_groups(base, new, by_class, ["clap_score"], min_clips=4, resamples=200, seed=0)[1]
+    assert tom["rows"][0]["diff"] == pytest.approx(-0.2) and tom["rows"][0]["verdict"] == "worse"
+    b, n = tmp_path / "b.jsonl", tmp_path / "n.jsonl"
+    b.write_text("".join(json.dumps(r) + "\n" for r in base.values()))
+    n.write_text("".join(json.dumps(r) + "\n" for r in new.values()))
+    assert mod.main(["--base", str(b), "--new", str(n), "--truth", str(tmp_path), "--keys", "clap_score",
+                     "--min-clips", "4", "--resamples", "100"]) == 0
+    assert "| tom | 4 | **-0.200" in capsys.readouterr().out
+    assert mod.main(["--base", str(b), "--new", str(n), "--truth", str(tmp_path / "none")]) == 2
