@@ -357,6 +357,13 @@ def test_issue_18_experiment_configs_are_valid_and_differ_only_where_they_should
     c = asdict(v3)
     assert {k for k in c if c[k] != a[k]} == {"optim", "steps"} and v3.plan == "bundle"
     assert v3.optim.lr > fast.optim.lr
+    flow_v3 = load("flow_v3")   # Flow-GRPO on v3: fast_v3 with flow.yaml's differences and nothing else
+    grpo.check_config(flow_v3)
+    fv = asdict(flow_v3)
+    assert {k for k in fv if fv[k] != c[k]} == {"sampling", "accum", "steps", "stop"}
+    assert {k: fv[k] for k in ("accum", "steps", "stop")} == {k: b[k] for k in ("accum", "steps", "stop")}
+    window = {k: b["sampling"][k] for k in ("window", "max_start")}
+    assert fv["sampling"] == {**c["sampling"], **window}
     for name in grpo.REWARDS:  # the entanglement runs: fast_v3 with one reward, half its iterations
         single = load(f"single_{name}")
         grpo.check_config(single)
