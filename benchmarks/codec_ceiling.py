@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--bundle", default=str(Path(__file__).resolve().parents[1] / "foleyflow/assets/default"))
     p.add_argument("--vae", help="this VAE instead of the bundle's (e.g. a fine-tuned decoder)")
+    p.add_argument("--vocoder", help="this vocoder checkpoint instead of the bundle's (e.g. coherent Griffin-Lim)")
     p.add_argument("--vocoder-only", action="store_true", help="skip the VAE: the vocoder on the true mel")
     p.add_argument("--clips", type=int, default=100, help="the first N clips in name order")
     p.add_argument("--threads", type=int, default=1)
@@ -46,6 +47,8 @@ def main() -> None:
     files = dict(read_bundle(args.bundle).files)
     if args.vae:
         files["vae"] = args.vae
+    if args.vocoder:
+        files["vocoder"] = args.vocoder
     vae, vocoder = load_vae(files["vae"]).eval(), load_vocoder(files["vocoder"]).eval()
     sr = MEL_SETTINGS[vae.cfg.mel_setting].sample_rate
     wavs = sorted(Path(args.split_dir).glob("*.wav"))[:args.clips]

@@ -171,19 +171,18 @@ def mono_log_mel(audio: torch.Tensor, mel_fb: torch.Tensor, window: torch.Tensor
     return torch.log(torch.clamp(mel_fb @ spec, min=1e-5))
 
 
-def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_iter: int = 32, momentum: float = 0.99,
-                seed: int = 0) -> torch.Tensor:
-    """(..., n_mels, T) log-mel -> (..., T * hop) waveform: baseline vocoder. The linear magnitude is the
-    filterbank's pseudo-inverse applied to the mel energies (clamped at 0); phases by fast Griffin-Lim (Perraudin
-    et al. 2013) with the given momentum, starting from random phases drawn from `seed`."""
-    s = MEL_SETTINGS[setting] if isinstance(setting, str) else setting
-    shape = log_mel.shape
-    mel = log_mel.reshape(-1, *shape[-2:]).float()
-    energy = torch.pow(10.0, mel) if s.log == "log10" else torch.exp(mel)
+def _mel_to_magnitude(log_mel: torch.Tensor, s: MelSetting) -> torch.Tensor:
+    """(N, n_mels, T) log-mel -> (N, n_fft // 2 + 1, T) linear magnitude: the filterbank's pseudo-inverse applied to
+    the mel energies, clamped at 0."""
+    energy = torch.pow(10.0, log_mel) if s.log == "log10" else torch.exp(log_mel)
     fb = torch.from_numpy(np.array(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.f_min, s.f_max)))
-    mag = (torch.linalg.pinv(fb.double()).float().to(mel.device) @ energy).clamp(min=0.0)
+    return (torch.linalg.pinv(fb.double()).float().to(log_mel.device) @ energy).clamp(min=0.0)
+
+
+def _griffin_lim_phase(mag: torch.Tensor, s: MelSetting, n_iter: int, momentum: float, seed: int) -> torch.Tensor:
+    """Unit phases (N, F, T) for magnitudes (N, F, T) by fast Griffin-Lim from random phases drawn from `seed`."""
     gen = torch.Generator().manual_seed(seed)
-    phase = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=gen)).to(mel.device)
+    phase = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=gen)).to(mag.device)
     prev = torch.zeros_like(phase)
     for _ in range(n_iter):
         wav = istft_same(mag * phase, s.n_fft, s.hop_length)
@@ -191,8 +190,37 @@ def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_it
         accel = rebuilt - (momentum / (1 + momentum)) * prev
         prev = rebuilt
         phase = accel / accel.abs().clamp(min=1e-8)
-    wav = istft_same(mag * phase, s.n_fft, s.hop_length)
+    return phase
+
+
+def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_iter: int = 32, momentum: float = 0.99,
+                seed: int = 0) -> torch.Tensor:
+    """(..., n_mels, T) log-mel -> (..., T * hop) waveform: baseline vocoder. The linear magnitude is the
+    filterbank's pseudo-inverse applied to the mel energies (clamped at 0); phases by fast Griffin-Lim (Perraudin
+    et al. 2013) with the given momentum, starting from random phases drawn from `seed`. Every leading index (every
+    channel) gets phases of its own: see `griffin_lim_stereo` for channels that share them."""
+    s = MEL_SETTINGS[setting] if isinstance(setting, str) else setting
+    shape = log_mel.shape
+    mag = _mel_to_magnitude(log_mel.reshape(-1, *shape[-2:]).float(), s)
+    wav = istft_same(mag * _griffin_lim_phase(mag, s, n_iter, momentum, seed), s.n_fft, s.hop_length)
     return wav.reshape(*shape[:-2], wav.shape[-1])
+
+
+def griffin_lim_stereo(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_iter: int = 32,
+                       momentum: float = 0.99, seed: int = 0) -> torch.Tensor:
+    """(B, C, n_mels, T) log-mel -> (B, C, T * hop): Griffin-Lim with one phase per clip shared by its channels.
+    The phases are found for the clip's mid magnitude (the root mean square of its channels' magnitudes) and each
+    channel keeps its own magnitude on them, so a panned source comes out as the same waveform at two levels (the
+    channels correlated, as in the true audio) instead of two unrelated ones (per-channel Griffin-Lim, whose channels
+    are uncorrelated). Level differences between the channels are kept; time differences are not made."""
+    if log_mel.ndim != 4:
+        raise ValueError(f"griffin_lim_stereo needs (B, C, n_mels, T), got {tuple(log_mel.shape)}")
+    s = MEL_SETTINGS[setting] if isinstance(setting, str) else setting
+    b, c, m, t = log_mel.shape
+    mag = _mel_to_magnitude(log_mel.reshape(b * c, m, t).float(), s).reshape(b, c, -1, t)
+    phase = _griffin_lim_phase(mag.pow(2).mean(1).sqrt(), s, n_iter, momentum, seed)   # (B, F, T)
+    wav = istft_same((mag * phase[:, None]).reshape(b * c, -1, t), s.n_fft, s.hop_length)
+    return wav.reshape(b, c, -1)
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int, dtype=np.float32) -> np.ndarray:

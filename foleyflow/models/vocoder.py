@@ -105,7 +105,10 @@ class Vocoder(nn.Module):
 
 
 def vocode_channels(vocoder: Vocoder, mel: torch.Tensor) -> torch.Tensor:
-    """(B, C, n_mels, T) -> (B, C, T * hop_length): every channel vocoded on its own (one batched call)."""
+    """(B, C, n_mels, T) -> (B, C, T * hop_length): every channel vocoded on its own (one batched call), or as the
+    vocoder vocodes a clip's channels together when it can (`GriffinLimVocoder` with stereo "coherent")."""
+    if hasattr(vocoder, "vocode_channels"):
+        return vocoder.vocode_channels(mel)
     b, c, m, t = mel.shape
     return vocoder(mel.reshape(b * c, m, t)).reshape(b, c, -1)
 
@@ -117,15 +120,24 @@ class GriffinLimConfig:
     n_iter: int = 32
     momentum: float = 0.99
     seed: int = 0
+    # the channels of a clip: "independent" (phases of their own: uncorrelated channels, the bundles before session
+    # 15) or "coherent" (one phase per clip, foleyflow.audio.griffin_lim_stereo: correlated as a panned source is)
+    stereo: str = "independent"
+
+
+STEREO_MODES = ("independent", "coherent")
 
 
 class GriffinLimVocoder(nn.Module):
     """The untrained baseline vocoder (foleyflow.audio.griffin_lim: filterbank pseudo-inverse + fast Griffin-Lim) behind
     the Vocoder interface, so a bundle can name it when no trained vocoder measures better. Deterministic (fixed seed
-    of the initial phases). It keeps each channel's level but not the time difference between channels."""
+    of the initial phases). It keeps each channel's level but not the time difference between channels; with stereo
+    "coherent" the channels of a clip share their phases (`vocode_channels`)."""
 
     def __init__(self, cfg: GriffinLimConfig):
         super().__init__()
+        if cfg.stereo not in STEREO_MODES:
+            raise CheckpointError(f"Griffin-Lim stereo must be one of {', '.join(STEREO_MODES)}, got {cfg.stereo!r}")
         self.cfg = cfg
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -133,6 +145,16 @@ class GriffinLimVocoder(nn.Module):
 
         return griffin_lim(mel, self.cfg.mel_setting, n_iter=self.cfg.n_iter, momentum=self.cfg.momentum,
                            seed=self.cfg.seed)
+
+    def vocode_channels(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, C, n_mels, T) -> (B, C, T * hop): per channel, or with one phase per clip when stereo is coherent."""
+        if self.cfg.stereo == "independent":
+            b, c, m, t = mel.shape
+            return self(mel.reshape(b * c, m, t)).reshape(b, c, -1)
+        from foleyflow.audio import griffin_lim_stereo
+
+        return griffin_lim_stereo(mel, self.cfg.mel_setting, n_iter=self.cfg.n_iter, momentum=self.cfg.momentum,
+                                  seed=self.cfg.seed)
 
 
 def save_griffin_lim(path, cfg: GriffinLimConfig | None = None, *, provenance: dict | None = None):
