@@ -179,10 +179,15 @@ def _mel_to_magnitude(log_mel: torch.Tensor, s: MelSetting) -> torch.Tensor:
     return (torch.linalg.pinv(fb.double()).float().to(log_mel.device) @ energy).clamp(min=0.0)
 
 
-def _griffin_lim_phase(mag: torch.Tensor, s: MelSetting, n_iter: int, momentum: float, seed: int) -> torch.Tensor:
-    """Unit phases (N, F, T) for magnitudes (N, F, T) by fast Griffin-Lim from random phases drawn from `seed`."""
-    gen = torch.Generator().manual_seed(seed)
-    phase = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=gen)).to(mag.device)
+def _griffin_lim_phase(mag: torch.Tensor, s: MelSetting, n_iter: int, momentum: float, seed: int,
+                       start: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit phases (N, F, T) for magnitudes (N, F, T) by fast Griffin-Lim from `start` (unit phases) or else random
+    phases drawn from `seed`."""
+    if start is None:
+        gen = torch.Generator().manual_seed(seed)
+        phase = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=gen)).to(mag.device)
+    else:
+        phase = start
     prev = torch.zeros_like(phase)
     for _ in range(n_iter):
         wav = istft_same(mag * phase, s.n_fft, s.hop_length)
@@ -207,20 +212,24 @@ def griffin_lim(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_it
 
 
 def griffin_lim_stereo(log_mel: torch.Tensor, setting: MelSetting | str = MEL_16K, n_iter: int = 32,
-                       momentum: float = 0.99, seed: int = 0) -> torch.Tensor:
+                       momentum: float = 0.99, seed: int = 0, channel_iters: int = 0) -> torch.Tensor:
     """(B, C, n_mels, T) log-mel -> (B, C, T * hop): Griffin-Lim with one phase per clip shared by its channels.
     The phases are found for the clip's mid magnitude (the root mean square of its channels' magnitudes) and each
     channel keeps its own magnitude on them, so a panned source comes out as the same waveform at two levels (the
     channels correlated, as in the true audio) instead of two unrelated ones (per-channel Griffin-Lim, whose channels
-    are uncorrelated). Level differences between the channels are kept; time differences are not made."""
+    are uncorrelated). Level differences between the channels are kept; time differences are not made.
+    `channel_iters` > 0: that many more Griffin-Lim iterations per channel from the shared phases (each channel's
+    phases then fit its own magnitude better and stay close to the shared ones)."""
     if log_mel.ndim != 4:
         raise ValueError(f"griffin_lim_stereo needs (B, C, n_mels, T), got {tuple(log_mel.shape)}")
     s = MEL_SETTINGS[setting] if isinstance(setting, str) else setting
     b, c, m, t = log_mel.shape
     mag = _mel_to_magnitude(log_mel.reshape(b * c, m, t).float(), s).reshape(b, c, -1, t)
     phase = _griffin_lim_phase(mag.pow(2).mean(1).sqrt(), s, n_iter, momentum, seed)   # (B, F, T)
-    wav = istft_same((mag * phase[:, None]).reshape(b * c, -1, t), s.n_fft, s.hop_length)
-    return wav.reshape(b, c, -1)
+    mag, phase = mag.reshape(b * c, -1, t), phase.repeat_interleave(c, dim=0)
+    if channel_iters > 0:
+        phase = _griffin_lim_phase(mag, s, channel_iters, momentum, seed, start=phase)
+    return istft_same(mag * phase, s.n_fft, s.hop_length).reshape(b, c, -1)
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int, dtype=np.float32) -> np.ndarray:

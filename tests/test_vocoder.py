@@ -173,5 +173,9 @@ def test_coherent_griffin_lim_keeps_a_panned_source_one_waveform_at_two_levels(t
     assert abs(corr(a)) < 0.3 and corr(b) > 0.95, (corr(a), corr(b))
     assert abs(ild(b) - ild(wav[None])) < 1.0 and abs(ild(a) - ild(wav[None])) < 1.0
     assert torch.equal(b, vocode_channels(new, mel))                                 # deterministic
+    part = load_vocoder(save_griffin_lim(tmp_path / "glp.safetensors", GriffinLimConfig(
+        stereo="coherent", n_iter=16, channel_iters=16)))                            # shared start, then per channel
+    c = vocode_channels(part, mel)
+    assert corr(c) > 0.8 and abs(ild(c) - ild(wav[None])) < 1.0 and not torch.allclose(c, b), corr(c)
     with pytest.raises(CheckpointError, match="stereo must be one of"):
         load_vocoder(save_griffin_lim(tmp_path / "bad.safetensors", GriffinLimConfig(stereo="wide")))

@@ -123,6 +123,7 @@ class GriffinLimConfig:
     # the channels of a clip: "independent" (phases of their own: uncorrelated channels, the bundles before session
     # 15) or "coherent" (one phase per clip, foleyflow.audio.griffin_lim_stereo: correlated as a panned source is)
     stereo: str = "independent"
+    channel_iters: int = 0     # coherent: per-channel iterations after the shared phase (griffin_lim_stereo)
 
 
 STEREO_MODES = ("independent", "coherent")
@@ -154,7 +155,7 @@ class GriffinLimVocoder(nn.Module):
         from foleyflow.audio import griffin_lim_stereo
 
         return griffin_lim_stereo(mel, self.cfg.mel_setting, n_iter=self.cfg.n_iter, momentum=self.cfg.momentum,
-                                  seed=self.cfg.seed)
+                                  seed=self.cfg.seed, channel_iters=self.cfg.channel_iters)
 
 
 def save_griffin_lim(path, cfg: GriffinLimConfig | None = None, *, provenance: dict | None = None):
