@@ -311,8 +311,10 @@ def text_encoder_record(cfg) -> dict:
     from foleyflow.models.text_encoder import text_encoder_id
 
     ident = text_encoder_id(cfg)
-    # what a text that fits its budget encodes to depends on neither what happens to texts that do not (overflow)
-    # nor on how many texts run at once (batch_size): those do not change the identity
-    same = {**ident, "config": {k: v for k, v in ident["config"].items() if k not in ("overflow", "batch_size")}}
+    # what a text that fits its budget encodes to depends on neither what happens to texts that do not (overflow
+    # error or truncate) nor on how many texts run at once (batch_size): those do not change the identity; "split"
+    # encodes the long texts a generator trained with it has seen (the ablation's paragraph), so it is part of it
+    drop = ("batch_size",) if ident["config"].get("overflow") == "split" else ("overflow", "batch_size")
+    same = {**ident, "config": {k: v for k, v in ident["config"].items() if k not in drop}}
     digest = hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
     return {"kind": "text_encoder", "sha256": digest, "path": ident["model"], "config": ident["config"]}

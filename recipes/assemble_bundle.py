@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for role in ("generator", "semantic", "sync", "vae", "vocoder"):
         ap.add_argument(f"--{role}", required=True, metavar="CKPT")
     ap.add_argument("--text-budget", default="256", help="as for `foleyflow extract-features`")
-    ap.add_argument("--text-overflow", default="error", choices=("error", "truncate"))
+    ap.add_argument("--text-overflow", default="error", choices=("error", "truncate", "split"))
     ap.add_argument("--trained-on", default="FoleyWorld", help="one line for the generic model card")
     ap.add_argument("--card", default=None, help="Markdown model card file")
     ap.add_argument("--fp16", action="store_true", help="store float32 tensors as float16")

@@ -154,6 +154,50 @@ def test_extract_features_on_foleyworld_clips_and_training_refuses_other_encoder
     assert torch.allclose(v[-1], v[17], atol=1e-3)   # frames past the 2 s clip repeat its last frame
 
 
+def test_monolithic_field_is_the_truth_paragraph_encoded_in_sentence_pieces(capsys, tmp_path):
+    """--monolithic caches each clip's ground-truth CoT as one paragraph (the ablation's single CoT), encoded as a plain
+    text under the cache's text config (split: pieces of whole sentences), in every worker; rows without a truth are a
+    one-line error before any model loads."""
+    import json
+
+    from foleyflow.cot import truth_monolithic
+    from foleyflow.events import read_truth
+    from foleyflow.manifest import read_manifest
+    from foleyflow.models.text_encoder import load_text_encoder
+
+    code, _, err = cli(capsys, "world", "make", "--out", tmp_path / "fw", "--split", "train", "--n", "2",
+                       "--set", "duration_s=2", "--set", "size=64")
+    assert code == 0, err
+    sem_ckpt, sync_ckpt = tiny_av_checkpoints(tmp_path / "enc", seed=0)
+    manifest = tmp_path / "fw" / "manifest.jsonl"
+    args = ["extract-features", manifest, "--semantic-encoder", sem_ckpt, "--sync-encoder", sync_ckpt, "--duration",
+            "2.0", "--text-budget", "64:64", "--text-overflow", "split", "--monolithic"]
+    code, out, err = cli(capsys, *args, "--out", tmp_path / "feat", "--workers", "2")
+    assert code == 0, err
+    cache = Cache(tmp_path / "feat", kind="features")
+    assert cache.fields["monolithic"]["shape"] == [256, 384]
+    assert cache.producers["text_encoder"]["config"]["overflow"] == "split"
+    from foleyflow.commands.extract_features import parse_budget
+
+    enc = load_text_encoder(parse_budget("64:64", "split"))
+    for row in read_manifest(manifest):
+        paragraph = truth_monolithic(read_truth(row.truth))
+        assert "Temporal:" not in paragraph and enc.count_tokens([paragraph])[0] > 64   # several pieces of <= 64
+        want = enc.encode([paragraph])
+        got = cache.load("monolithic")[cache.ids.index(row.id)].float()
+        n = int(want.num_tokens[0])
+        assert n > 64 and torch.allclose(got[:n], want.tokens[0, :n], atol=2e-3) and not got[n:].any()
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[1].pop("truth")
+    (tmp_path / "fw" / "no_truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for workers in ("1", "2"):
+        code, _, err = cli(capsys, *[tmp_path / "fw" / "no_truth.jsonl" if a == manifest else a for a in args],
+                           "--out", tmp_path / f"bad{workers}", "--workers", workers)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "no 'truth'" in lines[0], err
+        assert not (tmp_path / f"bad{workers}").exists()
+
+
 @pytest.mark.parametrize("case", ["manifest", "budget", "checkpoint", "kind", "duration", "exists", "workers"])
 def test_extract_features_bad_inputs_give_one_line_errors(capsys, tmp_path, case):
     sem, syn = tiny_av_checkpoints(tmp_path / "enc", seed=0)

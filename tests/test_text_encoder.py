@@ -89,6 +89,45 @@ def test_truncate_mode_warns_and_cuts(minilm):
         enc.encode(["short"])  # no warning when it fits
 
 
+def test_split_mode_encodes_long_text_in_sentence_pieces(minilm):
+    """overflow="split": a text over seq_len is encoded as whole-sentence pieces, each as if it were encoded alone,
+    their tokens one after the other; a text that fits is encoded exactly as in the other modes."""
+    enc = with_cfg(minilm, seq_len=16, part_seq_len=[8, 16, 8, 8], overflow="split")
+    a, b, c = "A red ball bounces on the wooden floor.", "It stops near the door.", "Then silence."
+    text = f"{a} {b} {c}"
+    assert enc.count_tokens([text])[0] > 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # nothing is cut: every piece fits
+        f = enc.encode([text, "short one"])
+    assert f.tokens.shape == (2, 40, TEXT_DIM)                     # output_len = max(16, 8 + 16 + 8 + 8)
+    pieces = enc._pieces(text, 16)
+    assert len(pieces) >= 2 and " ".join(pieces) == text            # whole sentences, in order, nothing lost
+    alone = [with_cfg(minilm, seq_len=16, part_seq_len=[8, 16, 8, 8]).encode([p]) for p in pieces]
+    n = [int(x.num_tokens) for x in alone]
+    assert int(f.num_tokens[0]) == sum(n) and f.mask[0, :sum(n)].all() and not f.mask[0, sum(n):].any()
+    assert torch.allclose(f.tokens[0, :n[0]], alone[0].tokens[0, :n[0]], atol=1e-5)
+    assert torch.allclose(f.tokens[0, n[0]:n[0] + n[1]], alone[1].tokens[0, :n[1]], atol=1e-5)
+    ref = with_cfg(minilm, seq_len=16, part_seq_len=[8, 16, 8, 8]).encode(["short one"])
+    assert torch.allclose(f.tokens[1], ref.tokens[0], atol=1e-6) and torch.allclose(f.pooled[1], ref.pooled[0], atol=1e-6)
+    assert abs(float(f.pooled[0].norm()) - 1) < 1e-5
+    with pytest.warns(TextTruncationWarning, match="cut to 40"):    # more pieces than output_len holds
+        g = enc.encode([" ".join([a] * 8)])
+    assert int(g.num_tokens[0]) == 40
+    with pytest.warns(TextTruncationWarning, match="sentence has"):  # one sentence over seq_len is cut
+        enc.encode(["one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen."])
+    with pytest.raises(ConfigError, match="overflow must be one of"):
+        TextEncoderConfig(overflow="wrap")
+
+
+def test_split_mode_is_part_of_the_encoder_identity():
+    """Caches and bundles made with "split" differ from the others on long texts, so their records differ; error and
+    truncate encode every text that fits alike and keep one identity."""
+    from foleyflow.conditioning import text_encoder_record
+
+    rec = {m: text_encoder_record(TextEncoderConfig(overflow=m))["sha256"] for m in ("error", "truncate", "split")}
+    assert rec["error"] == rec["truncate"] != rec["split"]
+
+
 def test_cot_parts_in_fixed_slots(minilm):
     enc = with_cfg(minilm, seq_len=64, part_seq_len=32)
     f = enc.encode_cot([COT, {"semantic": "a cat meows"}])

@@ -30,9 +30,13 @@ def register(sub) -> None:
                         "four budgets S,T,A,Sp for semantic, temporal, aesthetic, spatial); every text field is padded "
                         f"to max(N, sum of the part budgets) tokens, the generator's text_len (default {DEFAULT_BUDGET}"
                         ", 480 tokens: the default model's)")
-    p.add_argument("--text-overflow", default="truncate", choices=("error", "truncate"),
-                   help="a text over its budget stops the run (error) or is cut to it (truncate, default); cut texts "
-                        "are counted in the summary")
+    p.add_argument("--text-overflow", default="truncate", choices=("error", "truncate", "split"),
+                   help="a text over its budget stops the run (error) or is cut to it (truncate, default), or a plain "
+                        "text is encoded in pieces of whole sentences (split); cut texts are counted in the summary")
+    p.add_argument("--monolithic", action="store_true",
+                   help="also cache the field 'monolithic': each clip's ground-truth chain of thought as one paragraph "
+                        "without part labels, encoded as a plain text (issue 19's ablation; needs every row's truth; "
+                        "use --text-overflow split and a caption budget of 256 so that long paragraphs are kept)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="N processes of one CPU thread each, on parts of the manifest, merged at the end (default 1)")
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 warnings.simplefilter("always", TextTruncationWarning)
                 out = extract_features(args.manifest, args.out, args.semantic_encoder, args.sync_encoder,
                                        duration_s=args.duration, text_cfg=text_cfg, device=args.device,
-                                       progress=progress)
+                                       progress=progress, monolithic=args.monolithic)
         finally:
             bar.close()
         for w in caught:  # other warnings are shown as usual; cut texts are counted in the summary below
@@ -128,6 +132,10 @@ def _run_workers(args: argparse.Namespace, n: int):
     import tempfile
 
     entries = read_manifest(args.manifest)            # absolute paths (checked before the parts folder exists)
+    if args.monolithic:
+        from foleyflow.data.features import monolithic_texts
+
+        monolithic_texts(entries)                     # a row without truth fails here, before any worker starts
     raw = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +174,7 @@ def _run_parts(args, n, out, work, raw, entries):
                "--semantic-encoder", args.semantic_encoder, "--sync-encoder", args.sync_encoder,
                "--duration", str(args.duration), "--text-budget", args.text_budget, "--text-overflow",
                args.text_overflow, "--device", args.device, "--progress-file", str(work / f"part{i}.progress")]
+        cmd += ["--monolithic"] if args.monolithic else []
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     bar = tqdm(total=n, desc=f"extract-features ({k} workers)", unit="clip", file=sys.stderr, disable=None,

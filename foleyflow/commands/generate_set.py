@@ -79,14 +79,13 @@ def text_condition(row, mode: str):
     if mode not in ("truth", "monolithic"):
         return None, None, None
     from foleyflow.commands.generate import plan_condition
-    from foleyflow.cot import monolithic_text, plan_from_truth, truth_wording
+    from foleyflow.cot import plan_from_truth, truth_monolithic, truth_wording
     from foleyflow.events import read_truth
 
     truth = read_truth(row.truth)
-    plan = plan_from_truth(truth)
     if mode == "monolithic":
-        return monolithic_text(plan, truth_wording(truth)), None, None
-    return (None, *plan_condition(plan, truth_wording(truth)))
+        return truth_monolithic(truth), None, None
+    return (None, *plan_condition(plan_from_truth(truth), truth_wording(truth)))
 
 
 def clip_seed(seed: int, clip_id: str) -> int:

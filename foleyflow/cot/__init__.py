@@ -5,9 +5,10 @@ See docs/cot.md. Importing this package loads only numpy (MiniLM loads inside `r
 from foleyflow.cot.schema import (JSON_SCHEMA, SCHEMA_ID, Plan, PlanError, Scene, Source, move_event, parse_plan,
                                   plan_to_dict, read_plan, remove_source, set_pan, shift_pan, validate, write_plan)
 from foleyflow.cot.render import Wording, four_part, four_part_text, monolithic_text
-from foleyflow.cot.convert import plan_from_alive, plan_from_truth, truth_wording
+from foleyflow.cot.convert import plan_from_alive, plan_from_truth, truth_monolithic, truth_wording
 
 __all__ = ["JSON_SCHEMA", "SCHEMA_ID", "Plan", "PlanError", "Scene", "Source", "Wording", "four_part",
            "four_part_text", "monolithic_text", "move_event", "parse_plan", "plan_from_alive", "plan_from_truth",
-           "plan_to_dict", "read_plan", "remove_source", "set_pan", "shift_pan", "truth_wording", "validate",
+           "plan_to_dict", "read_plan", "remove_source", "set_pan", "shift_pan", "truth_monolithic", "truth_wording",
+           "validate",
            "write_plan"]

@@ -40,6 +40,14 @@ def truth_wording(truth: dict, seed: int | None = None) -> Wording:
     return Wording(w.rng)
 
 
+def truth_monolithic(truth: dict) -> str:
+    """The ablation's single-paragraph chain of thought of a FoleyWorld clip: `monolithic_text` of its plan, worded as
+    FoleyWorld worded the clip's own four-part CoT (the same sentences without the part labels)."""
+    from foleyflow.cot.render import monolithic_text
+
+    return monolithic_text(plan_from_truth(truth), truth_wording(truth))
+
+
 def plan_from_truth(truth: dict, seed: int | None = None, names: dict | None = None) -> Plan:
     """A FoleyWorld ground-truth dict (foleyflow.world.truth) as a validated plan. names: {object id: noun phrase}
     (default: the ones FoleyWorld's writer draws with `seed`, default the clip's seed)."""

@@ -24,12 +24,15 @@ from foleyflow.errors import FoleyError
 # ---------------------------------------------------------------------------------------------------- extraction
 def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: str | Path, sync_ckpt: str | Path, *,
                      duration_s: float = 8.0, text_cfg=None, device: str = "cpu", text_encoder=None,
-                     progress: Callable | None = None) -> Path:
+                     progress: Callable | None = None, monolithic: bool = False) -> Path:
     """Builds a features cache (format in docs/caches.md) for every clip of a JSONL manifest.
 
     Fields per window: visual (int(d * 8), Dv), sync (sync tokens, Ds), caption and cot (output_len, 384), has_video
     (1,). Extras: empty_text (output_len, 384). Info: duration_s, rates, text_len, windows {id: [clip id, start_s]}.
     Producers: semantic_encoder and sync_encoder (checkpoint sha256), text_encoder (config hash).
+    `monolithic`: also the field monolithic (output_len, 384): the single-paragraph form of each clip's ground-truth
+    chain of thought (`foleyflow.cot.monolithic_text` of its `truth`, worded as the clip's cot; issue 19's ablation),
+    encoded as a plain text; every entry needs a truth (checked before any model loads).
     `progress(n_done, n_total)` is called after each clip."""
     from foleyflow.data.cache import CacheWriter, producer_record
     from foleyflow.manifest import read_manifest
@@ -46,6 +49,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     if (Path(out_dir) / INDEX).exists():  # before any model is loaded
         raise CacheError(f"a cache already exists in {out_dir}; choose another folder or delete it")
     entries = read_manifest(manifest)
+    paragraphs = monolithic_texts(entries) if monolithic else None
     for what, path in (("semantic encoder", semantic_ckpt), ("sync encoder", sync_ckpt)):
         if not Path(path).is_file():
             from foleyflow.errors import CheckpointError
@@ -60,6 +64,7 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     text = text_encoder or load_text_encoder(text_cfg, device)
     captions = encode_texts(text, [e.caption for e in entries])
     cots = encode_texts(text, [e.cot for e in entries], cot=True)
+    monos = encode_texts(text, paragraphs) if monolithic else None
     writer = CacheWriter(out_dir, "features", producers)
     windows, counts = {}, {"clips": 0, "windows": 0, "no_video": 0, "padded": 0, "no_caption": 0, "no_cot": 0}
     for i, e in enumerate(entries):
@@ -78,7 +83,8 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
             # the pipeline's path (no video: zeros; the generator swaps in its learned empty features by has_video)
             c = window_conditions(grid, semantic, sync, e.video if has_video else None, w, captions[i:i + 1])
             writer.add(wid, {"visual": c.visual[0], "sync": c.sync[0], "caption": captions[i], "cot": cots[i],
-                             "has_video": torch.tensor([float(has_video)])})
+                             "has_video": torch.tensor([float(has_video)]),
+                             **({"monolithic": monos[i]} if monolithic else {})})
             windows[wid] = [e.id, round(w.start_s, 6)]
         counts["clips"] += 1
         counts["windows"] += len(plan)
@@ -89,3 +95,15 @@ def extract_features(manifest: str | Path, out_dir: str | Path, semantic_ckpt: s
     info = {"duration_s": duration_s, "visual_fps": semantic.fps, "sync_fps": sync.fps, "text_len": text.cfg.output_len,
             "manifest": str(Path(manifest).resolve()), "counts": counts, "windows": windows}
     return writer.close(info=info, extras={"empty_text": text.encode([""]).tokens[0]})
+
+
+def monolithic_texts(entries) -> list[str]:
+    """The monolithic paragraph of each manifest entry's ground truth; one-line error for an entry without one."""
+    from foleyflow.cot import truth_monolithic
+    from foleyflow.events import read_truth
+
+    missing = [e.id for e in entries if not e.truth]
+    if missing:
+        raise FoleyError(f"the monolithic field needs each clip's ground truth; {len(missing)} manifest rows have no "
+                         f"'truth' (e.g. {missing[0]})")
+    return [truth_monolithic(read_truth(e.truth)) for e in entries]

@@ -15,6 +15,10 @@ generator can be built for one text length whatever the input:
     vector is the L2-normalised mean of the four parts' sentence vectors.
 A text longer than its budget is never cut silently: with `overflow="error"` (default) TextTooLongError names the
 text and its length; with `overflow="truncate"` it is cut to the budget and a `TextTruncationWarning` is issued.
+With `overflow="split"` a plain text longer than `seq_len` is cut at sentence ends into pieces of at most `seq_len`
+wordpieces, each encoded in its own pass, their tokens following each other up to `output_len` (the ablation's
+single-paragraph chain of thought, longer than MiniLM reads at once); chain-of-thought parts are cut as with
+"truncate". Anything still over its budget is cut with a warning.
 The empty string (the unconditional text of classifier-free guidance) encodes to [CLS][SEP]: 2 real tokens.
 
     enc = load_text_encoder(TextEncoderConfig())          # loads MiniLM from the installed package, offline
@@ -35,6 +39,7 @@ import torch
 from foleyflow.errors import FoleyError
 
 TEXT_DIM = 384  # MiniLM-L6 hidden size
+OVERFLOW = ("error", "truncate", "split")
 MODEL_MAX_TOKENS = 256  # MiniLM-L6 max_seq_length (wordpieces including [CLS] and [SEP])
 COT_PARTS = ("semantic", "temporal", "aesthetic", "spatial")  # PrismAudio's order
 
@@ -54,7 +59,7 @@ class TextEncoderConfig:
     seq_len: int = 256  # token budget of a plain text (incl. [CLS]/[SEP]); at most MODEL_MAX_TOKENS
     part_seq_len: int | list[int] = 64  # token budget of each of the 4 CoT parts, or 4 budgets in COT_PARTS order
     normalize_tokens: bool = True  # L2-normalise each token feature (MMAudio does so for CLIP text tokens)
-    overflow: Literal["error", "truncate"] = "error"
+    overflow: Literal["error", "truncate", "split"] = "error"
     batch_size: int = 64  # texts per forward pass
 
     def __post_init__(self):
@@ -70,6 +75,8 @@ class TextEncoderConfig:
                 raise ConfigError(f"text encoder {name} must be in [3, {MODEL_MAX_TOKENS}], got {v}")
         if self.batch_size < 1:
             raise ConfigError(f"text encoder batch_size must be >= 1, got {self.batch_size}")
+        if self.overflow not in OVERFLOW:
+            raise ConfigError(f"text encoder overflow must be one of {', '.join(OVERFLOW)}, got {self.overflow!r}")
 
     @property
     def part_lens(self) -> tuple[int, ...]:
@@ -97,6 +104,7 @@ class TextFeatures:
         return TextFeatures(self.tokens.to(device), self.mask.to(device), self.pooled.to(device), self.num_tokens)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _HEADER = re.compile(r"^\s*(?:\d+[.)]\s*)?\**\s*(semantic|temporal|aesthetic|spatial)\b\s*(?:cot)?\s*\**\s*[:\-]\s*",
                      re.IGNORECASE | re.MULTILINE)
 
@@ -197,6 +205,8 @@ class TextEncoder(torch.nn.Module):
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, not one string")
         texts = [_check_text(t) for t in texts]
+        if self.cfg.overflow == "split":
+            return self._encode_split(texts)
         self._check_budget(texts, self.cfg.seq_len, "text")
         tok, mask, pooled = self._run(texts, self.cfg.seq_len)
         return self._pad(TextFeatures(tok, mask, pooled, mask.sum(1)))
@@ -218,6 +228,51 @@ class TextEncoder(torch.nn.Module):
         tok, mask = torch.cat(toks, 1), torch.cat(masks, 1)
         pooled = torch.nn.functional.normalize(torch.stack(pools, 1).mean(1), dim=-1)
         return self._pad(TextFeatures(tok, mask, pooled, mask.sum(1)))
+
+    def _encode_split(self, texts: list[str]) -> TextFeatures:
+        """overflow="split": each text in pieces of whole sentences of at most seq_len wordpieces (a sentence longer
+        than that is a piece of its own, cut), all pieces in one batch; a text's pieces follow each other, each with
+        its own [CLS] and [SEP]; pooled: the token-weighted mean of the pieces' sentence vectors."""
+        budget, out_len = self.cfg.seq_len, self.cfg.output_len
+        pieces, owner = [], []
+        for i, text in enumerate(texts):
+            for piece in self._pieces(text, budget):
+                pieces.append(piece), owner.append(i)
+        self._check_budget(pieces, budget, "sentence")
+        tok, mask, pooled = self._run(pieces, budget)
+        n = len(texts)
+        tokens = torch.zeros(n, out_len, TEXT_DIM, device=tok.device)
+        out_mask = torch.zeros(n, out_len, dtype=torch.bool, device=tok.device)
+        pool = torch.zeros(n, TEXT_DIM, device=tok.device)
+        fill = [0] * n
+        for j, i in enumerate(owner):
+            k = int(mask[j].sum())
+            take = min(k, out_len - fill[i])
+            if take < k:
+                warnings.warn(f"text of {fill[i] + k} or more wordpieces in pieces, more than its budget of {out_len} "
+                              f"({texts[i][:57]!r}); cut to {out_len}", TextTruncationWarning, stacklevel=3)
+            tokens[i, fill[i]:fill[i] + take] = tok[j, :take]
+            out_mask[i, fill[i]:fill[i] + take] = True
+            pool[i] += pooled[j] * k
+            fill[i] += take
+        pool = torch.nn.functional.normalize(pool, dim=-1)
+        return TextFeatures(tokens, out_mask, pool, out_mask.sum(1))
+
+    def _pieces(self, text: str, budget: int) -> list[str]:
+        """Whole sentences packed in order into pieces of at most `budget` wordpieces (with [CLS]/[SEP])."""
+        if self.count_tokens([text])[0] <= budget:
+            return [text]
+        sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
+        counts = self.count_tokens(sentences)   # each with its own [CLS]/[SEP]: joined, a piece costs sum - 2 (k-1)
+        pieces, current, used = [], [], 2
+        for sentence, n in zip(sentences, counts):
+            if current and used + n - 2 > budget:
+                pieces.append(" ".join(current))
+                current, used = [], 2
+            current.append(sentence)
+            used += n - 2
+        pieces.append(" ".join(current))
+        return pieces
 
     def _pad(self, f: TextFeatures) -> TextFeatures:
         extra = self.cfg.output_len - f.tokens.shape[1]
