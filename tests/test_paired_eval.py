@@ -275,3 +275,49 @@ def test_paired_by_class_groups_clips_by_their_sound_classes_and_event_counts(tm
                      "--min-clips", "4", "--resamples", "100"]) == 0
     assert "| tom | 4 | **-0.200" in capsys.readouterr().out
     assert mod.main(["--base", str(b), "--new", str(n), "--truth", str(tmp_path / "none")]) == 2
+
+
+def test_cot_ablation_table_checks_the_issue_targets(tmp_path, capsys):
+    """benchmarks/cot_ablation.py on synthetic rows: a ground-truth row 0.3 onset F1 and 0.2 pan error better than
+    the caption passes check 1, four-part vs monolithic counts resolved wins (+ FD), a planner row keeping half the
+    gain fails check 3; a missing row makes its check 'missing'; a bad folder is a one-line error."""
+    spec = importlib.util.spec_from_file_location("cot_ablation", ROOT / "benchmarks" / "cot_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    base = []
+    for i in range(80):
+        tp = int(rng.integers(4, 8))
+        base.append({"clip": f"c{i:02d}", "onset_tp@50ms": tp, "onset_fp@50ms": 10 - tp, "onset_fn@50ms": 10 - tp,
+                     "pan_error": float(rng.uniform(0.4, 0.6)), "pan_events": 2, "desync_s": 0.2,
+                     "class_correct": int(rng.integers(0, 3)), "class_events": 4, "clap_score": 0.3})
+
+    def row(name, d_tp=0, d_pan=0.0, d_clap=0.0, fd=50.0):
+        recs = [dict(r, **{"onset_tp@50ms": r["onset_tp@50ms"] + d_tp, "onset_fp@50ms": r["onset_fp@50ms"] - d_tp,
+                           "onset_fn@50ms": r["onset_fn@50ms"] - d_tp, "pan_error": r["pan_error"] + d_pan,
+                           "clap_score": r["clap_score"] + d_clap}) for r in base]
+        folder = tmp_path / name
+        write_per_clip(recs, folder / "per_clip.jsonl")
+        (folder / "report.json").write_text(json.dumps({"systems": {"generated": {
+            "clips": len(recs), "fd_learned": fd, "onset_f1@50ms": pool(recs, "onset_f1@50ms"),
+            "pan_error": pool(recs, "pan_error")}}}))
+        return f"{name}={folder}"
+
+    args = [row("caption"), row("monolithic", d_tp=1, fd=60.0), row("cot", d_tp=2, d_pan=-0.1, d_clap=0.02),
+            row("truth", d_tp=3, d_pan=-0.2), row("auto", d_tp=1, d_pan=-0.1), "--resamples", "300",
+            "--json", str(tmp_path / "t.json")]
+    res = mod.run(args)
+    checks = {c["name"].split(" (")[0]: c for c in res["checks"]}
+    first = checks["ground-truth four-part beats caption"]
+    assert first["status"] == "pass" and first["detail"].startswith("truth: onset F1 +0.3"), first
+    mono = checks["four-part beats monolithic on >= 3 of 6 columns"]
+    # cot over monolithic: onset F1 (+1 hit a clip), CLAP, pan error resolved, FD lower: 4 wins
+    assert mono["status"] == "pass" and mono["detail"].startswith("4:"), mono
+    assert checks["planner keeps >= 80% of the ground-truth gain over caption"]["status"] == "fail"
+    assert json.loads((tmp_path / "t.json").read_text())["checks"] == res["checks"]
+    out = capsys.readouterr().out
+    assert "| four-part CoT (text + time-aligned track) | 80 |" in out
+    partial = mod.run([args[0], args[2]])
+    assert [c["status"] for c in partial["checks"]] == ["fail", "missing", "missing"]
+    with pytest.raises(SystemExit, match="not a `foleyflow evaluate` report folder"):
+        mod.run([f"cot={tmp_path / 'nothing'}"])

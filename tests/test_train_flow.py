@@ -138,3 +138,30 @@ def test_global_latent_norm_keeps_the_channels_relative_scale(tmp_path):
     weights = load_file(str(tmp_path / "g" / "generator.safetensors"))
     scale = weights["latent_std"].flatten()
     assert torch.allclose(scale, scale[0].expand_as(scale)) and scale[0] > 0
+
+
+def test_cot_ablation_rows_resolve_to_one_text_field_each():
+    """configs/train_flow/cot_ablation.yaml with each row's overrides of scripts/cot_ablation.sh: the v3 architecture
+    at the ablation budget, and exactly the row's text field (a `_base` merges mappings, so the rows must set
+    text_fields on the command line: cpu.yaml's caption/cot mix must not leak into a row)."""
+    import importlib.util
+    import re
+
+    from foleyflow.config import load_config
+
+    spec = importlib.util.spec_from_file_location("train_flow_ablcfg", ROOT / "recipes" / "train_flow.py")
+    tf = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tf
+    spec.loader.exec_module(tf)
+    script = (ROOT / "scripts" / "cot_ablation.sh").read_text()
+    rows = dict(re.findall(r'\[(\w+)\]="([^"]*)"', script.split("declare -A ROW_ARGS=(")[1].split(")\n")[0]))
+    assert set(rows) == {"none", "caption", "monolithic", "cot", "plan"}
+    want = {"none": None, "caption": {"caption": 1.0}, "monolithic": {"monolithic": 1.0}, "cot": {"cot": 1.0},
+            "plan": {"cot": 1.0}}
+    for row, args in rows.items():
+        cfg = load_config(tf.TrainFlowConfig, ROOT / "configs/train_flow/cot_ablation.yaml", args.split("|"))
+        assert (cfg.steps, cfg.batch_size, cfg.model["text_len"]) == (1500, 16, 480), row
+        assert cfg.model.get("plan_dim", 0) == (12 if row == "plan" else 0), row
+        assert cfg.model.get("use_text", True) == (row != "none"), row
+        if want[row] is not None:
+            assert cfg.data.text_fields == want[row], row
