@@ -29,7 +29,10 @@ B=foleyflow/assets/default
 LAT="$WORK/cache/vae_train2400"
 FEAT="$WORK/cache/features_train2400_mono"
 BUDGET=256:64,256,64,96
-[ -e "$LAT.done" ] || { echo "error: $LAT.done missing: make the latents cache with scripts/v3_campaign.sh" >&2; exit 2; }
+if [ ! -e "$LAT.done" ]; then
+  echo "error: $LAT.done missing: make the latents cache with scripts/v3_campaign.sh" >&2
+  exit 2
+fi
 if [ ! -e "$FEAT.done" ]; then
   rm -rf "$FEAT"
   "$FF" extract-features "$DATA/train2400.jsonl" --out "$FEAT" --semantic-encoder "$B/semantic_av.safetensors" \
