@@ -6,7 +6,8 @@
 # Writes OUT_DIR/gen (the audio) and OUT_DIR/report; compare two with
 #   python benchmarks/paired_eval.py --base A/report --new B/report
 # Set DATA (default /work/data/foleyworld) to the FoleyWorld folder and SPLIT (default val) to score another split
-# once (test, test-hard, test-offscreen: final figures only). Rerunning keeps finished clips.
+# once (test, test-hard, test-offscreen: final figures only), STEPS (default 10) for another number of sampling steps
+# (a distilled student's 4), THREADS (default 2). Rerunning keeps finished clips.
 set -euo pipefail
 BUNDLE=${1:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
 OUT=${2:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
@@ -17,7 +18,7 @@ DATA=${DATA:-/work/data/foleyworld}
 SPLIT=${SPLIT:-val}
 FF="$VENV/bin/foleyflow"
 mkdir -p "$OUT"
-"$FF" generate-set "$DATA/manifest.jsonl" --split "$SPLIT" --limit "$N" --text "$TEXT" --steps 10 --bundle "$BUNDLE" \
-  --out "$OUT/gen" --threads "${THREADS:-2}"
+"$FF" generate-set "$DATA/manifest.jsonl" --split "$SPLIT" --limit "$N" --text "$TEXT" --steps "${STEPS:-10}" \
+  --bundle "$BUNDLE" --out "$OUT/gen" --threads "${THREADS:-2}"
 "$FF" evaluate --generated "$OUT/gen" --reference "$DATA/$SPLIT" --truth "$DATA/$SPLIT" --video "$DATA/$SPLIT" \
   --text "$DATA/manifest.jsonl" -o "$OUT/report" --no-plots --no-baselines
