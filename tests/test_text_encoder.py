@@ -100,8 +100,10 @@ def test_split_mode_encodes_long_text_in_sentence_pieces(minilm):
         warnings.simplefilter("error")      # nothing is cut: every piece fits
         f = enc.encode([text, "short one"])
     assert f.tokens.shape == (2, 40, TEXT_DIM)                     # output_len = max(16, 8 + 16 + 8 + 8)
+    counts = [n - 2 for n in enc.count_tokens([a, b, c])]
+    assert 2 + counts[0] <= 16 < 2 + counts[0] + counts[1] and 2 + counts[1] + counts[2] <= 16
     pieces = enc._pieces(text, 16)
-    assert len(pieces) >= 2 and " ".join(pieces) == text            # whole sentences, in order, nothing lost
+    assert pieces == [a, f"{b} {c}"]                                 # packed greedily, in order, nothing lost
     alone = [with_cfg(minilm, seq_len=16, part_seq_len=[8, 16, 8, 8]).encode([p]) for p in pieces]
     n = [int(x.num_tokens) for x in alone]
     assert int(f.num_tokens[0]) == sum(n) and f.mask[0, :sum(n)].all() and not f.mask[0, sum(n):].any()
@@ -111,11 +113,20 @@ def test_split_mode_encodes_long_text_in_sentence_pieces(minilm):
     assert torch.allclose(f.tokens[1], ref.tokens[0], atol=1e-6)
     assert torch.allclose(f.pooled[1], ref.pooled[0], atol=1e-6)
     assert abs(float(f.pooled[0].norm()) - 1) < 1e-5
-    with pytest.warns(TextTruncationWarning, match="cut to 40"):    # more pieces than output_len holds
-        g = enc.encode([" ".join([a] * 8)])
-    assert int(g.num_tokens[0]) == 40
-    with pytest.warns(TextTruncationWarning, match="sentence has"):  # one sentence over seq_len is cut
-        enc.encode(["one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen."])
+    long = " ".join([a] * 8)
+    with pytest.warns(TextTruncationWarning) as caught:               # more pieces than output_len holds: one warning
+        g = enc.encode([long])
+    assert len(caught) == 1 and f"has {8 * (counts[0] + 2)} tokens in its pieces" in str(caught[0].message)
+    assert "cut to 40" in str(caught[0].message) and int(g.num_tokens[0]) == 40
+    # a sentence over seq_len (or a text without sentence ends) is packed word by word: nothing is cut
+    words = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    for t in (words + ".", words):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            h = enc.encode([t])
+        parts = enc._pieces(t, 16)
+        assert len(parts) == 2 and " ".join(parts) == t and max(enc.count_tokens(parts)) <= 16
+        assert int(h.num_tokens[0]) == sum(enc.count_tokens(parts))
     with pytest.raises(ConfigError, match="overflow must be one of"):
         TextEncoderConfig(overflow="wrap")
 

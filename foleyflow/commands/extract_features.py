@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from foleyflow.models.text_encoder import TextTruncationWarning
 
     text_cfg = parse_budget(args.text_budget, args.text_overflow)
+    if args.monolithic and not args.progress_file and args.text_overflow != "split":
+        print("warning: --monolithic paragraphs are often longer than the caption budget; without --text-overflow "
+              "split (and e.g. --text-budget 256:64,256,64,96) many are cut", file=sys.stderr)
     n = len(read_manifest(args.manifest))
     if args.workers < 1 or args.workers > 64:
         from foleyflow.errors import ConfigError
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
           f"without video, {c['no_caption']} without caption, {c['no_cot']} without CoT), text_len "
           f"{cache.info['text_len']}, in {time.time() - t0:.1f} s")
     if caught:
-        print(f"{len(caught)} texts were longer than their budget and were cut to it (--text-overflow truncate), e.g. "
+        print(f"{len(caught)} texts were longer than their budget and were cut to it (--text-overflow "
+              f"{args.text_overflow}), e.g. "
               f"{caught[0]}")
     if args.progress_file:
         Path(args.progress_file).with_suffix(".cut").write_text("\n".join(caught))

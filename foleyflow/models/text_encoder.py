@@ -15,10 +15,10 @@ generator can be built for one text length whatever the input:
     vector is the L2-normalised mean of the four parts' sentence vectors.
 A text longer than its budget is never cut silently: with `overflow="error"` (default) TextTooLongError names the
 text and its length; with `overflow="truncate"` it is cut to the budget and a `TextTruncationWarning` is issued.
-With `overflow="split"` a plain text longer than `seq_len` is cut at sentence ends into pieces of at most `seq_len`
-wordpieces, each encoded in its own pass, their tokens following each other up to `output_len` (the ablation's
-single-paragraph chain of thought, longer than MiniLM reads at once); chain-of-thought parts are cut as with
-"truncate". Anything still over its budget is cut with a warning.
+With `overflow="split"` a plain text longer than `seq_len` is cut at sentence ends (inside an overlong sentence,
+between words) into pieces of at most `seq_len` wordpieces, each encoded in its own pass, their tokens following each
+other up to `output_len` (the ablation's single-paragraph chain of thought, longer than MiniLM reads at once);
+chain-of-thought parts are cut as with "truncate". Anything still over its budget is cut with a warning.
 The empty string (the unconditional text of classifier-free guidance) encodes to [CLS][SEP]: 2 real tokens.
 
     enc = load_text_encoder(TextEncoderConfig())          # loads MiniLM from the installed package, offline
@@ -231,46 +231,58 @@ class TextEncoder(torch.nn.Module):
 
     def _encode_split(self, texts: list[str]) -> TextFeatures:
         """overflow="split": each text in pieces of whole sentences of at most seq_len wordpieces (a sentence longer
-        than that is a piece of its own, cut), all pieces in one batch; a text's pieces follow each other, each with
-        its own [CLS] and [SEP]; pooled: the token-weighted mean of the pieces' sentence vectors."""
+        than that in pieces of whole words), all pieces in one batch; a text's pieces follow each other, each with its
+        own [CLS] and [SEP]; pooled: the token-weighted mean of the pieces' sentence vectors. A text whose pieces
+        hold more than output_len tokens is cut there, with one warning."""
         budget, out_len = self.cfg.seq_len, self.cfg.output_len
         pieces, owner = [], []
         for i, text in enumerate(texts):
             for piece in self._pieces(text, budget):
                 pieces.append(piece), owner.append(i)
-        self._check_budget(pieces, budget, "sentence")
+        self._check_budget(pieces, budget, "word")      # only a single word longer than seq_len can be over
         tok, mask, pooled = self._run(pieces, budget)
         n = len(texts)
         tokens = torch.zeros(n, out_len, TEXT_DIM, device=tok.device)
         out_mask = torch.zeros(n, out_len, dtype=torch.bool, device=tok.device)
         pool = torch.zeros(n, TEXT_DIM, device=tok.device)
-        fill = [0] * n
+        fill, total = [0] * n, [0] * n
         for j, i in enumerate(owner):
             k = int(mask[j].sum())
             take = min(k, out_len - fill[i])
-            if take < k:
-                warnings.warn(f"text of {fill[i] + k} or more wordpieces in pieces, more than its budget of {out_len} "
-                              f"({texts[i][:57]!r}); cut to {out_len}", TextTruncationWarning, stacklevel=3)
             tokens[i, fill[i]:fill[i] + take] = tok[j, :take]
             out_mask[i, fill[i]:fill[i] + take] = True
-            pool[i] += pooled[j] * k
+            pool[i] += pooled[j] * take
             fill[i] += take
+            total[i] += k
+        for i in range(n):
+            if total[i] > out_len:
+                short = texts[i] if len(texts[i]) <= 60 else texts[i][:57] + "..."
+                warnings.warn(f"text has {total[i]} tokens in its pieces, more than its budget of {out_len} "
+                              f"({short!r}); cut to {out_len}", TextTruncationWarning, stacklevel=3)
         pool = torch.nn.functional.normalize(pool, dim=-1)
         return TextFeatures(tokens, out_mask, pool, out_mask.sum(1))
 
     def _pieces(self, text: str, budget: int) -> list[str]:
-        """Whole sentences packed in order into pieces of at most `budget` wordpieces (with [CLS]/[SEP])."""
+        """Whole sentences packed in order into pieces of at most `budget` wordpieces (with [CLS]/[SEP]); a sentence
+        longer than that is packed word by word. Wordpieces add up over whitespace-separated parts (BERT's tokenizer
+        splits words first), so a joined piece costs the sum of its parts' counts without their [CLS]/[SEP]."""
         if self.count_tokens([text])[0] <= budget:
             return [text]
-        sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
-        counts = self.count_tokens(sentences)   # each with its own [CLS]/[SEP]: joined, a piece costs sum - 2 (k-1)
+        units = []                                  # (text, wordpieces without [CLS]/[SEP])
+        sentences = [x for x in _SENTENCE_END.split(text.strip()) if x]
+        for sentence, n in zip(sentences, self.count_tokens(sentences)):
+            if n <= budget:
+                units.append((sentence, n - 2))
+            else:
+                words = sentence.split()
+                units += [(w, c - 2) for w, c in zip(words, self.count_tokens(words))]
         pieces, current, used = [], [], 2
-        for sentence, n in zip(sentences, counts):
-            if current and used + n - 2 > budget:
+        for unit, n in units:
+            if current and used + n > budget:
                 pieces.append(" ".join(current))
                 current, used = [], 2
-            current.append(sentence)
-            used += n - 2
+            current.append(unit)
+            used += n
         pieces.append(" ".join(current))
         return pieces
 
