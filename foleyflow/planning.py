@@ -103,10 +103,10 @@ def load_video_planner(bundle: str | Path, planner_path: str | Path | None = Non
 
 
 def position_from_video(path: str | Path, start_s: float, duration_s: float, columns: int,
-                        fps: float = 8.0) -> torch.Tensor:
-    """(int(duration_s * fps), 2, columns) column profiles (foleyflow.models.planner.position_features) of the
-    window [start_s, start_s + duration_s) of a video (start on the stream's timeline), frames decoded at 64 x 64
-    (stretched) and padded by repeating the last one."""
+                        fps: float = 8.0, rows: bool = False) -> torch.Tensor:
+    """(int(duration_s * fps), K, columns) profiles (foleyflow.models.planner.position_features; K = 4 with rows,
+    else 2) of the window [start_s, start_s + duration_s) of a video (start on the stream's timeline), frames decoded
+    at 64 x 64 (stretched) and padded by repeating the last one."""
     import numpy as np
 
     from foleyflow.media import iter_frames
@@ -119,7 +119,7 @@ def position_from_video(path: str | Path, start_s: float, duration_s: float, col
         raise PlannerError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
     frames += [frames[-1]] * (n - len(frames))
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
-    return position_features(x, columns)
+    return position_features(x, columns, rows)
 
 
 def sync_token_count(duration_s: float, sync_fps: float, segment_frames: int = 16, stride: int = 8,
@@ -133,7 +133,7 @@ def sync_token_count(duration_s: float, sync_fps: float, segment_frames: int = 1
 @torch.inference_mode()
 def plan_features(planner, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None,
                   duration_s: float, prompt: str | None = None, **thresholds):
-    """A plan from one window's features: visual (1, Tv, Dv), sync (1, N, Ds), position (1, Tv, 2, P) or None."""
+    """A plan from one window's features: visual (1, Tv, Dv), sync (1, N, Ds), position (1, Tp, K, P) or None."""
     from foleyflow.cot.planner import decode_plan, probabilities
 
     out = planner(visual, sync, position if planner.cfg.position_columns else None)
@@ -160,7 +160,7 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
     pos = None
     if c.position_columns:
         t0 = time.perf_counter()
-        pos = position_from_video(video, info.start_s, dur, c.position_columns, c.visual_fps)[None]
+        pos = position_from_video(video, info.start_s, dur, c.position_columns, c.pos_fps, c.position_rows)[None]
         timings["position"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     plan = plan_features(vp.planner, visual, sync, pos, dur, prompt)

@@ -70,7 +70,7 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------------------------ data
 def load_split(folder: str, cfg: TrainConfig, run_dir: Path, split: str | None, *, allow_other: bool) -> dict:
     """The first window of every clip of a features cache: visual (N, Tv, Dv), sync (N, Ns, Ds), position
-    (N, Tv, 2, P) or None, stacked targets, the truths and the cache's producers. split: the clips must be in it
+    (N, Tp, K, P) or None, stacked targets, the truths and the cache's producers. split: the clips must be in it
     (never a test split unless split is None: benchmarks/planner_accuracy.py scores any split)."""
     from foleyflow.cot.planner import planner_targets
     from foleyflow.data.cache import Cache
@@ -110,12 +110,15 @@ def load_split(folder: str, cfg: TrainConfig, run_dir: Path, split: str | None, 
     if mc.position_columns:
         from safetensors.torch import load_file, save_file
 
-        path = run_dir / f"positions_{Path(folder).resolve().name}_{mc.position_columns}.safetensors"
+        tag = f"{mc.position_columns}" + (f"_{mc.pos_fps:g}fps" if mc.pos_fps != mc.visual_fps else "") \
+            + ("_rows" if mc.position_rows else "")
+        path = run_dir / f"positions_{Path(folder).resolve().name}_{tag}.safetensors"
         have = load_file(str(path)) if path.is_file() else {}
         todo = [i for i in ids if i not in have]
         t0 = time.perf_counter()
         for n, i in enumerate(todo):
-            have[i] = position_from_video(entries[i].video, 0.0, dur, mc.position_columns, mc.visual_fps)
+            have[i] = position_from_video(entries[i].video, 0.0, dur, mc.position_columns, mc.pos_fps,
+                                          mc.position_rows)
             if (n + 1) % 200 == 0 or n + 1 == len(todo):
                 with atomic_write(path) as tmp:
                     save_file({k: v.contiguous() for k, v in have.items()}, str(tmp))

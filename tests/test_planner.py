@@ -168,6 +168,43 @@ def test_planner_runs_on_a_tiny_config_and_round_trips(tmp_path):
         load_planner(tmp_path / "other.safetensors")
 
 
+def test_position_at_the_sync_rate_with_rows_lays_each_slots_frames_side_by_side(tmp_path):
+    """position_fps = sync_fps: every 25 fps frame reaches the network, slot k holding frames 2k and 2k + 1; row
+    profiles see height (a bright square moving down shows in the row profile, not the column one); changing one
+    frame changes only its own slot's position input; the checkpoint round-trips; the 8 fps form is unchanged."""
+    from foleyflow.models.planner import position_on_slots
+
+    frames = torch.full((10, 3, 32, 32), 40, dtype=torch.uint8)
+    for t in range(10):                                             # a square falls straight down in column 8..12
+        frames[t, :, 2 * t:2 * t + 4, 8:12] = 250
+    pos = position_features(frames, 8, rows=True)
+    assert pos.shape == (10, 4, 8)
+    assert torch.equal(pos[:, :2], position_features(frames, 8))   # the column channels are the 8 fps form's
+    col_motion, row_fg = pos[1:, 0], pos[:, 3]
+    assert (col_motion[:, 2] > 0).all() and col_motion[:, 5:].abs().max() == 0   # moves in columns 8..12 only
+    assert (row_fg.argmax(1)[1:] >= row_fg.argmax(1)[:-1]).all() and row_fg.argmax(1)[-1] > row_fg.argmax(1)[0]
+    cfg = PlannerConfig(**{**TINY, "position_fps": 25.0, "position_rows": True})
+    assert (cfg.pos_fps, cfg.pos_channels, cfg.pos_frames_per_slot) == (25.0, 4, 2)
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)   # 5 frames -> 3 slots, the last one padded
+    on = position_on_slots(cfg, x, 3)
+    assert on.shape == (2, 3, 6) and torch.equal(on[0, 1], torch.cat([x[0, 2], x[0, 3]]))
+    assert torch.equal(on[0, 2], torch.cat([x[0, 4], x[0, 4]]))
+    torch.manual_seed(0)
+    model = Planner(cfg).eval()
+    visual, sync = torch.randn(1, 16, 16), torch.randn(1, 40, 16)       # 2 s: 24 slots, 50 frames at 25 fps
+    p50 = torch.rand(1, 50, 4, 8)
+    out = model(visual, sync, p50)
+    assert out["onset"].shape == (1, 24, 16)
+    moved = p50.clone()
+    moved[0, 31] += 1.0                                               # frame 31 is in slot 15
+    diff = (model(visual, sync, moved)["contact"] - out["contact"]).abs()[0]
+    assert diff[15] > 0 and diff[:15 - 8].max() == 0                  # the conv stack's reach is bounded
+    back = load_planner(save_planner(tmp_path / "p25.safetensors", model, provenance={}))
+    assert torch.equal(back(visual, sync, p50)["onset"], out["onset"])
+    with pytest.raises(Exception, match="position_fps must be"):
+        PlannerConfig(position_fps=12.0)
+
+
 # ------------------------------------------------------------------------------------------------ recipe and CLI
 def _video(path: Path, duration_s: float = 2.0) -> Path:
     from foleyflow.media import write_video

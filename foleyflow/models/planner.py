@@ -9,13 +9,17 @@ Inputs (one window of D seconds, every tensor float32):
   sync     (B, N, Ds)   the bundle's sync encoder tokens (overlapping 16-frame segments with stride 8 at 25 fps,
                         8 tokens of 2 frames each per segment: 24 tokens/s); the sync encoder's contact head was
                         trained on these tokens, so they carry contact timing and some pan;
-  position (B, Tv, 2, P) optional: low-resolution column profiles at 8 fps (`position_features`): per column, the
+  position (B, Tp, K, P) optional: low-resolution profiles of the frames (`position_features`) at `position_fps`
+                        (default the visual rate, 8 fps; or the sync rate, 25 fps, every frame): per column, the
                         motion energy (|frame - previous frame|) and the difference from the clip's median frame
-                        (what is not background), each averaged over rows; P columns from left to right. A small
-                        CNN over the columns is the only part that sees *where* things are in the picture.
+                        (what is not background), each averaged over rows (K = 2; P columns from left to right);
+                        with `position_rows` also the same two per row, averaged over columns (K = 4; P rows from
+                        top to bottom: height, so a falling object's approach to the floor). A small CNN over the
+                        profiles is the only part that sees *where* things are in the picture.
 Everything is laid on the **slot timeline**: slot k is sync frames [k * tubelet, (k + 1) * tubelet), starting at
 k * tubelet / fps seconds (0.08 s for the default encoder); the two overlapping segments' tokens of a slot are
-averaged (`sync_slots`), visual and position frames are repeated onto the slots they cover.
+averaged (`sync_slots`), visual and 8 fps position frames are repeated onto the slots they cover; 25 fps position
+frames are grouped, the tubelet frames of a slot side by side (`position_on_slots`).
 
 Outputs (`forward`, logits unless said): presence (B, C) clip-level "this class sounds on screen"; onset (B, S, Cd)
 per discrete class per slot "a visible contact of this class starts here"; contact (B, S) the same for any class (the
@@ -45,6 +49,8 @@ class PlannerConfig:
     visual_dim: int = 256
     sync_dim: int = 192
     position_columns: int = 32     # P; 0 = no position input
+    position_fps: float = 0.0      # rate of the position profiles: 0 = visual_fps (8), or sync_fps (25: every frame)
+    position_rows: bool = False    # also row profiles (K = 4 instead of 2)
     visual_fps: float = 8.0
     sync_fps: float = 25.0
     segment_frames: int = 16
@@ -80,6 +86,23 @@ class PlannerConfig:
             raise ConfigError(f"planner: onset_mode must be contact or classes, got {self.onset_mode!r}")
         if self.width < 1 or self.layers < 0 or self.kernel % 2 == 0:
             raise ConfigError("planner: width >= 1, layers >= 0 and an odd kernel")
+        if self.position_fps not in (0.0, self.visual_fps, self.sync_fps):
+            raise ConfigError(f"planner: position_fps must be 0, visual_fps ({self.visual_fps:g}) or sync_fps "
+                              f"({self.sync_fps:g}), got {self.position_fps:g}")
+
+    @property
+    def pos_fps(self) -> float:
+        """The rate of the position profiles."""
+        return self.position_fps or self.visual_fps
+
+    @property
+    def pos_channels(self) -> int:
+        return 4 if self.position_rows else 2
+
+    @property
+    def pos_frames_per_slot(self) -> int:
+        """Position frames side by side in a slot: the tubelet at the sync rate, else 1 (the frame at its centre)."""
+        return self.tubelet if self.pos_fps == self.sync_fps else 1
 
     @property
     def tokens_per_segment(self) -> int:
@@ -114,24 +137,44 @@ def sync_slots(cfg: PlannerConfig, sync: torch.Tensor) -> torch.Tensor:
     return out / count[None, :, None].clamp(min=1)
 
 
-def frames_on_slots(cfg: PlannerConfig, x: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """x (B, Tv, ...) at visual_fps -> (B, S, ...): the frame shown at each slot's centre (clamped to the last)."""
+def frames_on_slots(cfg: PlannerConfig, x: torch.Tensor, num_slots: int, fps: float | None = None) -> torch.Tensor:
+    """x (B, T, ...) at `fps` (default visual_fps) -> (B, S, ...): the frame shown at each slot's centre (clamped to
+    the last)."""
     centre = (torch.arange(num_slots) + 0.5) * cfg.slot_s
-    idx = (centre * cfg.visual_fps).floor().long().clamp(max=x.shape[1] - 1).to(x.device)
+    idx = (centre * (fps or cfg.visual_fps)).floor().long().clamp(max=x.shape[1] - 1).to(x.device)
     return x[:, idx]
 
 
+def position_on_slots(cfg: PlannerConfig, x: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Per-frame position features x (B, Tp, F) at cfg.pos_fps -> (B, S, pos_frames_per_slot * F): at the sync rate
+    slot k holds frames [k * tubelet, (k + 1) * tubelet) side by side (the last frame repeated past the end), else the
+    frame at the slot's centre."""
+    k = cfg.pos_frames_per_slot
+    if k == 1:
+        return frames_on_slots(cfg, x, num_slots, cfg.pos_fps)
+    idx = torch.arange(num_slots * k).clamp(max=x.shape[1] - 1).to(x.device)
+    return x[:, idx].reshape(x.shape[0], num_slots, k * x.shape[2])
+
+
 @torch.no_grad()
-def position_features(frames: torch.Tensor, columns: int = 32) -> torch.Tensor:
-    """frames (T, 3, H, W) uint8 at 8 fps -> (T, 2, columns) float32 column profiles: motion energy
-    (|frame - previous frame|, 0 for the first frame) and difference from the median frame over T, each averaged over
-    channels and rows and over W / columns pixel columns, in units of 1/255 x 10 (so typical values are 0..1)."""
-    x = frames.float().mean(1) / 255.0                               # (T, H, W) grey
-    x = F.adaptive_avg_pool2d(x[:, None], (x.shape[1], columns))[:, 0]  # (T, H, P)
-    motion = torch.zeros_like(x)
-    motion[1:] = (x[1:] - x[:-1]).abs()
-    fg = (x - x.median(dim=0).values[None]).abs()
-    return torch.stack([motion.mean(1), fg.mean(1)], dim=1) * 10.0
+def position_features(frames: torch.Tensor, columns: int = 32, rows: bool = False) -> torch.Tensor:
+    """frames (T, 3, H, W) uint8 -> (T, K, columns) float32 profiles: column profiles of the motion energy
+    (|frame - previous frame|, 0 for the first frame) and of the difference from the median frame over T, each averaged
+    over channels and rows and over W / columns pixel columns, in units of 1/255 x 10 (so typical values are 0..1);
+    with `rows` (K = 4) also the same two as row profiles (averaged over columns, H / columns pixel rows each, top to
+    bottom)."""
+    grey = frames.float().mean(1) / 255.0                            # (T, H, W)
+
+    def profiles(x: torch.Tensor) -> list[torch.Tensor]:            # x (T, A, P): mean over A
+        motion = torch.zeros_like(x)
+        motion[1:] = (x[1:] - x[:-1]).abs()
+        fg = (x - x.median(dim=0).values[None]).abs()
+        return [motion.mean(1), fg.mean(1)]
+
+    out = profiles(F.adaptive_avg_pool2d(grey[:, None], (grey.shape[1], columns))[:, 0])          # (T, H, P)
+    if rows:
+        out += profiles(F.adaptive_avg_pool2d(grey[:, None], (columns, grey.shape[2]))[:, 0].transpose(1, 2))
+    return torch.stack(out, dim=1) * 10.0
 
 
 class _Block(nn.Module):
@@ -157,9 +200,9 @@ class Planner(nn.Module):
         self.visual_in = nn.Sequential(nn.LayerNorm(cfg.visual_dim), nn.Linear(cfg.visual_dim, w))
         self.sync_in = nn.Sequential(nn.LayerNorm(cfg.sync_dim), nn.Linear(cfg.sync_dim, w))
         if cfg.position_columns:
-            self.position_cnn = nn.Sequential(nn.Conv1d(2, 16, 5, padding=2), nn.GELU(),
+            self.position_cnn = nn.Sequential(nn.Conv1d(cfg.pos_channels, 16, 5, padding=2), nn.GELU(),
                                               nn.Conv1d(16, 16, 5, padding=2), nn.GELU())
-            self.position_in = nn.Linear(16 * cfg.position_columns, w)
+            self.position_in = nn.Linear(16 * cfg.position_columns * cfg.pos_frames_per_slot, w)
         self.blocks = nn.ModuleList(_Block(w, cfg.kernel, 2 ** (i % 3), cfg.dropout) for i in range(cfg.layers))
         self.norm = nn.LayerNorm(w)
         self.frame_out = nn.Linear(w, len(cfg.discrete_classes) + 1 + 2 * c)   # onset, contact, active, pan
@@ -167,7 +210,7 @@ class Planner(nn.Module):
 
     def forward(self, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
-        """visual (B, Tv, Dv), sync (B, N, Ds), position (B, Tv, 2, P) or None -> the heads' logits (module doc)."""
+        """visual (B, Tv, Dv), sync (B, N, Ds), position (B, Tp, K, P) or None -> the heads' logits (module doc)."""
         cfg = self.cfg
         x = self.sync_in(sync_slots(cfg, sync.float()))
         s = x.shape[1]
@@ -176,8 +219,8 @@ class Planner(nn.Module):
             if position is None:
                 raise ValueError("this planner takes position features (position_columns > 0)")
             b, t = position.shape[:2]
-            p = self.position_cnn(position.float().reshape(b * t, 2, -1)).reshape(b, t, -1)
-            x = x + frames_on_slots(cfg, self.position_in(p), s)
+            p = self.position_cnn(position.float().reshape(b * t, cfg.pos_channels, -1)).reshape(b, t, -1)
+            x = x + self.position_in(position_on_slots(cfg, p, s))
         for blk in self.blocks:
             x = blk(x)
         x = self.norm(x)
