@@ -309,3 +309,29 @@ def test_plan_edits_benchmark_end_to_end(world, bundles, tmp_path, monkeypatch, 
     move = next(t for t in report["trials"] if t["kind"] == "move")["details"]
     new, old = (math.floor(move[k] * fps + 0.5) for k in ("new_s", "old_s"))
     assert any(t[0, new, 0] > 0.999 and t[0, old, 0] < 0.5 for t in tracks)
+
+
+def test_generate_set_refine_rewrites_the_captions_it_conditions_on(capsys, world, bundles, tmp_path, monkeypatch):
+    """--refine (retrieval refinement) rewrites each caption before it is encoded, records its similarity, and is a
+    one-line error for text modes without a caption or a similarity outside (0, 1]."""
+    import foleyflow.commands.plan as plan_cmd
+
+    class Shout:                   # a stand-in Refiner: the rewrite is visible in what reaches the pipeline
+        def refine_text(self, text):
+            return text.upper()
+
+    monkeypatch.setattr(plan_cmd, "refiner", lambda similarity: Shout())
+    calls, _ = spy(monkeypatch)
+    base = ["generate-set", world / "manifest.jsonl", "--bundle", bundles["plain"], "--steps", "1"]
+    code, stdout, err = cli(capsys, *base, "--text", "caption", "--refine", "--out", tmp_path / "r")
+    assert code == 0, err
+    captions = {json.loads(line)["caption"] for line in (world / "manifest.jsonl").read_text().splitlines()}
+    assert {c["prompt"] for c in calls} == {c.upper() for c in captions}
+    assert "2 of 2 captions rewritten" in stdout
+    assert json.loads((tmp_path / "r" / "generate_set.json").read_text())["settings"]["refine"] == 0.8
+    monkeypatch.undo()
+    for extra, words in ((["--text", "cot", "--refine"], "give --text caption or caption+auto"),
+                         (["--text", "caption", "--refine", "0"], "--refine takes a similarity in (0, 1]")):
+        code, _, err = cli(capsys, *base, *extra, "--out", tmp_path / "x")
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()

@@ -44,9 +44,10 @@ def register(sub) -> None:
                    "by default); 'none': no plan; or 'llm': the language model "
                    "of --llm-url writes it from --prompt (with a VIDEO the planner's on-screen sources stay "
                    "authoritative; docs/cot.md)")
-    from foleyflow.commands.plan import add_llm_options
+    from foleyflow.commands.plan import REFINE_HELP, add_llm_options, add_refine_option
 
     add_llm_options(p)
+    add_refine_option(p, REFINE_HELP)
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
     p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: the bundle's, else "
                    f"{DEFAULTS.steps})")
@@ -214,6 +215,15 @@ def run(args: argparse.Namespace) -> int:
         _fail("--cot llm needs --llm-url and --llm-model" if ep is None else "--llm-url is for --cot llm")
     if args.cot == "llm" and not (args.prompt or "").strip():
         _fail("--cot llm plans from a prompt: give --prompt TEXT")
+    if args.refine is not None:
+        from foleyflow.commands.plan import refiner
+
+        if args.prompt is None:
+            _fail("--refine rewrites the prompt: give --prompt TEXT")
+        refined = refiner(args.refine).refine_text(args.prompt)      # checks the similarity (one line) first
+        if refined != args.prompt:
+            print(f"prompt refined: {refined}")
+        args.prompt = refined
     if args.cot is not None and args.cot not in ("auto", "llm", "none"):
         from foleyflow.cot import PlanError
 

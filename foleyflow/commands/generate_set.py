@@ -63,8 +63,10 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace <id>.wav files in DIR that generate-set did not "
                    "record as its own")
     from foleyflow.commands.generate import add_stereo_option
+    from foleyflow.commands.plan import REFINE_HELP, add_refine_option
 
     add_stereo_option(p)
+    add_refine_option(p, "--text caption / caption+auto: " + REFINE_HELP)
     p.set_defaults(func=run)
 
 
@@ -165,12 +167,22 @@ def run(args: argparse.Namespace) -> int:
 
         bundle_planner_path(bundle)       # a bundle without a planner: one line, before anything is generated
     texts = {r.id: text_condition(r, args.text) for r in rows}   # {id: (prompt, cot, plan)}; auto: planned later
+    if args.refine is not None:
+        if args.text not in ("caption", "caption+auto"):
+            raise FoleyError("--refine rewrites the captions: give --text caption or caption+auto")
+        from foleyflow.commands.plan import refiner
+
+        r_ = refiner(args.refine)
+        texts = {k: (r_.refine_text(p), c, pl) for k, (p, c, pl) in texts.items()}
+        changed = sum(texts[r.id][0] != r.caption for r in rows)
+        print(f"--refine {args.refine:g}: {changed} of {len(rows)} captions rewritten")
     # what makes a clip's audio: a clip is resumed only if its recorded key is this one
     sha = bundle_sha256(bundle)
     settings = {"manifest": str(args.manifest), "split": args.split, "text": args.text, "bundle": str(bundle),
                 "bundle_sha256": sha, **values, "seed": args.seed, "precision": args.precision, "device": args.device,
                 **({"quantize": args.quantize} if args.quantize else {}),
-                **({"stereo": True} if args.stereo else {}), **({"no_video": True} if args.no_video else {})}
+                **({"stereo": True} if args.stereo else {}), **({"no_video": True} if args.no_video else {}),
+                **({"refine": args.refine} if args.refine is not None else {})}
 
     key_settings = dict(settings)   # fixed before the record gains the resolved options, so resumed keys match
 

@@ -2,7 +2,7 @@
 
   foleyflow plan --from-truth CLIP.json -o plan.json     FoleyWorld ground truth -> plan
   foleyflow plan --from-caption "... <I>rain patter</I>"  ALIVE-style caption -> plan (classes only, no times);
-                 [--refine [0.85]]                        unknown sound words mapped onto the vocabulary (MiniLM)
+                 [--refine [0.8]]                         unknown sound words mapped onto the vocabulary (MiniLM)
   foleyflow plan --validate plan.json [--text four-part]  check a plan (one-line error saying where), print its text
   foleyflow plan VIDEO [--prompt TEXT] [-o plan.json]     the automatic planner: video (+ off-screen sources named
                  [--plot plan.png] [--bundle DIR]         in the prompt) -> plan, with the bundle's planner
@@ -46,14 +46,36 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, default=8.0, help="clip length for --from-caption and --llm-url without "
                    "a VIDEO (s, default 8)")
     add_llm_options(p)
-    p.add_argument("--refine", type=float, nargs="?", const=0.85, default=None, metavar="SIMILARITY",
-                   help="--from-caption: map tag phrases no class word names onto FoleyWorld's vocabulary by MiniLM "
-                        "similarity, when at least SIMILARITY (default 0.85, as ALIVE)")
+    add_refine_option(p, "--from-caption: map tag phrases no class word names onto FoleyWorld's vocabulary by "
+                         "MiniLM similarity, when at least SIMILARITY (default 0.8, chosen on val; ALIVE: 0.85)")
     p.add_argument("--text", choices=("four-part", "monolithic"),
                    help="also print the plan as text: the four-part chain of thought or one paragraph")
     p.add_argument("--seed", type=int, default=None,
                    help="draw the text's wording alternatives with this seed (default: the first of each)")
     p.set_defaults(func=run)
+
+
+def add_refine_option(p, help: str) -> None:
+    """--refine [SIMILARITY] (plan --from-caption; generate and generate-set, for the prompt)."""
+    p.add_argument("--refine", type=float, nargs="?", const=0.8, default=None, metavar="SIMILARITY", help=help)
+
+
+def refiner(similarity: float | None):
+    """The Refiner of --refine (None without it); one line for a similarity outside (0, 1]."""
+    if similarity is None:
+        return None
+    from foleyflow.cot import PlanError
+
+    if not 0 < similarity <= 1:
+        raise PlanError(f"--refine takes a similarity in (0, 1], got {similarity:g}")
+    from foleyflow.cot.refine import Refiner
+
+    return Refiner(threshold=similarity)
+
+
+REFINE_HELP = ("map the prompt's sound words that name no sound class onto the words the model was trained with "
+               "(retrieval refinement by MiniLM similarity, when at least SIMILARITY; default 0.8, chosen on val; "
+               "docs/cot.md)")
 
 
 def add_llm_options(p) -> None:
@@ -121,14 +143,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.from_caption is not None:
         if not args.duration > 0:
             raise PlanError(f"--duration must be positive, got {args.duration:g}")
-        refine = None
-        if args.refine is not None:
-            from foleyflow.cot.refine import Refiner
-
-            if not 0 < args.refine <= 1:
-                raise PlanError(f"--refine takes a similarity in (0, 1], got {args.refine:g}")
-            refine = Refiner(threshold=args.refine).match_class
-        plan = plan_from_alive(args.from_caption, args.duration, refine=refine)
+        r = refiner(args.refine)
+        plan = plan_from_alive(args.from_caption, args.duration, refine=r.match_class if r else None)
     elif args.validate:
         if args.out:
             raise PlanError("--validate checks a plan in place; -o is for --from-truth and --from-caption")

@@ -89,6 +89,11 @@ def classes_named(text: str) -> set[str]:
     return {_WORD_CLASS[m.group(1).lower()] for m in _PHRASE_RE.finditer(text)}
 
 
+def class_word_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, class) of every class word in `text`, longest phrases first where they overlap."""
+    return [(m.start(1), m.end(1), _WORD_CLASS[m.group(1).lower()]) for m in _PHRASE_RE.finditer(text)]
+
+
 def extract_timed_events(temporal: str) -> list[dict]:
     """Timed sounds named in a Temporal part: [{"class", "onset_s"} for discrete ones, plus "offset_s" for spans].
 
