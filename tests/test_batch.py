@@ -126,3 +126,37 @@ def test_bad_csv_rows_are_one_line_errors_before_models_load(capsys, tmp_path, t
     code, _, err = cli(capsys, "batch", csv, "--out", tmp_path / "o", "--bundle", tmp_path / "no-bundle-needed")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_refine_rewrites_each_rows_prompt_before_its_key(monkeypatch, tmp_path):
+    """--refine: every prompt (a row's or --prompt) is refined once before the item's key is made, so a resumed run
+    with --refine never reuses audio made from the unrefined text; a bad similarity is one line, before models load."""
+    import argparse
+
+    import foleyflow.commands.plan as plan_cmd
+    from foleyflow.commands.batch import build_items
+
+    seen = []
+
+    class Shout:
+        def refine_text(self, text):
+            seen.append(text)
+            return text.upper()
+
+    csv = tmp_path / "rows.csv"
+    csv.write_text("prompt,duration,output\na purple lorry,1,a.wav\n,1,b.wav\na purple lorry,1,c.wav\n")
+    args = argparse.Namespace(input=str(csv), prompt="rain on a roof", seed=0, wav_only=False, refine=None)
+    plain = build_items(args, tmp_path / "o")
+    monkeypatch.setattr(plan_cmd, "refiner", lambda similarity: Shout())
+    items = build_items(argparse.Namespace(**{**vars(args), "refine": 0.8}), tmp_path / "o")
+    assert [i.prompt for i in items] == ["A PURPLE LORRY", "RAIN ON A ROOF", "A PURPLE LORRY"]
+    assert sorted(seen) == ["a purple lorry", "rain on a roof"]           # each distinct prompt once
+    assert all(a.key != b.key for a, b in zip(plain, items))
+
+
+def test_refine_similarity_out_of_range_is_one_line(capsys, tmp_path):
+    csv = tmp_path / "rows.csv"
+    csv.write_text("prompt,duration\nrain,1\n")
+    code, _, err = cli(capsys, "batch", csv, "--out", tmp_path / "o", "--refine", "2", "--bundle", tmp_path / "nb")
+    assert code == 2 and "--refine takes a similarity in (0, 1], got 2" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -545,3 +545,38 @@ def test_bad_serve_arguments_are_one_line_errors(capsys, tmp_path, args, message
         args += ["--jobs", str(tmp_path / "jobs")]
     code, _, err = cli(capsys, "serve", "--bundle", tmp_path / "no-bundle", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_refine_rewrites_the_prompt_of_a_job_and_reports_it(pipe, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from foleyflow.cot.refine import THRESHOLD
+    from foleyflow.serve.app import create_app, parse_refine
+    from foleyflow.serve.jobs import JobService, Unprocessable
+
+    asked = []
+
+    class Shout:
+        def refine_text(self, text):
+            return text.upper()
+
+    monkeypatch.setattr(JobService, "_refiner", lambda self, similarity: asked.append(similarity) or Shout())
+    assert parse_refine(None) is None and parse_refine(False) is None and parse_refine("off") is None
+    assert parse_refine(True) == parse_refine("true") == THRESHOLD and parse_refine("0.7") == parse_refine(0.7) == 0.7
+    for bad in ("0", "1.5", "maybe", -1):
+        with pytest.raises(Unprocessable, match="refine must be true, false or a similarity"):
+            parse_refine(bad)
+    with TestClient(create_app(_service(pipe, tmp_path / "jobs"), None)) as c:
+        r = c.post("/v1/jobs", json={"duration_s": 1.0, "steps": 1, "prompt": "a purple lorry", "refine": 0.75})
+        assert r.status_code == 202, r.text
+        job = c.get(f"/v1/jobs/{r.json()['id']}", params={"wait": 60}).json()
+        assert job["state"] == "done", job
+        assert job["result"]["prompt_refined"] == "A PURPLE LORRY" and job["request"]["refine"] == 0.75
+        assert asked == [0.75]
+        r = c.post("/v1/jobs", json={"duration_s": 1.0, "steps": 1, "prompt": "rain"})
+        job = c.get(f"/v1/jobs/{r.json()['id']}", params={"wait": 60}).json()
+        assert "prompt_refined" not in job["result"] and asked == [0.75]          # off unless asked for
+        for body, words in (({"duration_s": 1.0, "refine": True}, "refine rewrites the prompt: give a prompt"),
+                            ({"duration_s": 1.0, "prompt": "x", "refine": 2}, "refine must be true, false or")):
+            r = c.post("/v1/jobs", json=body)
+            assert r.status_code == 422 and words in r.json()["error"], r.text

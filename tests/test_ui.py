@@ -280,3 +280,27 @@ def test_plan_button_is_disabled_without_a_planner(tiny, clip, tmp_path):
         assert not button.interactive and "this model has no planner" in button.value
         *_, status = _handler(app, "plan")(str(clip), "")
         assert status.startswith("error: the model 'test-untrained' has no automatic planner")
+
+
+def test_refine_box_rewrites_the_prompt_before_generation(tiny, tmp_path, monkeypatch):
+    import foleyflow.ui.jobs as ui_jobs
+
+    _, pipe = tiny
+
+    class Shout:
+        def refine_text(self, text):
+            return text.upper()
+
+    monkeypatch.setattr(ui_jobs, "default_refiner", lambda: Shout())
+    seen = []
+    real = pipe.generate
+
+    def generate(video, **kw):
+        seen.append(kw["prompt"])
+        return real(video, **kw)
+
+    monkeypatch.setattr(pipe, "generate", generate)
+    (r,) = run_request(pipe, UIRequest(prompt="a purple lorry", duration_s=1.0, steps=1, refine=True), tmp_path)
+    assert seen == ["A PURPLE LORRY"] and "prompt refined: A PURPLE LORRY" in r.notes
+    (r,) = run_request(pipe, UIRequest(prompt="a purple lorry", duration_s=1.0, steps=1), tmp_path)
+    assert seen[-1] == "a purple lorry" and not any("refined" in n for n in r.notes)

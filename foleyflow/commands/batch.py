@@ -8,7 +8,8 @@ an error). Per row: `video` (relative paths are relative to the CSV's folder; em
 seconds is required), `prompt` or `cot` (a chain of thought in FoleyWorld's format, `Semantic: ... Temporal: ...`),
 `negative`, `seed`, `steps`, `cfg` (empty = the command line's), `output` (a path inside DIR: `.wav` for audio only,
 `.mp4`/`.mov`/`.mkv` for the video plus the .wav beside it; empty = `<video stem>.mp4`, or `row<N>.wav` for a
-text-only row). Options given on the command line apply to every row that leaves them empty.
+text-only row). Options given on the command line apply to every row that leaves them empty. `--refine` rewrites
+every prompt's unknown sound words onto the model's vocabulary (docs/cot.md) before the item's key is made.
 
 Seeds: a row without one gets a seed derived from --seed and the item's id (its output path inside DIR, crc32, as in
 `generate-set`), so an item's audio does not depend on the other items. Resume: DIR/batch.json records each item
@@ -42,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs (created if missing)")
     p.add_argument("--prompt", default=None, help="text for rows without one (and for every video of a folder)")
     p.add_argument("--negative", default=None, help="negative prompt for rows without one")
+    from foleyflow.commands.plan import REFINE_HELP, add_refine_option
+
+    add_refine_option(p, "every prompt: " + REFINE_HELP)
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the bundle's)")
     p.add_argument("--sampler", default=None, choices=SAMPLERS, help="ODE sampler (default: the bundle's)")
@@ -128,6 +132,10 @@ def build_items(args: argparse.Namespace, out: Path):
         rows, base, where = read_rows(src), src.parent, str(src)
     else:
         _fail(f"{src}: no such folder or CSV file")
+    from foleyflow.commands.plan import refiner
+
+    refine = refiner(args.refine)            # None without --refine; one line for a similarity outside (0, 1]
+    refined: dict[str, str] = {}              # each distinct prompt is refined once
     items, seen = [], {}
     for n, row in enumerate(rows, start=1):
         at = f"{where} row {n}" if src.is_file() else f"{row['video']}"
@@ -167,6 +175,10 @@ def build_items(args: argparse.Namespace, out: Path):
             _fail(f"{at}: output {name!r} is also the output of {seen[item_id]}")
         seen[item_id] = at
         prompt = row.get("prompt", args.prompt if cot is None else None)
+        if refine is not None and prompt:
+            if prompt not in refined:
+                refined[prompt] = refine.refine_text(prompt)
+            prompt = refined[prompt]
         values.setdefault("seed", clip_seed(args.seed, item_id))
         key = item_key({"id": item_id, "video": str(Path(video).resolve()) if video else None,
                         "prompt": prompt, "cot": cot, "duration": duration, "values": values,

@@ -13,7 +13,9 @@ Fields (form fields or JSON keys): prompt, cot (FoleyWorld's "Semantic: ... Temp
 bundle's planner plans the uploaded video, as `foleyflow generate --cot auto`; 422 for a bundle without a planner or a
 text-only job; the plan is in the job's result; or "llm": the language model of `serve --llm-url` plans the
 prompt, as `foleyflow generate --cot llm`; 422 without a prompt or without --llm-url), negative, steps, cfg, seed,
-sampler, guidance; JSON adds duration_s. Every error is JSON `{"error": "<one line>"}` with a 4xx code:
+sampler, guidance, refine (true, or a similarity in (0, 1]: the prompt's unknown sound words are mapped onto the
+model's vocabulary first, as `foleyflow generate --refine`; the refined prompt is in the job's result); JSON adds
+duration_s. Every error is JSON `{"error": "<one line>"}` with a 4xx code:
 400 malformed request, 401 missing/wrong API key, 404 no such job, 409 not finished / already finished, 413 upload
 larger than the limit (enforced while streaming, before the whole body is read), 415 not a video (decided by probing
 the file's content, never by its name or declared type), 422 bad values or a video over the duration/resolution
@@ -35,7 +37,7 @@ from foleyflow.errors import FoleyError
 from foleyflow.serve.jobs import (Job, JobService, ServeError, TooLarge, Unprocessable, UnsupportedMedia,
                                   new_job_id)
 
-FIELDS = ("prompt", "cot", "negative", "steps", "cfg", "seed", "sampler", "guidance")
+FIELDS = ("prompt", "cot", "negative", "steps", "cfg", "seed", "sampler", "guidance", "refine")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi")
 MAX_FIELD_BYTES = 16 * 1024          # one form field or the whole JSON body
 MAX_HEADER_BYTES = 32 * 1024         # all of a request's headers (431 beyond)
@@ -109,6 +111,11 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
                 raise Unprocessable(f"{name} must be a string")
             if v:
                 req[name] = v
+        refine = parse_refine(fields.get("refine"))
+        if refine is not None:
+            if not req.get("prompt"):
+                raise Unprocessable("refine rewrites the prompt: give a prompt (text)")
+            req["refine"] = refine
         if req.get("cot") == "llm":
             req["prompt"] = req["prompt"].strip()
         elif req.get("cot") == "auto":
@@ -133,6 +140,24 @@ def parse_fields(fields: dict[str, Any], limits, *, text_only: bool) -> dict[str
     except FoleyError as e:
         raise Unprocessable(str(e)) from None
     return req
+
+
+def parse_refine(v) -> float | None:
+    """The similarity of a `refine` field: absent, empty, false, "false", "no" or "off" -> None (off); true, "true",
+    "yes" or "on" -> the default (foleyflow.cot.refine.THRESHOLD); a number in (0, 1] -> itself; else Unprocessable."""
+    if v is None or v is False or (isinstance(v, str) and v.strip().lower() in ("", "false", "no", "off")):
+        return None
+    if v is True or (isinstance(v, str) and v.strip().lower() in ("true", "yes", "on")):
+        from foleyflow.cot.refine import THRESHOLD
+
+        return THRESHOLD
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if not 0 < x <= 1:
+        raise Unprocessable(f"refine must be true, false or a similarity in (0, 1], got {str(v)[:40]!r}")
+    return x
 
 
 async def stream_upload(request, folder: Path, limits) -> tuple[Path, dict[str, str]]:
@@ -254,6 +279,8 @@ def create_app(service: JobService, api_key: str | None = None, *, bundle_name: 
         seed: int | None = None
         sampler: str | None = None
         guidance: str | None = None
+        refine: bool | float | None = Field(None, description="map the prompt's unknown sound words onto the "
+                                            "model's vocabulary first (true, or a similarity in (0, 1])")
 
     class JobInfo(BaseModel):
         id: str

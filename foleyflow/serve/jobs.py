@@ -154,6 +154,7 @@ class JobService:
         self.workers = int(workers)
         self._jobs: dict[str, Job] = {}
         self._cancel: set[str] = set()
+        self._refiners: dict = {}     # refine: {"embed": MiniLM, similarity: Refiner}
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._queued = 0
         self._lock = threading.RLock()
@@ -366,8 +367,9 @@ class JobService:
             raise PlannerError("cot=auto needs a video and a bundle with a planner")
         return self.planner.plan(video)
 
-    def _plan_llm(self, job: Job, video: str | None):
-        """(CoT parts, Plan, notes) of a cot=llm job: the language model plans the job's prompt (for the video's
+    def _plan_llm(self, job: Job, video: str | None, prompt: str):
+        """(CoT parts, Plan, notes) of a cot=llm job: the language model plans `prompt` (the job's, refined when it
+        asks for refinement) (for the video's
         duration, combined with the bundle's planner's plan of the video when there is one; for duration_s without
         a video) through `foleyflow.planning.plan_with_llm`, exactly as `foleyflow generate --cot llm`; the job's seed
         is sent to the model. LLMError (one line, the key scrubbed) when the model fails."""
@@ -378,10 +380,22 @@ class JobService:
         if self.llm is None:
             raise PlannerError("cot=llm: this server was started without --llm-url")
         ep = dataclasses.replace(self.llm, seed=job.request.get("options", {}).get("seed"))
-        plan, notes = plan_with_llm(ep, job.request["prompt"], video=video,
+        plan, notes = plan_with_llm(ep, prompt, video=video,
                                     duration_s=job.request.get("duration_s"), planner=self.planner)
         cot, plan = plan_condition(plan)
         return cot, plan, list(notes)
+
+    def _refiner(self, similarity: float):
+        """A Refiner per similarity, sharing one MiniLM (loaded on the first job that asks for refinement)."""
+        from foleyflow.cot.refine import Refiner, minilm_embedder
+
+        with self._lock:
+            cache = self._refiners
+            if "embed" not in cache:
+                cache["embed"] = minilm_embedder()
+            if similarity not in cache:
+                cache[similarity] = Refiner(cache["embed"], threshold=similarity)
+            return cache[similarity]
 
     def _run(self, job: Job) -> None:
         from foleyflow.hashing import file_sha256
@@ -400,6 +414,8 @@ class JobService:
             job.options = opts.as_record()
             video = str(d / job.input_name) if job.input_name else None
             cot, plan, prompt, notes = req.get("cot"), None, req.get("prompt"), []
+            if req.get("refine") is not None and prompt:
+                prompt = self._refiner(req["refine"]).refine_text(prompt)   # as `foleyflow generate --refine`
             if cot is None and video is not None and self.plan_by_default and self.planner is not None:
                 from foleyflow.planning import default_plan
 
@@ -412,7 +428,7 @@ class JobService:
                 if prompt:
                     cot = None                    # the prompt is the text; the plan gives the timing
             elif cot == "llm":
-                cot, plan, notes = self._plan_llm(job, video)
+                cot, plan, notes = self._plan_llm(job, video, prompt)
                 prompt = None                     # it went into the plan (as generate --cot llm)
             res = self.pipe.generate(video, prompt=prompt, cot=cot, duration_s=req.get("duration_s"),
                                      options=opts, progress=progress, cancel=lambda: job.id in self._cancel,
@@ -422,6 +438,8 @@ class JobService:
                       "sample_rate": res.sample_rate, "duration_s": res.duration_s, "precision": res.precision,
                       "notes": notes + list(res.notes), "options": job.options, "bundle_sha256": self.bundle_sha256,
                       "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}
+            if req.get("refine") is not None and prompt is not None:
+                result["prompt_refined"] = prompt
             if plan is not None:
                 from foleyflow.cot import plan_to_dict
 

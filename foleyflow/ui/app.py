@@ -1,7 +1,8 @@
 """The Gradio page of `foleyflow ui`: one loaded FoleyPipeline behind a form, results as players and downloads.
 
 Layout (elem_ids in brackets are what the browser test drives):
-  left   the input video [ff-video] (leave empty for text-to-audio), prompt [ff-prompt], negative prompt [ff-negative],
+  left   the input video [ff-video] (leave empty for text-to-audio), prompt [ff-prompt], a box that refines
+         the prompt's unknown sound words [ff-refine] (as `generate --refine`), negative prompt [ff-negative],
          the chain-of-thought editor (Semantic / Temporal / Aesthetic / Spatial [ff-cot-*], and a "Plan automatically"
          button [ff-plan]: the bundle's automatic planner (foleyflow.planning, the same `planned_cot` as `generate
          --cot auto` and the REST service's cot=auto) plans the uploaded video and fills the four parts; disabled,
@@ -122,14 +123,15 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
         key = getattr(request, "session_hash", None) or "default"
         return cancel_flags.setdefault(key, threading.Event())
 
-    def generate(video, prompt, negative, sem, tem, aes, spa, steps, cfg, seed, duration, variations, planned,
+    def generate(video, prompt, refine, negative, sem, tem, aes, spa, steps, cfg, seed, duration, variations, planned,
                  request: gr.Request, progress=gr.Progress()):
         stop = flag(request)
         stop.clear()
         cot = dict(zip(COT_PARTS, (sem, tem, aes, spa)))
         req = UIRequest(video=video or None, prompt=prompt or "", negative=negative or "", cot=cot, steps=steps,
                         cfg_scale=cfg, seed=seed if seed is not None else 0, duration_s=duration,
-                        variations=variations or 1, plan=plan_if_unedited(planned, video, cot, duration))
+                        variations=variations or 1, plan=plan_if_unedited(planned, video, cot, duration),
+                        refine=bool(refine))
         empty = (None, None, None, None, [], gr.update(choices=[], value=None, visible=False))
         try:
             progress(0.0, desc="starting")
@@ -228,6 +230,8 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
                                  height=300, elem_id="ff-video")
                 prompt = gr.Textbox(label="Prompt", placeholder="e.g. a ball bouncing on a wooden floor", lines=2,
                                     elem_id="ff-prompt")
+                refine = gr.Checkbox(False, label="Refine the prompt's sound words (map words the model was not "
+                                     "trained with onto its vocabulary; docs/cot.md)", elem_id="ff-refine")
                 negative = gr.Textbox(label="Negative prompt", placeholder="what the sound should not be",
                                       elem_id="ff-negative")
                 with gr.Accordion("Chain of thought (instead of a prompt; see docs/cot.md)", open=False):
@@ -263,7 +267,7 @@ def build_app(pipe, out_dir: str | Path | None = None, torch_thread=None, bundle
                 pick = gr.Radio([], label="Variation", visible=False, elem_id="ff-pick")
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="ff-files")
                 state = gr.State([])
-        go.click(generate, [video, prompt, negative, *cot, steps, cfg, seed, duration, variations, planned],
+        go.click(generate, [video, prompt, refine, negative, *cot, steps, cfg, seed, duration, variations, planned],
                  [status, out_video, out_audio, timeline, files, state, pick], concurrency_limit=1,
                  show_progress="full")
         stop.click(cancel, None, [status], queue=False)

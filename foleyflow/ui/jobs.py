@@ -9,6 +9,7 @@ Every file is written atomically into a fresh folder under `out_dir`, and carrie
 """
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class UIRequest:
     duration_s: float | None = None
     variations: int = 1
     plan: object | None = None
+    refine: bool = False          # map the prompt's unknown sound words onto the model's vocabulary (docs/cot.md)
 
 
 @dataclass
@@ -105,6 +107,14 @@ def _stem(video: str | None) -> str:
     return stem or "video"
 
 
+@functools.lru_cache(maxsize=1)
+def default_refiner():
+    """The Refiner of the page's "refine" box (MiniLM, loaded on first use, kept)."""
+    from foleyflow.cot.refine import Refiner
+
+    return Refiner()
+
+
 def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
                 progress: Callable[[float, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None, planner=None) -> list[Variation]:
@@ -127,14 +137,20 @@ def run_request(pipe, req: UIRequest, out_dir: str | Path, *,
     stem = _stem(req.video)
     prompt = (req.prompt or "").strip() or None
     plan, planned = (req.plan if cot is not None else None), []
+    if req.refine and prompt:
+        if progress is not None:
+            progress(0.0, "refining the prompt's sound words")
+        refined = default_refiner().refine_text(prompt)       # as `foleyflow generate --refine`
+        planned.append(f"prompt refined: {refined}" if refined != prompt else "prompt refined: no word changed")
+        prompt = refined
     if planner is not None and req.video is not None and cot is None:
         from foleyflow.planning import default_plan
 
         if progress is not None:
             progress(0.0, "planning the video")
         cot, plan, note = default_plan(planner, req.video, prompt)
-        planned = [note] if note else [f"planned by the model's planner: {len(plan.sources)} sources"
-                                       + ("; the prompt is the text, the plan gives the timing" if prompt else "")]
+        planned += [note] if note else [f"planned by the model's planner: {len(plan.sources)} sources"
+                                        + ("; the prompt is the text, the plan gives the timing" if prompt else "")]
     results = []
     for k in range(variations):
         seed = opts.seed + k
