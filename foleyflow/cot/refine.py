@@ -207,6 +207,17 @@ class Refiner:
             return self.refine_caption(text)
         out, at = [], 0
         for r in self.replacements(text):
-            out += [text[at:r.start], r.match.class_word]
+            word = r.match.class_word
+            out += [_article(text[at:r.start], word), word]
             at = r.end
         return "".join(out + [text[at:]])
+
+
+def _article(before: str, word: str) -> str:
+    """`before` with a final "a" / "an" agreeing with the word that now follows it ("an automobile" -> "a car")."""
+    m = re.search(r"\b(a|an|A|An|AN)(\s+)$", before)
+    if not m:
+        return before
+    art = "an" if word[:1].lower() in "aeiou" else "a"
+    art = art.capitalize() if m.group(1)[0].isupper() else art
+    return before[:m.start(1)] + art + m.group(2)
