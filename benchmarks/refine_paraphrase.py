@@ -208,7 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.generate:
         if not args.work:
             raise SystemExit("--generate needs --work DIR")
-        result["generation"] = generate(args, rows, table)
+        result["generation"] = gen = generate(args, rows, table)
+        print(f"\n{len(rows)} {args.split} clips, paraphrases of list {args.list}, --refine {args.threshold:g} "
+              "against none (paired):")
+        for key, r in gen["paired"].items():
+            print(f"  {key:15s} {r['base']:.4f} -> {r['new']:.4f}  {r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]")
     if args.json:
         from foleyflow.fileio import atomic_write_text
 
