@@ -9,6 +9,7 @@ position embedding) re-drawn from N(0, 0.02), so no path is skipped and precisio
 parity fixtures). Modes:
   fp32-separate  float32, conditional and unconditional branches as two calls per step (the reference's schedule)
   fp32           float32, both branches in one batched call
+  fp32-conv      fp32 with the ConvMLP run as convolutions (before session 18) instead of matrix products
   bf16           bfloat16 weights and activations (cast once), float32 sampler state, batched branches, the
                  SwiGLU gate/value projections fused into one GEMM (`inference_copy`)
   bf16-unfused   the same without the SwiGLU fusion
@@ -21,6 +22,7 @@ from a measured large-matmul peak, and the relative L2 distance of each mode's f
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from foleyflow.flow import euler, uniform_grid  # noqa: E402
 from foleyflow.models.generator import Generator, GeneratorConfig  # noqa: E402
 from foleyflow.models.generator_sampling import guided_velocity, inference_copy  # noqa: E402
+from foleyflow.nn.layers import ConvSwiGLU  # noqa: E402
 from foleyflow.options import DEFAULTS  # noqa: E402
 from machine import cpu_summary  # noqa: E402  (benchmarks/machine.py)
 
@@ -73,6 +76,11 @@ class Mode:
         self.name, self.steps = name, steps
         if name.startswith("bf16"):
             self.net = inference_copy(net, torch.bfloat16, fuse=name != "bf16-unfused")
+        elif name == "fp32-conv":   # the ConvMLP as oneDNN convolutions, as before session 18 (same weights)
+            self.net = copy.deepcopy(net)
+            for m in self.net.modules():
+                if isinstance(m, ConvSwiGLU):
+                    m.gemm = False
         else:
             self.net = net
         dtype = next(self.net.parameters()).dtype

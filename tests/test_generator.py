@@ -112,6 +112,38 @@ def test_fused_inference_copy_matches():
         assert torch.allclose(fused(x, v, s, t, 0.3), net(x, v, s, t, 0.3), atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_conv_mlp_as_matrix_products_equals_the_convolutions(kernel):
+    """float32 ConvSwiGLU runs as matrix products: the same outputs and gradients as the convolutions, bitwise the
+    same with and without gradients (GRPO's ratio of 1), and the kept weights follow in-place updates and loads."""
+    from torch.nn import functional as F
+
+    from foleyflow.nn.layers import ConvSwiGLU
+
+    torch.manual_seed(0)
+    m = ConvSwiGLU(16, 48, kernel_size=kernel, multiple_of=8)
+    x = torch.randn(2, 11, 16, requires_grad=True)
+
+    def conv(x):
+        return m.w2(F.silu(m.w1(x)) * m.w3(x))
+
+    ref, out = conv(x), m(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(out.square().sum(), [x, m.w1.weight, m.w2.weight, m.w3.weight]),
+                    torch.autograd.grad(ref.square().sum(), [x, m.w1.weight, m.w2.weight, m.w3.weight])):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(m(x), out)
+        m.w2.weight.mul_(-2.0)                      # an optimiser step: the kept weights must not be stale
+        torch.testing.assert_close(m(x), conv(x), rtol=1e-5, atol=1e-6)
+    m.load_state_dict({k: 0.1 * torch.randn_like(v) for k, v in m.state_dict().items()})
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x), conv(x), rtol=1e-5, atol=1e-5)
+    m.gemm = False
+    with torch.no_grad():
+        assert torch.equal(m(x), conv(x))
+
+
 def test_bad_inputs_are_one_line_errors():
     net = Generator(GeneratorConfig(**SMALL))
     x, v, s, t = inputs(net)

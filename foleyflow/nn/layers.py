@@ -51,7 +51,20 @@ class SwiGLU(nn.Module):
 
 
 class ConvSwiGLU(nn.Module):
-    """SwiGLU whose three projections are length-preserving 1-D convolutions over time: (B, T, dim) -> (B, T, dim)."""
+    """SwiGLU whose three projections are length-preserving 1-D convolutions over time: (B, T, dim) -> (B, T, dim).
+
+    In float32 it runs as matrix products, not convolutions (the same sums in another order: outputs agree with
+    the convolutions to about 1e-6 relative): the gate and value projections as one product of each token's k-token
+    window, (B, T, k * dim) @ (k * dim, 2h), the output projection as k products of shifted hidden states. On the
+    CPUs measured this beats oneDNN's convolution at the generator's shapes (docs/speed.md, "The same math"), and
+    training and inference take the same path, so a policy's log-probabilities do not depend on whether gradients
+    are on. The weights are rearranged on every call while gradients are taken; without gradients the rearranged
+    weights are kept and rebuilt when w1, w2 or w3 change (their version counters and storage are checked). Other
+    dtypes (bf16 inference copies) keep the convolutions, with gate and value fused by `fuse_for_inference`.
+    `gemm = False` (on the class or a module) runs the convolutions in float32 too (benchmarks/bench_generator.py's
+    fp32-conv mode, the schedule before session 18)."""
+
+    gemm = True
 
     def __init__(self, dim: int, hidden: int, kernel_size: int = 3, multiple_of: int = 256):
         super().__init__()
@@ -61,17 +74,53 @@ class ConvSwiGLU(nn.Module):
         self.w2 = ChannelLastConv1d(h, dim, kernel_size, padding=pad, bias=False)
         self.w3 = ChannelLastConv1d(dim, h, kernel_size, padding=pad, bias=False)
         self.w13: torch.Tensor | None = None  # set by `fuse_for_inference`
+        self._gemm: tuple | None = None       # (weights' state, gate+value (k*dim, 2h), output (k, h, dim))
 
     def fuse_for_inference(self) -> None:
-        """Stacks w1 and w3 into one weight so inference runs one convolution (training must not use this)."""
+        """Stacks w1 and w3 into one weight so inference runs one convolution (training must not use this; float32
+        does not need it, see the class docstring)."""
         self.w13 = torch.cat([self.w1.weight, self.w3.weight]).detach()
 
+    def _state(self) -> tuple:
+        return tuple((w.weight._version, w.weight.data_ptr(), w.weight.device) for w in (self.w1, self.w2, self.w3))
+
+    def _gemm_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        def rearrange():
+            k, dim = self.w1.kernel_size[0], self.w1.in_channels
+            w13 = torch.cat([self.w1.weight, self.w3.weight]).permute(2, 1, 0).reshape(k * dim, -1)
+            return w13.contiguous(), self.w2.weight.permute(2, 1, 0).contiguous()
+        if torch.is_grad_enabled() and any(w.weight.requires_grad for w in (self.w1, self.w2, self.w3)):
+            self._gemm = None
+            return rearrange()
+        state = self._state()
+        if self._gemm is None or self._gemm[0] != state:
+            self._gemm = (state, *rearrange())
+        return self._gemm[1], self._gemm[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemm and x.dtype == torch.float32 and self.w1.weight.dtype == torch.float32:
+            return self._forward_gemm(x)
         if self.w13 is not None:
             h = F.conv1d(x.transpose(1, 2), self.w13, padding=self.w1.padding)
             a, b = h.transpose(1, 2).chunk(2, dim=-1)
             return self.w2(F.silu(a) * b)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+    def _forward_gemm(self, x: torch.Tensor) -> torch.Tensor:
+        w13, w2 = self._gemm_weights()
+        k, pad, t = w2.shape[0], self.w1.padding[0], x.shape[1]
+        xp = F.pad(x, (0, 0, pad, pad)) if pad else x
+        windows = torch.cat([xp[:, i:i + t] for i in range(k)], dim=-1) if k > 1 else x
+        a, b = (windows @ w13).chunk(2, dim=-1)
+        h = F.silu(a) * b
+        out = h @ w2[pad]
+        for i in range(k):
+            s = i - pad                       # output t reads hidden t + s
+            if s < 0 and t + s > 0:
+                out[:, -s:] += h[:, :t + s] @ w2[i]
+            elif s > 0 and t - s > 0:
+                out[:, :t - s] += h[:, s:] @ w2[i]
+        return out
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
