@@ -107,20 +107,35 @@ def frames_as_mmaudio(encoder) -> bool:
     return bool(getattr(encoder, "frames_as_mmaudio", False))
 
 
+def frame_spec(encoder, num_frames: int) -> tuple:
+    """(fps, size, resize, pick, num_frames): how `decode_window` decodes a visual encoder's frames."""
+    size, mode = frame_size_mode(encoder)
+    return encoder.fps, size, mode, ("next" if frames_as_mmaudio(encoder) else "last"), int(num_frames)
+
+
+def window_frames(path: str | Path, specs, start_s: float, duration_s: float) -> list[torch.Tensor]:
+    """For each spec (fps, size, resize, pick, num_frames; see `frame_spec`), (1, num_frames, 3, H, W) uint8 frames
+    of `path` from `start_s` (seconds of the stream's timeline), padded by repeating the last frame (or trimmed) to
+    exactly num_frames; the video is decoded once for all of them (foleyflow.media.decode_frame_sets)."""
+    from foleyflow.media import decode_frame_sets
+
+    sets = decode_frame_sets(path, [spec[:4] for spec in specs], start_s=start_s, duration_s=duration_s)
+    out = []
+    for spec, frames in zip(specs, sets):
+        n = spec[4]
+        frames = frames[:n]
+        if not frames:
+            raise FoleyError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
+        frames += [frames[-1]] * (n - len(frames))
+        out.append(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].contiguous())
+    return out
+
+
 def decode_window(path: str | Path, encoder, start_s: float, duration_s: float, num_frames: int) -> torch.Tensor:
     """(1, num_frames, 3, S, S) uint8 frames of `path` at `encoder.fps` from `start_s` (seconds of the stream's
     timeline), decoded at the encoder's input size; padded by repeating the last frame (or trimmed) to exactly
     `num_frames`."""
-    from foleyflow.media import iter_frames
-
-    size, mode = frame_size_mode(encoder)
-    pick = "next" if frames_as_mmaudio(encoder) else "last"
-    frames = [f for _, _, f in iter_frames(path, encoder.fps, size=size, resize=mode, start_s=start_s,
-                                           duration_s=duration_s, pick=pick)][:num_frames]
-    if not frames:
-        raise FoleyError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
-    frames += [frames[-1]] * (num_frames - len(frames))
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].contiguous()
+    return window_frames(path, [frame_spec(encoder, num_frames)], start_s, duration_s)[0]
 
 
 def sync_frame_count(duration_s: float, sync_fps: float) -> int:
@@ -187,14 +202,31 @@ def encode_window(path: str | Path, semantic, sync, start_s: float, duration_s: 
     start_s + duration_s) of a video (`start_s` on the stream's timeline). The encoders run on their own device.
     `timings`, if given, accumulates seconds under "decode" and "encoders". `memo`: a FeatureMemo of these encoders
     that answers a window it has already encoded (and keeps the new one)."""
+    visual, tokens, _ = encode_window_and_frames(path, semantic, sync, start_s, duration_s, visual_len, sync_len,
+                                                 timings, memo)
+    return visual, tokens
+
+
+def encode_window_and_frames(path: str | Path, semantic, sync, start_s: float, duration_s: float, visual_len: int,
+                             sync_len: int, timings: dict | None = None, memo: FeatureMemo | None = None,
+                             extra=()) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """`encode_window`, plus the frames of each `extra` spec (fps, size, resize, pick, num_frames; the planner's
+    position frames) of the same window, decoded in the same pass as the encoders' frames (one decode of the video
+    for everything, or, when the memo answers, one for the extra frames alone)."""
     key = memo.key(semantic, sync, path, start_s, duration_s, visual_len, sync_len) if memo is not None else None
     hit = memo.get(key) if memo is not None else None
-    if hit is not None:
-        return hit
-    device = next(semantic.parameters()).device
+    extra = list(extra)
     t0 = time.perf_counter()
-    sem_frames = decode_window(path, semantic, start_s, duration_s, visual_len)
-    syn_frames = decode_window(path, sync, start_s, duration_s, sync_frame_count(duration_s, sync.fps))
+    if hit is not None:
+        frames = window_frames(path, extra, start_s, duration_s) if extra else []
+        if timings is not None and extra:
+            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
+        return hit[0], hit[1], frames
+    device = next(semantic.parameters()).device
+    frames = window_frames(path, [frame_spec(semantic, visual_len),
+                                  frame_spec(sync, sync_frame_count(duration_s, sync.fps)), *extra],
+                           start_s, duration_s)
+    sem_frames, syn_frames = frames[:2]
     t1 = time.perf_counter()
     visual = semantic(sem_frames.to(device)).float().cpu()
     tokens = sync(syn_frames.to(device)).float().cpu()
@@ -206,7 +238,7 @@ def encode_window(path: str | Path, semantic, sync, start_s: float, duration_s: 
                          f"{duration_s} s; the generator expects {visual_len} and {sync_len}")
     if memo is not None:
         memo.put(key, visual, tokens)
-    return visual, tokens
+    return visual, tokens, frames[2:]
 
 
 def window_conditions(generator_cfg, semantic, sync, video: str | Path | None, window: Window, text: torch.Tensor,

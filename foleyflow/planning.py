@@ -102,24 +102,33 @@ def load_video_planner(bundle: str | Path, planner_path: str | Path | None = Non
     return VideoPlanner(planner, semantic, sync, path, memo)
 
 
+def position_spec(duration_s: float, fps: float = 8.0) -> tuple:
+    """The frame spec (foleyflow.conditioning.window_frames) of the position profiles: int(duration_s * fps) frames,
+    64 x 64 stretched, the last source frame at or before each time."""
+    return fps, 64, "stretch", "last", int(duration_s * fps + 1e-6)
+
+
+def position_from_frames(frames: torch.Tensor, columns: int, rows: bool = False) -> torch.Tensor:
+    """(T, K, columns) profiles (foleyflow.models.planner.position_features) of (1, T, 3, 64, 64) frames."""
+    from foleyflow.models.planner import position_features
+
+    return position_features(frames[0], columns, rows)
+
+
 def position_from_video(path: str | Path, start_s: float, duration_s: float, columns: int,
                         fps: float = 8.0, rows: bool = False) -> torch.Tensor:
     """(int(duration_s * fps), K, columns) profiles (foleyflow.models.planner.position_features; K = 4 with rows,
     else 2) of the window [start_s, start_s + duration_s) of a video (start on the stream's timeline), frames decoded
     at 64 x 64 (stretched) and padded by repeating the last one."""
-    import numpy as np
+    from foleyflow.conditioning import window_frames
 
-    from foleyflow.media import iter_frames
-    from foleyflow.models.planner import position_features
-
-    n = int(duration_s * fps + 1e-6)
-    frames = [f for _, _, f in iter_frames(path, fps, size=64, resize="stretch", start_s=start_s,
-                                           duration_s=duration_s)][:n]
-    if not frames:
-        raise PlannerError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
-    frames += [frames[-1]] * (n - len(frames))
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
-    return position_features(x, columns, rows)
+    try:
+        frames = window_frames(path, [position_spec(duration_s, fps)], start_s, duration_s)[0]
+    except FoleyError as e:
+        if "no video frames" in str(e):
+            raise PlannerError(str(e)) from None
+        raise
+    return position_from_frames(frames, columns, rows)
 
 
 def sync_token_count(duration_s: float, sync_fps: float, segment_frames: int = 16, stride: int = 8,
@@ -143,7 +152,7 @@ def plan_features(planner, visual: torch.Tensor, sync: torch.Tensor, position: t
 def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, timings: dict | None = None):
     """The plan of a whole video (one window of its duration) and an optional prompt. timings, if given, gets
     seconds under "decode", "encoders", "position" and "planner" (the planner network and decoding alone)."""
-    from foleyflow.conditioning import encode_window
+    from foleyflow.conditioning import encode_window_and_frames
     from foleyflow.media import probe
 
     info = probe(video).video
@@ -154,13 +163,15 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
         raise PlannerError(f"{video}: {dur:.2f} s is too short to plan (at least {MIN_VIDEO_S} s)")
     c = vp.planner.cfg
     timings = {} if timings is None else timings
-    visual, sync = encode_window(video, vp.semantic, vp.sync, info.start_s, dur, int(dur * c.visual_fps + 1e-6),
-                                 sync_token_count(dur, c.sync_fps, c.segment_frames, c.segment_stride,
-                                                  c.tokens_per_segment), timings, vp.memo)
+    extra = [position_spec(dur, c.pos_fps)] if c.position_columns else []
+    visual, sync, frames = encode_window_and_frames(
+        video, vp.semantic, vp.sync, info.start_s, dur, int(dur * c.visual_fps + 1e-6),
+        sync_token_count(dur, c.sync_fps, c.segment_frames, c.segment_stride, c.tokens_per_segment), timings,
+        vp.memo, extra)
     pos = None
-    if c.position_columns:
+    if c.position_columns:   # its frames come from the same decode as the encoders' (or their own when memoised)
         t0 = time.perf_counter()
-        pos = position_from_video(video, info.start_s, dur, c.position_columns, c.pos_fps, c.position_rows)[None]
+        pos = position_from_frames(frames[0], c.position_columns, c.position_rows)[None]
         timings["position"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     plan = plan_features(vp.planner, visual, sync, pos, dur, prompt)

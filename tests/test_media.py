@@ -85,6 +85,28 @@ def test_start_duration_and_streaming(tmp_path):
     assert media.num_frames(0.3, 10) == 3 and media.num_frames(5.28, 8) == 42 and media.num_frames(0.1, 8) == 0
 
 
+@pytest.mark.parametrize("start,duration", [(0, None), (0.5, 1.0), (1.5, 1.0)])
+def test_frame_sets_from_one_decode_equal_separate_decodes(tmp_path, start, duration):
+    """decode_frame_sets gives, per spec, exactly what iter_frames gives (both pick rules, rates below and above
+    the source's, sizes and resize modes, spans past the end), decoding once; a variable-rate video too."""
+    path = make_video(tmp_path / "v.mp4", 50, 25, size=(48, 32))  # 2 s
+    vfr = make_vfr_video(tmp_path / "vfr.mp4", [0.0, 0.05, 0.30, 0.32, 0.70, 0.71, 0.72, 1.10, 1.5])
+    specs = [(8, 16, "stretch", "last"), (25, (24, 12), "center_crop", "next"), (30, None, "pad", "last"),
+             (10, 8, "stretch", "next")]
+    for video in (path, vfr):
+        sets = media.decode_frame_sets(video, specs, start_s=start, duration_s=duration)
+        assert len(sets) == len(specs)
+        for (fps, size, resize, pick), got in zip(specs, sets):
+            want = [f for _, _, f in media.iter_frames(video, fps, size, resize, start, duration, pick=pick)]
+            assert len(got) == len(want) > 0
+            assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(MediaError, match="resize mode"):
+        media.decode_frame_sets(path, [(8, 16, "squash", "last")])
+    with pytest.raises(MediaError, match="truncated"):
+        make_truncated(path, tmp_path / "cut.mp4", 0.3)
+        media.decode_frame_sets(tmp_path / "cut.mp4", specs[:2])
+
+
 def _pattern_video(tmp_path):
     """128x64 frames: columns 0..31 white, the rest grey 128."""
     img = np.full((64, 128, 3), 128, np.uint8)

@@ -160,8 +160,81 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
     return _iter_frames(check_readable(path), fps, size, resize, start, duration, pick)
 
 
+def decode_frame_sets(path: str | Path, specs, start_s=0, duration_s=None) -> list[list[np.ndarray]]:
+    """Several `iter_frames` results from one decode of the video. `specs`: a sequence of (fps, size, resize, pick)
+    tuples; returns, for each, the list of frames `iter_frames(path, fps, size, resize, start_s, duration_s, pick)`
+    yields (the same rules and errors, the same pixels), while the stream is decoded once instead of once per spec
+    (the semantic and sync encoders' frames and the planner's position frames of one window)."""
+    checked = []
+    for spec in specs:
+        fps, size, resize, pick = spec
+        fps, size = _check_fps(fps), _check_size(size)
+        if resize not in RESIZE_MODES:
+            raise MediaError(f"unknown resize mode {resize!r}: choose from {', '.join(RESIZE_MODES)}")
+        if pick not in ("last", "next"):
+            raise MediaError(f"unknown frame pick rule {pick!r}: choose last or next")
+        checked.append((fps, size, resize, pick))
+    start, duration = _check_span(start_s, duration_s)
+    out: list[list[np.ndarray]] = [[] for _ in checked]
+    for k, (_, _, img) in _decode(check_readable(path), checked, start, duration):
+        out[k].append(img)
+    return out
+
+
 def _iter_frames(path: Path, fps: Fraction, size, resize: str, start: Fraction, duration: Fraction | None,
                  pick: str = "last"):
+    for _, item in _decode(path, [(fps, size, resize, pick)], start, duration):
+        yield item
+
+
+class _Tap:
+    """One output of a decode: `n` frames at times start + i / fps, each the source frame chosen by `pick` among the
+    decoded frames pushed in presentation order (module docstring), converted when first shown."""
+
+    def __init__(self, fps: Fraction, n: int, start: Fraction, convert, pick: str):
+        self.step, self.n, self.start, self.convert, self.pick = 1 / fps, n, start, convert, pick
+        self.i, self.cur, self.cur_t, self.cur_img = 0, None, None, None
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.n
+
+    def _emit(self):
+        if self.cur_img is None:
+            self.cur_img = self.convert(self.cur)
+        item = (float(self.start + self.i * self.step), float(self.cur_t), self.cur_img)
+        self.i += 1
+        return item
+
+    def push(self, frame, ft: Fraction) -> list:
+        out = []
+        if self.pick == "next":     # output i is the first source frame whose time is >= start + i / fps
+            self.cur, self.cur_t, self.cur_img = frame, ft, None
+            while self.i < self.n and ft >= self.start + self.i * self.step:
+                out.append(self._emit())
+            return out
+        while self.i < self.n and self.start + self.i * self.step < ft:   # the last source frame at or before
+            if self.cur is None:  # output time before the first source frame: show the first frame
+                self.cur, self.cur_t = frame, ft
+            out.append(self._emit())
+        if self.i < self.n and self.cur is not frame:
+            self.cur, self.cur_t, self.cur_img = frame, ft, None
+        return out
+
+    def finish(self, path: Path, last_end: Fraction | None, declared_end: Fraction | None) -> list:
+        """The remaining outputs once the stream has ended (the last frame repeated); MediaError when nothing was
+        decoded or the frames stop more than a second before the declared end."""
+        if self.cur is None:
+            raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
+        if declared_end is not None and last_end is not None and \
+                last_end < min(declared_end, self.start + self.n * self.step) - 1:
+            raise MediaError(f"{path}: truncated or corrupt video (frames stop at {float(last_end):.2f} s of "
+                             f"{float(declared_end):.2f} s)")
+        return [self._emit() for _ in range(self.n - self.i)]
+
+
+def _decode(path: Path, specs, start: Fraction, duration: Fraction | None):
+    """Yields (spec index, (t_i, source_t, frame)) for checked specs (fps, size, resize, pick), decoding once."""
     import av
 
     container = open_media(path)
@@ -184,82 +257,36 @@ def _iter_frames(path: Path, fps: Fraction, size, resize: str, start: Fraction, 
         if start > 0 and start >= declared_end:
             raise MediaError(f"{path}: start_s {float(start):.3f} s is past the end of the video "
                              f"({float(declared_end):.3f} s)")
-        n = num_frames(duration, fps)
         stream.thread_type = "AUTO"
         rotation = first_frame_rotation(path, container, stream)
-        convert = _Converter(size, resize, rotation, stream.sample_aspect_ratio)
+        taps = [_Tap(fps, num_frames(duration, fps), start,
+                     _Converter(size, resize, rotation, stream.sample_aspect_ratio), pick)
+                for fps, size, resize, pick in specs]
         if start > 0:
             container.seek(int((start + t0) / tb), stream=stream, backward=True)
-        resample = _resample_next if pick == "next" else _resample
-        yield from resample(path, container, stream, t0, start, fps, n, convert, declared_end)
+        src_rate = stream.average_rate or stream.guessed_rate
+        frame_s = Fraction(1) / src_rate if src_rate else Fraction(0)
+        ft = last_end = None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                ft = (ft + frame_s) if (ft is not None and src_rate) else Fraction(0)
+            else:
+                ft = Fraction(frame.pts) * frame.time_base - t0
+            last_end = ft + frame_s
+            for k, tap in enumerate(taps):
+                if not tap.done:
+                    for item in tap.push(frame, ft):
+                        yield k, item
+            if all(tap.done for tap in taps):
+                return
+        for k, tap in enumerate(taps):
+            if not tap.done:
+                for item in tap.finish(path, last_end, declared_end):
+                    yield k, item
     except av.error.FFmpegError as e:
         raise MediaError(f"{path}: truncated or corrupt video ({_reason(e)})") from None
     finally:
         container.close()
-
-
-def _resample(path, container, stream, t0, start, fps, n, convert, declared_end):
-    i, cur, cur_t, cur_img, last_end = 0, None, None, None, None
-    step = 1 / fps
-    src_rate = stream.average_rate or stream.guessed_rate
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            ft = (cur_t + Fraction(1) / src_rate) if (cur_t is not None and src_rate) else Fraction(0)
-        else:
-            ft = Fraction(frame.pts) * frame.time_base - t0
-        last_end = ft + (Fraction(1) / src_rate if src_rate else 0)
-        while i < n and start + i * step < ft:
-            if cur is None:  # output time before the first source frame: show the first frame
-                cur, cur_t = frame, ft
-            if cur_img is None:
-                cur_img = convert(cur)
-            yield float(start + i * step), float(cur_t), cur_img
-            i += 1
-        if i >= n:
-            return
-        if cur is not frame:
-            cur, cur_t, cur_img = frame, ft, None
-    if cur is None:
-        raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
-    if declared_end is not None and last_end is not None and last_end < min(declared_end, start + n * step) - 1:
-        raise MediaError(f"{path}: truncated or corrupt video (frames stop at {float(last_end):.2f} s of "
-                         f"{float(declared_end):.2f} s)")
-    while i < n:
-        if cur_img is None:
-            cur_img = convert(cur)
-        yield float(start + i * step), float(cur_t), cur_img
-        i += 1
-
-
-def _resample_next(path, container, stream, t0, start, fps, n, convert, declared_end):
-    """MMAudio's rule (module docstring): output i is the first source frame whose time is >= start + i / fps."""
-    i, cur, cur_t, cur_img = 0, None, None, None
-    step = 1 / fps
-    src_rate = stream.average_rate or stream.guessed_rate
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            ft = (cur_t + Fraction(1) / src_rate) if (cur_t is not None and src_rate) else Fraction(0)
-        else:
-            ft = Fraction(frame.pts) * frame.time_base - t0
-        cur, cur_t, cur_img = frame, ft, None
-        while i < n and ft >= start + i * step:
-            if cur_img is None:
-                cur_img = convert(cur)
-            yield float(start + i * step), float(cur_t), cur_img
-            i += 1
-        if i >= n:
-            return
-    if cur is None:
-        raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
-    last_end = cur_t + (Fraction(1) / src_rate if src_rate else 0)
-    if declared_end is not None and last_end < min(declared_end, start + n / fps) - 1:
-        raise MediaError(f"{path}: truncated or corrupt video (frames stop at {float(last_end):.2f} s of "
-                         f"{float(declared_end):.2f} s)")
-    while i < n:
-        if cur_img is None:
-            cur_img = convert(cur)
-        yield float(start + i * step), float(cur_t), cur_img
-        i += 1
 
 
 def decode_frames(path: str | Path, fps, size=None, resize: str = "stretch", start_s=0, duration_s=None, *,
