@@ -19,5 +19,6 @@ from foleyflow.media.write import MuxResult, mux_audio, write_audio, write_video
 
 __all__ = [
     "AudioInfo", "DecodedAudio", "DecodedFrames", "MediaInfo", "MuxResult", "StreamInfo", "VideoInfo",
-    "decode_audio", "decode_frame_sets", "decode_frames", "iter_frames", "mux_audio", "num_frames", "probe", "write_audio", "write_video",
+    "decode_audio", "decode_frame_sets", "decode_frames", "iter_frames", "mux_audio", "num_frames", "probe",
+    "write_audio", "write_video",
 ]

@@ -151,13 +151,18 @@ def iter_frames(path: str | Path, fps, size=None, resize: str = "stretch", start
     Raises MediaError for out-of-range arguments and missing files at once, and for bad content (not media, no
     video stream, unsupported codec, truncated or corrupt) when iteration starts or reaches the damage.
     """
+    fps, size, resize, pick = _check_spec(fps, size, resize, pick)
+    start, duration = _check_span(start_s, duration_s)
+    return _iter_frames(check_readable(path), fps, size, resize, start, duration, pick)
+
+
+def _check_spec(fps, size, resize: str, pick: str) -> tuple:
     fps, size = _check_fps(fps), _check_size(size)
     if resize not in RESIZE_MODES:
         raise MediaError(f"unknown resize mode {resize!r}: choose from {', '.join(RESIZE_MODES)}")
     if pick not in ("last", "next"):
         raise MediaError(f"unknown frame pick rule {pick!r}: choose last or next")
-    start, duration = _check_span(start_s, duration_s)
-    return _iter_frames(check_readable(path), fps, size, resize, start, duration, pick)
+    return fps, size, resize, pick
 
 
 def decode_frame_sets(path: str | Path, specs, start_s=0, duration_s=None) -> list[list[np.ndarray]]:
@@ -165,15 +170,7 @@ def decode_frame_sets(path: str | Path, specs, start_s=0, duration_s=None) -> li
     tuples; returns, for each, the list of frames `iter_frames(path, fps, size, resize, start_s, duration_s, pick)`
     yields (the same rules and errors, the same pixels), while the stream is decoded once instead of once per spec
     (the semantic and sync encoders' frames and the planner's position frames of one window)."""
-    checked = []
-    for spec in specs:
-        fps, size, resize, pick = spec
-        fps, size = _check_fps(fps), _check_size(size)
-        if resize not in RESIZE_MODES:
-            raise MediaError(f"unknown resize mode {resize!r}: choose from {', '.join(RESIZE_MODES)}")
-        if pick not in ("last", "next"):
-            raise MediaError(f"unknown frame pick rule {pick!r}: choose last or next")
-        checked.append((fps, size, resize, pick))
+    checked = [_check_spec(*spec) for spec in specs]
     start, duration = _check_span(start_s, duration_s)
     out: list[list[np.ndarray]] = [[] for _ in checked]
     for k, (_, _, img) in _decode(check_readable(path), checked, start, duration):
