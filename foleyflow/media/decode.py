@@ -276,6 +276,8 @@ def _decode(path: Path, specs, start: Fraction, duration: Fraction | None):
                         yield k, item
             if all(tap.done for tap in taps):
                 return
+        if ft is None:
+            raise MediaError(f"{path}: no video frames could be decoded (truncated or corrupt)")
         for k, tap in enumerate(taps):
             if not tap.done:
                 for item in tap.finish(path, last_end, declared_end):
