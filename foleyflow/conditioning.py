@@ -121,9 +121,9 @@ def window_frames(path: str | Path, specs, start_s: float, duration_s: float) ->
 
     sets = decode_frame_sets(path, [spec[:4] for spec in specs], start_s=start_s, duration_s=duration_s)
     out = []
-    for spec, frames in zip(specs, sets):
-        n = spec[4]
-        frames = frames[:n]
+    for k, spec in enumerate(specs):
+        n, frames = spec[4], sets[k][:spec[4]]
+        sets[k] = None    # each set's frames are freed once stacked
         if not frames:
             raise FoleyError(f"{path}: no video frames between {start_s:.2f} s and {start_s + duration_s:.2f} s")
         frames += [frames[-1]] * (n - len(frames))
@@ -207,6 +207,7 @@ def encode_window(path: str | Path, semantic, sync, start_s: float, duration_s: 
     return visual, tokens
 
 
+@torch.inference_mode()
 def encode_window_and_frames(path: str | Path, semantic, sync, start_s: float, duration_s: float, visual_len: int,
                              sync_len: int, timings: dict | None = None, memo: FeatureMemo | None = None,
                              extra=()) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:

@@ -125,7 +125,7 @@ def position_from_video(path: str | Path, start_s: float, duration_s: float, col
     try:
         frames = window_frames(path, [position_spec(duration_s, fps)], start_s, duration_s)[0]
     except FoleyError as e:
-        if "no video frames" in str(e):
+        if "no video frames between" in str(e):    # window_frames' own error, not a damaged file's MediaError
             raise PlannerError(str(e)) from None
         raise
     return position_from_frames(frames, columns, rows)

@@ -139,6 +139,17 @@ def test_conv_mlp_as_matrix_products_equals_the_convolutions(kernel):
     m.load_state_dict({k: 0.1 * torch.randn_like(v) for k, v in m.state_dict().items()})
     with torch.inference_mode():
         torch.testing.assert_close(m(x), conv(x), rtol=1e-5, atol=1e-5)
+    import copy
+    assert m._gemm is not None and copy.deepcopy(m)._gemm is None    # copies do not carry the kept weights
+    for p in m.parameters():     # frozen weights kept under inference_mode still serve a pass with gradients
+        p.requires_grad_(False)
+    with torch.inference_mode():
+        m(x)
+    xg = x.detach().clone().requires_grad_()
+    m(xg).sum().backward()
+    assert xg.grad is not None
+    with pytest.raises(ValueError, match="odd kernel"):
+        ConvSwiGLU(16, 48, kernel_size=4)
     m.gemm = False
     with torch.no_grad():
         assert torch.equal(m(x), conv(x))

@@ -440,6 +440,8 @@ def test_planning_shares_the_pipelines_encoders_and_each_window_is_encoded_once(
     text = torch.zeros(1, pipe.generator.cfg.text_len, 384)
     c = pipe.conditions(video, text=text)
     assert pipe.features.hits == 1                         # the generator's window was the planner's
+    assert not c.visual.requires_grad and not c.sync.requires_grad   # encoded without autograd, memo included
+    assert all(not t.requires_grad for entry in pipe.features._entries.values() for t in entry)
     own = load_video_planner(bundles["with"])              # its own encoder copies, no memo
     assert own.semantic is not pipe.semantic and own.memo is None
     assert plan_to_dict(plan_video(video, own)) == plan_to_dict(plan)

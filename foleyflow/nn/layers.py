@@ -53,21 +53,26 @@ class SwiGLU(nn.Module):
 class ConvSwiGLU(nn.Module):
     """SwiGLU whose three projections are length-preserving 1-D convolutions over time: (B, T, dim) -> (B, T, dim).
 
-    In float32 it runs as matrix products, not convolutions (the same sums in another order: outputs agree with
-    the convolutions to about 1e-6 relative): the gate and value projections as one product of each token's k-token
+    In float32 it runs as matrix products, not convolutions (the same sums in another order: outputs agree with the
+    convolutions to about 1e-6 relative): the gate and value projections as one product of each token's k-token
     window, (B, T, k * dim) @ (k * dim, 2h), the output projection as k products of shifted hidden states. On the
     CPUs measured this beats oneDNN's convolution at the generator's shapes (docs/speed.md, "The same math"), and
     training and inference take the same path, so a policy's log-probabilities do not depend on whether gradients
     are on. The weights are rearranged on every call while gradients are taken; without gradients the rearranged
     weights are kept and rebuilt when w1, w2 or w3 change (their version counters and storage are checked). Other
-    dtypes (bf16 inference copies) keep the convolutions, with gate and value fused by `fuse_for_inference`.
-    `gemm = False` (on the class or a module) runs the convolutions in float32 too (benchmarks/bench_generator.py's
-    fp32-conv mode, the schedule before session 18)."""
+    dtypes (bf16 inference copies) keep the convolutions, with gate and value fused by `fuse_for_inference`. Kept
+    weights cost memory: about 63% of an MMAudio generator's float32 weights once more while it samples (small_16k
+    0.37 GiB, large_44k 2.4 GiB); they are not copied with the module (deepcopy, pickling). Under bf16 autocast the
+    products run in bf16 like the convolutions would (not bitwise the same). Even kernel sizes are refused (not
+    length-preserving). `gemm = False` (on the class or a module) runs the convolutions in float32 too
+    (benchmarks/bench_generator.py's fp32-conv mode, the schedule before session 18)."""
 
     gemm = True
 
     def __init__(self, dim: int, hidden: int, kernel_size: int = 3, multiple_of: int = 256):
         super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"ConvSwiGLU needs an odd kernel size (length-preserving), got {kernel_size}")
         h = swiglu_hidden(hidden, multiple_of)
         pad = (kernel_size - 1) // 2
         self.w1 = ChannelLastConv1d(dim, h, kernel_size, padding=pad, bias=False)
@@ -81,21 +86,35 @@ class ConvSwiGLU(nn.Module):
         does not need it, see the class docstring)."""
         self.w13 = torch.cat([self.w1.weight, self.w3.weight]).detach()
 
-    def _state(self) -> tuple:
-        return tuple((w.weight._version, w.weight.data_ptr(), w.weight.device) for w in (self.w1, self.w2, self.w3))
+    def __getstate__(self):    # copies (deepcopy, inference_copy, pickling) rebuild their own kept weights
+        state = dict(self.__dict__)
+        state["_gemm"] = None
+        return state
+
+    def _state(self) -> tuple | None:
+        ws = [w.weight for w in (self.w1, self.w2, self.w3)]
+        if any(w.is_inference() for w in ws):    # loaded under inference_mode: no version counter to watch
+            return None
+        return tuple((w._version, w.data_ptr(), w.device) for w in ws)
 
     def _gemm_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         def rearrange():
             k, dim = self.w1.kernel_size[0], self.w1.in_channels
             w13 = torch.cat([self.w1.weight, self.w3.weight]).permute(2, 1, 0).reshape(k * dim, -1)
             return w13.contiguous(), self.w2.weight.permute(2, 1, 0).contiguous()
-        if torch.is_grad_enabled() and any(w.weight.requires_grad for w in (self.w1, self.w2, self.w3)):
-            self._gemm = None
+        if (torch.is_grad_enabled() and any(w.weight.requires_grad for w in (self.w1, self.w2, self.w3))) or \
+                torch.compiler.is_compiling():
             return rearrange()
         state = self._state()
-        if self._gemm is None or self._gemm[0] != state:
-            self._gemm = (state, *rearrange())
-        return self._gemm[1], self._gemm[2]
+        if state is None:
+            return rearrange()
+        kept = self._gemm            # one read: another thread may replace it meanwhile
+        if kept is None or kept[0] != state:
+            # built as normal tensors even under inference_mode, so a later pass with gradients can use them
+            with torch.inference_mode(False), torch.no_grad():
+                kept = (state, *rearrange())
+            self._gemm = kept
+        return kept[1], kept[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gemm and x.dtype == torch.float32 and self.w1.weight.dtype == torch.float32:
