@@ -102,6 +102,9 @@ def test_frame_sets_from_one_decode_equal_separate_decodes(tmp_path, start, dura
             assert all(np.array_equal(a, b) for a, b in zip(got, want))
     with pytest.raises(MediaError, match="resize mode"):
         media.decode_frame_sets(path, [(8, 16, "squash", "last")])
+    for bad in ([], [(8, 16, "stretch")], [8]):
+        with pytest.raises(MediaError, match="specs"):
+            media.decode_frame_sets(path, bad)
     with pytest.raises(MediaError, match="truncated"):
         make_truncated(path, tmp_path / "cut.mp4", 0.3)
         media.decode_frame_sets(tmp_path / "cut.mp4", specs[:2])
