@@ -169,7 +169,8 @@ def decode_frame_sets(path: str | Path, specs, start_s=0, duration_s=None) -> li
     """Several `iter_frames` results from one decode of the video. `specs`: a sequence of (fps, size, resize, pick)
     tuples; returns, for each, the list of frames `iter_frames(path, fps, size, resize, start_s, duration_s, pick)`
     yields (the same rules and errors, the same pixels), while the stream is decoded once instead of once per spec
-    (the semantic and sync encoders' frames and the planner's position frames of one window)."""
+    (the semantic and sync encoders' frames and the planner's position frames of one window). Damage the decode
+    reaches fails the whole call, also for a spec whose own frames ended before it."""
     specs = list(specs)
     if not specs or any(not isinstance(spec, (tuple, list)) or len(spec) != 4 for spec in specs):
         raise MediaError(f"decode_frame_sets takes a non-empty list of (fps, size, resize, pick) specs, got {specs!r}")
