@@ -133,6 +133,18 @@ def test_resize_modes(tmp_path):
     assert media.decode_frames(path, 25).frames.shape == (3, 64, 128, 3)  # size None keeps the size
 
 
+
+def test_one_scaler_per_frame_set_equals_scaling_each_frame(tmp_path):
+    """The scaler kept for a whole stream gives the pixels a fresh per-frame conversion gives, for every frame."""
+    import av
+
+    path = make_video(tmp_path / "v.mp4", 12, 25, size=(48, 32))
+    with av.open(str(path)) as c:
+        want = [f.to_ndarray(width=20, height=14, format="rgb24", interpolation="BICUBIC") for f in c.decode(video=0)]
+    got = media.decode_frame_sets(path, [(25, (20, 14), "stretch", "last"), (25, 8, "stretch", "last")])[0]
+    assert len(got) == len(want) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
 def test_rotation_is_reported_and_applied(tmp_path):
     import av
 

@@ -113,6 +113,10 @@ class _Converter:
         self.size, self.resize, self.k = size, resize, (rotation // 90) % 4
         self.sar = sar if sar and sar > 0 else Fraction(1)
         self.plan = None
+        # One scaler for the whole stream: VideoFrame.to_ndarray(width=...) builds a new one per frame, which took
+        # about 10x the scaling itself (4.4 ms against 0.4 ms per 128 -> 224 px frame).
+        from av.video.reformatter import VideoReformatter
+        self.scaler = VideoReformatter()
 
     def __call__(self, frame) -> np.ndarray:
         if self.plan is None or self.plan[0] != (frame.width, frame.height):
@@ -122,7 +126,7 @@ class _Converter:
             sw, sh = _scaled_dims(dw, dh, out, self.resize) if self.size else out
             self.plan = ((frame.width, frame.height), (sh, sw) if self.k % 2 else (sw, sh), out, (sw, sh))
         _, (rw, rh), (ow, oh), (sw, sh) = self.plan
-        img = frame.to_ndarray(width=rw, height=rh, format="rgb24", interpolation="BICUBIC")
+        img = self.scaler.reformat(frame, width=rw, height=rh, format="rgb24", interpolation="BICUBIC").to_ndarray()
         if self.k:
             img = np.rot90(img, self.k)
         if (sw, sh) == (ow, oh):
