@@ -29,11 +29,12 @@ The two schedules run on the same module objects (one float32 copy of every netw
              40 frames, Synchformer in calls of 40 segments; the prompt and the negative prompt '' encoded by two
              separate CLIP text calls; conditions projected once; every step calls the network twice (conditional,
              then unconditional) and recomputes the global-condition MLP and the time embedding on each call;
-             VAE decode, then the vocoder.
+             the ConvMLP as k = 3 convolutions (nn.Conv1d); VAE decode, then the vocoder.
   foleyflow  what `foleyflow generate --bundle` runs on this CPU with its defaults (FoleyPipeline's own stages):
              the encoders and codec in float32 (CLIP in calls of 32 frames, Synchformer 40 segments), one text call
              (an empty negative prompt takes the generator's stored empty-text features), conditions and the global
-             condition prepared once, both guidance branches in one batched call per step, and the generator in
+             condition prepared once, both guidance branches in one batched call per step, the float32 ConvMLP as
+             matrix products (docs/speed.md), and the generator in
              bfloat16 with fused SwiGLU projections where oneDNN has bf16 kernels (`--precision auto`), else float32.
              `--precision fp32` forces float32; `--options "sampler=heun,steps=10"` or `quantize=int8` times
              settings that benchmarks/closeness.py measured equal (docs/speed.md).
@@ -81,6 +82,7 @@ kernels (2.1 GB of weights and 0.9 GB of fused SwiGLU weights). The script print
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -216,6 +218,26 @@ def build_pipeline(precision: str = "auto", size: str = "small_16k", *, tiny: bo
 
 
 # ------------------------------------------------------------------------------------------------ the schedules
+@contextlib.contextmanager
+def convolution_mlp(net: torch.nn.Module):
+    """The ConvMLP as the reference runs it, k = 3 convolutions (nn.Conv1d), instead of foleyflow's float32 matrix
+    products (foleyflow.nn.layers.ConvSwiGLU.gemm) while the block runs; the same module objects and weights."""
+    from foleyflow.nn.layers import ConvSwiGLU
+
+    mods = [m for m in net.modules() if isinstance(m, ConvSwiGLU)]
+    before = [dict(m.__dict__) for m in mods]
+    for m in mods:
+        m.gemm = False
+    try:
+        yield
+    finally:
+        for m, old in zip(mods, before):
+            if "gemm" in old:
+                m.gemm = old["gemm"]
+            else:
+                del m.gemm      # back to the class default
+
+
 class Reference:
     """MMAudio's inference schedule (module docstring) over the pipeline's float32 modules."""
     name = "reference"
@@ -234,9 +256,13 @@ class Reference:
         return enc.encode([prompt]).tokens, enc.encode([""]).tokens   # prompt, then demo.py's negative prompt ''
 
     def sample(self, visual, sync, text, x0, duration_s: float, steps: int | None = None) -> torch.Tensor:
+        net, (text, negative) = self.pipe.generator, text
+        with convolution_mlp(net):
+            return self._sample(net, visual, sync, text, negative, x0, duration_s, steps)
+
+    def _sample(self, net, visual, sync, text, negative, x0, duration_s: float, steps: int | None):
         from foleyflow.flow.samplers import euler, uniform_grid
 
-        net, (text, negative) = self.pipe.generator, text
         with torch.inference_mode():
             cond = net.prepare_conditions(visual, sync, text, duration_s=duration_s)
             empty = net.empty_conditions(x0.shape[0], text=negative, duration_s=duration_s)

@@ -61,18 +61,27 @@ def test_schedules_differ_in_calls_not_in_latents():
     velocity = net.velocity
     net.velocity = lambda x, t, c, **kw: calls.append(x.shape[0]) or velocity(x, t, c, **kw)
     hook = net.global_cond_mlp.register_forward_hook(lambda *a: mlp.append(1))
+    from foleyflow.nn.layers import ConvSwiGLU
+    products = []
+    as_products = ConvSwiGLU._forward_gemm
+    ConvSwiGLU._forward_gemm = lambda self, x: products.append(1) or as_products(self, x)
     got = {}
     try:
         for sched in (B.Reference(pipe, 3, 4.5), B.Foleyflow(pipe, opts)):
             calls.clear()
             mlp.clear()
+            products.clear()
             _, out = B.run(sched, inp)
             got[sched.name] = out["latents"]
             if sched.name == "reference":   # two batch-1 calls per step, the global MLP on each (+2 to prepare)
                 assert calls == [1] * 6 and len(mlp) == 6 + 2
+                assert not products         # the ConvMLP as the reference's convolutions
+                assert not any("gemm" in m.__dict__ for m in net.modules())   # restored afterwards
             else:                           # one batch-2 call per step, the global condition prepared once each
                 assert calls == [2] * 3 and len(mlp) == 2
+                assert products             # fp32: foleyflow's matrix products
     finally:
+        ConvSwiGLU._forward_gemm = as_products
         hook.remove()
         del net.velocity
     assert got["reference"].shape == (1, net.cfg.seq_lengths(1.0)[0], 40)
