@@ -7,7 +7,9 @@
 Weights come from a fixed seed with every zero-initialised tensor (adaLN, output layer, empty features, sync
 position embedding) re-drawn from N(0, 0.02), so no path is skipped and precision differences show (as in the
 parity fixtures). Modes:
-  fp32-separate  float32, conditional and unconditional branches as two calls per step (the reference's schedule)
+  reference      MMAudio's own math and schedule: float32, the two guidance branches as two calls per step, the
+                 ConvMLP as k = 3 convolutions (what issue 20's "same math" ratio divides by)
+  fp32-separate  float32, conditional and unconditional branches as two calls per step, ConvMLP as products
   fp32           float32, both branches in one batched call
   fp32-conv      fp32 with the ConvMLP run as convolutions (before session 18) instead of matrix products
   bf16           bfloat16 weights and activations (cast once), float32 sampler state, batched branches, the
@@ -76,7 +78,7 @@ class Mode:
         self.name, self.steps = name, steps
         if name.startswith("bf16"):
             self.net = inference_copy(net, torch.bfloat16, fuse=name != "bf16-unfused")
-        elif name == "fp32-conv":   # the ConvMLP as oneDNN convolutions, as before session 18 (same weights)
+        elif name in ("fp32-conv", "reference"):   # the ConvMLP as oneDNN convolutions (same weights)
             self.net = copy.deepcopy(net)
             for m in self.net.modules():
                 if isinstance(m, ConvSwiGLU):
@@ -89,7 +91,8 @@ class Mode:
             v, s, t = (f.to(dtype) for f in feats)
             cond = self.net.prepare_conditions(v, s, t)
             self.fn = guided_velocity(self.net, cond, self.net.empty_conditions(1), cfg_scale,
-                                      batched=name != "fp32-separate", compile=name.endswith("compile"))
+                                      batched=name not in ("fp32-separate", "reference"),
+                                      compile=name.endswith("compile"))
 
     def _ctx(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast else torch.autocast("cpu", enabled=False)
@@ -178,7 +181,7 @@ def main() -> None:
             times[m.name].append(dt)
             cpu[m.name].append(ct)
             print(f"  run {r + 1} {m.name}: {dt:.2f} s wall, {ct:.2f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
-    ref = outs.get("fp32", outs.get("fp32-separate"))
+    ref = outs.get("fp32", outs.get("reference", outs.get("fp32-separate")))
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"{'mode':<14} {'median s':>9} {'min s':>7} {'GFLOP/s':>8} {'median CPU s':>13} {'rel L2 vs fp32':>15}")
     for m in modes:
