@@ -137,7 +137,8 @@ def main() -> None:
     has_bf16 = bf16_supported(torch.device("cpu"))
     if args.modes is None:
         args.modes = "fp32,bf16" if has_bf16 else "fp32"
-    print(f"CPU: {cpu_summary()}; bf16 matrix kernels: {'yes' if has_bf16 else 'no (bf16 modes are skipped unless asked)'}")
+    print(f"CPU: {cpu_summary()}; bf16 matrix kernels: "
+          f"{'yes' if has_bf16 else 'no (bf16 modes are skipped unless asked)'}")
 
     net = build(args.preset, args.duration, args.seed)
     x0, *feats = inputs(net, args.seed + 1)
