@@ -190,6 +190,12 @@ def main() -> None:
         err = float((outs[m.name] - ref).norm() / ref.norm()) if ref is not None else float("nan")
         print(f"{m.name:<14} {med:>9.2f} {min(times[m.name]):>7.2f} {flops / med / 1e9:>8.0f} "
               f"{statistics.median(cpu[m.name]):>13.2f} {err:>15.2e}")
+    first = modes[0].name
+    for m in modes[1:]:    # paired by run: robust to the machine's speed drifting between runs
+        for what, d in (("wall", times), ("CPU", cpu)):
+            r = [a / b for a, b in zip(d[first], d[m.name])]
+            print(f"{first} / {m.name}, {what} time, per run: {' '.join(f'{x:.2f}' for x in r)}; "
+                  f"median {statistics.median(r):.2f}")
     print("(on a loaded machine, wall time with several threads degrades far more than CPU time; with --threads 1 "
           "the CPU time is a load-robust measure of the work, and CPU time / 2 estimates an unloaded 2-thread run)")
 
