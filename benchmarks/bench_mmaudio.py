@@ -238,6 +238,36 @@ def convolution_mlp(net: torch.nn.Module):
                 del m.gemm      # back to the class default
 
 
+def reference_text(text_encoder, prompt: str) -> tuple:
+    """The prompt's and the negative prompt's text tokens, as demo.py encodes them: two calls, the negative ''."""
+    return text_encoder.encode([prompt]).tokens, text_encoder.encode([""]).tokens
+
+
+def reference_sample(net, visual, sync, text: tuple, x0, duration_s: float, steps: int, cfg_scale: float):
+    """Euler sampling as MMAudio's code runs it (module docstring): two calls a step, the global condition's MLP on
+    each, the ConvMLP as convolutions; text = reference_text(...)."""
+    from foleyflow.flow.samplers import euler, uniform_grid
+
+    text, negative = text
+    with convolution_mlp(net), torch.inference_mode():
+        cond = net.prepare_conditions(visual, sync, text, duration_s=duration_s)
+        empty = net.empty_conditions(x0.shape[0], text=negative, duration_s=duration_s)
+        pooled = [net.clip_cond_proj(c.visual.mean(dim=1)) + net.text_cond_proj(c.text.mean(dim=1))
+                  for c in (cond, empty)]
+
+        def predict_flow(x, t, c, pooled_c):   # the global condition's MLP on every call, as the reference does
+            c = dataclasses.replace(c, global_cond=net.global_cond_mlp(pooled_c))
+            return net.velocity(x, t * torch.ones(len(x)), c)
+
+        def ode(x, t):
+            if cfg_scale < 1.0:
+                return predict_flow(x, t, cond, pooled[0])
+            return cfg_scale * predict_flow(x, t, cond, pooled[0]) + (1 - cfg_scale) * predict_flow(
+                x, t, empty, pooled[1])
+
+        return euler(ode, x0, uniform_grid(steps))
+
+
 class Reference:
     """MMAudio's inference schedule (module docstring) over the pipeline's float32 modules."""
     name = "reference"
@@ -252,35 +282,11 @@ class Reference:
             pipe.sync.cfg, segments_per_batch=REFERENCE_SYNC_SEGMENTS_PER_CALL))
 
     def text(self, prompt: str):
-        enc = self.pipe.text_encoder
-        return enc.encode([prompt]).tokens, enc.encode([""]).tokens   # prompt, then demo.py's negative prompt ''
+        return reference_text(self.pipe.text_encoder, prompt)
 
     def sample(self, visual, sync, text, x0, duration_s: float, steps: int | None = None) -> torch.Tensor:
-        net, (text, negative) = self.pipe.generator, text
-        with convolution_mlp(net):
-            return self._sample(net, visual, sync, text, negative, x0, duration_s, steps)
-
-    def _sample(self, net, visual, sync, text, negative, x0, duration_s: float, steps: int | None):
-        from foleyflow.flow.samplers import euler, uniform_grid
-
-        with torch.inference_mode():
-            cond = net.prepare_conditions(visual, sync, text, duration_s=duration_s)
-            empty = net.empty_conditions(x0.shape[0], text=negative, duration_s=duration_s)
-            pooled = [net.clip_cond_proj(c.visual.mean(dim=1)) + net.text_cond_proj(c.text.mean(dim=1))
-                      for c in (cond, empty)]
-
-        def predict_flow(x, t, c, pooled_c):   # the global condition's MLP on every call, as the reference does
-            c = dataclasses.replace(c, global_cond=net.global_cond_mlp(pooled_c))
-            return net.velocity(x, t * torch.ones(len(x)), c)
-
-        def ode(x, t):
-            s = self.cfg_scale
-            if s < 1.0:
-                return predict_flow(x, t, cond, pooled[0])
-            return s * predict_flow(x, t, cond, pooled[0]) + (1 - s) * predict_flow(x, t, empty, pooled[1])
-
-        with torch.inference_mode():
-            return euler(ode, x0, uniform_grid(steps or self.steps))
+        return reference_sample(self.pipe.generator, visual, sync, text, x0, duration_s, steps or self.steps,
+                                self.cfg_scale)
 
     def vae(self, z):
         return self.pipe.vae.decode(z)

@@ -16,7 +16,10 @@ each other (ratio <= 1), on both distances:
 The seed row is the reference from noise s + 1 against noise s: the distance two equally good outputs have.
 Time: sampling only (conditions, decoding and quantising the copy are outside; every setting of a clip is sampled
 before any is decoded), the fastest of --repeats per clip, summed over the clips, after one warm-up step per setting;
-`speed-up` = reference time / candidate time, measured in the same run. Pause other jobs
+`speed-up` = reference time / candidate time, measured in the same run. With --mmaudio, the reference is also run as
+MMAudio's own code runs it (benchmarks/bench_mmaudio.py's Reference: two network calls a step, the ConvMLP as
+convolutions; the prompt and '' through the text encoder), timed only, and `vs MMAudio` = that time / the
+candidate's: issue 20's "times the reference". Pause other jobs
 (kill -STOP) while timing, and give --threads.
 
 Clips (the first --num-clips of): the *.mp4 of --clips DIR (a FoleyWorld split folder of <id>.mp4), else
@@ -133,6 +136,16 @@ class Runner:
         x1 = latents_of(pipe.sample(c, opts, x0=x0))
         return x1.float().cpu(), time.perf_counter() - t0
 
+    def sample_mmaudio(self, c, x0: torch.Tensor, steps: int, cfg_scale: float, prompt: str | None) -> float:
+        """Seconds of the reference setting sampled as MMAudio's code does (timed only: its text conditions are the
+        encoded prompt and '', not foleyflow's stored empty features, so its output is not compared)."""
+        from bench_mmaudio import reference_sample, reference_text
+
+        text = reference_text(self.base.text_encoder, prompt or "")
+        t0 = time.perf_counter()
+        reference_sample(self.base.generator, c.visual, c.sync, text, x0, c.duration_s, steps, cfg_scale)
+        return time.perf_counter() - t0
+
     def mel(self, x1: torch.Tensor) -> torch.Tensor:
         return log_mel_db(self.base.decode(x1), self.base.sample_rate)
 
@@ -181,7 +194,10 @@ def run(args) -> dict:
     conds = [r.conditions(i, clip, args.prompt) for i, clip in enumerate(clips)]
     for name, values, q in settings[:1] + settings[2:]:   # warm-up: one step of every setting (and the int8 copy)
         r.sample(conds[0], r.noise(conds[0], args.seed), {**values, "steps": 1}, q)
+    if args.mmaudio:
+        r.sample_mmaudio(conds[0], r.noise(conds[0], args.seed), 1, cfg_scale, args.prompt)
     rows = {name: {"latent": [], "mel_db": [], "time_s": []} for name, _, _ in settings}
+    mmaudio_s = []
     for i, c in enumerate(conds):
         latents = {}
         for name, values, q in settings:   # every setting sampled (and timed) before anything is decoded
@@ -190,6 +206,9 @@ def run(args) -> dict:
                 latents[name], t = r.sample(c, r.noise(c, values["seed"]), values, q)
                 times.append(t)
             rows[name]["time_s"].append(min(times))
+        if args.mmaudio:
+            mmaudio_s.append(min(r.sample_mmaudio(c, r.noise(c, args.seed), args.ref_steps, cfg_scale, args.prompt)
+                                 for _ in range(args.repeats)))
         ref_x = latents["reference"]
         ref_mel = r.mel(ref_x)
         for name, _, _ in settings[1:]:
@@ -197,30 +216,37 @@ def run(args) -> dict:
                 rows[name][k].append(v)
         print(f"clip {i + 1}/{len(conds)} {clips[i].name if clips[i] else f'random features {i}'}: " + ", ".join(
             f"{name} {rows[name]['latent'][-1]:.3f}/{rows[name]['mel_db'][-1]:.2f} dB" for name, _, _ in settings[1:]))
-    return report(rows, settings)
+    return report(rows, settings, sum(mmaudio_s) if args.mmaudio else None)
 
 
-def report(rows: dict, settings) -> dict:
+def report(rows: dict, settings, mmaudio_s: float | None = None) -> dict:
+    """Prints the table; mmaudio_s: the reference setting's time as MMAudio's code samples it (adds `vs MMAudio`)."""
     ref_time = sum(rows["reference"]["time_s"])
+    vs = (lambda t: f" {mmaudio_s / t:10.2f}" if t > 0 else f" {'nan':>10s}") if mmaudio_s else (lambda t: "")
     seed = {k: statistics.mean(rows["seed"][k]) for k in ("latent", "mel_db")}
     print(f"\n{'setting':38s} {'latent':>8s} {'/seed':>6s} {'mel dB':>7s} {'/seed':>6s} {'equal':>5s} "
-          f"{'sampling s':>10s} {'speed-up':>8s}")
+          f"{'sampling s':>10s} {'speed-up':>8s}" + (f" {'vs MMAudio':>10s}" if mmaudio_s else ""))
     summary = {}
+    if mmaudio_s:
+        print(f"{'reference as MMAudio samples it':38s} {'':>8s} {'':>6s} {'':>7s} {'':>6s} {'':>5s} {mmaudio_s:10.2f} "
+              f"{ref_time / mmaudio_s:8.2f}" + vs(mmaudio_s))
+        summary["mmaudio_schedule"] = {"time_s": mmaudio_s}
     for name, values, q in settings:
         time_s = sum(rows[name]["time_s"])
         speed = ref_time / time_s if time_s > 0 else float("nan")
         if name == "reference":
-            print(f"{name:38s} {'':>8s} {'':>6s} {'':>7s} {'':>6s} {'':>5s} {time_s:10.2f} {1.0:8.2f}")
-            summary[name] = {"time_s": time_s}
+            print(f"{name:38s} {'':>8s} {'':>6s} {'':>7s} {'':>6s} {'':>5s} {time_s:10.2f} {1.0:8.2f}" + vs(time_s))
+            summary[name] = {"time_s": time_s, **({"vs_mmaudio": mmaudio_s / time_s} if mmaudio_s else {})}
             continue
         lat, mel = statistics.mean(rows[name]["latent"]), statistics.mean(rows[name]["mel_db"])
         ratio_l, ratio_m = lat / max(seed["latent"], 1e-12), mel / max(seed["mel_db"], 1e-12)
         equal = "-" if name == "seed" else ("yes" if ratio_l <= 1 and ratio_m <= 1 else "no")
         print(f"{name:38s} {lat:8.3f} {ratio_l:6.2f} {mel:7.2f} {ratio_m:6.2f} {equal:>5s} {time_s:10.2f} "
-              f"{speed:8.2f}")
+              f"{speed:8.2f}" + vs(time_s))
         summary[name] = {"latent": lat, "latent_over_seed": ratio_l, "mel_db": mel, "mel_over_seed": ratio_m,
                          "equal": equal, "time_s": time_s, "speed_up": speed, "per_clip": rows[name],
-                         "options": values, "quantize": q}
+                         "options": values, "quantize": q,
+                         **({"vs_mmaudio": mmaudio_s / time_s} if mmaudio_s and time_s > 0 else {})}
     print("\nequal = both distances at most the seed row's (issue 20: as close to the reference as two seeds are to "
           "each other); speed-up = reference sampling time / candidate's, this run")
     return summary

@@ -166,12 +166,26 @@ def test_closeness_mmaudio_mode_samples_random_features(bundle, tmp_path, capsys
         built.append(precision)
         return FoleyPipeline.from_bundle(bundle, precision=precision)
 
-    monkeypatch.setitem(sys.modules, "bench_mmaudio", SimpleNamespace(build_pipeline=build_pipeline))
+    spec = importlib.util.spec_from_file_location("bench_mmaudio_real", ROOT / "benchmarks" / "bench_mmaudio.py")
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    sampled = []
+
+    def reference_sample(net, *args):   # MMAudio's schedule, timed beside the settings
+        sampled.append(args[-2])
+        return real.reference_sample(net, *args)
+
+    monkeypatch.setitem(sys.modules, "bench_mmaudio", SimpleNamespace(
+        build_pipeline=build_pipeline, reference_text=real.reference_text, reference_sample=reference_sample))
     closeness = load_closeness()
     out = tmp_path / "m.json"
     assert closeness.main(["--mmaudio", "small_16k", "--num-clips", "2", "--ref-steps", "2", "--candidates",
                            "quantize=int8", "--json", str(out)]) == 0
-    assert built == ["fp32"] and "random features 1" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert built == ["fp32"] and "random features 1" in text and "vs MMAudio" in text
+    assert sampled == [1, 2, 2]          # a one-step warm-up, then the reference's steps once per clip
     rows = json.loads(out.read_text())["settings"]
     assert len(rows["quantize=int8"]["per_clip"]["latent"]) == 2
+    mm = rows["mmaudio_schedule"]["time_s"]
+    assert mm > 0 and rows["quantize=int8"]["vs_mmaudio"] == pytest.approx(mm / rows["quantize=int8"]["time_s"])
     assert closeness.main(["--mmaudio", "large_44k"]) == 2          # no builder: one line
