@@ -17,6 +17,7 @@ parity fixtures). Modes:
   bf16-unfused   the same without the SwiGLU fusion
   autocast       float32 weights under torch.autocast(cpu, bfloat16), batched branches
   bf16-compile   bf16 with torch.compile of the velocity network (first run includes compilation; excluded)
+  fp32-compile   fp32 (batched, ConvMLP as products) with torch.compile of the velocity network, likewise
 Modes run interleaved (run 1 of every mode, then run 2...) so that load from other processes affects all alike.
 Reports the median and min wall time per clip, the FLOP count (torch.utils.flop_counter), a FLOP-based lower bound
 from a measured large-matmul peak, and the relative L2 distance of each mode's final latents to fp32's.
