@@ -14,7 +14,8 @@ rollouts' mean score (`reward/<name>`, --smooth-train iterations) against the it
 
 With --fast and --flow (labels or folders of the runs given), prints for every (fast, flow) pair Flow's final
 reward (the mean of its last --final-frac of the monitored values), the compute at which Flow first reaches it and
-its total, the compute at which Fast first reaches it (its --smooth point running mean, or "never"), and the ratio
+its total (the same running mean as Fast's; its last point if that mean never gets there), the compute at which Fast
+first reaches it (its --smooth point running mean, or "never"), and the ratio
 Flow-reach / Fast-reach per axis: issue 18's target is >= 3. The key must be one both runs log at the same
 iterations' cadence; `val/weighted` (fixed val clips, ODE samples) is the one to compare, `reward/weighted` (the
 training rollouts of each iteration) is noisier.
@@ -75,6 +76,8 @@ def compare(fast: dict, flow: dict, *, final_frac: float = 0.2, smooth: int = 1)
     n = max(1, round(final_frac * len(flow["value"])))
     target = sum(flow["value"][-n:]) / n
     flow_reach = first_reach(flow, target, smooth)
+    if flow_reach is None:   # its running mean lags below the mean of its own last points: it got there by the end
+        flow_reach = {"step": flow["steps"][-1], **{name: flow[name][-1] for name, _, _ in AXES}, "at_end": True}
     fast_reach = first_reach(fast, target, smooth)
     out = {"flow_final": target, "flow_final_points": n, "flow_reach": flow_reach,
            "flow_total": {name: flow[name][-1] for name, _, _ in AXES}, "fast_reach": fast_reach, "ratio": None}

@@ -49,6 +49,15 @@ def test_fast_reaches_flows_final_reward_and_the_ratio_is_computed(tmp_path, cap
     assert c["ratio"]["wall_s"] == pytest.approx(300 / 60) and c["ratio"]["net_evals"] == pytest.approx(6000 / 1200)
     # smoothing over 3 points delays Fast's reach to step 7 (mean of 0.95, 1.02, 1.05 = 1.007)
     assert m.compare(a, b, smooth=3)["fast_reach"]["step"] == 7
+    # a Flow run whose running mean never gets to the mean of its own last points reaches it at its end
+    wobbly = m.load_run(write_run(tmp_path / "wobbly", [0.1, 1.0, 0.2, 1.0, 0.3], wall=50, evals=1000),
+                        "val/weighted")
+    c = m.compare(a, wobbly, smooth=3)          # final 0.3 (one point); running means 0.1, 0.55, 0.43, 0.73, 0.5
+    assert c["flow_reach"]["step"] == 2 and "at_end" not in c["flow_reach"]
+    c = m.compare(a, m.load_run(write_run(tmp_path / "late", [0.1, 0.2, 1.0], wall=50, evals=1000),
+                                "val/weighted"), smooth=3, final_frac=0.34)   # final 1.0; running means end at 0.43
+    assert c["flow_reach"]["at_end"] and c["flow_reach"]["step"] == 3
+    assert c["ratio"]["wall_s"] == pytest.approx(150 / 70)      # Fast's running mean reaches 1.0 at step 7
     # a Fast run that never reaches it has no ratio
     slow = m.load_run(write_run(tmp_path / "slow", [0.1, 0.2, 0.3], wall=10, evals=200), "val/weighted")
     assert m.compare(slow, b)["ratio"] is None
