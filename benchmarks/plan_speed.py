@@ -29,13 +29,21 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from foleyflow.errors import FoleyError
     from foleyflow.media import probe
     from foleyflow.planning import load_video_planner, plan_video
     from machine import cpu_summary
 
     torch.set_num_threads(args.threads)
     print(f"# {cpu_summary()}, {args.threads} threads, median of {args.runs} runs after one warm-up")
-    vp = load_video_planner(args.bundle)
+    try:
+        vp = load_video_planner(args.bundle)
+        for video in args.videos:
+            if probe(video).video is None:
+                raise FoleyError(f"{video}: has no video stream")
+    except FoleyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     parts = ("decode", "encoders", "position", "planner")
     print(f"{'video':40s} {'seconds':>8s} {'total':>7s} " + " ".join(f"{p:>8s}" for p in parts))
     for video in args.videos:
