@@ -8,7 +8,9 @@ Weights come from a fixed seed with every zero-initialised tensor (adaLN, output
 position embedding) re-drawn from N(0, 0.02), so no path is skipped and precision differences show (as in the
 parity fixtures). Modes:
   reference      MMAudio's own math and schedule: float32, the two guidance branches as two calls per step, the
-                 ConvMLP as k = 3 convolutions (what issue 20's "same math" ratio divides by)
+                 ConvMLP as k = 3 convolutions (what issue 20's "same math" ratio divides by); unlike the reference
+                 code, the small global-condition MLP runs once, not on every call (bench_mmaudio.py's reference
+                 schedule has that too)
   fp32-separate  float32, conditional and unconditional branches as two calls per step, ConvMLP as products
   fp32           float32, both branches in one batched call
   fp32-conv      fp32 with the ConvMLP run as convolutions (before session 18) instead of matrix products
