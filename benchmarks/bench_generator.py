@@ -76,6 +76,10 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
+MODES = ("reference", "fp32-separate", "fp32", "fp32-conv", "bf16", "bf16-unfused", "autocast", "bf16-compile",
+         "fp32-compile")
+
+
 class Mode:
     def __init__(self, name: str, net: Generator, feats, cfg_scale: float, steps: int):
         self.name, self.steps = name, steps
@@ -140,6 +144,9 @@ def main() -> None:
     has_bf16 = bf16_supported(torch.device("cpu"))
     if args.modes is None:
         args.modes = "fp32,bf16" if has_bf16 else "fp32"
+    unknown = [m for m in args.modes.split(",") if m not in MODES]
+    if unknown:
+        ap.error(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(MODES)}")
     print(f"CPU: {cpu_summary()}; bf16 matrix kernels: "
           f"{'yes' if has_bf16 else 'no (bf16 modes are skipped unless asked)'}")
 
