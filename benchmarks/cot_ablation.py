@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 ROWS = ("none", "caption", "monolithic", "cot", "truth", "auto")
 LABELS = {"none": "no text", "caption": "caption", "monolithic": "monolithic CoT (text)",
@@ -37,18 +36,6 @@ ONSET_GAIN, PAN_GAIN, KEEP = 0.10, 0.10, 0.8     # the issue's thresholds
 FD_MARGIN = 0.05        # FD counts as a win for four-part over monolithic only when at least 5% lower
 EPS = 1e-9              # thresholds hold at equality despite float rounding
 SIX = ("onset_f1@50ms", "desync_s", "class_accuracy", "clap_score", "pan_error", "fd_learned")   # the issue's columns
-
-
-def read_report(folder: str) -> tuple[dict, dict]:
-    """(pooled values of report.json's generated system, per-clip records); one-line error if unreadable."""
-    from foleyflow.eval.paired import read_per_clip
-
-    path = Path(folder)
-    try:
-        pooled = json.loads((path / "report.json").read_text())["systems"]["generated"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"error: {folder} is not a `foleyflow evaluate` report folder ({e})") from None
-    return pooled, read_per_clip(path)
 
 
 def checks(values: dict[str, dict], paired: dict[str, dict], mono_vs_cot: dict | None) -> list[dict]:
@@ -110,7 +97,7 @@ def run(argv: list[str] | None = None) -> dict:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from foleyflow.eval.paired import compare
+    from foleyflow.eval.paired import compare, diff_cell, read_report
 
     folders = {}
     for item in args.rows:
@@ -139,7 +126,7 @@ def run(argv: list[str] | None = None) -> dict:
                 continue
             paired[n] = compare(loaded["caption"][1], loaded[n][1], resamples=args.resamples, seed=args.seed)
             rows = {r["key"]: r for r in paired[n]["rows"]}
-            cells = [cell(rows.get(k)) for k, _, _ in COLUMNS if k != "fd_learned"]
+            cells = [diff_cell(rows.get(k)) for k, _, _ in COLUMNS if k != "fd_learned"]
             print(f"| {LABELS[n]} | {paired[n]['clips']} | " + " | ".join(cells) + " |")
     mono_vs_cot = None
     if "cot" in loaded and "monolithic" in loaded:
@@ -154,17 +141,6 @@ def run(argv: list[str] | None = None) -> dict:
 
         atomic_write_text(args.json, json.dumps(result, indent=2))
     return result
-
-
-def cell(row: dict | None) -> str:
-    if row is None:
-        return "n/a"
-    if row.get("diff") is None:
-        return "n/a"
-    if row.get("low") is None or row.get("high") is None:
-        return f"{row['diff']:+.3f}"
-    mark = {"better": " +", "worse": " -"}.get(row.get("verdict"), "")
-    return f"{row['diff']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]{mark}"
 
 
 def main() -> None:

@@ -33,20 +33,14 @@ def read_rows(path: str) -> dict[str, dict]:
         raise SystemExit(f"error: {path} is not a paired_eval.py --json file ({e})") from None
 
 
-def cell(row: dict | None) -> str:
-    if row is None:
-        return "n/a"
-    mark = {"better": " +", "worse": " -"}.get(row.get("verdict"), "")
-    text = f"{row['diff']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]{mark}"
-    return f"**{text}**" if row.get("excludes_zero") else text
-
-
 def table(runs: dict[str, dict]) -> str:
+    from foleyflow.eval.paired import diff_cell
+
     head = "| run | clips | " + " | ".join(h for _, h in COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     for name, rows in runs.items():
-        lines.append(f"| {name} | {rows['_clips']['diff']} | " + " | ".join(cell(rows.get(k)) for k, _ in COLUMNS)
-                     + " |")
+        cells = [diff_cell(rows.get(k), bold=True) for k, _ in COLUMNS]
+        lines.append(f"| {name} | {rows['_clips']['diff']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

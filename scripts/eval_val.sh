@@ -7,7 +7,8 @@
 #   python benchmarks/paired_eval.py --base A/report --new B/report
 # Set DATA (default /work/data/foleyworld) to the FoleyWorld folder and SPLIT (default val) to score another split
 # once (test, test-hard, test-offscreen: final figures only), STEPS (default 10) for another number of sampling steps
-# (a distilled student's 4), THREADS (default 2). Rerunning keeps finished clips.
+# (a distilled student's 4), THREADS (default 2), NO_VIDEO=1 to generate from the text alone (text-to-audio; TEXT
+# caption or cot). Rerunning keeps finished clips.
 set -euo pipefail
 BUNDLE=${1:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
 OUT=${2:?usage: eval_val.sh BUNDLE OUT_DIR [N] [TEXT] [VENV]}
@@ -17,8 +18,10 @@ VENV=${5:-.venv}
 DATA=${DATA:-/work/data/foleyworld}
 SPLIT=${SPLIT:-val}
 FF="$VENV/bin/foleyflow"
+extra=()
+[ "${NO_VIDEO:-0}" = 1 ] && extra+=(--no-video)
 mkdir -p "$OUT"
 "$FF" generate-set "$DATA/manifest.jsonl" --split "$SPLIT" --limit "$N" --text "$TEXT" --steps "${STEPS:-10}" \
-  --bundle "$BUNDLE" --out "$OUT/gen" --threads "${THREADS:-2}"
+  --bundle "$BUNDLE" --out "$OUT/gen" --threads "${THREADS:-2}" "${extra[@]}"
 "$FF" evaluate --generated "$OUT/gen" --reference "$DATA/$SPLIT" --truth "$DATA/$SPLIT" --video "$DATA/$SPLIT" \
   --text "$DATA/manifest.jsonl" -o "$OUT/report" --no-plots --no-baselines

@@ -330,5 +330,45 @@ def test_cot_ablation_table_checks_the_issue_targets(tmp_path, capsys):
     # FD counts for four-part over monolithic only with a margin
     res = mod.run([row("monolithic", fd=50.0), row("cot", fd=49.0)])
     assert res["checks"][1]["detail"] == "0: none"
-    with pytest.raises(SystemExit, match="not a `foleyflow evaluate` report folder"):
+    with pytest.raises(EvalError, match="not a `foleyflow evaluate` report folder"):
         mod.run([f"cot={tmp_path / 'nothing'}"])
+
+
+def test_task_ablation_checks_the_unified_model_against_each_specialist(tmp_path, capsys):
+    """benchmarks/task_ablation.py on synthetic rows: a unified model at 97% of the T2A specialist's CLAP passes t2a,
+    one at 80% of the V2A specialist's onset F1 fails v2a (its paired difference resolved and marked worse), VT2A
+    needs both keys; a missing pair is 'missing'; an unknown row name is a usage error."""
+    spec = importlib.util.spec_from_file_location("task_ablation", ROOT / "benchmarks" / "task_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(1)
+    base = [{"clip": f"c{i:02d}", "onset_tp@50ms": 8, "onset_fp@50ms": 2, "onset_fn@50ms": 2,
+             "clap_score": float(rng.uniform(0.3, 0.5))} for i in range(60)]
+
+    def row(name, tp=8, clap=1.0):
+        recs = [dict(r, **{"onset_tp@50ms": tp, "onset_fp@50ms": 10 - tp, "onset_fn@50ms": 10 - tp,
+                           "clap_score": r["clap_score"] * clap}) for r in base]
+        folder = tmp_path / name
+        write_per_clip(recs, folder / "per_clip.jsonl")
+        (folder / "report.json").write_text(json.dumps({"systems": {"generated": {
+            "clips": len(recs), "onset_f1@50ms": pool(recs, "onset_f1@50ms"), "clap_score": pool(recs, "clap_score"),
+            "fd_learned": 40.0}}}))
+        return f"{name}={folder}"
+
+    res = mod.run([row("t2a"), row("unified-t2a", clap=0.97), row("v2a", tp=8), row("unified-v2a", tp=6),
+                   row("vt2a", tp=8), row("unified-vt2a", tp=8, clap=0.9), "--resamples", "200",
+                   "--json", str(tmp_path / "t.json")])
+    checks = {c["task"]: c for c in res["checks"]}
+    assert checks["t2a"]["status"] == "pass" and abs(checks["t2a"]["keys"][0]["ratio"] - 0.97) < 1e-6
+    v2a = checks["v2a"]["keys"][0]
+    assert checks["v2a"]["status"] == "fail" and abs(v2a["ratio"] - 0.75) < 1e-6 and v2a["verdict"] == "worse"
+    assert v2a["diff"] == pytest.approx(-0.2) and v2a["high"] < 0
+    assert checks["vt2a"]["status"] == "fail" and "90.0% of the specialist" in checks["vt2a"]["detail"]
+    assert [k["key"] for k in checks["vt2a"]["keys"]] == ["onset_f1@50ms", "clap_score"]
+    assert json.loads((tmp_path / "t.json").read_text())["checks"] == res["checks"]
+    out = capsys.readouterr().out
+    assert "| v2a | onset_f1@50ms | 0.800 | 0.600 | 75.0% | -0.200 [" in out
+    res = mod.run([row("t2a"), row("unified-t2a", clap=1.1)])
+    assert [c["status"] for c in res["checks"]] == ["pass", "missing", "missing"]
+    with pytest.raises(SystemExit):
+        mod.run([f"specialist={tmp_path / 't2a'}"])

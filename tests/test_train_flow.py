@@ -165,3 +165,46 @@ def test_cot_ablation_rows_resolve_to_one_text_field_each():
         assert cfg.model.get("use_text", True) == (row != "none"), row
         if want[row] is not None:
             assert cfg.data.text_fields == want[row], row
+
+
+def test_task_ablation_rows_and_the_specialists_it_borrows():
+    """scripts/task_ablation.sh's rows resolve to the caption and the v3 campaign's task mix (unified) or t2a alone,
+    at the CoT ablation's budget; and its claim that the CoT ablation's caption row is the vt2a specialist holds: a
+    run with tasks={vt2a: 1} draws vt2a at every step and builds the same batches as a run without tasks."""
+    import importlib.util
+    import re
+
+    import torch
+
+    from foleyflow.config import load_config
+
+    spec = importlib.util.spec_from_file_location("train_flow_taskabl", ROOT / "recipes" / "train_flow.py")
+    tf = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tf
+    spec.loader.exec_module(tf)
+    script = (ROOT / "scripts" / "task_ablation.sh").read_text()
+    rows = dict(re.findall(r'\[(\w+)\]="([^"]*)"', script.split("declare -A ROW_ARGS=(")[1].split(")\n")[0]))
+    want = {"unified": {"t2a": 0.25, "v2a": 0.25, "vt2a": 0.5}, "t2a": {"t2a": 1.0}}
+    assert set(rows) == set(want)
+    for row, arg in rows.items():
+        cfg = load_config(tf.TrainFlowConfig, ROOT / "configs/train_flow/cot_ablation.yaml",
+                          ["data.text_fields={caption: 1.0}", arg])
+        assert (cfg.steps, cfg.batch_size, cfg.model["text_len"]) == (1500, 16, 480), row
+        assert cfg.tasks == want[row] and cfg.data.text_fields == {"caption": 1.0}, row
+        assert cfg.model.get("plan_dim", 0) == 0 and cfg.model.get("use_text", True), row
+    vt2a = tf.TrainFlowConfig(tasks={"vt2a": 1.0})
+    assert {tf.task_at(vt2a, s) for s in range(300)} == {"vt2a"}
+
+    class Net:
+        def normalize(self, z):
+            return z
+    n = 6
+    data = {"mean": torch.randn(n, 10, 4), "std": torch.rand(n, 10, 4), "visual": torch.randn(n, 8, 3),
+            "sync": torch.randn(n, 16, 3), "texts": [torch.randn(n, 5, 3)], "has_video": torch.ones(n)}
+    plain = tf.TrainFlowConfig()
+    for c in (plain, vt2a):
+        c.data.text_fields = {"text": 1.0}
+    idx = torch.tensor([0, 2, 3, 5])
+    a = tf.make_batch(data, idx, Net(), plain, torch.Generator().manual_seed(3), tf.task_at(plain, 7))
+    b = tf.make_batch(data, idx, Net(), vt2a, torch.Generator().manual_seed(3), tf.task_at(vt2a, 7))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -114,6 +114,19 @@ def read_per_clip(path: str | Path) -> dict[str, dict]:
     return out
 
 
+def read_report(folder: str | Path) -> tuple[dict, dict[str, dict]]:
+    """(the generated system's pooled values from report.json, {clip: record} from per_clip.jsonl) of a
+    `foleyflow evaluate` report folder; EvalError (one line) when either is missing or unreadable."""
+    path = Path(folder)
+    try:
+        pooled = json.loads((path / "report.json").read_text())["systems"]["generated"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EvalError(f"{folder} is not a `foleyflow evaluate` report folder ({e})") from None
+    if not isinstance(pooled, dict):
+        raise EvalError(f"{folder} is not a `foleyflow evaluate` report folder (no generated system)")
+    return pooled, read_per_clip(path)
+
+
 # -------------------------------------------------------------------------------------------------- pooling
 @dataclass(frozen=True)
 class PooledKey:
@@ -286,6 +299,18 @@ def compare(base: dict[str, dict], new: dict[str, dict], *, resamples: int = 200
                      "verdict": verdict})
     return {"clips": len(shared), "only_base": len(set(base) - set(new)), "only_new": len(set(new) - set(base)),
             "resamples": resamples, "seed": seed, "rows": rows}
+
+
+def diff_cell(row: dict | None, bold: bool = False) -> str:
+    """One `compare` row as a table cell: "+0.012 [-0.003, +0.027]", then " +" (better) or " -" (worse) when the
+    interval excludes 0 (bold: the whole cell in ** too); "n/a" for a missing row or difference."""
+    if row is None or row.get("diff") is None:
+        return "n/a"
+    if row.get("low") is None or row.get("high") is None:
+        return f"{row['diff']:+.3f}"
+    mark = {"better": " +", "worse": " -"}.get(row.get("verdict"), "")
+    text = f"{row['diff']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]{mark}"
+    return f"**{text}**" if bold and row.get("excludes_zero") else text
 
 
 def markdown(result: dict) -> str:
