@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "recipes"))
-    from train_planner import DataConfig, TrainConfig, contact_figures, load_split, predict, val_figures
+    from train_planner import DataConfig, TrainConfig, batch, contact_figures, load_split, predict, val_figures
 
     from foleyflow.checkpoint import PROVENANCE, read_metadata
     from foleyflow.cot.planner import decode_plan, probabilities
@@ -86,12 +86,11 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         for i in range(min(20, len(data["ids"]))):
             idx = torch.tensor([i])
-            v, s = data["visual"][idx], data["sync"][idx]
-            pos = data["position"][idx] if data["position"] is not None else None
+            v, s, pos, app, _ = batch(data, idx)
             runs = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                decode_plan(probabilities(planner(v, s, pos)), planner.cfg, data["duration_s"])
+                decode_plan(probabilities(planner(v, s, pos, app)), planner.cfg, data["duration_s"])
                 runs.append(time.perf_counter() - t0)
             per_clip.append(statistics.median(runs))
     speed = {"clip_s": data["duration_s"], "planner_and_decode_s_median": statistics.median(per_clip),

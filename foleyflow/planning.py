@@ -108,6 +108,13 @@ def position_spec(duration_s: float, fps: float = 8.0) -> tuple:
     return fps, 64, "stretch", "last", int(duration_s * fps + 1e-6)
 
 
+def appearance_spec(cfg, duration_s: float) -> tuple:
+    """The frame spec (foleyflow.conditioning.window_frames) of a planner's RGB frames (cfg: its PlannerConfig with
+    appearance_fps > 0): appearance_frames(duration_s) frames at appearance_fps, appearance_size square, stretched, the
+    last source frame at or before each time."""
+    return cfg.appearance_fps, cfg.appearance_size, "stretch", "last", cfg.appearance_frames(duration_s)
+
+
 def position_from_frames(frames: torch.Tensor, columns: int, rows: bool = False) -> torch.Tensor:
     """(T, K, columns) profiles (foleyflow.models.planner.position_features) of (1, T, 3, 64, 64) frames."""
     from foleyflow.models.planner import position_features
@@ -141,11 +148,14 @@ def sync_token_count(duration_s: float, sync_fps: float, segment_frames: int = 1
 
 @torch.inference_mode()
 def plan_features(planner, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None,
-                  duration_s: float, prompt: str | None = None, **thresholds):
-    """A plan from one window's features: visual (1, Tv, Dv), sync (1, N, Ds), position (1, Tp, K, P) or None."""
+                  duration_s: float, prompt: str | None = None, appearance: torch.Tensor | None = None,
+                  **thresholds):
+    """A plan from one window's features: visual (1, Tv, Dv), sync (1, N, Ds), position (1, Tp, K, P) or None,
+    appearance (1, Ta, 3, H, W) uint8 frames or None."""
     from foleyflow.cot.planner import decode_plan, probabilities
 
-    out = planner(visual, sync, position if planner.cfg.position_columns else None)
+    c = planner.cfg
+    out = planner(visual, sync, position if c.position_columns else None, appearance if c.appearance_fps else None)
     return decode_plan(probabilities(out), planner.cfg, duration_s, prompt, **thresholds)
 
 
@@ -164,6 +174,8 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
     c = vp.planner.cfg
     timings = {} if timings is None else timings
     extra = [position_spec(dur, c.pos_fps)] if c.position_columns else []
+    if c.appearance_fps:
+        extra.append(appearance_spec(c, dur))
     visual, sync, frames = encode_window_and_frames(
         video, vp.semantic, vp.sync, info.start_s, dur, int(dur * c.visual_fps + 1e-6),
         sync_token_count(dur, c.sync_fps, c.segment_frames, c.segment_stride, c.tokens_per_segment), timings,
@@ -174,7 +186,8 @@ def plan_video(video: str | Path, vp: VideoPlanner, prompt: str | None = None, t
         pos = position_from_frames(frames[0], c.position_columns, c.position_rows)[None]
         timings["position"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    plan = plan_features(vp.planner, visual, sync, pos, dur, prompt)
+    app = frames[-1] if c.appearance_fps else None      # (1, Ta, 3, H, W) uint8, after the position frames
+    plan = plan_features(vp.planner, visual, sync, pos, dur, prompt, app)
     timings["planner"] = time.perf_counter() - t0
     return plan
 

@@ -124,14 +124,42 @@ def load_split(folder: str, cfg: TrainConfig, run_dir: Path, split: str | None, 
                     save_file({k: v.contiguous() for k, v in have.items()}, str(tmp))
                 print(f"position features: {n + 1}/{len(todo)} clips ({time.perf_counter() - t0:.0f} s)", flush=True)
         position = torch.stack([have[i] for i in ids])
-    return {"ids": ids, "visual": visual, "sync": sync, "position": position, "target": target, "truths": truths,
+    appearance = None
+    if mc.appearance_fps:    # RGB frames, decoded at every start (about 50 ms a clip; 2,400 clips take 1.9 GB)
+        from foleyflow.conditioning import window_frames
+        from foleyflow.planning import appearance_spec
+
+        spec = appearance_spec(mc, dur)
+        appearance = torch.empty(len(ids), spec[4], 3, spec[1], spec[1], dtype=torch.uint8)
+        t0 = time.perf_counter()
+        for n, i in enumerate(ids):
+            appearance[n] = window_frames(entries[i].video, [spec], 0.0, dur)[0][0]
+            if (n + 1) % 500 == 0 or n + 1 == len(ids):
+                print(f"appearance frames: {n + 1}/{len(ids)} clips ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return {"ids": ids, "visual": visual, "sync": sync, "position": position, "appearance": appearance,
+            "target": target, "truths": truths,
             "duration_s": dur, "producers": cache.producers, "folder": str(Path(folder).resolve()),
             "manifest": str(manifest)}
 
 
-def batch(data: dict, idx: torch.Tensor):
+def batch(data: dict, idx: torch.Tensor, frames: torch.Tensor | None = None):
+    """(visual, sync, position or None, appearance or None, targets) of the clips idx; frames: which appearance
+    frames (default all)."""
     pos = data["position"][idx] if data["position"] is not None else None
-    return data["visual"][idx], data["sync"][idx], pos, {k: v[idx] for k, v in data["target"].items()}
+    app = data["appearance"][idx] if data.get("appearance") is not None else None
+    if app is not None and frames is not None:
+        app = app[:, frames]
+    return data["visual"][idx], data["sync"][idx], pos, app, {k: v[idx] for k, v in data["target"].items()}
+
+
+def train_frames(cfg: PlannerConfig, data: dict, g: torch.Generator) -> torch.Tensor | None:
+    """The appearance frames of one training step: appearance_train_frames of them drawn by g, in time order (None:
+    all, or no appearance input)."""
+    app = data.get("appearance")
+    k = cfg.appearance_train_frames
+    if app is None or not k or k >= app.shape[1]:
+        return None
+    return torch.randperm(app.shape[1], generator=g)[:k].sort().values
 
 
 @torch.no_grad()
@@ -141,10 +169,12 @@ def predict(model: Planner, data: dict, chunk: int = 64) -> list[dict]:
 
     model.eval()
     out = []
+    if data.get("appearance") is not None:     # every frame of every clip through the CNN: smaller chunks
+        chunk = min(chunk, 16)
     for s in range(0, len(data["ids"]), chunk):
         idx = torch.arange(s, min(s + chunk, len(data["ids"])))
-        v, sy, pos, _ = batch(data, idx)
-        res = model(v, sy, pos)
+        v, sy, pos, app, _ = batch(data, idx)
+        res = model(v, sy, pos, app)
         out += [probabilities(res, i) for i in range(len(idx))]
     model.train()
     return out
@@ -234,8 +264,9 @@ def main(argv=None) -> None:
     while step < cfg.steps:
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         set_lr(opt, lr_at(cfg.optim, step, cfg.steps))
-        v, sy, pos, tgt = batch(train, torch.randint(n, (cfg.batch_size,), generator=g))
-        out = model.loss(model(v, sy, pos), tgt)
+        idx = torch.randint(n, (cfg.batch_size,), generator=g)
+        v, sy, pos, app, tgt = batch(train, idx, train_frames(cfg.model, train, g))
+        out = model.loss(model(v, sy, pos, app), tgt)
         opt.zero_grad(set_to_none=True)
         out["planner/total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)

@@ -205,6 +205,37 @@ def test_position_at_the_sync_rate_with_rows_lays_each_slots_frames_side_by_side
         PlannerConfig(position_fps=12.0)
 
 
+
+def test_appearance_frames_reach_only_the_clip_level_heads(tmp_path):
+    """appearance_fps > 0: RGB frames go through AppearanceNet into presence, material, room and loudness; the
+    per-slot heads (onsets, contact, activity, pan) do not depend on them; the network refuses to run without them;
+    the checkpoint round-trips with the CNN; bad appearance settings are config errors."""
+    from foleyflow.errors import ConfigError
+    from foleyflow.models.planner import AppearanceNet
+
+    cfg = PlannerConfig(**TINY, appearance_fps=2.0, appearance_size=32, appearance_width=8)
+    assert cfg.appearance_frames(2.0) == 4 and cfg.appearance_frames(0.3) == 1
+    assert PlannerConfig(**TINY).appearance_frames(2.0) == 0
+    torch.manual_seed(0)
+    model = Planner(cfg).eval()
+    assert AppearanceNet(8)(torch.zeros(2, 3, 3, 32, 48, dtype=torch.uint8)).shape == (2, 3, 8)
+    visual, sync, pos = torch.randn(1, 16, 16), torch.randn(1, 40, 16), torch.rand(1, 16, 2, 8)
+    frames = torch.randint(0, 255, (1, 4, 3, 32, 32), dtype=torch.uint8)
+    out = model(visual, sync, pos, frames)
+    other = model(visual, sync, pos, 255 - frames)
+    for k in ("onset", "contact", "active", "pan"):
+        assert torch.equal(out[k], other[k]), k
+    for k in ("presence", "material", "room", "loudness"):
+        assert not torch.allclose(out[k], other[k]), k
+    with pytest.raises(ValueError, match="takes RGB frames"):
+        model(visual, sync, pos)
+    back = load_planner(save_planner(tmp_path / "app.safetensors", model, provenance={}))
+    assert torch.equal(back(visual, sync, pos, frames)["presence"], out["presence"])
+    for bad in ({"appearance_size": 40}, {"appearance_width": 12}, {"appearance_fps": -1.0}):
+        with pytest.raises(ConfigError, match="appearance"):
+            PlannerConfig(**{**TINY, "appearance_fps": 2.0, **bad})
+
+
 # ------------------------------------------------------------------------------------------------ recipe and CLI
 def _video(path: Path, duration_s: float = 2.0) -> Path:
     from foleyflow.media import write_video
@@ -265,6 +296,59 @@ def test_recipe_debug_config_trains_and_saves_a_loadable_planner(tmp_path):
     with pytest.raises(FoleyError, match="split 'val', not 'train'"):
         train_planner.main(["--config", str(ROOT / "configs/train_planner/debug.yaml"), f"out_dir={tmp_path / 'r2'}",
                             f"data.features={val}", "model.visual_dim=16", "model.sync_dim=16"])
+
+
+
+def test_recipe_trains_a_planner_that_sees_the_frames_and_plan_video_feeds_them(tmp_path):
+    """The recipe with the appearance input: every clip's RGB frames decoded at the planner's rate and size, a few
+    of them drawn per step (train_frames: in time order, reproducible from the step's generator); the saved planner
+    plans a video through plan_video, whose decode gives the CNN the frames at the planner's rate and size;
+    plan_features without them is an error."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import train_planner
+
+    train, val = _features_cache(tmp_path, 3, "train"), _features_cache(tmp_path, 2, "val")
+    out = tmp_path / "run"
+    app = ["model.appearance_fps=2.0", "model.appearance_size=32", "model.appearance_width=8",
+           "model.appearance_train_frames=2"]
+    train_planner.main(["--config", str(ROOT / "configs/train_planner/debug.yaml"), f"out_dir={out}",
+                        f"data.features={train}", "model.visual_dim=16", "model.sync_dim=16", *app,
+                        f"data.val_features={val}"])
+    planner = load_planner(out / "planner.safetensors")
+    assert planner.cfg.appearance_fps == 2.0 and hasattr(planner, "appearance")
+    data = {"appearance": torch.zeros(3, 4, 3, 32, 32, dtype=torch.uint8)}
+    picks = [train_planner.train_frames(planner.cfg, data, torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert picks[0].tolist() == picks[1].tolist() and len(picks[0]) == 2 and picks[0].tolist() == sorted(picks[0])
+    planner.cfg.appearance_train_frames = 0
+    assert train_planner.train_frames(planner.cfg, data, torch.Generator()) is None
+
+    from foleyflow.planning import VideoPlanner, plan_features, plan_video
+    from foleyflow.models.visual import SemanticEncoder, SemanticEncoderConfig, SyncEncoder, SyncEncoderConfig
+
+    sem = SemanticEncoder(SemanticEncoderConfig(image_size=32, channels=(8, 8), embed_dim=16)).eval()
+    syn = SyncEncoder(SyncEncoderConfig(image_size=32, width=16, depth=1, num_heads=2, out_dim=16)).eval()
+    video = _video(tmp_path / "clip.mp4", 2.0)
+    calls = []
+    real = planner.appearance.forward
+    planner.appearance.forward = lambda frames: calls.append(frames.shape) or real(frames)
+    plan = plan_video(video, VideoPlanner(planner, sem, syn, out / "planner.safetensors"))
+    assert calls == [(1, 4, 3, 32, 32)] and plan.duration_s == pytest.approx(2.0, abs=0.05)
+    v, s = torch.randn(1, 16, 16), torch.randn(1, 40, 16)
+    pos = torch.rand(1, 16, 2, 8)
+    frames = torch.randint(0, 255, (1, 4, 3, 32, 32), dtype=torch.uint8)
+    assert plan_features(planner, v, s, pos, 2.0, appearance=frames).duration_s == 2.0
+    with pytest.raises(ValueError, match="takes RGB frames"):
+        plan_features(planner, v, s, pos, 2.0)
+    # benchmarks/planner_accuracy.py scores and times such a planner too
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("planner_accuracy", ROOT / "benchmarks" / "planner_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--planner", str(out / "planner.safetensors"), "--features", str(val), "--repeats", "1",
+                       "--json", str(tmp_path / "acc.json")]) == 0
+    acc = json.loads((tmp_path / "acc.json").read_text())
+    assert acc["clips"] == 2 and acc["speed"]["clips_timed"] == 2 and "classes_f1" in acc["figures"]
 
 
 def add_tiny_planner(bundle: Path) -> Path:

@@ -15,7 +15,14 @@ Inputs (one window of D seconds, every tensor float32):
                         (what is not background), each averaged over rows (K = 2; P columns from left to right);
                         with `position_rows` also the same two per row, averaged over columns (K = 4; P rows from
                         top to bottom: height, so a falling object's approach to the floor). A small CNN over the
-                        profiles is the only part that sees *where* things are in the picture.
+                        profiles is the only part that sees *where* things are in the picture;
+  appearance (B, Ta, 3, H, W) uint8, optional (`appearance_fps` > 0): the RGB frames themselves at `appearance_fps`
+                        (`appearance_size` square, stretched). The encoders' features are too coarse to tell a metal
+                        box from a plastic one or a xylophone from a marimba (issue 19's class F1 0.71); a small CNN
+                        (`AppearanceNet`) reads each frame at full resolution, its features are max-pooled over the
+                        picture, then max- and mean-pooled over time into the clip-level heads (presence, material,
+                        room, loudness). Training draws `appearance_train_frames` of the frames per step (all of them
+                        at inference), so the CNN's cost stays a fraction of a step.
 Everything is laid on the **slot timeline**: slot k is sync frames [k * tubelet, (k + 1) * tubelet), starting at
 k * tubelet / fps seconds (0.08 s for the default encoder); the two overlapping segments' tokens of a slot are
 averaged (`sync_slots`), visual and 8 fps position frames are repeated onto the slots they cover; 25 fps position
@@ -74,6 +81,11 @@ class PlannerConfig:
     active_threshold: float = 0.5
     onset_mode: str = "contact"   # "contact": onsets from the contact head, classed by the onset heads; "classes"
     contact_threshold: float = 0.5
+    # appearance: RGB frames through a small CNN into the clip-level heads (0 = none; the module docstring)
+    appearance_fps: float = 0.0
+    appearance_size: int = 128        # frames decoded at this size (stretched); a multiple of 16
+    appearance_width: int = 96        # the CNN's feature width; a multiple of 8
+    appearance_train_frames: int = 8  # frames drawn per clip in a training step (0 = all)
 
     def __post_init__(self):
         from foleyflow.errors import ConfigError
@@ -89,6 +101,10 @@ class PlannerConfig:
         if self.position_fps not in (0.0, self.visual_fps, self.sync_fps):
             raise ConfigError(f"planner: position_fps must be 0, visual_fps ({self.visual_fps:g}) or sync_fps "
                               f"({self.sync_fps:g}), got {self.position_fps:g}")
+        if self.appearance_fps < 0 or self.appearance_size < 16 or self.appearance_size % 16 \
+                or self.appearance_width < 8 or self.appearance_width % 8 or self.appearance_train_frames < 0:
+            raise ConfigError("planner: appearance_fps >= 0, appearance_size a multiple of 16, appearance_width a "
+                              "multiple of 8 and appearance_train_frames >= 0")
 
     @property
     def pos_fps(self) -> float:
@@ -103,6 +119,10 @@ class PlannerConfig:
     def pos_frames_per_slot(self) -> int:
         """Position frames side by side in a slot: the tubelet at the sync rate, else 1 (the frame at its centre)."""
         return self.tubelet if self.pos_fps == self.sync_fps else 1
+
+    def appearance_frames(self, duration_s: float) -> int:
+        """RGB frames of a window of `duration_s` seconds (0 without the appearance input)."""
+        return max(1, int(duration_s * self.appearance_fps + 1e-6)) if self.appearance_fps else 0
 
     @property
     def tokens_per_segment(self) -> int:
@@ -190,6 +210,25 @@ class _Block(nn.Module):
         return x + self.drop(self.mix(F.gelu(h)))
 
 
+class AppearanceNet(nn.Module):
+    """(B, T, 3, H, W) uint8 RGB frames -> (B, T, width) per-frame features: a 4 x 4 patch stem, then two stride-2
+    stages (H / 16 x W / 16 cells, each seeing about 40 pixels), max-pooled over the picture (is there such a thing
+    anywhere in it)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+
+        def stage(i: int, o: int) -> list[nn.Module]:
+            return [nn.Conv2d(i, o, 3, 2, 1), nn.GroupNorm(8, o), nn.GELU(), nn.Conv2d(o, o, 3, 1, 1), nn.GELU()]
+        self.net = nn.Sequential(nn.Conv2d(3, 32, 4, 4), nn.GroupNorm(8, 32), nn.GELU(), nn.Conv2d(32, 48, 3, 1, 1),
+                                 nn.GELU(), *stage(48, 64), *stage(64, width))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        x = frames.reshape(b * t, *frames.shape[2:]).float() / 127.5 - 1.0
+        return self.net(x).amax((2, 3)).reshape(b, t, -1)
+
+
 class Planner(nn.Module):
     """Frozen-encoder features of a window -> the planner's heads (see the module docstring)."""
 
@@ -206,11 +245,16 @@ class Planner(nn.Module):
         self.blocks = nn.ModuleList(_Block(w, cfg.kernel, 2 ** (i % 3), cfg.dropout) for i in range(cfg.layers))
         self.norm = nn.LayerNorm(w)
         self.frame_out = nn.Linear(w, len(cfg.discrete_classes) + 1 + 2 * c)   # onset, contact, active, pan
-        self.clip_out = nn.Linear(2 * w, c + c * len(cfg.materials) + len(cfg.rooms) + len(cfg.loudness))
+        clip_in = 2 * w
+        if cfg.appearance_fps:
+            self.appearance = AppearanceNet(cfg.appearance_width)
+            clip_in += 2 * cfg.appearance_width
+        self.clip_out = nn.Linear(clip_in, c + c * len(cfg.materials) + len(cfg.rooms) + len(cfg.loudness))
 
-    def forward(self, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
-        """visual (B, Tv, Dv), sync (B, N, Ds), position (B, Tp, K, P) or None -> the heads' logits (module doc)."""
+    def forward(self, visual: torch.Tensor, sync: torch.Tensor, position: torch.Tensor | None = None,
+                appearance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """visual (B, Tv, Dv), sync (B, N, Ds), position (B, Tp, K, P) or None, appearance (B, Ta, 3, H, W) uint8 or
+        None -> the heads' logits (module doc)."""
         cfg = self.cfg
         x = self.sync_in(sync_slots(cfg, sync.float()))
         s = x.shape[1]
@@ -226,7 +270,13 @@ class Planner(nn.Module):
         x = self.norm(x)
         c, cd, m = len(cfg.classes), len(cfg.discrete_classes), len(cfg.materials)
         fr = self.frame_out(x)
-        cl = self.clip_out(torch.cat([x.mean(1), x.amax(1)], dim=-1))
+        pooled = [x.mean(1), x.amax(1)]
+        if cfg.appearance_fps:
+            if appearance is None:
+                raise ValueError("this planner takes RGB frames (appearance_fps > 0)")
+            a = self.appearance(appearance)
+            pooled += [a.amax(1), a.mean(1)]
+        cl = self.clip_out(torch.cat(pooled, dim=-1))
         r = len(cfg.rooms)
         return {"onset": fr[..., :cd], "contact": fr[..., cd], "active": fr[..., cd + 1:cd + 1 + c],
                 "pan": torch.tanh(fr[..., cd + 1 + c:]), "presence": cl[:, :c],
