@@ -62,15 +62,9 @@ def run(argv: list[str] | None = None) -> dict:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from foleyflow.eval.paired import compare, diff_cell, read_report
+    from foleyflow.eval.paired import compare, diff_cell, read_named_reports
 
-    folders = {}
-    for item in args.rows:
-        name, _, folder = item.partition("=")
-        if name not in ROWS or not folder:
-            p.error(f"expected NAME=REPORT_DIR with NAME one of {', '.join(ROWS)}, got {item!r}")
-        folders[name] = folder
-    loaded = {n: read_report(folders[n]) for n in ROWS if n in folders}
+    folders, loaded = read_named_reports(args.rows, ROWS)
     values = {n: v for n, (v, _) in loaded.items()}
     print("| row | clips | " + " | ".join(h for _, h in COLUMNS) + " |")
     print("|---|---:|" + "---:|" * len(COLUMNS))

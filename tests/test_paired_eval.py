@@ -370,5 +370,5 @@ def test_task_ablation_checks_the_unified_model_against_each_specialist(tmp_path
     assert "| v2a | onset_f1@50ms | 0.800 | 0.600 | 75.0% | -0.200 [" in out
     res = mod.run([row("t2a"), row("unified-t2a", clap=1.1)])
     assert [c["status"] for c in res["checks"]] == ["pass", "missing", "missing"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(EvalError, match="expected NAME=REPORT_DIR"):
         mod.run([f"specialist={tmp_path / 't2a'}"])

@@ -127,6 +127,19 @@ def read_report(folder: str | Path) -> tuple[dict, dict[str, dict]]:
     return pooled, read_per_clip(path)
 
 
+def read_named_reports(items: list[str], names: tuple[str, ...]) -> tuple[dict[str, str], dict[str, tuple]]:
+    """NAME=REPORT_DIR arguments (NAME one of `names`) -> ({name: folder}, {name: read_report(folder)}), both in the
+    order of `names`; EvalError (one line) for a malformed item or an unknown name."""
+    folders = {}
+    for item in items:
+        name, _, folder = item.partition("=")
+        if name not in names or not folder:
+            raise EvalError(f"expected NAME=REPORT_DIR with NAME one of {', '.join(names)}, got {item!r}")
+        folders[name] = folder
+    ordered = {n: folders[n] for n in names if n in folders}
+    return ordered, {n: read_report(f) for n, f in ordered.items()}
+
+
 # -------------------------------------------------------------------------------------------------- pooling
 @dataclass(frozen=True)
 class PooledKey:
