@@ -9,9 +9,10 @@ Inputs per clip: the cache's first window (visual, sync) and column profiles of 
 (foleyflow.planning.position_from_video), computed once per clip and kept in out_dir/positions_<cache>.safetensors
 (a re-run or resume reuses them); with `model.appearance_fps` > 0 also the clip's RGB frames at that rate, decoded
 at every start (configs/train_planner/appearance.yaml). Targets: foleyflow.cot.planner.planner_targets of the clip's
-truth (the manifest the cache names in its info, or data.manifest). Writes into out_dir (the run folder, foleyflow.train.run):
-config.yaml, checkpoints/state_<step>.safetensors (resumable), tb/, metrics.jsonl and planner.safetensors (kind
-"planner": config with the chosen thresholds, provenance with the encoders' sha256, the data and the `val` figures).
+truth (the manifest the cache names in its info, or data.manifest). Writes into out_dir (the run folder,
+foleyflow.train.run): config.yaml, checkpoints/state_<step>.safetensors (resumable), tb/, metrics.jsonl and
+planner.safetensors (kind "planner": config with the chosen thresholds, provenance with the encoders' sha256, the data
+and the `val` figures).
 """
 from __future__ import annotations
 
